@@ -1,0 +1,49 @@
+# Thin wrapper over CMake/ctest. `make run` and `make test` are the two commands a newcomer needs.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+JOBS       ?= $(shell nproc)
+CONFIG     ?= conf/gateway.yaml
+FUZZ_SECONDS ?= 20
+
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DGW_SANITIZE=ON >/dev/null
+	cmake --build $(BUILD_ASAN) -j $(JOBS)
+
+build-fuzz: deps
+	@if command -v clang >/dev/null; then \
+	  CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=Debug -DGW_FUZZ=ON -DGW_TESTS=OFF >/dev/null && \
+	  cmake --build $(BUILD_FUZZ) -j $(JOBS); \
+	else echo "clang not found: skipping the fuzz build"; fi
+
+run: build
+	@scripts/run.sh $(BUILD) $(CONFIG)
+
+test: build build-asan build-fuzz
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+	cd $(BUILD_ASAN) && ctest --output-on-failure -j 2 --timeout 300 -L asan
+	@if [ -d $(BUILD_FUZZ) ]; then FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzzers.sh $(BUILD_FUZZ); fi
+
+fuzz: build-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzzers.sh $(BUILD_FUZZ)
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+bench: build
+	@scripts/install-deps.sh bench
+	bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages the build, the tests and the benchmark need, when missing.
+# Usage: scripts/install-deps.sh [build|bench]   (build: compile + test; bench: also nginx, haproxy, wrk)
+set -euo pipefail
+
+want=(build-essential cmake pkg-config libevent-dev libhiredis-dev libyaml-dev libssl-dev
+      libcjson-dev libcmocka-dev redis-server curl python3 openssl)
+# clang + its runtime give the libFuzzer target; optional for running, installed when possible.
+want+=(clang libclang-rt-14-dev)
+if [[ ${1:-build} == bench ]]; then want+=(nginx haproxy wrk util-linux); fi
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+done
+((${#missing[@]} == 0)) && exit 0
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+        sudo apt-get update -q && sudo env DEBIAN_FRONTEND=noninteractive $cmd
+        exit 0
+    fi
+    echo "missing Debian packages: ${missing[*]}" >&2
+    echo "install them with:  sudo apt-get update && sudo $cmd" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+apt-get update -q >&2
+# nginx/redis postinst scripts try to start services; policy-rc.d keeps them stopped in containers.
+DEBIAN_FRONTEND=noninteractive $cmd >&2
