@@ -1,0 +1,168 @@
+/* builtin.c - the gateway's own endpoints: /health, /info, /services/health. Exact paths, matched before
+ * the route table; GET and HEAD only (405 with Allow otherwise). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+#include "server.h"
+
+static const char *health_name(int h)
+{
+    return h == GW_HEALTH_HEALTHY ? "healthy" : h == GW_HEALTH_UNHEALTHY ? "unhealthy" : "unknown";
+}
+
+/* A service is healthy when any target is, unhealthy when all are, unknown before the first checks. */
+static int service_health(const gw_service *s)
+{
+    int healthy = 0, unhealthy = 0;
+    for (size_t t = 0; t < s->ntargets; t++) {
+        int h = atomic_load(&s->targets[t].health);
+        healthy += h == GW_HEALTH_HEALTHY;
+        unhealthy += h == GW_HEALTH_UNHEALTHY;
+    }
+    if (healthy) return GW_HEALTH_HEALTHY;
+    if (s->ntargets && unhealthy == (int)s->ntargets) return GW_HEALTH_UNHEALTHY;
+    return GW_HEALTH_UNKNOWN;
+}
+
+static double rtt_ms(const gw_target *t)
+{
+    return (double)atomic_load(&t->last_rtt_us) / 1000.0;
+}
+
+static const char *service_prefix(const gw_config *cfg, size_t s)
+{
+    for (size_t r = 0; r < cfg->nroutes; r++)
+        if (cfg->routes[r].service == s) return cfg->routes[r].prefix;
+    return "";
+}
+
+static void iso_time(int64_t t, char out[32])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void send_json(gw_conn *c, int status, cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!s) {
+        gw_respond_error(c, 500, "Out of memory");
+        return;
+    }
+    gw_respond_json(c, status, s, strlen(s), NULL);
+    cJSON_free(s);
+}
+
+static void info(gw_conn *c)
+{
+    gw_server *srv = c->w->srv;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddStringToObject(o, "version", GW_VERSION);
+    cJSON *arr = cJSON_AddArrayToObject(o, "services");
+    for (size_t i = 0; i < srv->nservices; i++) {
+        const gw_service *s = &srv->services[i];
+        const gw_target *best = s->ntargets ? &s->targets[0] : NULL;
+        for (size_t t = 0; t < s->ntargets; t++)
+            if (atomic_load(&s->targets[t].health) == GW_HEALTH_HEALTHY) {
+                best = &s->targets[t];
+                break;
+            }
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", s->conf->name);
+        cJSON_AddStringToObject(e, "path_prefix", service_prefix(srv->cfg, i));
+        cJSON_AddStringToObject(e, "target_url", best ? best->conf->url : "");
+        cJSON_AddStringToObject(e, "status", health_name(service_health(s)));
+        cJSON_AddNumberToObject(e, "response_time_ms", best ? rtt_ms(best) : 0);
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddArrayToObject(o, "filters");
+    send_json(c, 200, o);
+}
+
+static void services_health(gw_conn *c)
+{
+    gw_server *srv = c->w->srv;
+    bool all_ok = true;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *st = cJSON_AddStringToObject(o, "status", "healthy");
+    cJSON *arr = cJSON_AddArrayToObject(o, "services");
+    for (size_t i = 0; i < srv->nservices; i++) {
+        const gw_service *s = &srv->services[i];
+        int h = service_health(s);
+        if (h == GW_HEALTH_UNHEALTHY) all_ok = false;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", s->conf->name);
+        cJSON_AddStringToObject(e, "url", s->ntargets ? s->targets[0].conf->url : "");
+        cJSON_AddStringToObject(e, "status", health_name(h));
+        int64_t last = 0;
+        double rt = 0;
+        cJSON *inst = cJSON_CreateArray();
+        for (size_t t = 0; t < s->ntargets; t++) {
+            const gw_target *tg = &s->targets[t];
+            int64_t lc = atomic_load(&tg->last_check);
+            char when[32] = "";
+            if (lc) iso_time(lc, when);
+            if (lc > last) last = lc, rt = rtt_ms(tg);
+            cJSON *ie = cJSON_CreateObject();
+            cJSON_AddStringToObject(ie, "url", tg->conf->url);
+            cJSON_AddStringToObject(ie, "status", health_name(atomic_load(&tg->health)));
+            if (lc) cJSON_AddStringToObject(ie, "last_check", when);
+            else cJSON_AddNullToObject(ie, "last_check");
+            cJSON_AddNumberToObject(ie, "response_time_ms", rtt_ms(tg));
+            cJSON_AddItemToArray(inst, ie);
+        }
+        char when[32];
+        if (last) {
+            iso_time(last, when);
+            cJSON_AddStringToObject(e, "last_check", when);
+        } else {
+            cJSON_AddNullToObject(e, "last_check");
+        }
+        cJSON_AddNumberToObject(e, "response_time_ms", rt);
+        cJSON_AddItemToObject(e, "instances", inst);
+        cJSON_AddItemToArray(arr, e);
+    }
+    if (!all_ok) cJSON_SetValuestring(st, "unhealthy");
+    send_json(c, all_ok ? 200 : 503, o);
+}
+
+int gw_builtin_prepare(gw_server *srv)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", "ok");
+    cJSON_AddStringToObject(o, "message", "API Gateway is running");
+    srv->health_body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!srv->health_body) return -1;
+    srv->health_len = strlen(srv->health_body);
+    return 0;
+}
+
+bool gw_builtin_handle(gw_conn *c)
+{
+    const char *p = c->path_buf;
+    size_t n = c->path_len;
+    int which = 0;
+    if (n == 7 && memcmp(p, "/health", 7) == 0) which = 1;
+    else if (n == 5 && memcmp(p, "/info", 5) == 0) which = 2;
+    else if (n == 16 && memcmp(p, "/services/health", 16) == 0) which = 3;
+    if (!which) return false;
+    int m = c->req->method_id;
+    if (m != GW_METHOD_GET && m != GW_METHOD_HEAD) {
+        gw_respond_error_hdr(c, 405, "Only GET and HEAD are allowed here", "Allow: GET, HEAD\r\n");
+        return true;
+    }
+    if (which == 1) gw_respond_json(c, 200, c->w->srv->health_body, c->w->srv->health_len, NULL);
+    else if (which == 2) info(c);
+    else services_health(c);
+    return true;
+}

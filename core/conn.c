@@ -1,0 +1,417 @@
+/* conn.c - the client connection: reads and validates request heads under the limits and deadlines,
+ * dispatches to built-in endpoints or the proxy, keeps the connection alive between requests, answers
+ * pipelined requests in order, and closes gracefully (lingering) after an error response. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "server.h"
+
+#define LINGER_MS 2000
+#define LINGER_BYTES (1u << 20)
+
+static void arm_timer(gw_conn *c, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(c->timer, &tv);
+}
+
+static void read_head(gw_conn *c);
+
+static void format_peer(gw_conn *c, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer_ip, sizeof c->peer_ip);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], c->peer_ip, sizeof c->peer_ip);
+        else
+            inet_ntop(AF_INET6, a, c->peer_ip, sizeof c->peer_ip);
+    } else {
+        strcpy(c->peer_ip, "unknown");
+    }
+}
+
+void gw_conn_free(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    gw_proxy_abort(c);
+    if (c->bev) bufferevent_free(c->bev);
+    if (c->timer) event_free(c->timer);
+    if (c->body) evbuffer_free(c->body);
+    free(c->head_buf);
+    free(c->req);
+    free(c->path_buf);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free(c);
+    gw_worker_conn_closed(w);
+}
+
+/* After the last response byte is flushed: stop sending, keep reading (and discarding) for a while so
+ * that unread request bytes do not turn our close into a reset that destroys the response in flight. */
+static void start_linger(gw_conn *c)
+{
+    if (c->tls || c->peer_eof) {
+        gw_conn_free(c);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    c->body_seen = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    arm_timer(c, LINGER_MS);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    gw_conn *c = arg;
+    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    if (c->state == GW_C_CLOSING) {
+        if (out == 0 && !c->pending_next) {
+            c->pending_next = true; /* reused as "linger started" in this state */
+            start_linger(c);
+        }
+        return;
+    }
+    gw_proxy_client_drained(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    gw_conn *c = arg;
+    switch (c->state) {
+    case GW_C_IDLE:
+        c->state = GW_C_HEAD;
+        arm_timer(c, c->w->srv->cfg->request_head_ms);
+        /* fall through */
+    case GW_C_HEAD:
+        read_head(c);
+        break;
+    case GW_C_BODY:
+    case GW_C_PROXY:
+    case GW_C_TUNNEL:
+        gw_proxy_client_readable(c);
+        break;
+    case GW_C_CLOSING: {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        c->body_seen += evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (c->body_seen > LINGER_BYTES) gw_conn_free(c);
+        break;
+    }
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    gw_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) return;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == GW_C_PROXY && c->body_complete) {
+        /* Half-close after a complete request: answer it, then close. */
+        c->peer_eof = true;
+        c->keep_alive = false;
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && c->state == GW_C_TUNNEL) {
+        gw_proxy_client_readable(c); /* move what is left */
+        c->peer_eof = true;
+    }
+    gw_conn_free(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_conn *c = arg;
+    const gw_config *cfg = c->w->srv->cfg;
+    switch (c->state) {
+    case GW_C_IDLE:
+        if (c->pending_next) {
+            c->pending_next = false;
+            c->state = GW_C_HEAD;
+            arm_timer(c, cfg->request_head_ms);
+            read_head(c);
+        } else {
+            gw_conn_free(c); /* keep-alive idle */
+        }
+        break;
+    case GW_C_HEAD:
+        if (!c->got_bytes) {
+            gw_conn_free(c);
+        } else {
+            gw_debug("client %s: request head not complete within %llu ms", c->peer_ip,
+                     (unsigned long long)cfg->request_head_ms);
+            gw_respond_error_close(c, 408, "The request head was not received in time");
+        }
+        break;
+    case GW_C_BODY:
+    case GW_C_PROXY:
+        if (c->response_started || c->body_complete) {
+            gw_conn_free(c);
+        } else {
+            gw_proxy_abort(c);
+            gw_respond_error_close(c, 408, "The request body was not received in time");
+        }
+        break;
+    case GW_C_TUNNEL:
+    case GW_C_CLOSING:
+        gw_conn_free(c);
+        break;
+    }
+}
+
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener)
+{
+    gw_server *srv = w->srv;
+    gw_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->w = w;
+    c->listener = listener;
+    format_peer(c, sa);
+    SSL_CTX *ctx = srv->listener_ssl_ctx ? srv->listener_ssl_ctx[listener] : NULL;
+    if (ctx) {
+        SSL *ssl = SSL_new(ctx);
+        c->tls = true;
+        c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+        else if (ssl) SSL_free(ssl);
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->timer = evtimer_new(w->base, on_timer, c);
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (!c->bev || !c->timer) {
+        if (!c->bev) close(fd);
+        gw_conn_free(c);
+        return;
+    }
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, GW_READ_HIGH_WATER);
+    bufferevent_setwatermark(c->bev, EV_WRITE, GW_HIGH_WATER / 2, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->state = GW_C_HEAD;
+    arm_timer(c, srv->cfg->request_head_ms);
+}
+
+void gw_conn_drain(gw_conn *c)
+{
+    c->keep_alive = false;
+    if (c->state == GW_C_IDLE || (c->state == GW_C_HEAD && !c->got_bytes)) gw_conn_free(c);
+}
+
+void gw_conn_resume_read(gw_conn *c)
+{
+    if (c->read_paused) {
+        c->read_paused = false;
+        bufferevent_enable(c->bev, EV_READ);
+    }
+}
+
+/* The response is fully queued. Either close after flushing, or get ready for the next request. */
+void gw_conn_request_done(gw_conn *c)
+{
+    if (!c->keep_alive || !c->body_complete || c->w->draining) {
+        c->state = GW_C_CLOSING;
+        c->pending_next = false;
+        bufferevent_disable(c->bev, EV_READ);
+        evtimer_del(c->timer);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) on_write(c->bev, c);
+        return;
+    }
+    c->state = GW_C_IDLE;
+    c->route = NULL;
+    c->response_started = false;
+    c->got_bytes = false;
+    c->req_valid = false;
+    c->sent_continue = false;
+    c->attempts = 0;
+    c->status = 0;
+    if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    gw_conn_resume_read(c);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        /* Pipelined: handle it from the loop, not recursively. */
+        c->pending_next = true;
+        arm_timer(c, 0);
+    } else {
+        arm_timer(c, c->w->srv->cfg->keepalive_idle_ms);
+    }
+}
+
+static bool sane_request_id(gw_str v)
+{
+    if (v.n == 0 || v.n > 36 + 92) return false;
+    for (size_t i = 0; i < v.n; i++) {
+        unsigned char ch = (unsigned char)v.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+              ch == '_' || ch == '.' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* Absolute-form ("http://host/path") keeps only its path; "*" and authority-form are not for us. */
+static int request_path(gw_conn *c)
+{
+    gw_str t = c->req->target;
+    if (t.n && t.p[0] != '/') {
+        size_t skip = 0;
+        if (t.n > 7 && strncasecmp(t.p, "http://", 7) == 0) skip = 7;
+        else if (t.n > 8 && strncasecmp(t.p, "https://", 8) == 0) skip = 8;
+        if (!skip) return c->req->method_id == GW_METHOD_CONNECT ? 501 : 400;
+        const char *slash = memchr(t.p + skip, '/', t.n - skip);
+        const char *q = memchr(t.p + skip, '?', t.n - skip);
+        if (q && (!slash || q < slash)) slash = q;
+        t = slash ? (gw_str){slash, t.n - (size_t)(slash - t.p)} : (gw_str){"/", 1};
+        if (t.p[0] == '?') return 400;
+    }
+    size_t cap = c->w->srv->cfg->max_request_line + 1;
+    if (c->path_cap < cap) {
+        free(c->path_buf);
+        c->path_buf = malloc(cap);
+        if (!c->path_buf) return 500;
+        c->path_cap = cap;
+    }
+    size_t out_len, path_len;
+    int st = gw_path_normalize(t.p, t.n, c->path_buf, c->path_cap, &out_len, &path_len);
+    if (st) return st;
+    c->path_len = path_len;
+    c->path_total = out_len;
+    return 0;
+}
+
+static void handle_request(gw_conn *c)
+{
+    gw_server *srv = c->w->srv;
+    gw_http_head *rq = c->req;
+    evtimer_del(c->timer);
+    c->req_valid = true;
+    c->keep_alive = rq->keep_alive && !c->w->draining;
+    c->body_complete = rq->body == GW_BODY_NONE || (rq->body == GW_BODY_LENGTH && rq->content_length == 0);
+    const gw_http_field *rid = gw_http_find(rq, "X-Request-Id");
+    if (rid && sane_request_id(rid->value)) {
+        memcpy(c->request_id, rid->value.p, rid->value.n < 39 ? rid->value.n : 39);
+        c->request_id[rid->value.n < 39 ? rid->value.n : 39] = '\0';
+    } else {
+        gw_worker_request_id(c->w, c->request_id);
+    }
+    int st = request_path(c);
+    if (st) {
+        gw_respond_error_close(c, st, st == 414 ? "The request target is too long"
+                                     : st == 501 ? "CONNECT is not supported"
+                                                 : "The request target is not valid");
+        return;
+    }
+    if (rq->body == GW_BODY_LENGTH && srv->cfg->max_body && rq->content_length > srv->cfg->max_body) {
+        gw_respond_error_close(c, 413, "The request body is larger than allowed");
+        return;
+    }
+    if (gw_builtin_handle(c)) return;
+    c->route = gw_router_match(srv->router, c->path_buf, c->path_len);
+    if (!c->route) {
+        gw_respond_error(c, 404, "No route matches the request path");
+        return;
+    }
+    if (c->route->methods && !(c->route->methods & (1u << rq->method_id))) {
+        char allow[160] = "Allow: ";
+        static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                            "CONNECT", "TRACE"};
+        size_t n = strlen(allow);
+        for (int m = 1; m <= GW_METHOD_TRACE; m++)
+            if (c->route->methods & (1u << m)) n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s",
+                                                                      n > 7 ? ", " : "", names[m]);
+        snprintf(allow + n, sizeof allow - n, "\r\n");
+        c->status = 405;
+        gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
+        return;
+    }
+    gw_proxy_start(c);
+}
+
+static int grow_head_buf(gw_conn *c, size_t need)
+{
+    if (c->head_cap >= need) return 0;
+    size_t cap = c->head_cap ? c->head_cap : 1024;
+    while (cap < need) cap *= 2;
+    char *p = realloc(c->head_buf, cap);
+    if (!p) return -1;
+    c->head_buf = p;
+    c->head_cap = cap;
+    return 0;
+}
+
+static const char *find_terminator(const char *p, size_t len, size_t from)
+{
+    size_t start = from > 3 ? from - 3 : 0;
+    if (len < 4 || start > len - 4) return NULL;
+    return memmem(p + start, len - start, "\r\n\r\n", 4);
+}
+
+/* Waits for the whole head (or a limit) and parses it once. Prefixes are also validated, with the
+ * interval doubling each time, so garbage is refused early at linear total cost. */
+static void read_head(gw_conn *c)
+{
+    const gw_config *cfg = c->w->srv->cfg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    gw_http_limits lim = {cfg->max_request_line, cfg->max_header_block, cfg->max_header_fields};
+    size_t len = evbuffer_get_length(in);
+    if (len == 0) return;
+    c->got_bytes = true;
+    if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+        gw_conn_free(c);
+        return;
+    }
+    size_t window = len < cfg->max_header_block ? len : cfg->max_header_block;
+    const char *p = (const char *)evbuffer_pullup(in, (ssize_t)window);
+    const char *end = find_terminator(p, window, c->scan_from);
+    if (!end) {
+        c->scan_from = window;
+        if (window >= cfg->max_header_block || window >= 2 * c->parsed_upto) {
+            ssize_t r = gw_http_parse_request(p, window, &lim, c->req);
+            if (r < 0) {
+                gw_respond_error_close(c, (int)-r, "The request head is malformed or too large");
+                return;
+            }
+            if (window >= cfg->max_header_block) {
+                gw_respond_error_close(c, 431, "The request header fields are too large");
+                return;
+            }
+            c->parsed_upto = window;
+        }
+        return;
+    }
+    size_t head_len = (size_t)(end - p) + 4;
+    c->scan_from = 0;
+    c->parsed_upto = 0;
+    if (grow_head_buf(c, head_len) != 0) {
+        gw_conn_free(c);
+        return;
+    }
+    memcpy(c->head_buf, p, head_len);
+    evbuffer_drain(in, head_len);
+    ssize_t r = gw_http_parse_request(c->head_buf, head_len, &lim, c->req);
+    if (r <= 0 || (size_t)r != head_len) {
+        gw_respond_error_close(c, r < 0 ? (int)-r : 400, "The request head is malformed");
+        return;
+    }
+    handle_request(c);
+}

@@ -1,0 +1,408 @@
+/* proxy.c - the request side of proxying: request body buffering/streaming, target choice, the
+ * re-framed upstream request head, upstream connection events and failures (502/504, one replay on a
+ * stale pooled connection). The response side lives in proxy_response.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+
+#include "log.h"
+#include "proxy_internal.h"
+
+void gw_proxy_arm(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(ev, &tv);
+}
+
+void gw_proxy_abort(gw_conn *c)
+{
+    if (c->up) {
+        gw_upstream_release(c->up, false);
+        c->up = NULL;
+    }
+}
+
+/* Ends the current exchange with an error: an error response if nothing was sent yet, else the client
+ * connection is cut (the truncated body tells the client something went wrong). */
+void gw_proxy_fail(gw_conn *c, int status, const char *message)
+{
+    gw_proxy_abort(c);
+    if (c->response_started) {
+        gw_conn_free(c);
+        return;
+    }
+    if (!c->body_complete) c->keep_alive = false;
+    gw_respond_error(c, status, message);
+}
+
+static bool skip_request_field(const gw_http_head *h, const gw_http_field *f)
+{
+    static const char *const own[] = {"Host", "Content-Length", "Expect", "X-Forwarded-For",
+                                      "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id"};
+    if (gw_http_is_hop_by_hop(f->name)) return true;
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (gw_str_eq_ci(f->name, own[i])) return true;
+    return gw_http_conn_lists(h, f->name);
+}
+
+static bool websocket_upgrade(const gw_http_head *h)
+{
+    const gw_http_field *up = gw_http_find(h, "Upgrade");
+    return h->upgrade && up && gw_http_list_has(up->value, "websocket");
+}
+
+static void add_str(struct evbuffer *out, const char *s, size_t n)
+{
+    evbuffer_add(out, s, n);
+}
+#define ADD_LIT(out, lit) add_str((out), (lit), sizeof(lit) - 1)
+
+static void add_field(struct evbuffer *out, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    add_str(out, name, nlen);
+    ADD_LIT(out, ": ");
+    add_str(out, value, vlen);
+    ADD_LIT(out, "\r\n");
+}
+
+/* X-Forwarded-For: every value the client sent, in order, then the socket peer. */
+static void add_forwarded_for(gw_conn *c, struct evbuffer *out)
+{
+    const gw_http_head *h = c->req;
+    ADD_LIT(out, "X-Forwarded-For: ");
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (f->value.n && gw_str_eq_ci(f->name, "X-Forwarded-For")) {
+            add_str(out, f->value.p, f->value.n);
+            ADD_LIT(out, ", ");
+        }
+    }
+    add_str(out, c->peer_ip, strlen(c->peer_ip));
+    ADD_LIT(out, "\r\n");
+}
+
+static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
+{
+    const gw_http_head *h = c->req;
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    char path[8192 + 16];
+    char *pp = path;
+    size_t cap = c->path_total + 2 < sizeof path ? sizeof path : c->path_total + 2;
+    if (cap > sizeof path) pp = malloc(cap);
+    long plen = pp ? gw_route_upstream_path(c->route, c->path_buf, c->path_len, c->path_buf + c->path_len,
+                                            c->path_total - c->path_len, pp, cap)
+                   : -1;
+    if (plen < 0) plen = 1, pp = path, path[0] = '/';
+    add_str(out, h->method.p, h->method.n);
+    ADD_LIT(out, " ");
+    add_str(out, pp, (size_t)plen);
+    ADD_LIT(out, " HTTP/1.1\r\n");
+    if (pp != path) free(pp);
+    const gw_target_conf *t = u->pool->target->conf;
+    if (c->route->preserve_host && h->host.n)
+        add_field(out, "Host", 4, h->host.p, h->host.n);
+    else
+        add_field(out, "Host", 4, t->authority, strlen(t->authority));
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (!skip_request_field(h, f)) add_field(out, f->name.p, f->name.n, f->value.p, f->value.n);
+    }
+    add_forwarded_for(c, out);
+    if (c->tls) ADD_LIT(out, "X-Forwarded-Proto: https\r\n");
+    else ADD_LIT(out, "X-Forwarded-Proto: http\r\n");
+    if (h->host.n) add_field(out, "X-Forwarded-Host", 16, h->host.p, h->host.n);
+    add_field(out, "X-Request-Id", 12, c->request_id, strlen(c->request_id));
+    if (websocket_upgrade(h)) {
+        const gw_http_field *up = gw_http_find(h, "Upgrade");
+        ADD_LIT(out, "Connection: upgrade\r\n");
+        add_field(out, "Upgrade", 7, up->value.p, up->value.n);
+    }
+    if (c->body_streaming && h->body == GW_BODY_CHUNKED)
+        ADD_LIT(out, "Transfer-Encoding: chunked\r\n");
+    else if (c->body_streaming)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    else if (h->body != GW_BODY_NONE)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)buffered);
+    ADD_LIT(out, "\r\n");
+}
+
+/* Copies (not moves) the buffered body so that it can be replayed on a fresh connection. */
+static void copy_body(struct evbuffer *dst, struct evbuffer *src)
+{
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(src, &pos, 0, EVBUFFER_PTR_SET);
+    for (;;) {
+        int n = evbuffer_peek(src, -1, &pos, v, 16);
+        if (n <= 0) return;
+        size_t moved = 0;
+        for (int i = 0; i < n && i < 16; i++) {
+            evbuffer_add(dst, v[i].iov_base, v[i].iov_len);
+            moved += v[i].iov_len;
+        }
+        if (n <= 16) return;
+        if (evbuffer_ptr_set(src, &pos, moved, EVBUFFER_PTR_ADD) != 0) return;
+    }
+}
+
+static gw_pool *pick_target(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    size_t s = c->route->service;
+    const gw_service *svc = &w->srv->services[s];
+    size_t n = svc->ntargets, start = w->rr[s]++;
+    for (size_t i = 0; i < n; i++) {
+        size_t idx = (start + i) % n;
+        if (atomic_load(&svc->targets[idx].health) != GW_HEALTH_UNHEALTHY) return &w->pools[s][idx];
+    }
+    return &w->pools[s][start % n]; /* all marked down: still try rather than refuse */
+}
+
+void gw_proxy_connect(gw_conn *c)
+{
+    const gw_config *cfg = c->w->srv->cfg;
+    gw_pool *pool = pick_target(c);
+    char *why = "out of memory";
+    gw_upconn *u = gw_upstream_acquire(c->w, pool, c->attempts > 0, &why);
+    c->attempts++;
+    if (!u) {
+        gw_warn("upstream %s: %s", pool->target->conf->url, why);
+        gw_proxy_fail(c, 502, "The upstream service is unavailable");
+        return;
+    }
+    u->owner = c;
+    c->up = u;
+    u->requests++;
+    uint64_t buffered = c->body ? evbuffer_get_length(c->body) : 0;
+    write_request_head(c, u, buffered);
+    struct evbuffer *out = bufferevent_get_output(u->bev);
+    if (buffered && !c->body_streaming) {
+        if (u->reused) copy_body(out, c->body);
+        else evbuffer_add_buffer(out, c->body);
+    } else if (buffered) { /* switched to streaming: what was buffered goes first */
+        if (c->req->body == GW_BODY_CHUNKED) evbuffer_add_printf(out, "%llx\r\n", (unsigned long long)buffered);
+        evbuffer_add_buffer(out, c->body);
+        if (c->req->body == GW_BODY_CHUNKED) ADD_LIT(out, "\r\n");
+    }
+    if (c->body_complete && c->body_streaming && c->req->body == GW_BODY_CHUNKED) ADD_LIT(out, "0\r\n\r\n");
+    gw_proxy_arm(u->timer, u->connected ? cfg->upstream_response_ms : cfg->upstream_connect_ms);
+}
+
+static void body_done(gw_conn *c)
+{
+    c->body_complete = true;
+    evtimer_del(c->timer);
+    if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
+        ADD_LIT(bufferevent_get_output(c->up->bev), "0\r\n\r\n");
+    if (c->state == GW_C_BODY) {
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+    }
+}
+
+/* Moves n payload bytes from the client to wherever the body goes now. */
+static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
+{
+    if (c->body_streaming && c->up) {
+        struct evbuffer *out = bufferevent_get_output(c->up->bev);
+        bool chunked = c->req->body == GW_BODY_CHUNKED;
+        if (chunked) evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_remove_buffer(in, out, n);
+        if (chunked) ADD_LIT(out, "\r\n");
+    } else {
+        evbuffer_remove_buffer(in, c->body, n);
+    }
+    c->body_seen += n;
+}
+
+/* Returns -1 on malformed chunked framing, 0 otherwise. */
+static int pump_chunked(gw_conn *c, struct evbuffer *in)
+{
+    for (int guard = 0; guard < 100000; guard++) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return 0;
+        if (gw_chunked_in_data(&c->req_chunked)) {
+            size_t n = avail < c->req_chunked.remaining ? avail : (size_t)c->req_chunked.remaining;
+            move_payload(c, in, n);
+            gw_chunked_consumed(&c->req_chunked, n);
+            continue;
+        }
+        size_t take = avail < 4096 ? avail : 4096, used = 0;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
+        int r = gw_chunked_feed(&c->req_chunked, p, take, &used);
+        evbuffer_drain(in, used);
+        if (r == GW_CHUNKED_ERROR) return -1;
+        if (r == GW_CHUNKED_DONE) {
+            body_done(c);
+            return 0;
+        }
+        if (r == GW_CHUNKED_AGAIN && used == take && take == avail) return 0;
+        if (r == GW_CHUNKED_AGAIN && used == 0) return 0;
+    }
+    return 0;
+}
+
+static void pump_body(gw_conn *c)
+{
+    const gw_config *cfg = c->w->srv->cfg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (c->req->body == GW_BODY_LENGTH) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
+        if (n) move_payload(c, in, n);
+        c->body_left -= n;
+        if (c->body_left == 0) {
+            body_done(c);
+            return;
+        }
+    } else if (pump_chunked(c, in) != 0) {
+        gw_proxy_fail(c, 400, "The chunked request body is malformed");
+        return;
+    }
+    if (c->body_complete) return;
+    if (cfg->max_body && c->body_seen > cfg->max_body) {
+        gw_proxy_fail(c, 413, "The request body is larger than allowed");
+        return;
+    }
+    gw_proxy_arm(c->timer, cfg->body_idle_ms);
+    if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
+        c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+        return;
+    }
+    if (c->body_streaming && c->up &&
+        evbuffer_get_length(bufferevent_get_output(c->up->bev)) > GW_HIGH_WATER) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->read_paused = true;
+    }
+}
+
+void gw_proxy_start(gw_conn *c)
+{
+    const gw_config *cfg = c->w->srv->cfg;
+    gw_http_head *rq = c->req;
+    c->body_seen = 0;
+    c->body_streaming = false;
+    c->attempts = 0;
+    if (c->body_complete) {
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+        return;
+    }
+    if (rq->body == GW_BODY_LENGTH) c->body_left = rq->content_length;
+    else gw_chunked_init(&c->req_chunked);
+    if (!c->body && !(c->body = evbuffer_new())) {
+        gw_conn_free(c);
+        return;
+    }
+    if (rq->expect_continue && rq->minor_version == 1) {
+        ADD_LIT(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        c->sent_continue = true;
+    }
+    if (rq->body == GW_BODY_LENGTH && rq->content_length > cfg->body_buffer) {
+        c->body_streaming = true;
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+        if (c->state != GW_C_PROXY || !c->up) return; /* failed and answered */
+    } else {
+        c->state = GW_C_BODY;
+    }
+    gw_proxy_arm(c->timer, cfg->body_idle_ms);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev))) pump_body(c);
+}
+
+void gw_proxy_client_readable(gw_conn *c)
+{
+    if (c->state == GW_C_TUNNEL) {
+        gw_proxy_tunnel_move(c, true);
+        return;
+    }
+    if (!c->body_complete) pump_body(c);
+    /* else: the next pipelined request waits in the input buffer until this response is done */
+}
+
+void gw_proxy_up_write(struct bufferevent *bev, void *arg)
+{
+    gw_upconn *u = arg;
+    if (u->owner) gw_conn_resume_read(u->owner);
+}
+
+static void log_up_error(gw_upconn *u, short what, const char *stage)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    unsigned long ssl_err = u->pool->target->conf->https ? bufferevent_get_openssl_error(u->bev) : 0;
+    char sslbuf[256] = "";
+    if (ssl_err) ERR_error_string_n(ssl_err, sslbuf, sizeof sslbuf);
+    gw_warn("upstream %s: %s: %s%s%s", u->pool->target->conf->url, stage,
+            (what & BEV_EVENT_EOF) ? "connection closed" : err ? strerror(err) : "error", ssl_err ? ": " : "",
+            sslbuf);
+}
+
+void gw_proxy_up_event(struct bufferevent *bev, short what, void *arg)
+{
+    gw_upconn *u = arg;
+    gw_conn *c = u->owner;
+    const gw_config *cfg = c->w->srv->cfg;
+    if (what & BEV_EVENT_CONNECTED) {
+        u->connected = true;
+        gw_proxy_arm(u->timer, cfg->upstream_response_ms);
+        return;
+    }
+    if (c->state == GW_C_TUNNEL) {
+        gw_proxy_tunnel_closed(c);
+        return;
+    }
+    if (!u->connected) {
+        log_up_error(u, what, "connect failed");
+        u->addr_idx++;
+        if (gw_upstream_connect(c->w, u) == 0) {
+            gw_proxy_arm(u->timer, cfg->upstream_connect_ms);
+            return;
+        }
+        gw_proxy_fail(c, 502, "The upstream service is unavailable");
+        return;
+    }
+    if (u->head_done && c->resp_in == GW_BODY_CLOSE && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        gw_proxy_response_eof(c);
+        return;
+    }
+    if (!u->got_bytes && u->reused && c->body_complete && !c->body_streaming && c->attempts < 2) {
+        /* The pooled connection was closed by the upstream while idle: replay once on a new one. */
+        gw_debug("upstream %s: pooled connection was closed; retrying on a new one", u->pool->target->conf->url);
+        gw_proxy_abort(c);
+        gw_proxy_connect(c);
+        return;
+    }
+    log_up_error(u, what, u->head_done ? "response body cut short" : "no response");
+    if (!u->head_done) {
+        gw_proxy_fail(c, 502, "The upstream service closed the connection without answering");
+        return;
+    }
+    gw_conn_free(c);
+}
+
+void gw_proxy_up_timeout(gw_upconn *u)
+{
+    gw_conn *c = u->owner;
+    if (!u->connected) {
+        gw_warn("upstream %s: connect timed out", u->pool->target->conf->url);
+        gw_proxy_fail(c, 504, "The upstream service did not accept the connection in time");
+    } else if (!u->head_done) {
+        gw_warn("upstream %s: no response within %llu ms", u->pool->target->conf->url,
+                (unsigned long long)c->w->srv->cfg->upstream_response_ms);
+        gw_proxy_fail(c, 504, "The upstream service did not answer in time");
+    } else if (c->state == GW_C_TUNNEL) {
+        gw_conn_free(c);
+    } else {
+        gw_warn("upstream %s: response body stalled", u->pool->target->conf->url);
+        gw_conn_free(c);
+    }
+}

@@ -1,0 +1,16 @@
+/* proxy_internal.h - what proxy.c and proxy_response.c share. Private to the proxy. */
+#ifndef GW_PROXY_INTERNAL_H
+#define GW_PROXY_INTERNAL_H
+
+#include "server.h"
+
+void gw_proxy_arm(struct event *ev, uint64_t ms);
+void gw_proxy_fail(gw_conn *c, int status, const char *message);
+void gw_proxy_connect(gw_conn *c);
+
+/* proxy_response.c */
+void gw_proxy_response_eof(gw_conn *c);
+void gw_proxy_tunnel_move(gw_conn *c, bool from_client);
+void gw_proxy_tunnel_closed(gw_conn *c);
+
+#endif

@@ -1,0 +1,263 @@
+/* proxy_response.c - the response side of proxying: the upstream's head is parsed strictly and
+ * re-framed for the client (Content-Length kept, chunked or close-delimited otherwise), the body is
+ * streamed with back-pressure, the upstream connection goes back to its pool when it can, and a 101
+ * turns both connections into a tunnel. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "proxy_internal.h"
+
+#define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
+#define MAX_RESPONSE_HEAD (64u * 1024u)
+
+static void add_field(struct evbuffer *out, gw_str name, gw_str value)
+{
+    evbuffer_add(out, name.p, name.n);
+    ADD_LIT(out, ": ");
+    evbuffer_add(out, value.p, value.n);
+    ADD_LIT(out, "\r\n");
+}
+
+static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
+{
+    if (gw_http_is_hop_by_hop(f->name) || gw_str_eq_ci(f->name, "X-Request-Id")) return true;
+    /* A HEAD or 304 answer's Content-Length describes the representation: keep it. */
+    if (gw_str_eq_ci(f->name, "Content-Length")) return h->body != GW_BODY_NONE || h->status < 200 || h->status == 204;
+    return gw_http_conn_lists(h, f->name);
+}
+
+static void write_response_head(gw_conn *c, const gw_http_head *h)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    bool http10 = c->req->minor_version == 0;
+    c->resp_in = h->body;
+    c->resp_left = h->content_length;
+    c->resp_chunk_out = false;
+    c->resp_close_out = false;
+    if (h->body == GW_BODY_CHUNKED || h->body == GW_BODY_CLOSE) {
+        if (http10) c->resp_close_out = true;
+        else c->resp_chunk_out = true;
+        if (h->body == GW_BODY_CHUNKED) gw_chunked_init(&c->resp_chunked);
+    }
+    if (c->resp_close_out || !c->body_complete || c->w->draining) c->keep_alive = false;
+    c->status = h->status;
+    c->response_started = true;
+    evbuffer_expand(out, 256 + 64 * h->nfields);
+    if (h->reason.n)
+        evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", h->status, (int)h->reason.n, h->reason.p);
+    else
+        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", h->status, gw_http_reason(h->status));
+    for (size_t i = 0; i < h->nfields; i++)
+        if (!skip_response_field(h, &h->fields[i])) add_field(out, h->fields[i].name, h->fields[i].value);
+    if (h->body == GW_BODY_LENGTH)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
+    if (c->resp_chunk_out) ADD_LIT(out, "Transfer-Encoding: chunked\r\n");
+    ADD_LIT(out, "X-Request-Id: ");
+    evbuffer_add(out, c->request_id, strlen(c->request_id));
+    ADD_LIT(out, "\r\n");
+    if (!c->keep_alive) ADD_LIT(out, "Connection: close\r\n");
+    else if (http10) ADD_LIT(out, "Connection: keep-alive\r\n");
+    ADD_LIT(out, "\r\n");
+}
+
+static void finish_response(gw_conn *c)
+{
+    gw_upconn *u = c->up;
+    struct bufferevent *ub = u->bev;
+    if (c->resp_chunk_out) ADD_LIT(bufferevent_get_output(c->bev), "0\r\n\r\n");
+    bool reusable = u->keep_alive && c->resp_in != GW_BODY_CLOSE && c->body_complete &&
+                    evbuffer_get_length(bufferevent_get_input(ub)) == 0 &&
+                    evbuffer_get_length(bufferevent_get_output(ub)) == 0;
+    gw_upstream_release(u, reusable);
+    c->up = NULL;
+    gw_conn_request_done(c);
+}
+
+void gw_proxy_response_eof(gw_conn *c)
+{
+    gw_proxy_up_read(c->up->bev, c->up);
+    if (c->up) finish_response(c);
+}
+
+static void start_tunnel(gw_conn *c, gw_upconn *u, const char *head, size_t head_len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, head_len - 2); /* the 101 as received (it parsed strictly), minus the blank line */
+    ADD_LIT(out, "X-Request-Id: ");
+    evbuffer_add(out, c->request_id, strlen(c->request_id));
+    ADD_LIT(out, "\r\n\r\n");
+    evbuffer_drain(bufferevent_get_input(u->bev), head_len);
+    c->status = 101;
+    c->response_started = true;
+    c->keep_alive = false;
+    c->state = GW_C_TUNNEL;
+    u->head_done = true;
+    evtimer_del(c->timer);
+    evtimer_del(u->timer);
+    gw_proxy_tunnel_move(c, false);
+    if (c->state == GW_C_TUNNEL && c->up) gw_proxy_tunnel_move(c, true);
+}
+
+/* Returns 1 when a final head was written, 0 when more bytes are needed, -1 when handled otherwise
+ * (error answered, tunnel started). Interim 1xx heads are dropped: the client got our own 100. */
+static int read_response_head(gw_conn *c, gw_upconn *u)
+{
+    struct evbuffer *in = bufferevent_get_input(u->bev);
+    for (int interim = 0; interim < 16; interim++) {
+        size_t len = evbuffer_get_length(in);
+        size_t window = len < MAX_RESPONSE_HEAD ? len : MAX_RESPONSE_HEAD;
+        if (window < 4) return 0;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)window);
+        size_t start = u->scan_from > 3 ? u->scan_from - 3 : 0;
+        const char *end = memmem(p + start, window - start, "\r\n\r\n", 4);
+        if (!end) {
+            u->scan_from = window;
+            if (window < MAX_RESPONSE_HEAD) return 0;
+            gw_warn("upstream %s: response head larger than %u bytes", u->pool->target->conf->url, MAX_RESPONSE_HEAD);
+            gw_proxy_fail(c, 502, "The upstream service sent an invalid response");
+            return -1;
+        }
+        size_t head_len = (size_t)(end - p) + 4;
+        u->scan_from = 0;
+        gw_http_head *h = &c->w->scratch;
+        gw_http_limits lim = {MAX_RESPONSE_HEAD, MAX_RESPONSE_HEAD, GW_HTTP_MAX_FIELDS_HARD};
+        ssize_t r = gw_http_parse_response(p, head_len, &lim, c->req->method_id, h);
+        if (r <= 0 || (size_t)r != head_len) {
+            gw_warn("upstream %s: malformed response head (%d)", u->pool->target->conf->url, (int)r);
+            gw_proxy_fail(c, 502, "The upstream service sent an invalid response");
+            return -1;
+        }
+        if (h->status == 101) {
+            if (c->req->upgrade && h->upgrade) {
+                start_tunnel(c, u, p, head_len);
+                return -1;
+            }
+            gw_proxy_fail(c, 502, "The upstream service switched protocols unasked");
+            return -1;
+        }
+        if (h->status < 200) {
+            evbuffer_drain(in, head_len);
+            continue;
+        }
+        u->keep_alive = h->keep_alive;
+        write_response_head(c, h);
+        evbuffer_drain(in, head_len);
+        u->head_done = true;
+        return 1;
+    }
+    gw_proxy_fail(c, 502, "The upstream service sent too many interim responses");
+    return -1;
+}
+
+/* Moves n payload bytes to the client, chunk-encoded when we re-frame. */
+static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->resp_chunk_out) evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_remove_buffer(in, out, n);
+    if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
+}
+
+/* Returns 1 when the body is complete, 0 when more is needed, -1 on malformed framing. */
+static int pump_response_body(gw_conn *c, struct evbuffer *in)
+{
+    if (c->resp_in == GW_BODY_NONE) return 1;
+    if (c->resp_in == GW_BODY_LENGTH) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < c->resp_left ? avail : (size_t)c->resp_left;
+        if (n) send_payload(c, in, n);
+        c->resp_left -= n;
+        return c->resp_left == 0;
+    }
+    if (c->resp_in == GW_BODY_CLOSE) {
+        size_t n = evbuffer_get_length(in);
+        if (n) send_payload(c, in, n);
+        return 0;
+    }
+    for (int guard = 0; guard < 100000; guard++) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return 0;
+        if (gw_chunked_in_data(&c->resp_chunked)) {
+            size_t n = avail < c->resp_chunked.remaining ? avail : (size_t)c->resp_chunked.remaining;
+            send_payload(c, in, n);
+            gw_chunked_consumed(&c->resp_chunked, n);
+            continue;
+        }
+        size_t take = avail < 4096 ? avail : 4096, used = 0;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
+        int r = gw_chunked_feed(&c->resp_chunked, p, take, &used);
+        evbuffer_drain(in, used);
+        if (r == GW_CHUNKED_ERROR) return -1;
+        if (r == GW_CHUNKED_DONE) return 1;
+        if (r == GW_CHUNKED_AGAIN && (used == 0 || take == avail)) return 0;
+    }
+    return 0;
+}
+
+void gw_proxy_up_read(struct bufferevent *bev, void *arg)
+{
+    gw_upconn *u = arg;
+    gw_conn *c = u->owner;
+    if (c->state == GW_C_TUNNEL) {
+        gw_proxy_tunnel_move(c, false);
+        return;
+    }
+    u->got_bytes = true;
+    if (!u->head_done && read_response_head(c, u) <= 0) return;
+    int r = pump_response_body(c, bufferevent_get_input(bev));
+    if (r < 0) {
+        gw_warn("upstream %s: malformed chunked response body", u->pool->target->conf->url);
+        gw_conn_free(c);
+        return;
+    }
+    if (r == 1) {
+        finish_response(c);
+        return;
+    }
+    gw_proxy_arm(u->timer, c->w->srv->cfg->upstream_idle_ms);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > GW_HIGH_WATER) {
+        bufferevent_disable(bev, EV_READ);
+        u->read_paused = true;
+    }
+}
+
+/* The client's output drained below the low watermark: let the upstream side flow again. */
+void gw_proxy_client_drained(gw_conn *c)
+{
+    gw_upconn *u = c->up;
+    if (u && u->read_paused) {
+        u->read_paused = false;
+        bufferevent_enable(u->bev, EV_READ);
+        if (c->state != GW_C_TUNNEL && evbuffer_get_length(bufferevent_get_input(u->bev)))
+            gw_proxy_up_read(u->bev, u);
+    }
+}
+
+void gw_proxy_tunnel_move(gw_conn *c, bool from_client)
+{
+    gw_upconn *u = c->up;
+    if (!u) return;
+    struct bufferevent *src = from_client ? c->bev : u->bev, *dst = from_client ? u->bev : c->bev;
+    struct evbuffer *out = bufferevent_get_output(dst);
+    evbuffer_add_buffer(out, bufferevent_get_input(src));
+    if (evbuffer_get_length(out) > GW_HIGH_WATER) {
+        bufferevent_disable(src, EV_READ);
+        if (from_client) c->read_paused = true;
+        else u->read_paused = true;
+    }
+}
+
+/* The upstream side of a tunnel ended: flush what it sent, then close the client side. */
+void gw_proxy_tunnel_closed(gw_conn *c)
+{
+    gw_proxy_tunnel_move(c, false);
+    gw_proxy_abort(c);
+    c->keep_alive = false;
+    gw_conn_request_done(c);
+}

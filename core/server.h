@@ -1,0 +1,228 @@
+/* server.h - runtime objects of the core: the server (process-wide), workers (one thread each), client
+ * connections and upstream connections. Private to core/. */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+#include "http.h"
+#include "router.h"
+
+struct event_base;
+struct event;
+struct bufferevent;
+struct evbuffer;
+struct gw_listen;
+
+typedef struct gw_server gw_server;
+typedef struct gw_worker gw_worker;
+typedef struct gw_conn gw_conn;
+typedef struct gw_upconn gw_upconn;
+
+/* Output above this stops reading from the other side until it drains below half of it. */
+#define GW_HIGH_WATER (256u * 1024u)
+/* Pipelined input is not read past this while a response is in progress. */
+#define GW_READ_HIGH_WATER (64u * 1024u)
+
+/* Resolved addresses of one target, shared read-only by all workers. */
+typedef struct {
+    const gw_target_conf *conf;
+    const gw_service_conf *service;
+    struct sockaddr_storage addrs[4];
+    socklen_t addrlens[4];
+    int naddrs;
+    SSL_CTX *ssl_ctx; /* https targets */
+    /* health, written by the main thread, read by anyone */
+    _Atomic int health;           /* GW_HEALTH_* */
+    _Atomic uint32_t last_rtt_us; /* last check's response time */
+    _Atomic int64_t last_check;   /* unix seconds, 0 = never */
+    unsigned ok_streak, fail_streak;
+} gw_target;
+
+enum { GW_HEALTH_UNKNOWN = 0, GW_HEALTH_HEALTHY, GW_HEALTH_UNHEALTHY };
+
+typedef struct {
+    const gw_service_conf *conf;
+    gw_target *targets;
+    size_t ntargets;
+} gw_service;
+
+struct gw_server {
+    gw_config *cfg;
+    gw_router *router;
+    gw_service *services;
+    size_t nservices;
+    SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
+    SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
+    gw_worker *workers;
+    unsigned nworkers;
+    struct event_base *main_base;
+    int64_t started_at; /* unix seconds */
+    char *health_body;  /* preformatted /health JSON */
+    size_t health_len;
+    atomic_bool draining;
+    atomic_uint workers_done;
+};
+
+/* Idle connections to one target, owned by one worker. */
+typedef struct {
+    gw_worker *w;
+    gw_target *target;
+    gw_upconn *idle; /* LIFO: the most recently used connection is the warmest */
+    unsigned nidle;
+} gw_pool;
+
+struct gw_worker {
+    gw_server *srv;
+    unsigned id;
+    pthread_t thread;
+    struct event_base *base;
+    struct gw_listen **listeners;
+    size_t nlisteners;
+    struct event *drain_ev;
+    gw_pool **pools;  /* [service][target] */
+    size_t *rr;       /* round-robin cursor per service */
+    gw_conn *conns;   /* all client connections (for drain) */
+    unsigned nconns;
+    unsigned max_conns; /* this worker's share of max_connections; 0 = unlimited */
+    bool paused;
+    bool draining;
+    uint64_t rng[2]; /* xorshift128+ state for request ids */
+    int64_t date_sec;
+    char date[40]; /* "Date: ...\r\n" cached per second */
+    size_t date_len;
+    gw_http_head scratch; /* response heads are parsed here and consumed at once */
+};
+
+typedef enum {
+    GW_C_IDLE,     /* between requests (keep-alive timer) */
+    GW_C_HEAD,     /* reading a request head (head deadline) */
+    GW_C_BODY,     /* reading the request body into the buffer before contacting the upstream */
+    GW_C_PROXY,    /* upstream in progress; streaming body and/or response */
+    GW_C_TUNNEL,   /* after 101: bytes both ways */
+    GW_C_CLOSING,  /* flushing the last response, then close */
+} gw_conn_state;
+
+struct gw_conn {
+    gw_worker *w;
+    gw_conn *next, *prev;
+    struct bufferevent *bev;
+    struct event *timer;
+    gw_conn_state state;
+    bool tls;
+    char peer_ip[48];
+    size_t listener;
+
+    /* request head: a copy of the raw bytes, reused across requests on this connection */
+    char *head_buf;
+    size_t head_cap;
+    size_t scan_from;   /* where the terminator search resumes */
+    size_t parsed_upto; /* prefix length last validated without a terminator */
+    gw_http_head *req;  /* allocated on the first request */
+    char *path_buf;     /* normalised path + query */
+    size_t path_cap;
+    size_t path_len, path_total; /* path part, path + query */
+
+    /* per request */
+    const gw_route_conf *route;
+    char request_id[40];
+    uint64_t body_limit;    /* 413 above; 0 = none */
+    uint64_t body_seen;     /* payload bytes read from the client */
+    uint64_t body_left;     /* Content-Length bodies: bytes still to read */
+    gw_chunked req_chunked;
+    struct evbuffer *body;  /* buffered request body (kept for a replay on a stale pooled connection) */
+    bool body_complete;     /* whole request body read */
+    bool body_streaming;    /* body goes upstream as it arrives */
+    bool keep_alive;        /* the client connection may carry another request after this one */
+    bool peer_eof;          /* client half-closed after its request */
+    bool pending_next;      /* a pipelined request is waiting in the input buffer */
+    bool read_paused;       /* client reads stopped by back-pressure */
+    bool got_bytes;         /* any byte of the current request head arrived */
+    bool req_valid;         /* c->req holds the current request's parsed head */
+    bool sent_continue;
+    bool response_started;  /* a response head went to the client */
+    gw_upconn *up;
+    unsigned attempts;
+    /* response to the client */
+    gw_body_kind resp_in;   /* framing of the upstream's body */
+    bool resp_chunk_out;    /* we chunk-encode towards the client */
+    bool resp_close_out;    /* close-delimited towards the client */
+    uint64_t resp_left;
+    gw_chunked resp_chunked;
+    int status;
+};
+
+struct gw_upconn {
+    gw_pool *pool;
+    gw_upconn *next; /* idle list */
+    struct bufferevent *bev;
+    struct event *timer;
+    gw_conn *owner;
+    int addr_idx;
+    bool connected;
+    bool reused;
+    bool got_bytes;   /* any response byte arrived for the current request */
+    bool head_done;   /* response head parsed */
+    bool req_sent;    /* request head (and buffered body) fully written */
+    bool keep_alive;  /* the response allows another request on this connection */
+    bool read_paused; /* reads stopped by back-pressure from the client */
+    size_t scan_from;
+    unsigned requests;
+};
+
+/* worker.c */
+int gw_workers_start(gw_server *srv, char **err);
+void gw_workers_drain(gw_server *srv);
+void gw_workers_join(gw_server *srv);
+void gw_worker_conn_closed(gw_worker *w);
+const char *gw_worker_date(gw_worker *w, size_t *len);
+void gw_worker_request_id(gw_worker *w, char out[40]);
+
+/* conn.c */
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener);
+void gw_conn_free(gw_conn *c);
+void gw_conn_drain(gw_conn *c);
+void gw_conn_request_done(gw_conn *c);
+void gw_conn_resume_read(gw_conn *c);
+
+/* respond.c */
+void gw_respond_json(gw_conn *c, int status, const char *body, size_t len, const char *extra_headers);
+void gw_respond_error(gw_conn *c, int status, const char *message);
+void gw_respond_error_close(gw_conn *c, int status, const char *message);
+void gw_respond_error_hdr(gw_conn *c, int status, const char *message, const char *extra_headers);
+const char *gw_status_title(int status);
+
+/* builtin.c */
+bool gw_builtin_handle(gw_conn *c);
+int gw_builtin_prepare(gw_server *srv);
+
+/* proxy.c */
+void gw_proxy_start(gw_conn *c);
+void gw_proxy_client_readable(gw_conn *c);
+void gw_proxy_client_drained(gw_conn *c);
+void gw_proxy_abort(gw_conn *c);
+
+/* proxy.c: upstream connection events while a request owns the connection */
+void gw_proxy_up_read(struct bufferevent *bev, void *arg);
+void gw_proxy_up_write(struct bufferevent *bev, void *arg);
+void gw_proxy_up_event(struct bufferevent *bev, short what, void *arg);
+void gw_proxy_up_timeout(gw_upconn *u);
+
+/* upstream.c */
+gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why);
+void gw_upstream_release(gw_upconn *u, bool reusable);
+void gw_upstream_pools_free(gw_worker *w);
+int gw_upstream_connect(gw_worker *w, gw_upconn *u);
+
+/* tls.c */
+SSL_CTX *gw_tls_server_ctx(const char *cert, const char *key, char **err);
+SSL_CTX *gw_tls_client_ctx(bool verify, const char *ca_file, char **err);
+
+#endif

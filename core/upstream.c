@@ -1,0 +1,177 @@
+/* upstream.c - connections to upstream targets: per-worker keep-alive pools (LIFO, bounded, idle
+ * timeout), non-blocking connects over the resolved addresses in turn, TLS for https targets. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/x509v3.h>
+
+#include "log.h"
+#include "server.h"
+
+static void pool_remove(gw_pool *p, gw_upconn *u)
+{
+    for (gw_upconn **pp = &p->idle; *pp; pp = &(*pp)->next)
+        if (*pp == u) {
+            *pp = u->next;
+            p->nidle--;
+            return;
+        }
+}
+
+static void upconn_free(gw_upconn *u)
+{
+    if (u->bev) bufferevent_free(u->bev);
+    if (u->timer) event_free(u->timer);
+    free(u);
+}
+
+/* An idle pooled connection that becomes readable was closed (or spoke out of turn): drop it. */
+static void idle_read(struct bufferevent *bev, void *arg)
+{
+    gw_upconn *u = arg;
+    pool_remove(u->pool, u);
+    upconn_free(u);
+}
+
+static void idle_event(struct bufferevent *bev, short what, void *arg)
+{
+    idle_read(bev, arg);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_upconn *u = arg;
+    if (u->owner) {
+        gw_proxy_up_timeout(u);
+        return;
+    }
+    pool_remove(u->pool, u);
+    upconn_free(u);
+}
+
+static bool is_ip_literal(const char *host)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
+
+static struct bufferevent *new_bev(gw_worker *w, gw_target *t)
+{
+    if (!t->conf->https) return bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(t->ssl_ctx);
+    if (!ssl) return NULL;
+    const char *host = t->conf->host;
+    if (is_ip_literal(host)) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+    } else {
+        SSL_set_tlsext_host_name(ssl, host);
+        SSL_set1_host(ssl, host);
+    }
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* Starts (or restarts, with the next address) a connect. The output buffer keeps what was queued. */
+int gw_upstream_connect(gw_worker *w, gw_upconn *u)
+{
+    gw_target *t = u->pool->target;
+    if (u->addr_idx >= t->naddrs) return -1;
+    if (u->bev) {
+        /* Restart: keep the queued request bytes. */
+        struct evbuffer *keep = evbuffer_new();
+        evbuffer_add_buffer(keep, bufferevent_get_output(u->bev));
+        bufferevent_free(u->bev);
+        u->bev = new_bev(w, t);
+        if (u->bev) evbuffer_add_buffer(bufferevent_get_output(u->bev), keep);
+        evbuffer_free(keep);
+    } else {
+        u->bev = new_bev(w, t);
+    }
+    if (!u->bev) return -1;
+    bufferevent_setcb(u->bev, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
+    bufferevent_setwatermark(u->bev, EV_WRITE, GW_HIGH_WATER / 2, 0);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addrs[u->addr_idx],
+                                   (int)t->addrlens[u->addr_idx]) != 0)
+        return -1;
+    int fd = bufferevent_getfd(u->bev);
+    int one = 1;
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return 0;
+}
+
+gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why)
+{
+    gw_upconn *u = fresh ? NULL : pool->idle;
+    if (u) {
+        pool->idle = u->next;
+        pool->nidle--;
+        u->next = NULL;
+        u->reused = true;
+        evtimer_del(u->timer);
+        bufferevent_setcb(u->bev, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
+        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        return u;
+    }
+    u = calloc(1, sizeof *u);
+    if (!u) return NULL;
+    u->pool = pool;
+    u->timer = evtimer_new(w->base, on_timer, u);
+    if (!u->timer || gw_upstream_connect(w, u) != 0) {
+        *why = "cannot start a connection";
+        upconn_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void gw_upstream_release(gw_upconn *u, bool reusable)
+{
+    gw_pool *p = u->pool;
+    const gw_config *cfg = p->w->srv->cfg;
+    u->owner = NULL;
+    evtimer_del(u->timer);
+    if (!reusable || !u->bev || p->w->draining || p->nidle >= cfg->upstream_keepalive) {
+        upconn_free(u);
+        return;
+    }
+    u->got_bytes = u->head_done = u->req_sent = false;
+    u->scan_from = 0;
+    bufferevent_setcb(u->bev, idle_read, NULL, idle_event, u);
+    bufferevent_enable(u->bev, EV_READ);
+    u->next = p->idle;
+    p->idle = u;
+    p->nidle++;
+    struct timeval tv = {.tv_sec = (time_t)(cfg->upstream_keepalive_ms / 1000),
+                         .tv_usec = (suseconds_t)((cfg->upstream_keepalive_ms % 1000) * 1000)};
+    evtimer_add(u->timer, &tv);
+}
+
+void gw_upstream_pools_free(gw_worker *w)
+{
+    for (size_t s = 0; s < w->srv->nservices; s++)
+        for (size_t t = 0; t < w->srv->services[s].ntargets; t++) {
+            gw_pool *p = &w->pools[s][t];
+            while (p->idle) {
+                gw_upconn *u = p->idle;
+                p->idle = u->next;
+                upconn_free(u);
+            }
+            p->nidle = 0;
+        }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+# ctest-labels: asan
+"""The shipped configuration (conf/gateway.yaml) with the two demo services, as `make run` starts them."""
+
+import os
+import unittest
+
+import gwtest as g
+
+CONF = os.path.join(g.SOURCE_DIR, "conf", "gateway.yaml")
+
+
+@unittest.skipUnless(os.path.exists(g.GW_DEMO_BIN), "demo service binary not built: %s" % g.GW_DEMO_BIN)
+@unittest.skipUnless(os.path.exists(CONF), "shipped config missing: %s" % CONF)
+class DemoTest(g.GatewayTestCase):
+    def start_demo(self, name):
+        port = g.free_port()
+        p = self.start_proc([g.GW_DEMO_BIN, "--name", name, "--port", str(port), "--address", "127.0.0.1"], name)
+        ok = g.wait_until(lambda: g.port_accepts(port) or not p.alive(), 10 * g.SLOW)
+        self.assertTrue(ok and p.alive(), "%s did not start on port %d; log:\n%s" % (name, port, p.log()))
+        return "http://127.0.0.1:%d" % port
+
+    def setUp(self):
+        super().setUp()
+        self.auth_url = self.start_demo("auth-service")
+        self.user_url = self.start_demo("user-service")
+        port = g.free_port()
+        env = {"AUTH_SERVICE_URL": self.auth_url, "USER_SERVICE_URL": self.user_url, "PORT": str(port),
+               "HOST": "127.0.0.1", "STORE_TYPE": None}
+        self.gw = g.Gateway(self.tmp, None, port=port, env=env, config_path=CONF)
+        self._gateways.append(self.gw)
+
+    def test_config_validates(self):
+        rc, out, err = g.run_gateway_cli(["-t", "-c", CONF], env={"STORE_TYPE": None})
+        self.assertEqual(rc, 0, "stdout %r stderr %r" % (out, err))
+
+    def test_users_route(self):
+        status, headers, body = g.http_request(self.gw.port, "GET", "/api/users/1")
+        self.assertEqual(status, 200, body)
+        doc = g.json.loads(body)
+        self.assertEqual(doc.get("service"), "user-service", doc)
+        self.assertEqual(doc.get("path"), "/api/users/1", doc)
+        self.assertEqual(doc.get("method"), "GET", doc)
+
+    def test_auth_route_post(self):
+        status, headers, body = g.http_request(self.gw.port, "POST", "/api/auth/login", body=b'{"u":"a"}',
+                                               headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        doc = g.json.loads(body)
+        self.assertEqual(doc.get("service"), "auth-service", doc)
+        self.assertEqual(doc.get("path"), "/api/auth/login", doc)
+        self.assertEqual(doc.get("body_length"), 9, doc)
+
+    def test_health_and_info(self):
+        status, _, body = g.http_request(self.gw.port, "GET", "/health")
+        self.assertEqual(status, 200, body)
+        status, _, body = g.http_request(self.gw.port, "GET", "/info")
+        self.assertEqual(status, 200, body)
+        doc = g.json.loads(body)
+        self.assertEqual([s.get("name") for s in doc.get("services", [])], ["auth-service", "user-service"], doc)
+
+    def test_unknown_route(self):
+        status, _, body = g.http_request(self.gw.port, "GET", "/api/other")
+        self.assertEqual(status, 404, body)
+
+
+if __name__ == "__main__":
+    g.main()

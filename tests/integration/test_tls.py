@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+# ctest-labels: asan
+"""TLS listener: built-in and proxied requests over TLS; junk on the TLS port does not hurt the gateway."""
+
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import unittest
+
+import gwtest as g
+
+_CERT = None
+
+
+def make_cert():
+    """Self-signed cert+key for localhost / 127.0.0.1, made once per run with the openssl CLI."""
+    global _CERT
+    if _CERT is None:
+        d = g.new_tmp_dir("tls-")
+        cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("openssl failed: %s" % r.stderr.decode(errors="replace"))
+        _CERT = (cert, key)
+    return _CERT
+
+
+@unittest.skipUnless(shutil.which("openssl"), "the openssl command line tool is needed")
+class TlsTest(g.GatewayTestCase):
+    def setUp(self):
+        super().setUp()
+        self.cert, self.key = make_cert()
+        self.up = self.start_upstream()
+        self.plain_port = g.free_port()
+
+        def cfg(port):
+            c = g.base_config(port, [{"name": "up", "targets": [self.up.url]}],
+                              [{"prefix": "/api", "service": "up"},
+                               {"prefix": "/dl", "service": "up", "strip_prefix": True}])
+            c["listeners"] = [{"address": "127.0.0.1", "port": port, "tls": {"cert": self.cert, "key": self.key}},
+                              {"address": "127.0.0.1", "port": self.plain_port}]
+            return c
+
+        self.gw = self.start_gateway(cfg, tls=True)
+        self.ctx = ssl.create_default_context(cafile=self.cert)
+
+    def https(self):
+        c = http.client.HTTPSConnection("localhost", self.gw.port, context=self.ctx, timeout=10)
+        # connect to 127.0.0.1 explicitly, verify as "localhost"
+        c.sock = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=10),
+                                      server_hostname="localhost")
+        self.addCleanup(c.close)
+        return c
+
+    def test_health_over_tls(self):
+        c = self.https()
+        status, headers, body = g.http_request(self.gw.port, "GET", "/health", conn=c)
+        self.assertEqual(status, 200, body)
+        self.assertIn(b'"status"', body)
+
+    def test_proxied_over_tls(self):
+        c = self.https()
+        payload = os.urandom(5000)
+        status, headers, body = g.http_request(self.gw.port, "POST", "/api/echo", body=payload, conn=c,
+                                               headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(status, 200, body)
+        seen = self.up.requests()[0]
+        self.assertEqual(seen["path"], "/api/echo")
+        self.assertEqual(seen["body_sha256"], hashlib.sha256(payload).hexdigest())
+        self.assertEqual(g.hall(seen["headers"], "x-forwarded-proto"), ["https"],
+                         "X-Forwarded-Proto on a TLS listener; upstream head:\n%s" % seen["head"])
+        # keep-alive over TLS, and a larger download
+        status, headers, body = g.http_request(self.gw.port, "GET", "/api/x", conn=c)
+        self.assertEqual(status, 200)
+
+    def test_download_over_tls(self):
+        with g.RawConn(self.gw.port, timeout=10, tls_context=self.ctx, server_hostname="localhost") as rc:
+            for path in ("/dl/bytes/1000000", "/dl/chunked/300000"):
+                rc.send(g.request_bytes("GET", path))
+                r = rc.read_response()
+                self.assertEqual(r.status, 200, r.summary())
+                self.assertEqual(r.body, g.pattern_bytes(int(path.rsplit("/", 1)[1])), path)
+
+    def test_large_body_over_tls(self):
+        payload = os.urandom(1500000)
+        with g.RawConn(self.gw.port, timeout=15, tls_context=self.ctx, server_hostname="localhost") as rc:
+            rc.send(g.request_bytes("POST", "/dl/upload", body=payload))
+            r = rc.read_response(timeout=15)
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.json()["sha256"], hashlib.sha256(payload).hexdigest())
+
+    def test_plain_http_to_tls_port(self):
+        with g.RawConn(self.gw.port, timeout=5) as c:
+            c.try_send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.closed_within(3)
+        with g.RawConn(self.gw.port, timeout=5) as c:
+            c.try_send(os.urandom(3000))
+            c.closed_within(3)
+        with g.RawConn(self.gw.port, timeout=5):
+            pass                                # connect and go away mid-handshake
+        self.assertTrue(self.gw.alive(), "gateway died after plain bytes on its TLS port:\n%s" % self.gw.log())
+        c = self.https()
+        status, _, _ = g.http_request(self.gw.port, "GET", "/health", conn=c)
+        self.assertEqual(status, 200)
+        status, _, _ = g.http_request(self.plain_port, "GET", "/health")
+        self.assertEqual(status, 200, "plain listener next to the TLS one")
+
+    def test_tls_handshake_fails_with_wrong_ca(self):
+        other = ssl.create_default_context()     # system store: does not trust our self-signed cert
+        with self.assertRaises(ssl.SSLError):
+            other.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=5),
+                              server_hostname="localhost").close()
+        self.assertTrue(self.gw.alive())
+
+
+if __name__ == "__main__":
+    g.main()
