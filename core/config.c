@@ -17,8 +17,7 @@ static char *vdupf(const char *fmt, va_list ap)
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
     char *s = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
+    if (s) vsnprintf(s, (size_t)n + 1, fmt, ap);
     return s;
 }
 
@@ -64,8 +63,7 @@ static size_t push_text(gw_cfg_ctx *c, const char *sep, const char *text, const 
 {
     size_t mark = c->plen;
     int n = snprintf(c->path + c->plen, sizeof c->path - c->plen, "%s%s%s", sep, text, end);
-    if (n > 0)
-        c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
+    if (n > 0) c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - c->plen - 1;
     return mark;
 }
 
@@ -89,16 +87,14 @@ void gw_cfg_pop(gw_cfg_ctx *c, size_t mark)
 
 bool gw_cfg_is_null(const gw_yaml_node *n)
 {
-    if (n->kind != GW_YAML_SCALAR || n->quoted)
-        return false;
+    if (n->kind != GW_YAML_SCALAR || n->quoted) return false;
     const char *s = n->scalar;
     return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 const char *gw_cfg_scalar(gw_cfg_ctx *c, const gw_yaml_node *n, const char *what)
 {
-    if (n->kind == GW_YAML_SCALAR)
-        return n->scalar;
+    if (n->kind == GW_YAML_SCALAR) return n->scalar;
     gw_cfg_fail(c, n, "must be %s, not a %s", what, n->kind == GW_YAML_MAP ? "mapping" : "sequence");
     return NULL;
 }
@@ -106,11 +102,9 @@ const char *gw_cfg_scalar(gw_cfg_ctx *c, const gw_yaml_node *n, const char *what
 bool gw_cfg_decimal(const char *s, uint64_t *out)
 {
     uint64_t v = 0;
-    if (!*s)
-        return false;
+    if (!*s) return false;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-            return false;
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return false;
         v = v * 10 + (uint64_t)(*s - '0');
     }
     *out = v;
@@ -141,33 +135,30 @@ void gw_cfg_store_ptr(void *dst, const void *p)
 static const gw_field *find_field(const gw_field *fields, const char *name)
 {
     for (; fields->name; fields++)
-        if (strcmp(fields->name, name) == 0)
-            return fields;
+        if (strcmp(fields->name, name) == 0) return fields;
     return NULL;
 }
 
 static bool bind_field(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     /* Defaults go through the same parser as file values, so the table can say "8KiB" like the docs. */
-    gw_yaml_node def = {.kind = GW_YAML_SCALAR, .line = c->at->line, .col = c->at->col, .scalar = (char *)f->def};
+    gw_yaml_node def = {
+        .kind = GW_YAML_SCALAR, .line = c->at->line, .col = c->at->col, .scalar = (char *)f->def};
     if (!n) {
-        if (f->flags & GW_F_REQUIRED)
-            return gw_cfg_fail(c, c->at, "required");
+        if (f->flags & GW_F_REQUIRED) return gw_cfg_fail(c, c->at, "required");
         if (f->def)
             n = &def;
         else if (!(f->flags & GW_F_WALK))
             return true;
     }
-    if (!f->parse(c, f, n, rec))
-        return false;
+    if (!f->parse(c, f, n, rec)) return false;
     return !f->check || f->check(c, f, n, rec);
 }
 
 bool gw_cfg_map(gw_cfg_ctx *c, const gw_yaml_node *map, const gw_yaml_node *at, const gw_field *fields,
                 bool open, void *rec)
 {
-    if (map && map->kind != GW_YAML_MAP)
-        return gw_cfg_fail(c, map, "must be a mapping");
+    if (map && map->kind != GW_YAML_MAP) return gw_cfg_fail(c, map, "must be a mapping");
     for (size_t i = 0; map && !open && i < map->n; i++)
         if (!find_field(fields, map->keys[i]->scalar))
             return fail_raw(c, map->keys[i], "unknown key '%s' in %s", map->keys[i]->scalar,
@@ -177,8 +168,7 @@ bool gw_cfg_map(gw_cfg_ctx *c, const gw_yaml_node *map, const gw_yaml_node *at, 
     bool ok = true;
     for (const gw_field *f = fields; ok && f->name; f++) {
         const gw_yaml_node *n = gw_yaml_get(map, f->name);
-        if (n && gw_cfg_is_null(n))
-            n = NULL;
+        if (n && gw_cfg_is_null(n)) n = NULL;
         size_t mark = gw_cfg_push(c, f->name);
         ok = bind_field(c, f, n, rec);
         gw_cfg_pop(c, mark);
@@ -194,8 +184,7 @@ static bool range_fail(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n,
     char lo[32], hi[32];
     fmt(lo, sizeof lo, f->min);
     fmt(hi, sizeof hi, f->max);
-    if (f->max == UINT64_MAX)
-        return gw_cfg_fail(c, n, "must be at least %s", lo);
+    if (f->max == UINT64_MAX) return gw_cfg_fail(c, n, "must be at least %s", lo);
     return gw_cfg_fail(c, n, "must be %s..%s", lo, hi);
 }
 
@@ -234,13 +223,11 @@ static void fmt_bytes(char *b, size_t cap, uint64_t v)
 bool gw_cfg_string(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "a string");
-    if (!s)
-        return false;
+    if (!s) return false;
     if (!*s) /* optional strings: "" (e.g. an empty ${REDIS_PASSWORD:-}) means none */
         return !(f->flags & GW_F_NONEMPTY) || gw_cfg_fail(c, n, "must not be empty");
     char *copy = strdup(s);
-    if (!copy)
-        return gw_cfg_fail(c, n, "out of memory");
+    if (!copy) return gw_cfg_fail(c, n, "out of memory");
     gw_cfg_store_ptr((char *)rec + f->off, copy);
     return true;
 }
@@ -248,8 +235,7 @@ bool gw_cfg_string(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void
 bool gw_cfg_bool(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "true or false");
-    if (!s)
-        return false;
+    if (!s) return false;
     bool v;
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
         v = true;
@@ -264,14 +250,12 @@ bool gw_cfg_bool(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 bool gw_cfg_uint(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "an integer");
-    if (!s)
-        return false;
+    if (!s) return false;
     uint64_t v;
     const char *digits = s + (s[0] == '-');
     if (!gw_cfg_decimal(s, &v) || v < f->min || v > f->max) {
         /* A number that is merely too big or negative gets the range, anything else "invalid". */
-        if (*digits && strspn(digits, "0123456789") == strlen(digits))
-            return range_fail(c, f, n, fmt_int);
+        if (*digits && strspn(digits, "0123456789") == strlen(digits)) return range_fail(c, f, n, fmt_int);
         return gw_cfg_fail(c, n, "invalid integer '%s'", s);
     }
     gw_cfg_store_uint((char *)rec + f->off, f->size, v);
@@ -281,13 +265,10 @@ bool gw_cfg_uint(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 bool gw_cfg_duration(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "a duration");
-    if (!s)
-        return false;
+    if (!s) return false;
     uint64_t v;
-    if (!gw_parse_duration_ms(s, &v))
-        return gw_cfg_fail(c, n, "invalid duration '%s'", s);
-    if (v < f->min || v > f->max)
-        return range_fail(c, f, n, fmt_ms);
+    if (!gw_parse_duration_ms(s, &v)) return gw_cfg_fail(c, n, "invalid duration '%s'", s);
+    if (v < f->min || v > f->max) return range_fail(c, f, n, fmt_ms);
     gw_cfg_store_uint((char *)rec + f->off, f->size, v);
     return true;
 }
@@ -295,13 +276,10 @@ bool gw_cfg_duration(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, vo
 bool gw_cfg_size(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "a size");
-    if (!s)
-        return false;
+    if (!s) return false;
     uint64_t v;
-    if (!gw_parse_size(s, &v))
-        return gw_cfg_fail(c, n, "invalid size '%s'", s);
-    if (v < f->min || v > f->max)
-        return range_fail(c, f, n, fmt_bytes);
+    if (!gw_parse_size(s, &v)) return gw_cfg_fail(c, n, "invalid size '%s'", s);
+    if (v < f->min || v > f->max) return range_fail(c, f, n, fmt_bytes);
     gw_cfg_store_uint((char *)rec + f->off, f->size, v);
     return true;
 }
@@ -310,8 +288,7 @@ bool gw_cfg_size(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 static bool enum_index(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, size_t *idx)
 {
     const char *s = gw_cfg_scalar(c, n, "a string");
-    if (!s)
-        return false;
+    if (!s) return false;
     const char *const *names = f->aux;
     char list[256] = "";
     size_t len = 0, count = 0;
@@ -331,8 +308,7 @@ static bool enum_index(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, 
 bool gw_cfg_enum(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     size_t i;
-    if (!enum_index(c, f, n, &i))
-        return false;
+    if (!enum_index(c, f, n, &i)) return false;
     gw_cfg_store_uint((char *)rec + f->off, f->size, i);
     return true;
 }
@@ -340,11 +316,9 @@ bool gw_cfg_enum(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 bool gw_cfg_enum_str(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     size_t i;
-    if (!enum_index(c, f, n, &i))
-        return false;
+    if (!enum_index(c, f, n, &i)) return false;
     char *copy = strdup(((const char *const *)f->aux)[i]);
-    if (!copy)
-        return gw_cfg_fail(c, n, "out of memory");
+    if (!copy) return gw_cfg_fail(c, n, "out of memory");
     gw_cfg_store_ptr((char *)rec + f->off, copy);
     return true;
 }
@@ -359,11 +333,9 @@ bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
     const gw_list_desc *d = f->aux;
     if (!n || (n->kind == GW_YAML_SEQ && n->n == 0))
         return !d->nonempty || gw_cfg_fail(c, n ? n : c->at, "at least one %s is required", d->what);
-    if (n->kind != GW_YAML_SEQ)
-        return gw_cfg_fail(c, n, "must be a sequence");
+    if (n->kind != GW_YAML_SEQ) return gw_cfg_fail(c, n, "must be a sequence");
     char *items = calloc(n->n, d->elem_size);
-    if (!items)
-        return gw_cfg_fail(c, n, "out of memory");
+    if (!items) return gw_cfg_fail(c, n, "out of memory");
     /* Published before the items are bound so that gw_config_free can clean up a half-built list. */
     gw_cfg_store_ptr((char *)rec + f->off, items);
     memcpy((char *)rec + d->count_off, &n->n, sizeof n->n);
@@ -378,8 +350,7 @@ bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
             ok = !d->check || d->check(c, item, items, i);
         }
         gw_cfg_pop(c, mark);
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     return true;
 }
@@ -391,17 +362,13 @@ static bool parse_scaled(const char *s, const char *const *units, const uint64_t
     size_t nd = strspn(s, "0123456789");
     char digits[24];
     uint64_t v;
-    if (nd == 0 || nd >= sizeof digits)
-        return false;
+    if (nd == 0 || nd >= sizeof digits) return false;
     memcpy(digits, s, nd);
     digits[nd] = '\0';
-    if (!gw_cfg_decimal(digits, &v))
-        return false;
+    if (!gw_cfg_decimal(digits, &v)) return false;
     for (size_t i = 0; i < nunits; i++) {
-        if (strcmp(s + nd, units[i]) != 0)
-            continue;
-        if (mult[i] && v > UINT64_MAX / mult[i])
-            return false;
+        if (strcmp(s + nd, units[i]) != 0) continue;
+        if (mult[i] && v > UINT64_MAX / mult[i]) return false;
         *out = v * mult[i];
         return true;
     }
@@ -418,7 +385,7 @@ bool gw_parse_duration_ms(const char *s, uint64_t *out)
 bool gw_parse_size(const char *s, uint64_t *out)
 {
     static const char *const units[] = {"", "k", "K", "KiB", "m", "M", "MiB", "g", "G", "GiB"};
-    static const uint64_t mult[] = {1, 1ull << 10, 1ull << 10, 1ull << 10, 1ull << 20,
+    static const uint64_t mult[] = {1,          1ull << 10, 1ull << 10, 1ull << 10, 1ull << 20,
                                     1ull << 20, 1ull << 20, 1ull << 30, 1ull << 30, 1ull << 30};
     return s && parse_scaled(s, units, mult, 10, out);
 }
@@ -427,8 +394,7 @@ gw_config *gw_config_load(const char *path, char **err)
 {
     *err = NULL;
     gw_yaml_doc *doc = gw_yaml_load(path, err);
-    if (!doc)
-        return NULL;
+    if (!doc) return NULL;
     gw_config *cfg = calloc(1, sizeof *cfg);
     if (!cfg || !(cfg->file = strdup(path))) {
         free(cfg);
@@ -441,9 +407,9 @@ gw_config *gw_config_load(const char *path, char **err)
     static const gw_yaml_node empty = {.kind = GW_YAML_MAP, .line = 1, .col = 1};
     const gw_yaml_node *root = doc->root ? doc->root : &empty;
     gw_cfg_ctx c = {.file = path, .cfg = cfg, .at = root};
-    bool ok = root->kind == GW_YAML_MAP ? gw_cfg_map(&c, root, root, gw_cfg_top, false, cfg) &&
-                                              gw_cfg_finish(&c, root)
-                                        : gw_cfg_fail(&c, root, "the top level must be a mapping");
+    bool ok = root->kind == GW_YAML_MAP
+                  ? gw_cfg_map(&c, root, root, gw_cfg_top, false, cfg) && gw_cfg_finish(&c, root)
+                  : gw_cfg_fail(&c, root, "the top level must be a mapping");
     if (!ok) {
         *err = c.err ? c.err : strdup("out of memory");
         gw_config_free(cfg);
@@ -470,8 +436,7 @@ static void free_services(gw_service_conf *s, size_t n)
 
 void gw_config_free(gw_config *cfg)
 {
-    if (!cfg)
-        return;
+    if (!cfg) return;
     for (size_t i = 0; cfg->listeners && i < cfg->nlisteners; i++) {
         free(cfg->listeners[i].address);
         free(cfg->listeners[i].cert_file);

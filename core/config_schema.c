@@ -17,13 +17,13 @@
 
 #define SEC_MS 1000ull
 #define DAY_MS (24 * 3600 * SEC_MS)
-#define KIB (1ull << 10)
 #define MIB (1ull << 20)
 #define GIB (1ull << 30)
 
+/* One line per key in the tables below; clang-format would spread each macro over four lines. */
+// clang-format off
 #define AT(T, m) .off = offsetof(T, m), .size = sizeof(((T *)0)->m)
-#define STR(k, d, T, m, fl, chk)                                                                           \
-    {.name = k, .parse = gw_cfg_string, .def = d, AT(T, m), .flags = fl, .check = chk}
+#define STR(k, d, T, m, fl, chk) {.name = k, .parse = gw_cfg_string, .def = d, AT(T, m), .flags = fl, .check = chk}
 #define BOOLF(k, d, T, m) {.name = k, .parse = gw_cfg_bool, .def = d, AT(T, m)}
 #define UINTF(k, d, T, m, lo, hi, fl) {.name = k, .parse = gw_cfg_uint, .def = d, AT(T, m), .min = lo, .max = hi, .flags = fl}
 #define DURF(k, d, T, m, lo, hi) {.name = k, .parse = gw_cfg_duration, .def = d, AT(T, m), .min = lo, .max = hi}
@@ -31,8 +31,9 @@
 #define ENUMF(k, d, fn, T, m, names) {.name = k, .parse = fn, .def = d, AT(T, m), .aux = names}
 #define SECTION(k, off_, tbl, chk) {.name = k, .parse = gw_cfg_section, .off = off_, .aux = tbl, .check = chk, .flags = GW_F_WALK}
 #define LIST(k, T, m, desc) {.name = k, .parse = gw_cfg_list, AT(T, m), .aux = &desc, .flags = GW_F_WALK}
-#define CUSTOM(k, fn, T, m, fl) {.name = k, .parse = fn, AT(T, m), .flags = fl}
+#define CUSTOM(k, fn, d, T, m, fl) {.name = k, .parse = fn, .def = d, AT(T, m), .flags = fl}
 #define END {.name = NULL}
+// clang-format on
 
 #define FIELD(rec, f, type) ((type *)(void *)((char *)(rec) + (f)->off))
 
@@ -42,12 +43,10 @@
 static bool valid_host(const char *h, size_t n)
 {
     char buf[INET6_ADDRSTRLEN + 1];
-    if (n == 0 || n > 253)
-        return false;
+    if (n == 0 || n > 253) return false;
     if (memchr(h, ':', n)) {
         struct in6_addr a6;
-        if (n >= sizeof buf)
-            return false;
+        if (n >= sizeof buf) return false;
         memcpy(buf, h, n);
         buf[n] = '\0';
         return inet_pton(AF_INET6, buf, &a6) == 1;
@@ -55,16 +54,15 @@ static bool valid_host(const char *h, size_t n)
     bool numeric = true;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)h[i];
-        if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') && !(ch >= '0' && ch <= '9') && ch != '-' &&
-            ch != '_' && ch != '.')
+        if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') && !(ch >= '0' && ch <= '9') &&
+            ch != '-' && ch != '_' && ch != '.')
             return false;
         numeric = numeric && (ch == '.' || (ch >= '0' && ch <= '9'));
     }
     if (!numeric) /* "999.1.1.1" is not a name either: all-numeric must be a real IPv4 address */
         return true;
     struct in_addr a4;
-    if (n >= sizeof buf)
-        return false;
+    if (n >= sizeof buf) return false;
     memcpy(buf, h, n);
     buf[n] = '\0';
     return inet_pton(AF_INET, buf, &a4) == 1;
@@ -81,8 +79,7 @@ static bool check_name(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, 
 {
     const char *s = *FIELD(rec, f, char *);
     static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
-    if (!s || strspn(s, ok) == strlen(s))
-        return true;
+    if (!s || strspn(s, ok) == strlen(s)) return true;
     return gw_cfg_fail(c, n, "invalid name '%s' (letters, digits, '.', '_' and '-' only)", s);
 }
 
@@ -90,11 +87,9 @@ static bool check_name(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, 
 static bool check_file(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *path = *FIELD(rec, f, char *);
-    if (!path)
-        return true;
+    if (!path) return true;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return gw_cfg_fail(c, n, "cannot read '%s': %s", path, strerror(errno));
+    if (fd < 0) return gw_cfg_fail(c, n, "cannot read '%s': %s", path, strerror(errno));
     struct stat st;
     bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
@@ -105,8 +100,9 @@ static bool check_file(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, 
 static bool check_http_path(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = *FIELD(rec, f, char *);
-    bool ok = !s || s[0] == '/';
-    for (const char *p = s; ok && *p; p++)
+    if (!s) return true;
+    bool ok = s[0] == '/';
+    for (const unsigned char *p = (const unsigned char *)s; ok && *p; p++)
         ok = *p > 0x20 && *p < 0x7f && *p != '#';
     return ok || gw_cfg_fail(c, n, "must be an absolute path such as /health, not '%s'", s);
 }
@@ -129,7 +125,7 @@ static bool p_tls(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void 
 static const gw_field listener_fields[] = {
     STR("address", "0.0.0.0", gw_listener_conf, address, GW_F_NONEMPTY, check_host),
     UINTF("port", NULL, gw_listener_conf, port, 1, 65535, GW_F_REQUIRED),
-    CUSTOM("tls", p_tls, gw_listener_conf, tls, 0),
+    CUSTOM("tls", p_tls, NULL, gw_listener_conf, tls, 0),
     END,
 };
 
@@ -139,8 +135,9 @@ static bool listener_item(gw_cfg_ctx *c, const gw_yaml_node *item, void *items, 
     gw_listener_conf *l = items;
     for (size_t j = 0; j < i; j++)
         if (l[j].port == l[i].port && strcmp(l[j].address, l[i].address) == 0)
-            return gw_cfg_fail(c, gw_yaml_get(item, "port"), "address %s port %u is already used by listeners[%zu]",
-                               l[i].address, l[i].port, j);
+            return gw_cfg_fail(c, gw_yaml_get(item, "port"),
+                               "address %s port %u is already used by listeners[%zu]", l[i].address,
+                               l[i].port, j);
     return true;
 }
 
@@ -170,14 +167,12 @@ static const char *split_url(const char *url, gw_target_conf *t)
     }
     size_t alen = strcspn(p, "/?#");
     const char *rest = p + alen, *host = p, *hend, *port = NULL;
-    if (memchr(p, '@', alen))
-        return "user information is not allowed";
+    if (memchr(p, '@', alen)) return "user information is not allowed";
     if (*p == '[') {
         const char *rb = memchr(p, ']', alen);
         if (!rb || !memchr(p, ':', (size_t)(rb - p)) || !valid_host(p + 1, (size_t)(rb - p) - 1))
             return "invalid IPv6 address";
-        if (rb + 1 < rest && rb[1] != ':')
-            return "junk after the IPv6 address";
+        if (rb + 1 < rest && rb[1] != ':') return "junk after the IPv6 address";
         host = p + 1;
         hend = rb;
         port = rb + 1 < rest ? rb + 2 : NULL;
@@ -187,26 +182,19 @@ static const char *split_url(const char *url, gw_target_conf *t)
         port = colon ? colon + 1 : NULL;
         if (colon && memchr(port, ':', (size_t)(rest - port)))
             return "an IPv6 address must be written in brackets";
-        if (hend == host)
-            return "the host is missing";
-        if (!valid_host(host, (size_t)(hend - host)))
-            return "invalid host name";
+        if (hend == host) return "the host is missing";
+        if (!valid_host(host, (size_t)(hend - host))) return "invalid host name";
     }
     uint64_t pn = t->https ? 443 : 80;
     char digits[8] = "";
     size_t plen = port ? (size_t)(rest - port) : 0;
-    if (port && (plen == 0 || plen >= sizeof digits))
-        return "the port must be 1..65535";
+    if (port && (plen == 0 || plen >= sizeof digits)) return "the port must be 1..65535";
     memcpy(digits, port ? port : "", plen);
     digits[plen] = '\0';
-    if (port && (!gw_cfg_decimal(digits, &pn) || pn < 1 || pn > 65535))
-        return "the port must be 1..65535";
-    if (strchr(rest, '?'))
-        return "a query is not allowed";
-    if (strchr(rest, '#'))
-        return "a fragment is not allowed";
-    if (*rest && strcmp(rest, "/") != 0)
-        return "a path is not allowed (only an empty one or '/')";
+    if (port && (!gw_cfg_decimal(digits, &pn) || pn < 1 || pn > 65535)) return "the port must be 1..65535";
+    if (strchr(rest, '?')) return "a query is not allowed";
+    if (strchr(rest, '#')) return "a fragment is not allowed";
+    if (*rest && strcmp(rest, "/") != 0) return "a path is not allowed (only an empty one or '/')";
     t->port = (uint16_t)pn;
     t->host = strndup(host, (size_t)(hend - host));
     return t->host ? NULL : "out of memory";
@@ -215,21 +203,17 @@ static const char *split_url(const char *url, gw_target_conf *t)
 static bool parse_target(gw_cfg_ctx *c, const gw_yaml_node *n, gw_target_conf *t)
 {
     const char *url = gw_cfg_scalar(c, n, "a URL");
-    if (!url)
-        return false;
+    if (!url) return false;
     const char *why = split_url(url, t);
-    if (why)
-        return gw_cfg_fail(c, n, "invalid target URL '%s': %s", url, why);
+    if (why) return gw_cfg_fail(c, n, "invalid target URL '%s': %s", url, why);
     bool v6 = strchr(t->host, ':') != NULL, dflt = t->port == (t->https ? 443 : 80);
     size_t cap = strlen(t->host) + 9;
     t->url = strdup(url);
     t->authority = malloc(cap);
-    if (!t->url || !t->authority)
-        return gw_cfg_fail(c, n, "out of memory");
+    if (!t->url || !t->authority) return gw_cfg_fail(c, n, "out of memory");
     /* The Host header form: the port only when it is not the scheme's default. */
     snprintf(t->authority, cap, "%s%s%s", v6 ? "[" : "", t->host, v6 ? "]" : "");
-    if (!dflt)
-        snprintf(t->authority + strlen(t->authority), cap - strlen(t->authority), ":%u", t->port);
+    if (!dflt) snprintf(t->authority + strlen(t->authority), cap - strlen(t->authority), ":%u", t->port);
     return true;
 }
 
@@ -238,17 +222,14 @@ static bool p_targets(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, v
     gw_service_conf *s = rec;
     if (!n || (n->kind == GW_YAML_SEQ && n->n == 0))
         return gw_cfg_fail(c, n ? n : c->at, "at least one target is required");
-    if (n->kind != GW_YAML_SEQ)
-        return gw_cfg_fail(c, n, "must be a sequence of URLs");
-    if (!(s->targets = calloc(n->n, sizeof *s->targets)))
-        return gw_cfg_fail(c, n, "out of memory");
+    if (n->kind != GW_YAML_SEQ) return gw_cfg_fail(c, n, "must be a sequence of URLs");
+    if (!(s->targets = calloc(n->n, sizeof *s->targets))) return gw_cfg_fail(c, n, "out of memory");
     s->ntargets = n->n;
     for (size_t i = 0; i < n->n; i++) {
         size_t mark = gw_cfg_push_index(c, i);
         bool ok = parse_target(c, n->items[i], &s->targets[i]);
         gw_cfg_pop(c, mark);
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     return true;
 }
@@ -266,12 +247,12 @@ static const gw_field health_fields[] = {
 static bool check_health(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const gw_health_conf *h = FIELD(rec, f, gw_health_conf);
-    if (!n)
-        return true;
+    if (!n) return true;
     const char *key = !h->path ? "path" : "timeout";
     const gw_yaml_node *at = gw_yaml_get(n, key);
     size_t mark = gw_cfg_push(c, key);
-    bool ok = h->path ? h->timeout_ms <= h->interval_ms || gw_cfg_fail(c, at ? at : n, "must not exceed the interval")
+    bool ok = h->path ? h->timeout_ms <= h->interval_ms ||
+                            gw_cfg_fail(c, at ? at : n, "must not exceed the interval")
                       : gw_cfg_fail(c, n, "required");
     gw_cfg_pop(c, mark);
     return ok;
@@ -279,7 +260,7 @@ static bool check_health(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n
 
 static const gw_field service_fields[] = {
     STR("name", NULL, gw_service_conf, name, GW_F_REQUIRED | GW_F_NONEMPTY, check_name),
-    CUSTOM("targets", p_targets, gw_service_conf, targets, GW_F_WALK),
+    CUSTOM("targets", p_targets, NULL, gw_service_conf, targets, GW_F_WALK),
     BOOLF("tls_verify", "true", gw_service_conf, tls_verify),
     STR("tls_ca", NULL, gw_service_conf, tls_ca_file, 0, check_file),
     SECTION("health_check", offsetof(gw_service_conf, health), health_fields, check_health),
@@ -290,11 +271,10 @@ static bool service_item(gw_cfg_ctx *c, const gw_yaml_node *item, void *items, s
 {
     gw_service_conf *s = items;
     for (size_t j = 0; j < i; j++) {
-        if (strcmp(s[j].name, s[i].name) != 0)
-            continue;
+        if (strcmp(s[j].name, s[i].name) != 0) continue;
         size_t mark = gw_cfg_push(c, "name");
-        gw_cfg_fail(c, gw_yaml_get(item, "name"), "duplicate service name '%s' (also services[%zu])", s[i].name,
-                    j);
+        gw_cfg_fail(c, gw_yaml_get(item, "name"), "duplicate service name '%s' (also services[%zu])",
+                    s[i].name, j);
         gw_cfg_pop(c, mark);
         return false;
     }
@@ -317,14 +297,11 @@ static bool p_prefix(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, vo
 {
     gw_route_conf *r = rec;
     const char *s = gw_cfg_scalar(c, n, "a string");
-    if (!s)
-        return false;
-    if (s[0] != '/')
-        return gw_cfg_fail(c, n, "must start with '/'");
+    if (!s) return false;
+    if (s[0] != '/') return gw_cfg_fail(c, n, "must start with '/'");
     size_t len = strlen(s), out_len, path_len;
     char *out = malloc(len + 2);
-    if (!out)
-        return gw_cfg_fail(c, n, "out of memory");
+    if (!out) return gw_cfg_fail(c, n, "out of memory");
     int st = gw_path_normalize(s, len, out, len + 2, &out_len, &path_len);
     if (st != 0 || out_len != path_len) {
         free(out);
@@ -340,8 +317,7 @@ static bool p_prefix(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, vo
 static bool p_service_ref(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "a service name");
-    if (!s)
-        return false;
+    if (!s) return false;
     /* services come before routes in the table, so they are all known here */
     for (size_t i = 0; i < c->cfg->nservices; i++)
         if (strcmp(c->cfg->services[i].name, s) == 0) {
@@ -355,7 +331,7 @@ static const struct {
     const char *name;
     enum gw_http_method id;
 } route_methods[] = {
-    {"GET", GW_METHOD_GET},         {"HEAD", GW_METHOD_HEAD},   {"POST", GW_METHOD_POST},
+    {"GET", GW_METHOD_GET},         {"HEAD", GW_METHOD_HEAD},     {"POST", GW_METHOD_POST},
     {"PUT", GW_METHOD_PUT},         {"DELETE", GW_METHOD_DELETE}, {"PATCH", GW_METHOD_PATCH},
     {"OPTIONS", GW_METHOD_OPTIONS}, {"TRACE", GW_METHOD_TRACE},
 };
@@ -363,14 +339,11 @@ static const struct {
 static bool p_method(gw_cfg_ctx *c, const gw_yaml_node *n, unsigned *mask)
 {
     const char *s = gw_cfg_scalar(c, n, "a method name");
-    if (!s)
-        return false;
+    if (!s) return false;
     for (size_t i = 0; i < sizeof route_methods / sizeof route_methods[0]; i++) {
-        if (strcmp(route_methods[i].name, s) != 0)
-            continue;
+        if (strcmp(route_methods[i].name, s) != 0) continue;
         unsigned bit = 1u << route_methods[i].id;
-        if (*mask & bit)
-            return gw_cfg_fail(c, n, "duplicate method '%s'", s);
+        if (*mask & bit) return gw_cfg_fail(c, n, "duplicate method '%s'", s);
         *mask |= bit;
         return true;
     }
@@ -380,16 +353,14 @@ static bool p_method(gw_cfg_ctx *c, const gw_yaml_node *n, unsigned *mask)
 static bool p_methods(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     unsigned *mask = FIELD(rec, f, unsigned);
-    if (n->kind != GW_YAML_SEQ)
-        return gw_cfg_fail(c, n, "must be a sequence of method names");
+    if (n->kind != GW_YAML_SEQ) return gw_cfg_fail(c, n, "must be a sequence of method names");
     if (n->n == 0) /* 0 would mean "any": an empty list is more likely a mistake than that */
         return gw_cfg_fail(c, n, "must not be empty (leave it out to allow any method)");
     for (size_t i = 0; i < n->n; i++) {
         size_t mark = gw_cfg_push_index(c, i);
         bool ok = p_method(c, n->items[i], mask);
         gw_cfg_pop(c, mark);
-        if (!ok)
-            return false;
+        if (!ok) return false;
     }
     return true;
 }
@@ -397,20 +368,19 @@ static bool p_methods(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, v
 /* Kept as a subtree: the filters that own these settings validate them. */
 static bool p_subtree_map(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
-    if (n->kind != GW_YAML_MAP)
-        return gw_cfg_fail(c, n, "must be a mapping");
+    if (n->kind != GW_YAML_MAP) return gw_cfg_fail(c, n, "must be a mapping");
     gw_cfg_store_ptr((char *)rec + f->off, n);
     return true;
 }
 
 static const gw_field route_fields[] = {
-    CUSTOM("prefix", p_prefix, gw_route_conf, prefix, GW_F_REQUIRED),
-    CUSTOM("service", p_service_ref, gw_route_conf, service, GW_F_REQUIRED),
+    CUSTOM("prefix", p_prefix, NULL, gw_route_conf, prefix, GW_F_REQUIRED),
+    CUSTOM("service", p_service_ref, NULL, gw_route_conf, service, GW_F_REQUIRED),
     STR("name", NULL, gw_route_conf, name, GW_F_NONEMPTY, check_name),
-    CUSTOM("methods", p_methods, gw_route_conf, methods, 0),
+    CUSTOM("methods", p_methods, NULL, gw_route_conf, methods, 0),
     BOOLF("strip_prefix", "false", gw_route_conf, strip_prefix),
     BOOLF("preserve_host", "false", gw_route_conf, preserve_host),
-    CUSTOM("filters", p_subtree_map, gw_route_conf, filters, 0),
+    CUSTOM("filters", p_subtree_map, NULL, gw_route_conf, filters, 0),
     END,
 };
 
@@ -418,10 +388,10 @@ static bool route_item(gw_cfg_ctx *c, const gw_yaml_node *item, void *items, siz
 {
     gw_route_conf *r = items;
     for (size_t j = 0; j < i; j++) {
-        if (strcmp(r[j].prefix, r[i].prefix) != 0)
-            continue;
+        if (strcmp(r[j].prefix, r[i].prefix) != 0) continue;
         size_t mark = gw_cfg_push(c, "prefix");
-        gw_cfg_fail(c, gw_yaml_get(item, "prefix"), "duplicate prefix '%s' (also routes[%zu])", r[i].prefix, j);
+        gw_cfg_fail(c, gw_yaml_get(item, "prefix"), "duplicate prefix '%s' (also routes[%zu])", r[i].prefix,
+                    j);
         gw_cfg_pop(c, mark);
         return false;
     }
@@ -469,8 +439,7 @@ static bool p_workers(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, v
 {
     const char *s = gw_cfg_scalar(c, n, "'auto' or 1..256");
     uint64_t v;
-    if (!s)
-        return false;
+    if (!s) return false;
     if (strcmp(s, "auto") == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         v = cpus < 1 ? 1 : cpus > 256 ? 256 : (uint64_t)cpus;
@@ -531,7 +500,7 @@ static const gw_field log_fields[] = {
 /* Order matters: services are bound before routes, which refer to them by name. */
 const gw_field gw_cfg_top[] = {
     LIST("listeners", gw_config, listeners, listeners_desc),
-    {.name = "workers", .parse = p_workers, .def = "auto", AT(gw_config, workers)},
+    CUSTOM("workers", p_workers, "auto", gw_config, workers, 0),
     UINTF("max_connections", "10000", gw_config, max_connections, 0, INT_MAX, 0),
     SECTION("limits", 0, limits_fields, NULL),
     SECTION("timeouts", 0, timeouts_fields, NULL),
@@ -547,8 +516,7 @@ const gw_field gw_cfg_top[] = {
 
 bool gw_cfg_finish(gw_cfg_ctx *c, const gw_yaml_node *root)
 {
-    if (c->cfg->max_header_block >= c->cfg->max_request_line)
-        return true;
+    if (c->cfg->max_header_block >= c->cfg->max_request_line) return true;
     /* The head limit includes the request line, so a smaller one would make request_line meaningless. */
     const gw_yaml_node *limits = gw_yaml_get(root, "limits");
     const gw_yaml_node *at = gw_yaml_get(limits, "header_block");

@@ -38,10 +38,10 @@ struct gw_field {
 };
 
 typedef struct {
-    const char *what;      /* "listener": for "at least one listener is required" */
-    size_t elem_size;      /* one record per item */
-    size_t count_off;      /* size_t count in the enclosing record */
-    size_t line_off;       /* int line in the item record */
+    const char *what; /* "listener": for "at least one listener is required" */
+    size_t elem_size; /* one record per item */
+    size_t count_off; /* size_t count in the enclosing record */
+    size_t line_off;  /* int line in the item record */
     const gw_field *fields;
     bool open;     /* keys not in `fields` are allowed (a filter's own settings) */
     bool nonempty; /* at least one item */

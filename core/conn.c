@@ -9,8 +9,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include "io.h"
 #include <event2/event.h>
 
 #include "log.h"
@@ -46,7 +45,7 @@ void gw_conn_free(gw_conn *c)
 {
     gw_worker *w = c->w;
     gw_proxy_abort(c);
-    if (c->bev) bufferevent_free(c->bev);
+    if (c->bev) gw_io_free(c->bev);
     if (c->timer) event_free(c->timer);
     if (c->body) evbuffer_free(c->body);
     free(c->head_buf);
@@ -69,16 +68,16 @@ static void start_linger(gw_conn *c)
         gw_conn_free(c);
         return;
     }
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    shutdown(gw_io_fd(c->bev), SHUT_WR);
     c->body_seen = 0;
-    bufferevent_enable(c->bev, EV_READ);
+    gw_io_read_enable(c->bev, true);
     arm_timer(c, LINGER_MS);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static void on_write(gw_io *bev, void *arg)
 {
     gw_conn *c = arg;
-    size_t out = evbuffer_get_length(bufferevent_get_output(bev));
+    size_t out = evbuffer_get_length(gw_io_output(bev));
     if (c->state == GW_C_CLOSING) {
         if (out == 0 && !c->pending_next) {
             c->pending_next = true; /* reused as "linger started" in this state */
@@ -89,7 +88,7 @@ static void on_write(struct bufferevent *bev, void *arg)
     gw_proxy_client_drained(c);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_read(gw_io *bev, void *arg)
 {
     gw_conn *c = arg;
     switch (c->state) {
@@ -106,7 +105,7 @@ static void on_read(struct bufferevent *bev, void *arg)
         gw_proxy_client_readable(c);
         break;
     case GW_C_CLOSING: {
-        struct evbuffer *in = bufferevent_get_input(bev);
+        struct evbuffer *in = gw_io_input(bev);
         c->body_seen += evbuffer_get_length(in);
         evbuffer_drain(in, evbuffer_get_length(in));
         if (c->body_seen > LINGER_BYTES) gw_conn_free(c);
@@ -115,17 +114,17 @@ static void on_read(struct bufferevent *bev, void *arg)
     }
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_event(gw_io *bev, int what, void *arg)
 {
     gw_conn *c = arg;
-    if (what & BEV_EVENT_CONNECTED) return;
-    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && c->state == GW_C_PROXY && c->body_complete) {
+    if (what & GW_IO_CONNECTED) return;
+    if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && c->state == GW_C_PROXY && c->body_complete) {
         /* Half-close after a complete request: answer it, then close. */
         c->peer_eof = true;
         c->keep_alive = false;
         return;
     }
-    if ((what & BEV_EVENT_EOF) && c->state == GW_C_TUNNEL) {
+    if ((what & GW_IO_EOF) && c->state == GW_C_TUNNEL) {
         gw_proxy_client_readable(c); /* move what is left */
         c->peer_eof = true;
     }
@@ -184,31 +183,28 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t
     c->listener = listener;
     format_peer(c, sa);
     SSL_CTX *ctx = srv->listener_ssl_ctx ? srv->listener_ssl_ctx[listener] : NULL;
+    SSL *ssl = NULL;
     if (ctx) {
-        SSL *ssl = SSL_new(ctx);
         c->tls = true;
-        c->bev = ssl ? bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                      BEV_OPT_CLOSE_ON_FREE)
-                     : NULL;
-        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-        else if (ssl) SSL_free(ssl);
-    } else {
-        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!(ssl = SSL_new(ctx))) {
+            close(fd);
+            free(c);
+            return;
+        }
     }
+    c->bev = gw_io_accepted(w->base, fd, ssl); /* owns fd (and ssl) from here, even on failure */
     c->timer = evtimer_new(w->base, on_timer, c);
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
     if (!c->bev || !c->timer) {
-        if (!c->bev) close(fd);
         gw_conn_free(c);
         return;
     }
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, GW_READ_HIGH_WATER);
-    bufferevent_setwatermark(c->bev, EV_WRITE, GW_HIGH_WATER / 2, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    gw_io_setcb(c->bev, on_read, on_write, on_event, c);
+    gw_io_set_read_high(c->bev, GW_READ_HIGH_WATER);
+    gw_io_set_write_low(c->bev, GW_HIGH_WATER / 2);
     c->state = GW_C_HEAD;
     arm_timer(c, srv->cfg->request_head_ms);
 }
@@ -223,7 +219,7 @@ void gw_conn_resume_read(gw_conn *c)
 {
     if (c->read_paused) {
         c->read_paused = false;
-        bufferevent_enable(c->bev, EV_READ);
+        gw_io_read_enable(c->bev, true);
     }
 }
 
@@ -233,9 +229,9 @@ void gw_conn_request_done(gw_conn *c)
     if (!c->keep_alive || !c->body_complete || c->w->draining) {
         c->state = GW_C_CLOSING;
         c->pending_next = false;
-        bufferevent_disable(c->bev, EV_READ);
+        gw_io_read_enable(c->bev, false);
         evtimer_del(c->timer);
-        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) on_write(c->bev, c);
+        if (evbuffer_get_length(gw_io_output(c->bev)) == 0) on_write(c->bev, c);
         return;
     }
     c->state = GW_C_IDLE;
@@ -248,7 +244,7 @@ void gw_conn_request_done(gw_conn *c)
     c->status = 0;
     if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
     gw_conn_resume_read(c);
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+    if (evbuffer_get_length(gw_io_input(c->bev)) > 0) {
         /* Pipelined: handle it from the loop, not recursively. */
         c->pending_next = true;
         arm_timer(c, 0);
@@ -371,8 +367,16 @@ static const char *find_terminator(const char *p, size_t len, size_t from)
 static void read_head(gw_conn *c)
 {
     const gw_config *cfg = c->w->srv->cfg;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = gw_io_input(c->bev);
     gw_http_limits lim = {cfg->max_request_line, cfg->max_header_block, cfg->max_header_fields};
+    /* Empty lines before a request line are tolerated (RFC 9112 2.2); they would confuse the search
+     * for the end of the head, so they go first. */
+    for (int i = 0; i < 4 && c->scan_from == 0 && evbuffer_get_length(in) >= 2; i++) {
+        const char *p2 = (const char *)evbuffer_pullup(in, 2);
+        if (p2[0] != '\r' || p2[1] != '\n') break;
+        evbuffer_drain(in, 2);
+        c->got_bytes = true;
+    }
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
     c->got_bytes = true;

@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include "io.h"
 #include <event2/event.h>
 #include <openssl/err.h>
 
@@ -91,7 +90,7 @@ static void add_forwarded_for(gw_conn *c, struct evbuffer *out)
 static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
 {
     const gw_http_head *h = c->req;
-    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct evbuffer *out = gw_io_output(u->bev);
     char path[8192 + 16];
     char *pp = path;
     size_t cap = c->path_total + 2 < sizeof path ? sizeof path : c->path_total + 2;
@@ -182,7 +181,7 @@ void gw_proxy_connect(gw_conn *c)
     u->requests++;
     uint64_t buffered = c->body ? evbuffer_get_length(c->body) : 0;
     write_request_head(c, u, buffered);
-    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct evbuffer *out = gw_io_output(u->bev);
     if (buffered && !c->body_streaming) {
         if (u->reused) copy_body(out, c->body);
         else evbuffer_add_buffer(out, c->body);
@@ -200,7 +199,7 @@ static void body_done(gw_conn *c)
     c->body_complete = true;
     evtimer_del(c->timer);
     if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
-        ADD_LIT(bufferevent_get_output(c->up->bev), "0\r\n\r\n");
+        ADD_LIT(gw_io_output(c->up->bev), "0\r\n\r\n");
     if (c->state == GW_C_BODY) {
         c->state = GW_C_PROXY;
         gw_proxy_connect(c);
@@ -211,7 +210,7 @@ static void body_done(gw_conn *c)
 static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
     if (c->body_streaming && c->up) {
-        struct evbuffer *out = bufferevent_get_output(c->up->bev);
+        struct evbuffer *out = gw_io_output(c->up->bev);
         bool chunked = c->req->body == GW_BODY_CHUNKED;
         if (chunked) evbuffer_add_printf(out, "%zx\r\n", n);
         evbuffer_remove_buffer(in, out, n);
@@ -222,9 +221,10 @@ static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
     c->body_seen += n;
 }
 
-/* Returns -1 on malformed chunked framing, 0 otherwise. */
+/* Returns -1 on malformed chunked framing, -2 past the body limit, 0 otherwise. */
 static int pump_chunked(gw_conn *c, struct evbuffer *in)
 {
+    uint64_t max_body = c->w->srv->cfg->max_body;
     for (int guard = 0; guard < 100000; guard++) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return 0;
@@ -232,6 +232,7 @@ static int pump_chunked(gw_conn *c, struct evbuffer *in)
             size_t n = avail < c->req_chunked.remaining ? avail : (size_t)c->req_chunked.remaining;
             move_payload(c, in, n);
             gw_chunked_consumed(&c->req_chunked, n);
+            if (max_body && c->body_seen > max_body) return -2;
             continue;
         }
         size_t take = avail < 4096 ? avail : 4096, used = 0;
@@ -252,7 +253,7 @@ static int pump_chunked(gw_conn *c, struct evbuffer *in)
 static void pump_body(gw_conn *c)
 {
     const gw_config *cfg = c->w->srv->cfg;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = gw_io_input(c->bev);
     if (c->req->body == GW_BODY_LENGTH) {
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
@@ -262,15 +263,18 @@ static void pump_body(gw_conn *c)
             body_done(c);
             return;
         }
-    } else if (pump_chunked(c, in) != 0) {
-        gw_proxy_fail(c, 400, "The chunked request body is malformed");
-        return;
+    } else {
+        int r = pump_chunked(c, in);
+        if (r == -1) {
+            gw_proxy_fail(c, 400, "The chunked request body is malformed");
+            return;
+        }
+        if (r == -2) {
+            gw_proxy_fail(c, 413, "The request body is larger than allowed");
+            return;
+        }
     }
     if (c->body_complete) return;
-    if (cfg->max_body && c->body_seen > cfg->max_body) {
-        gw_proxy_fail(c, 413, "The request body is larger than allowed");
-        return;
-    }
     gw_proxy_arm(c->timer, cfg->body_idle_ms);
     if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
         c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
@@ -279,8 +283,8 @@ static void pump_body(gw_conn *c)
         return;
     }
     if (c->body_streaming && c->up &&
-        evbuffer_get_length(bufferevent_get_output(c->up->bev)) > GW_HIGH_WATER) {
-        bufferevent_disable(c->bev, EV_READ);
+        evbuffer_get_length(gw_io_output(c->up->bev)) > GW_HIGH_WATER) {
+        gw_io_read_enable(c->bev, false);
         c->read_paused = true;
     }
 }
@@ -304,7 +308,7 @@ void gw_proxy_start(gw_conn *c)
         return;
     }
     if (rq->expect_continue && rq->minor_version == 1) {
-        ADD_LIT(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        ADD_LIT(gw_io_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
         c->sent_continue = true;
     }
     if (rq->body == GW_BODY_LENGTH && rq->content_length > cfg->body_buffer) {
@@ -316,7 +320,7 @@ void gw_proxy_start(gw_conn *c)
         c->state = GW_C_BODY;
     }
     gw_proxy_arm(c->timer, cfg->body_idle_ms);
-    if (evbuffer_get_length(bufferevent_get_input(c->bev))) pump_body(c);
+    if (evbuffer_get_length(gw_io_input(c->bev))) pump_body(c);
 }
 
 void gw_proxy_client_readable(gw_conn *c)
@@ -329,7 +333,7 @@ void gw_proxy_client_readable(gw_conn *c)
     /* else: the next pipelined request waits in the input buffer until this response is done */
 }
 
-void gw_proxy_up_write(struct bufferevent *bev, void *arg)
+void gw_proxy_up_write(gw_io *bev, void *arg)
 {
     gw_upconn *u = arg;
     if (u->owner) gw_conn_resume_read(u->owner);
@@ -338,20 +342,20 @@ void gw_proxy_up_write(struct bufferevent *bev, void *arg)
 static void log_up_error(gw_upconn *u, short what, const char *stage)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    unsigned long ssl_err = u->pool->target->conf->https ? bufferevent_get_openssl_error(u->bev) : 0;
+    unsigned long ssl_err = gw_io_ssl_error(u->bev);
     char sslbuf[256] = "";
     if (ssl_err) ERR_error_string_n(ssl_err, sslbuf, sizeof sslbuf);
     gw_warn("upstream %s: %s: %s%s%s", u->pool->target->conf->url, stage,
-            (what & BEV_EVENT_EOF) ? "connection closed" : err ? strerror(err) : "error", ssl_err ? ": " : "",
+            (what & GW_IO_EOF) ? "connection closed" : err ? strerror(err) : "error", ssl_err ? ": " : "",
             sslbuf);
 }
 
-void gw_proxy_up_event(struct bufferevent *bev, short what, void *arg)
+void gw_proxy_up_event(gw_io *bev, int what, void *arg)
 {
     gw_upconn *u = arg;
     gw_conn *c = u->owner;
     const gw_config *cfg = c->w->srv->cfg;
-    if (what & BEV_EVENT_CONNECTED) {
+    if (what & GW_IO_CONNECTED) {
         u->connected = true;
         gw_proxy_arm(u->timer, cfg->upstream_response_ms);
         return;
@@ -370,7 +374,7 @@ void gw_proxy_up_event(struct bufferevent *bev, short what, void *arg)
         gw_proxy_fail(c, 502, "The upstream service is unavailable");
         return;
     }
-    if (u->head_done && c->resp_in == GW_BODY_CLOSE && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+    if (u->head_done && c->resp_in == GW_BODY_CLOSE && (what & GW_IO_EOF) && !(what & GW_IO_ERROR)) {
         gw_proxy_response_eof(c);
         return;
     }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include "io.h"
 #include <event2/event.h>
 
 #include "log.h"
@@ -34,7 +34,7 @@ static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
 
 static void write_response_head(gw_conn *c, const gw_http_head *h)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->bev);
     bool http10 = c->req->minor_version == 0;
     c->resp_in = h->body;
     c->resp_left = h->content_length;
@@ -69,11 +69,11 @@ static void write_response_head(gw_conn *c, const gw_http_head *h)
 static void finish_response(gw_conn *c)
 {
     gw_upconn *u = c->up;
-    struct bufferevent *ub = u->bev;
-    if (c->resp_chunk_out) ADD_LIT(bufferevent_get_output(c->bev), "0\r\n\r\n");
+    gw_io *ub = u->bev;
+    if (c->resp_chunk_out) ADD_LIT(gw_io_output(c->bev), "0\r\n\r\n");
     bool reusable = u->keep_alive && c->resp_in != GW_BODY_CLOSE && c->body_complete &&
-                    evbuffer_get_length(bufferevent_get_input(ub)) == 0 &&
-                    evbuffer_get_length(bufferevent_get_output(ub)) == 0;
+                    evbuffer_get_length(gw_io_input(ub)) == 0 &&
+                    evbuffer_get_length(gw_io_output(ub)) == 0;
     gw_upstream_release(u, reusable);
     c->up = NULL;
     gw_conn_request_done(c);
@@ -87,12 +87,12 @@ void gw_proxy_response_eof(gw_conn *c)
 
 static void start_tunnel(gw_conn *c, gw_upconn *u, const char *head, size_t head_len)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->bev);
     evbuffer_add(out, head, head_len - 2); /* the 101 as received (it parsed strictly), minus the blank line */
     ADD_LIT(out, "X-Request-Id: ");
     evbuffer_add(out, c->request_id, strlen(c->request_id));
     ADD_LIT(out, "\r\n\r\n");
-    evbuffer_drain(bufferevent_get_input(u->bev), head_len);
+    evbuffer_drain(gw_io_input(u->bev), head_len);
     c->status = 101;
     c->response_started = true;
     c->keep_alive = false;
@@ -108,7 +108,7 @@ static void start_tunnel(gw_conn *c, gw_upconn *u, const char *head, size_t head
  * (error answered, tunnel started). Interim 1xx heads are dropped: the client got our own 100. */
 static int read_response_head(gw_conn *c, gw_upconn *u)
 {
-    struct evbuffer *in = bufferevent_get_input(u->bev);
+    struct evbuffer *in = gw_io_input(u->bev);
     for (int interim = 0; interim < 16; interim++) {
         size_t len = evbuffer_get_length(in);
         size_t window = len < MAX_RESPONSE_HEAD ? len : MAX_RESPONSE_HEAD;
@@ -158,7 +158,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
 /* Moves n payload bytes to the client, chunk-encoded when we re-frame. */
 static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->bev);
     if (c->resp_chunk_out) evbuffer_add_printf(out, "%zx\r\n", n);
     evbuffer_remove_buffer(in, out, n);
     if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
@@ -200,7 +200,7 @@ static int pump_response_body(gw_conn *c, struct evbuffer *in)
     return 0;
 }
 
-void gw_proxy_up_read(struct bufferevent *bev, void *arg)
+void gw_proxy_up_read(gw_io *bev, void *arg)
 {
     gw_upconn *u = arg;
     gw_conn *c = u->owner;
@@ -210,7 +210,7 @@ void gw_proxy_up_read(struct bufferevent *bev, void *arg)
     }
     u->got_bytes = true;
     if (!u->head_done && read_response_head(c, u) <= 0) return;
-    int r = pump_response_body(c, bufferevent_get_input(bev));
+    int r = pump_response_body(c, gw_io_input(bev));
     if (r < 0) {
         gw_warn("upstream %s: malformed chunked response body", u->pool->target->conf->url);
         gw_conn_free(c);
@@ -221,8 +221,8 @@ void gw_proxy_up_read(struct bufferevent *bev, void *arg)
         return;
     }
     gw_proxy_arm(u->timer, c->w->srv->cfg->upstream_idle_ms);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > GW_HIGH_WATER) {
-        bufferevent_disable(bev, EV_READ);
+    if (evbuffer_get_length(gw_io_output(c->bev)) > GW_HIGH_WATER) {
+        gw_io_read_enable(bev, false);
         u->read_paused = true;
     }
 }
@@ -233,8 +233,8 @@ void gw_proxy_client_drained(gw_conn *c)
     gw_upconn *u = c->up;
     if (u && u->read_paused) {
         u->read_paused = false;
-        bufferevent_enable(u->bev, EV_READ);
-        if (c->state != GW_C_TUNNEL && evbuffer_get_length(bufferevent_get_input(u->bev)))
+        gw_io_read_enable(u->bev, true);
+        if (c->state != GW_C_TUNNEL && evbuffer_get_length(gw_io_input(u->bev)))
             gw_proxy_up_read(u->bev, u);
     }
 }
@@ -243,11 +243,11 @@ void gw_proxy_tunnel_move(gw_conn *c, bool from_client)
 {
     gw_upconn *u = c->up;
     if (!u) return;
-    struct bufferevent *src = from_client ? c->bev : u->bev, *dst = from_client ? u->bev : c->bev;
-    struct evbuffer *out = bufferevent_get_output(dst);
-    evbuffer_add_buffer(out, bufferevent_get_input(src));
+    gw_io *src = from_client ? c->bev : u->bev, *dst = from_client ? u->bev : c->bev;
+    struct evbuffer *out = gw_io_output(dst);
+    evbuffer_add_buffer(out, gw_io_input(src));
     if (evbuffer_get_length(out) > GW_HIGH_WATER) {
-        bufferevent_disable(src, EV_READ);
+        gw_io_read_enable(src, false);
         if (from_client) c->read_paused = true;
         else u->read_paused = true;
     }

@@ -6,7 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include "io.h"
 
 #include "log.h"
 #include "server.h"
@@ -39,7 +39,7 @@ const char *gw_status_title(int status)
  * the same connection, so such a response closes it. */
 void gw_respond_json(gw_conn *c, int status, const char *body, size_t len, const char *extra_headers)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = gw_io_output(c->bev);
     size_t dlen;
     const char *date = gw_worker_date(c->w, &dlen);
     bool head_only = c->req_valid && c->req->method_id == GW_METHOD_HEAD;

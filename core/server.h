@@ -13,11 +13,11 @@
 
 #include "config.h"
 #include "http.h"
+#include "io.h"
 #include "router.h"
 
 struct event_base;
 struct event;
-struct bufferevent;
 struct evbuffer;
 struct gw_listen;
 
@@ -87,6 +87,7 @@ struct gw_worker {
     struct gw_listen **listeners;
     size_t nlisteners;
     struct event *drain_ev;
+    int drain_fd; /* eventfd written by the main thread */
     gw_pool **pools;  /* [service][target] */
     size_t *rr;       /* round-robin cursor per service */
     gw_conn *conns;   /* all client connections (for drain) */
@@ -113,7 +114,7 @@ typedef enum {
 struct gw_conn {
     gw_worker *w;
     gw_conn *next, *prev;
-    struct bufferevent *bev;
+    gw_io *bev;
     struct event *timer;
     gw_conn_state state;
     bool tls;
@@ -162,7 +163,7 @@ struct gw_conn {
 struct gw_upconn {
     gw_pool *pool;
     gw_upconn *next; /* idle list */
-    struct bufferevent *bev;
+    gw_io *bev;
     struct event *timer;
     gw_conn *owner;
     int addr_idx;
@@ -210,9 +211,9 @@ void gw_proxy_client_drained(gw_conn *c);
 void gw_proxy_abort(gw_conn *c);
 
 /* proxy.c: upstream connection events while a request owns the connection */
-void gw_proxy_up_read(struct bufferevent *bev, void *arg);
-void gw_proxy_up_write(struct bufferevent *bev, void *arg);
-void gw_proxy_up_event(struct bufferevent *bev, short what, void *arg);
+void gw_proxy_up_read(gw_io *bev, void *arg);
+void gw_proxy_up_write(gw_io *bev, void *arg);
+void gw_proxy_up_event(gw_io *bev, int what, void *arg);
 void gw_proxy_up_timeout(gw_upconn *u);
 
 /* upstream.c */

@@ -8,8 +8,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
+#include "io.h"
 #include <event2/event.h>
 #include <openssl/x509v3.h>
 
@@ -28,20 +27,20 @@ static void pool_remove(gw_pool *p, gw_upconn *u)
 
 static void upconn_free(gw_upconn *u)
 {
-    if (u->bev) bufferevent_free(u->bev);
+    if (u->bev) gw_io_free(u->bev);
     if (u->timer) event_free(u->timer);
     free(u);
 }
 
 /* An idle pooled connection that becomes readable was closed (or spoke out of turn): drop it. */
-static void idle_read(struct bufferevent *bev, void *arg)
+static void idle_read(gw_io *bev, void *arg)
 {
     gw_upconn *u = arg;
     pool_remove(u->pool, u);
     upconn_free(u);
 }
 
-static void idle_event(struct bufferevent *bev, short what, void *arg)
+static void idle_event(gw_io *bev, int what, void *arg)
 {
     idle_read(bev, arg);
 }
@@ -64,9 +63,9 @@ static bool is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
 }
 
-static struct bufferevent *new_bev(gw_worker *w, gw_target *t)
+static gw_io *new_io(gw_worker *w, gw_target *t)
 {
-    if (!t->conf->https) return bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!t->conf->https) return gw_io_outgoing(w->base, NULL);
     SSL *ssl = SSL_new(t->ssl_ctx);
     if (!ssl) return NULL;
     const char *host = t->conf->host;
@@ -76,14 +75,7 @@ static struct bufferevent *new_bev(gw_worker *w, gw_target *t)
         SSL_set_tlsext_host_name(ssl, host);
         SSL_set1_host(ssl, host);
     }
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return gw_io_outgoing(w->base, ssl);
 }
 
 /* Starts (or restarts, with the next address) a connect. The output buffer keeps what was queued. */
@@ -91,28 +83,16 @@ int gw_upstream_connect(gw_worker *w, gw_upconn *u)
 {
     gw_target *t = u->pool->target;
     if (u->addr_idx >= t->naddrs) return -1;
-    if (u->bev) {
-        /* Restart: keep the queued request bytes. */
-        struct evbuffer *keep = evbuffer_new();
-        evbuffer_add_buffer(keep, bufferevent_get_output(u->bev));
-        bufferevent_free(u->bev);
-        u->bev = new_bev(w, t);
-        if (u->bev) evbuffer_add_buffer(bufferevent_get_output(u->bev), keep);
-        evbuffer_free(keep);
-    } else {
-        u->bev = new_bev(w, t);
+    gw_io *io = new_io(w, t);
+    if (!io) return -1;
+    if (u->bev) { /* a retry with the next address: keep the queued request bytes */
+        evbuffer_add_buffer(gw_io_output(io), gw_io_output(u->bev));
+        gw_io_free(u->bev);
     }
-    if (!u->bev) return -1;
-    bufferevent_setcb(u->bev, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
-    bufferevent_setwatermark(u->bev, EV_WRITE, GW_HIGH_WATER / 2, 0);
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addrs[u->addr_idx],
-                                   (int)t->addrlens[u->addr_idx]) != 0)
-        return -1;
-    int fd = bufferevent_getfd(u->bev);
-    int one = 1;
-    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return 0;
+    u->bev = io;
+    gw_io_setcb(io, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
+    gw_io_set_write_low(io, GW_HIGH_WATER / 2);
+    return gw_io_connect(io, (struct sockaddr *)&t->addrs[u->addr_idx], t->addrlens[u->addr_idx]);
 }
 
 gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why)
@@ -124,8 +104,8 @@ gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **w
         u->next = NULL;
         u->reused = true;
         evtimer_del(u->timer);
-        bufferevent_setcb(u->bev, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
-        bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+        gw_io_setcb(u->bev, gw_proxy_up_read, gw_proxy_up_write, gw_proxy_up_event, u);
+        gw_io_read_enable(u->bev, true);
         return u;
     }
     u = calloc(1, sizeof *u);
@@ -152,8 +132,8 @@ void gw_upstream_release(gw_upconn *u, bool reusable)
     }
     u->got_bytes = u->head_done = u->req_sent = false;
     u->scan_from = 0;
-    bufferevent_setcb(u->bev, idle_read, NULL, idle_event, u);
-    bufferevent_enable(u->bev, EV_READ);
+    gw_io_setcb(u->bev, idle_read, NULL, idle_event, u);
+    gw_io_read_enable(u->bev, true);
     u->next = p->idle;
     p->idle = u;
     p->nidle++;

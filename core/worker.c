@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -121,6 +122,8 @@ static void close_listeners(gw_worker *w)
 static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
     gw_worker *w = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN) gw_debug("worker %u: drain read: %s", w->id, strerror(errno));
     if (w->draining) return;
     w->draining = true;
     close_listeners(w);
@@ -156,7 +159,11 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     w->rng[1] |= 1;
     if (cfg->max_connections)
         w->max_conns = (cfg->max_connections + srv->nworkers - 1) / srv->nworkers;
-    w->drain_ev = event_new(w->base, -1, 0, on_drain, w);
+    /* The main thread wakes the worker through an eventfd: libevent runs without its thread locks. */
+    w->drain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->drain_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
+    w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_drain, w);
+    event_add(w->drain_ev, NULL);
     w->nlisteners = cfg->nlisteners;
     w->listeners = calloc(cfg->nlisteners, sizeof(gw_listen *));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -235,7 +242,10 @@ int gw_workers_start(gw_server *srv, char **err)
 
 void gw_workers_drain(gw_server *srv)
 {
-    for (unsigned i = 0; i < srv->nworkers; i++) event_active(srv->workers[i].drain_ev, EV_READ, 0);
+    uint64_t one = 1;
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        if (write(srv->workers[i].drain_fd, &one, sizeof one) != sizeof one)
+            gw_error("cannot signal worker %u to drain: %s", i, strerror(errno));
 }
 
 void gw_workers_join(gw_server *srv)
@@ -250,6 +260,7 @@ void gw_workers_join(gw_server *srv)
         free(w->pools);
         free(w->rr);
         event_free(w->drain_ev);
+        close(w->drain_fd);
         event_base_free(w->base);
     }
     free(srv->workers);

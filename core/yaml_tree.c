@@ -43,11 +43,9 @@ static char *vdupf(const char *fmt, va_list ap)
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
-        return NULL;
+    if (n < 0) return NULL;
     char *s = malloc((size_t)n + 1);
-    if (s)
-        vsnprintf(s, (size_t)n + 1, fmt, ap);
+    if (s) vsnprintf(s, (size_t)n + 1, fmt, ap);
     return s;
 }
 
@@ -61,7 +59,8 @@ static char *dupf(const char *fmt, ...)
     return s;
 }
 
-static bool failf(gw_builder *b, int line, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool failf(gw_builder *b, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static bool failf(gw_builder *b, int line, int col, const char *fmt, ...)
 {
     va_list ap;
@@ -86,8 +85,7 @@ static bool buf_add(gw_buf *o, const char *s, size_t n)
         while (cap < o->n + n + 1)
             cap *= 2;
         char *p = realloc(o->p, cap);
-        if (!p)
-            return false;
+        if (!p) return false;
         o->p = p;
         o->cap = cap;
     }
@@ -115,8 +113,7 @@ static bool expand_ref(gw_builder *b, const char *r, size_t n, const yaml_mark_t
             return failf(b, (int)m->line + 1, (int)m->column + 1, "nested '${' in the default of '${%.*s}'",
                          (int)n, r);
     char name[256];
-    if (k >= sizeof name)
-        return failf(b, (int)m->line + 1, (int)m->column + 1, "variable name too long");
+    if (k >= sizeof name) return failf(b, (int)m->line + 1, (int)m->column + 1, "variable name too long");
     memcpy(name, r, k);
     name[k] = '\0';
     const char *v = getenv(name);
@@ -169,12 +166,10 @@ static bool expand(gw_builder *b, const char *s, size_t len, const yaml_mark_t *
 
 static void node_free(gw_yaml_node *nd)
 {
-    if (!nd)
-        return;
+    if (!nd) return;
     for (size_t i = 0; i < nd->n; i++) {
         node_free(nd->items[i]);
-        if (nd->keys)
-            node_free(nd->keys[i]);
+        if (nd->keys) node_free(nd->keys[i]);
     }
     free(nd->items);
     free(nd->keys);
@@ -185,12 +180,10 @@ static void node_free(gw_yaml_node *nd)
 /* Arrays grow by doubling from 4; the capacity is implied by n, so the node needs no extra field. */
 static bool grow(gw_yaml_node ***arr, size_t n)
 {
-    if (n != 0 && (n < 4 || (n & (n - 1)) != 0))
-        return true;
+    if (n != 0 && (n < 4 || (n & (n - 1)) != 0)) return true;
     size_t cap = n == 0 ? 4 : n * 2;
     gw_yaml_node **p = realloc(*arr, cap * sizeof *p);
-    if (!p)
-        return false;
+    if (!p) return false;
     *arr = p;
     return true;
 }
@@ -254,13 +247,12 @@ static bool on_scalar(gw_builder *b, const yaml_event_t *ev)
     const yaml_mark_t *m = &ev->start_mark;
     const char *s = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
-    if (memchr(s, '\0', len))
-        return fail_at(b, m, "NUL character in a scalar");
+    if (memchr(s, '\0', len)) return fail_at(b, m, "NUL character in a scalar");
     /* Keys are schema names, never interpolated: only values come from the environment. */
-    bool is_key = b->depth > 0 && b->stack[b->depth - 1].node->kind == GW_YAML_MAP && !b->stack[b->depth - 1].key;
+    bool is_key =
+        b->depth > 0 && b->stack[b->depth - 1].node->kind == GW_YAML_MAP && !b->stack[b->depth - 1].key;
     gw_yaml_node *nd = new_node(GW_YAML_SCALAR, m);
-    if (!nd)
-        return fail_at(b, m, "out of memory");
+    if (!nd) return fail_at(b, m, "out of memory");
     nd->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
                  ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
     bool ok = is_key ? (nd->scalar = strdup(s)) != NULL || fail_at(b, m, "out of memory")
@@ -279,10 +271,8 @@ static bool on_start(gw_builder *b, const yaml_event_t *ev, gw_yaml_kind kind)
         return failf(b, (int)m->line + 1, (int)m->column + 1, "nesting deeper than %d levels",
                      GW_YAML_MAX_DEPTH);
     gw_yaml_node *nd = new_node(kind, m);
-    if (!nd)
-        return fail_at(b, m, "out of memory");
-    if (!attach(b, nd, m))
-        return false;
+    if (!nd) return fail_at(b, m, "out of memory");
+    if (!attach(b, nd, m)) return false;
     b->stack[b->depth++] = (gw_frame){nd, NULL};
     return true;
 }
@@ -296,10 +286,8 @@ static bool on_event(gw_builder *b, const yaml_event_t *ev)
     case YAML_ALIAS_EVENT:
         return fail_at(b, m, "aliases are not supported");
     case YAML_SCALAR_EVENT:
-        if (ev->data.scalar.anchor)
-            return fail_at(b, m, "anchors are not supported");
-        if (ev->data.scalar.tag)
-            return fail_at(b, m, "tags are not supported");
+        if (ev->data.scalar.anchor) return fail_at(b, m, "anchors are not supported");
+        if (ev->data.scalar.tag) return fail_at(b, m, "tags are not supported");
         return on_scalar(b, ev);
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
@@ -312,8 +300,7 @@ static bool on_event(gw_builder *b, const yaml_event_t *ev)
     }
     case YAML_SEQUENCE_END_EVENT:
     case YAML_MAPPING_END_EVENT:
-        if (b->depth > 0)
-            b->depth--;
+        if (b->depth > 0) b->depth--;
         return true;
     default:
         return true;
@@ -339,8 +326,7 @@ static void offset_pos(const gw_builder *b, size_t off, int *line, int *col)
 static void parser_error(gw_builder *b, const yaml_parser_t *p)
 {
     int line = (int)p->problem_mark.line + 1, col = (int)p->problem_mark.column + 1;
-    if (p->error == YAML_READER_ERROR)
-        offset_pos(b, p->problem_offset, &line, &col);
+    if (p->error == YAML_READER_ERROR) offset_pos(b, p->problem_offset, &line, &col);
     const char *problem = p->problem ? p->problem : "out of memory";
     if (p->context)
         failf(b, line, col, "%s (%s at %d:%d)", problem, p->context, (int)p->context_mark.line + 1,
@@ -368,8 +354,7 @@ static gw_yaml_doc *load_text(const char *name, const char *text, size_t len, ch
         bool ok = on_event(&b, &ev);
         bool end = ev.type == YAML_STREAM_END_EVENT;
         yaml_event_delete(&ev);
-        if (!ok || end)
-            break;
+        if (!ok || end) break;
     }
     yaml_parser_delete(&p);
     for (size_t i = 0; i < b.depth; i++)
@@ -381,8 +366,7 @@ static gw_yaml_doc *load_text(const char *name, const char *text, size_t len, ch
     }
     if (!doc) {
         node_free(b.root);
-        if (!*err)
-            *err = dupf("%s: out of memory", name);
+        if (!*err) *err = dupf("%s: out of memory", name);
         return NULL;
     }
     /* "---" alone yields an empty plain scalar: that is an empty document, not a string. */
@@ -431,8 +415,7 @@ gw_yaml_doc *gw_yaml_load(const char *path, char **err)
     size_t len = 0;
     *err = NULL;
     char *text = read_file(path, &len, err);
-    if (!text)
-        return NULL;
+    if (!text) return NULL;
     gw_yaml_doc *doc = load_text(path, text, len, err);
     free(text);
     return doc;
@@ -440,8 +423,7 @@ gw_yaml_doc *gw_yaml_load(const char *path, char **err)
 
 void gw_yaml_free(gw_yaml_doc *doc)
 {
-    if (!doc)
-        return;
+    if (!doc) return;
     node_free(doc->root);
     free(doc->file);
     free(doc);
@@ -449,10 +431,8 @@ void gw_yaml_free(gw_yaml_doc *doc)
 
 const gw_yaml_node *gw_yaml_get(const gw_yaml_node *map, const char *key)
 {
-    if (!map || map->kind != GW_YAML_MAP)
-        return NULL;
+    if (!map || map->kind != GW_YAML_MAP) return NULL;
     for (size_t i = 0; i < map->n; i++)
-        if (strcmp(map->keys[i]->scalar, key) == 0)
-            return map->items[i];
+        if (strcmp(map->keys[i]->scalar, key) == 0) return map->items[i];
     return NULL;
 }

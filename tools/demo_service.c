@@ -34,15 +34,15 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#define MAX_HEAD (64 * 1024)          /* request line + header fields; 431 above */
-#define MAX_HEADERS 100               /* header fields per request; 431 above */
-#define MAX_BODY (1024 * 1024)        /* request body; 413 above */
-#define ECHO_BODY_MAX (64 * 1024)     /* how much of the body is echoed back */
-#define MAX_CHUNK_LINE 4096           /* chunk-size line incl. extensions */
-#define OUTPUT_HIGH (1024 * 1024)     /* stop parsing pipelined requests while this much is unsent */
-#define IDLE_TIMEOUT_S 60             /* no byte in either direction for this long: close */
-#define LINGER_TIMEOUT_S 2            /* after an error answer: read and discard for this long */
-#define LINGER_MAX (4 * 1024 * 1024)  /* ... or until this much was discarded */
+#define MAX_HEAD (64 * 1024)         /* request line + header fields; 431 above */
+#define MAX_HEADERS 100              /* header fields per request; 431 above */
+#define MAX_BODY (1024 * 1024)       /* request body; 413 above */
+#define ECHO_BODY_MAX (64 * 1024)    /* how much of the body is echoed back */
+#define MAX_CHUNK_LINE 4096          /* chunk-size line incl. extensions */
+#define OUTPUT_HIGH (1024 * 1024)    /* stop parsing pipelined requests while this much is unsent */
+#define IDLE_TIMEOUT_S 60            /* no byte in either direction for this long: close */
+#define LINGER_TIMEOUT_S 2           /* after an error answer: read and discard for this long */
+#define LINGER_MAX (4 * 1024 * 1024) /* ... or until this much was discarded */
 
 enum conn_state {
     ST_HEAD,          /* waiting for a complete request head */
@@ -93,17 +93,22 @@ static void process(struct conn *c);
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 413:
+        return "Content Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -148,11 +153,14 @@ static bool has_token(const char *value, const char *token)
     size_t tlen = strlen(token);
     const char *p = value;
     while (p && *p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
         const char *end = p;
-        while (*end && *end != ',') end++;
+        while (*end && *end != ',')
+            end++;
         const char *last = end;
-        while (last > p && (last[-1] == ' ' || last[-1] == '\t')) last--;
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t'))
+            last--;
         if ((size_t)(last - p) == tlen && strncasecmp(p, token, tlen) == 0) return true;
         p = end;
     }
@@ -433,9 +441,11 @@ static bool parse_head(struct conn *c)
         }
         *colon = '\0';
         char *value = colon + 1;
-        while (*value == ' ' || *value == '\t') value++;
+        while (*value == ' ' || *value == '\t')
+            value++;
         char *vend = value + strlen(value);
-        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t')) *--vend = '\0';
+        while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
+            *--vend = '\0';
         if (c->nheaders == MAX_HEADERS) {
             send_error(c, 431, "too many header fields");
             return false;
@@ -527,7 +537,8 @@ static bool parse_chunk_size(const char *line, uint64_t *size)
         v = (v << 4) | (uint64_t)d;
     }
     if (digits == 0) return false;
-    while (*p == ' ' || *p == '\t') p++;
+    while (*p == ' ' || *p == '\t')
+        p++;
     if (*p != '\0' && *p != ';') return false;
     *size = v;
     return true;
@@ -652,7 +663,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    if ((what & BEV_EVENT_EOF) && c->state != ST_LINGER && evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+    if ((what & BEV_EVENT_EOF) && c->state != ST_LINGER &&
+        evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
         /* the client half-closed after its request: let the answers go out first */
         c->state = ST_CLOSING;
         bufferevent_disable(bev, EV_READ);
@@ -661,7 +673,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     conn_free(c);
 }
 
-static void accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+static void accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     (void)lst;
     (void)salen;
@@ -686,7 +699,8 @@ static void accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct soc
         return;
     }
     if (sa->sa_family == AF_INET)
-        evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->remote_addr, sizeof c->remote_addr);
+        evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->remote_addr,
+                         sizeof c->remote_addr);
     else if (sa->sa_family == AF_INET6)
         evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->remote_addr,
                          sizeof c->remote_addr);
@@ -712,9 +726,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gw-demo-service --name NAME --port PORT [--address ADDR] [--verbose]\n"
-               "  an HTTP/1.1 service that answers every request with a JSON echo of it;\n"
-               "  GET /health answers {\"status\":\"ok\"}. ADDR defaults to 127.0.0.1; PORT 0 picks a free one.\n");
+    fprintf(
+        f,
+        "usage: gw-demo-service --name NAME --port PORT [--address ADDR] [--verbose]\n"
+        "  an HTTP/1.1 service that answers every request with a JSON echo of it;\n"
+        "  GET /health answers {\"status\":\"ok\"}. ADDR defaults to 127.0.0.1; PORT 0 picks a free one.\n");
 }
 
 int main(int argc, char **argv)
@@ -766,9 +782,9 @@ int main(int argc, char **argv)
         event_base_free(g.base);
         return 1;
     }
-    struct evconnlistener *lst =
-        evconnlistener_new_bind(g.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                511, ai->ai_addr, (int)ai->ai_addrlen);
+    struct evconnlistener *lst = evconnlistener_new_bind(
+        g.base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 511,
+        ai->ai_addr, (int)ai->ai_addrlen);
     int err = EVUTIL_SOCKET_ERROR();
     evutil_freeaddrinfo(ai);
     if (!lst) {
@@ -808,7 +824,8 @@ int main(int argc, char **argv)
 
     event_base_dispatch(g.base);
 
-    while (g.conns) conn_free(g.conns);
+    while (g.conns)
+        conn_free(g.conns);
     evconnlistener_free(lst);
     event_free(sigterm);
     event_free(sigint);

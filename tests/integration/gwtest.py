@@ -513,6 +513,10 @@ class Response:
         return "<Response %s %s>" % (self.status, self.summary(200))
 
 
+class NoResponse(TimeoutError):
+    """No complete response before the deadline (a TimeoutError, so socket.timeout handlers catch it)."""
+
+
 class ConnClosed(Exception):
     """The peer closed (or reset) the connection before a complete response."""
 
@@ -624,7 +628,16 @@ class RawConn:
     def read_response(self, method="GET", timeout=None, body_sink=None, skip_interim=True):
         """Reads one complete response (head + body per its framing). body_sink(bytes) receives the body
         instead of Response.body when given. Raises ConnClosed / socket.timeout."""
-        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        t = timeout if timeout is not None else self.timeout
+        try:
+            return self._read_response(method, time.monotonic() + t, body_sink, skip_interim)
+        except socket.timeout as e:
+            if isinstance(e, NoResponse):
+                raise
+            raise NoResponse("no complete response within %.1fs; %d unparsed bytes buffered: %r"
+                             % (t, len(self.buf), bytes(self.buf[:300]))) from None
+
+    def _read_response(self, method, deadline, body_sink, skip_interim):
         while True:
             head = self.read_until(b"\r\n\r\n", timeout=max(0.001, deadline - time.monotonic()))
             r = parse_response_head(head)
@@ -891,8 +904,14 @@ class GatewayTestCase(unittest.TestCase):
 
     # -- teardown --
     def _failed(self):
+        # Cleanups run inside their own "test part", so outcome.success is reset there: look at the result.
         outcome = getattr(self, "_outcome", None)
-        return outcome is not None and not getattr(outcome, "success", True)
+        result = getattr(outcome, "result", None)
+        for name in ("failures", "errors"):
+            for entry in getattr(result, name, None) or []:
+                if entry and entry[0] is self:
+                    return True
+        return False
 
     def _stop_everything(self):
         problems = []
@@ -913,6 +932,10 @@ class GatewayTestCase(unittest.TestCase):
         if self._failed() or problems:
             for gw in self._gateways:
                 sys.stderr.write("\n----- %s log (%s) -----\n%s\n" % (gw.proc.name, self.id(), gw.log(6000)))
+            for up in self._upstreams:
+                text = up.proc.log(3000)
+                if text.strip():
+                    sys.stderr.write("\n----- upstream %s log -----\n%s\n" % (up.name, text))
         if problems:
             raise AssertionError("\n".join(problems))
 

@@ -51,6 +51,15 @@ MALFORMED = {
                         431),
     "header_block_over_32k": ("GET /echo HTTP/1.1\r\n" + H +
                               "".join("X-Big%d: %s\r\n" % (i, "b" * 1000) for i in range(34)) + "\r\n", 431),
+    "target_not_origin_form": ("GET echo HTTP/1.1\r\n" + H + "\r\n", 400),
+    "lowercase_version": ("GET /echo http/1.1\r\n" + H + "\r\n", (400, 505)),
+    "double_space_request_line": ("GET  /echo HTTP/1.1\r\n" + H + "\r\n", 400),
+    "bad_header_name_char": ("GET /echo HTTP/1.1\r\n" + H + "X(A): 1\r\n\r\n", 400),
+    "empty_header_name": ("GET /echo HTTP/1.1\r\n" + H + ": v\r\n\r\n", 400),
+    "header_without_colon": ("GET /echo HTTP/1.1\r\n" + H + "NoColonHere\r\n\r\n", 400),
+    "chunk_size_overflow": ("POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n"
+                            "fffffffffffffffffffff\r\n", (400, 413)),
+    "chunk_size_negative": ("POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n-5\r\n", 400),
     "body_over_limit_cl": ("POST /echo HTTP/1.1\r\n" + H + "Content-Length: 2048\r\n\r\n", 413),
     "body_over_limit_chunked": ("POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n800\r\n" +
                                 "z" * 2048 + "\r\n0\r\n\r\n", 413),
@@ -203,6 +212,42 @@ class FramingTest(g.GatewayTestCase):
             r = c.read_response()
             self.assertEqual(r.status, 200, r.summary())
             self.assertEqual(r.json()["body_length"], 5)
+
+    def test_equal_duplicate_content_length_ok(self):
+        with g.RawConn(self.gw.port) as c:
+            c.send("POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
+            r = c.read_response()
+            self.assertEqual(r.status, 200, "identical Content-Length copies are allowed:\n%s" % r.summary())
+        seen = self.up.requests()[0]
+        self.assertEqual(g.hall(seen["headers"], "content-length"), ["5"], seen["head"])
+        self.assertEqual(seen["body_raw"], b"hello")
+
+    def test_request_trailers_dropped(self):
+        with g.RawConn(self.gw.port) as c:
+            c.send("POST /echo HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n")
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r.summary())
+            c.send(g.request_bytes("GET", "/echo/after-trailer"))
+            self.assertEqual(c.read_response().json()["path"], "/echo/after-trailer")
+        seen = self.up.requests()
+        self.assertEqual(len(seen), 2, [x["head"] for x in seen])
+        self.assertEqual(seen[0]["body_length"], 5)
+        self.assertNotIn(b"X-Trailer", seen[0]["body_raw"] + seen[0]["head"].encode("latin-1"))
+
+    def test_absolute_form_target(self):
+        r = g.simple_request(self.gw.port, "GET", "http://gw.test/echo/abs?q=1")
+        self.assertEqual(r.status, 200, r.summary())
+        seen = self.up.requests()[0]
+        self.assertEqual(seen["target"], "/echo/abs?q=1", "absolute-form must go upstream in origin-form")
+
+    def test_client_connection_close(self):
+        with g.RawConn(self.gw.port) as c:
+            c.send(g.request_bytes("GET", "/echo", [("Connection", "close")]))
+            r = c.read_response()
+            self.assertEqual(r.status, 200, r.summary())
+            self.assertIn("close", r.tokens("connection"), r.summary())
+            self.assertTrue(c.closed_within(2), "connection left open after Connection: close")
 
     def test_http10_without_host_ok(self):
         r = g.simple_request(self.gw.port, "GET", "/echo", host=None, version="HTTP/1.0")

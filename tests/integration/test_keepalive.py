@@ -3,6 +3,8 @@
 """Keep-alive on both sides: client connections stay open, upstream connections are pooled and reused,
 and an upstream that closes its side between requests does not break the next request."""
 
+import random
+import threading
 import time
 
 import gwtest as g
@@ -90,6 +92,40 @@ class KeepAliveTest(g.GatewayTestCase):
                 ok = g.wait_until(lambda: all(x["closed"] for x in self.up.state()["conns"]), 3)
                 self.assertTrue(ok, "upstream did not close its side")
         self.assertEqual(len([x for x in self.up.requests() if x["path"].startswith("/echo/")]), 5)
+
+    def test_concurrent_clients_no_crosstalk(self):
+        gw = self.start_gateway(lambda p: g.base_config(p, [{"name": "up", "targets": [self.up.url]}],
+                                                        [{"prefix": "/", "service": "up"}], workers=2))
+        errors = []
+
+        def client(k):
+            rnd = random.Random(k)
+            try:
+                with g.RawConn(gw.port, timeout=10) as c:
+                    for i in range(10):
+                        path = "/echo/c%d/r%d" % (k, i)
+                        body = b"%d-%d" % (k, i) * rnd.randint(0, 50)
+                        if rnd.random() < 0.3:
+                            c.send(g.request_bytes("GET", "/slow?ms=%d&size=%d" % (rnd.randint(1, 40), 10 + i)))
+                            r = c.read_response()
+                            if r.body != g.pattern_bytes(10 + i):
+                                errors.append("client %d slow %d: %r" % (k, i, r.summary(100)))
+                        c.send(g.request_bytes("POST", path, body=body))
+                        r = c.read_response()
+                        doc = r.json()
+                        if doc["path"] != path or doc["body_length"] != len(body):
+                            errors.append("client %d asked %s (%d bytes), got %s (%d bytes)"
+                                          % (k, path, len(body), doc["path"], doc["body_length"]))
+            except Exception as e:
+                errors.append("client %d: %r" % (k, e))
+
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads), "clients still running after 60s")
+        self.assertEqual(errors, [])
 
     def test_pool_disabled(self):
         gw = self.gateway(keepalive=0)

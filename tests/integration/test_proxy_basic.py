@@ -216,6 +216,14 @@ class TargetsAndListenersTest(g.GatewayTestCase):
             servers.append(r.json()["server"])
         self.assertTrue(4 <= servers.count("a") <= 6, "round-robin over two targets gave %r" % servers)
 
+    def test_workers_auto(self):
+        up = self.start_upstream()
+        gw = self.start_gateway(lambda p: g.base_config(p, [{"name": "up", "targets": [up.url]}],
+                                                        [{"prefix": "/", "service": "up"}], workers="auto"))
+        for i in range(20):
+            r = g.simple_request(gw.port, "GET", "/echo/%d" % i)
+            self.assertEqual((r.status, r.json()["path"]), (200, "/echo/%d" % i), r.summary())
+
     def test_ipv6_listener(self):
         try:
             s = g.socket.socket(g.socket.AF_INET6)

@@ -15,19 +15,19 @@
 #include "config.h"
 #include "http.h"
 
-static char dir[256];      /* per-run scratch directory */
+static char dir[256];       /* per-run scratch directory */
 static char yaml_path[300]; /* the file each case is written to */
 
 /* Variables the shipped files read: cleared so that the runner's environment cannot change results. */
-static const char *const shipped_vars[] = {"HOST", "PORT", "AUTH_SERVICE_URL", "USER_SERVICE_URL", "STORE_TYPE",
-                                           "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"};
+static const char *const shipped_vars[] = {"HOST",       "PORT",       "AUTH_SERVICE_URL", "USER_SERVICE_URL",
+                                           "STORE_TYPE", "REDIS_HOST", "REDIS_PORT",       "REDIS_PASSWORD",
+                                           "REDIS_DB"};
 
 static int setup(void **state)
 {
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/gw-config-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir))
-        return -1;
+    if (!mkdtemp(dir)) return -1;
     snprintf(yaml_path, sizeof yaml_path, "%s/case.yaml", dir);
     for (size_t i = 0; i < sizeof shipped_vars / sizeof shipped_vars[0]; i++)
         unsetenv(shipped_vars[i]);
@@ -40,13 +40,11 @@ static int teardown(void **state)
     return rmdir(dir);
 }
 
-/* A file in the scratch directory (removed by the test that made it). */
-static const char *scratch(const char *name, const char *content)
+/* A file in the scratch directory (removed by the test that made it); path has room for 300 bytes. */
+static const char *scratch(char *path, const char *name, const char *content)
 {
-    static char path[2][300];
-    static int which;
-    char *p = path[which ^= 1];
-    snprintf(p, sizeof path[0], "%s/%s", dir, name);
+    char *p = path;
+    snprintf(p, 300, "%s/%s", dir, name);
     FILE *f = fopen(p, "w");
     assert_non_null(f);
     fputs(content, f);
@@ -56,7 +54,10 @@ static const char *scratch(const char *name, const char *content)
 
 static gw_config *load(const char *yaml, char **err)
 {
-    scratch("case.yaml", yaml);
+    FILE *f = fopen(yaml_path, "w");
+    assert_non_null(f);
+    fputs(yaml, f);
+    fclose(f);
     return gw_config_load(yaml_path, err);
 }
 
@@ -64,8 +65,7 @@ static gw_config *load_ok(const char *yaml)
 {
     char *err = NULL;
     gw_config *cfg = load(yaml, &err);
-    if (!cfg)
-        fail_msg("unexpected error: %s\n--- for:\n%s", err, yaml);
+    if (!cfg) fail_msg("unexpected error: %s\n--- for:\n%s", err, yaml);
     assert_null(err);
     return cfg;
 }
@@ -75,8 +75,7 @@ static void expect_error(const char *yaml, const char *want)
 {
     char *err = NULL;
     gw_config *cfg = load(yaml, &err);
-    if (cfg)
-        fail_msg("loaded, but expected %s\n--- for:\n%s", want, yaml);
+    if (cfg) fail_msg("loaded, but expected %s\n--- for:\n%s", want, yaml);
     char full[1024];
     snprintf(full, sizeof full, "%s:%s", yaml_path, want);
     if (!err || strcmp(err, full) != 0)
@@ -156,36 +155,9 @@ static void test_defaults(void **state)
     gw_config_free(NULL);
 }
 
-static void test_every_key(void **state)
+/* test_every_key, continued: the numbers of limits, timeouts and upstream. */
+static void check_limits_and_timeouts(const gw_config *cfg)
 {
-    gw_config *cfg = load_ok("listeners:\n"
-                             "  - address: ::1\n"
-                             "    port: 80\n"
-                             "  - {address: gw.local, port: '81'}\n"
-                             "workers: 3\n"
-                             "max_connections: 0\n"
-                             "limits: {request_line: 1k, header_block: 1M, header_fields: 256, request_body: 0,\n"
-                             "         body_buffer: 512}\n"
-                             "timeouts: {request_head: 250ms, body_idle: 2m, keepalive_idle: 1h, upstream_connect: 7,\n"
-                             "           upstream_response: 24h, upstream_idle: 1ms, shutdown: 0}\n"
-                             "upstream: {keepalive: 0, keepalive_idle: 90s}\n"
-                             "services:\n"
-                             "  - name: svc.A_1\n"
-                             "    targets: [https://h]\n"
-                             "    tls_verify: False\n"
-                             "    health_check: {path: '/hc?x=1', interval: 3s, timeout: 3s, healthy_threshold: 1,\n"
-                             "                   unhealthy_threshold: 100}\n"
-                             "store: {type: redis, path: /var/gw, host: 10.0.0.1, port: 6380, password: 's3cr$$t',\n"
-                             "        db: 2147483647, connect_timeout: 2s, command_timeout: 1m}\n"
-                             "plugin_dir: /opt/filters\n"
-                             "log: {level: debug}\n");
-    assert_int_equal(cfg->nlisteners, 2);
-    assert_string_equal(cfg->listeners[0].address, "::1");
-    assert_int_equal(cfg->listeners[1].port, 81);
-    assert_string_equal(cfg->listeners[1].address, "gw.local");
-    assert_int_equal(cfg->listeners[1].line, 4);
-    assert_int_equal(cfg->workers, 3);
-    assert_int_equal(cfg->max_connections, 0);
     assert_int_equal(cfg->max_request_line, 1024);
     assert_int_equal(cfg->max_header_block, 1 << 20);
     assert_int_equal(cfg->max_header_fields, 256);
@@ -200,6 +172,40 @@ static void test_every_key(void **state)
     assert_int_equal(cfg->shutdown_ms, 0);
     assert_int_equal(cfg->upstream_keepalive, 0);
     assert_int_equal(cfg->upstream_keepalive_ms, 90000);
+}
+
+static void test_every_key(void **state)
+{
+    gw_config *cfg =
+        load_ok("listeners:\n"
+                "  - address: ::1\n"
+                "    port: 80\n"
+                "  - {address: gw.local, port: '81'}\n"
+                "workers: 3\n"
+                "max_connections: 0\n"
+                "limits: {request_line: 1k, header_block: 1M, header_fields: 256, request_body: 0,\n"
+                "         body_buffer: 512}\n"
+                "timeouts: {request_head: 250ms, body_idle: 2m, keepalive_idle: 1h, upstream_connect: 7,\n"
+                "           upstream_response: 24h, upstream_idle: 1ms, shutdown: 0}\n"
+                "upstream: {keepalive: 0, keepalive_idle: 90s}\n"
+                "services:\n"
+                "  - name: svc.A_1\n"
+                "    targets: [https://h]\n"
+                "    tls_verify: False\n"
+                "    health_check: {path: '/hc?x=1', interval: 3s, timeout: 3s, healthy_threshold: 1,\n"
+                "                   unhealthy_threshold: 100}\n"
+                "store: {type: redis, path: /var/gw, host: 10.0.0.1, port: 6380, password: 's3cr$$t',\n"
+                "        db: 2147483647, connect_timeout: 2s, command_timeout: 1m}\n"
+                "plugin_dir: /opt/filters\n"
+                "log: {level: debug}\n");
+    assert_int_equal(cfg->nlisteners, 2);
+    assert_string_equal(cfg->listeners[0].address, "::1");
+    assert_int_equal(cfg->listeners[1].port, 81);
+    assert_string_equal(cfg->listeners[1].address, "gw.local");
+    assert_int_equal(cfg->listeners[1].line, 4);
+    assert_int_equal(cfg->workers, 3);
+    assert_int_equal(cfg->max_connections, 0);
+    check_limits_and_timeouts(cfg);
     const gw_service_conf *s = &cfg->services[0];
     assert_string_equal(s->name, "svc.A_1");
     assert_int_equal(s->line, 13);
@@ -246,8 +252,9 @@ static void test_booleans_and_quoting(void **state)
     const char *no[] = {"false", "False", "FALSE", "\"false\""};
     for (size_t i = 0; i < 4; i++) {
         char yaml[256];
-        snprintf(yaml, sizeof yaml, L SVC "routes:\n  - {prefix: /, service: a, strip_prefix: %s, preserve_host: %s}\n",
-                 yes[i], no[i]);
+        snprintf(yaml, sizeof yaml,
+                 L SVC "routes:\n  - {prefix: /, service: a, strip_prefix: %s, preserve_host: %s}\n", yes[i],
+                 no[i]);
         gw_config *cfg = load_ok(yaml);
         assert_true(cfg->routes[0].strip_prefix);
         assert_false(cfg->routes[0].preserve_host);
@@ -262,8 +269,9 @@ static void test_booleans_and_quoting(void **state)
 
 static void test_interpolation(void **state)
 {
-    const char *yaml = "listeners:\n  - address: ${GW_T_ADDR:-127.0.0.1}\n    port: ${GW_T_PORT:-8081}\n"
-                       "services:\n  - name: a\n    targets:\n      - http://${GW_T_H:-localhost}:${GW_T_P:-80}\n";
+    const char *yaml =
+        "listeners:\n  - address: ${GW_T_ADDR:-127.0.0.1}\n    port: ${GW_T_PORT:-8081}\n"
+        "services:\n  - name: a\n    targets:\n      - http://${GW_T_H:-localhost}:${GW_T_P:-80}\n";
     unsetenv("GW_T_ADDR");
     unsetenv("GW_T_PORT");
     unsetenv("GW_T_H");
@@ -299,13 +307,14 @@ static void test_interpolation(void **state)
 
 static void test_routes(void **state)
 {
-    gw_config *cfg = load_ok(L "services:\n  - {name: a, targets: [http://h]}\n  - {name: b, targets: [http://h]}\n"
-                               "routes:\n"
-                               "  - {prefix: /api/, service: b}\n"
-                               "  - {prefix: /, service: a, name: root}\n"
-                               "  - {prefix: '//x/./y//', service: a, methods: [GET, HEAD, OPTIONS]}\n"
-                               "  - {prefix: /%7Euser, service: a, filters: {auth: {required: true}}}\n"
-                               "  - {prefix: /m, service: b, methods: [POST, PUT, DELETE, PATCH, TRACE], filters: {}}\n");
+    gw_config *cfg =
+        load_ok(L "services:\n  - {name: a, targets: [http://h]}\n  - {name: b, targets: [http://h]}\n"
+                  "routes:\n"
+                  "  - {prefix: /api/, service: b}\n"
+                  "  - {prefix: /, service: a, name: root}\n"
+                  "  - {prefix: '//x/./y//', service: a, methods: [GET, HEAD, OPTIONS]}\n"
+                  "  - {prefix: /%7Euser, service: a, filters: {auth: {required: true}}}\n"
+                  "  - {prefix: /m, service: b, methods: [POST, PUT, DELETE, PATCH, TRACE], filters: {}}\n");
     assert_int_equal(cfg->nroutes, 5);
     const gw_route_conf *r = cfg->routes;
     assert_string_equal(r[0].prefix, "/api");
@@ -355,8 +364,8 @@ static void test_targets(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char yaml[256];
-        snprintf(yaml, sizeof yaml, L "services:\n  - name: a\n    targets:\n      - '%s'\n      - http://x\n",
-                 cases[i].url);
+        snprintf(yaml, sizeof yaml,
+                 L "services:\n  - name: a\n    targets:\n      - '%s'\n      - http://x\n", cases[i].url);
         gw_config *cfg = load_ok(yaml);
         const gw_target_conf *t = &cfg->services[0].targets[0];
         assert_int_equal(cfg->services[0].ntargets, 2);
@@ -373,8 +382,9 @@ static void test_targets(void **state)
 
 static void test_tls_files(void **state)
 {
-    const char *cert = scratch("cert.pem", "-----BEGIN CERTIFICATE-----\n");
-    const char *key = scratch("key.pem", "-----BEGIN PRIVATE KEY-----\n");
+    char cert_buf[300], key_buf[300];
+    const char *cert = scratch(cert_buf, "cert.pem", "-----BEGIN CERTIFICATE-----\n");
+    const char *key = scratch(key_buf, "key.pem", "-----BEGIN PRIVATE KEY-----\n");
     char yaml[1024];
     snprintf(yaml, sizeof yaml,
              "listeners:\n  - port: 8443\n    tls: {cert: %s, key: %s}\n"
@@ -389,8 +399,10 @@ static void test_tls_files(void **state)
 
     /* the key cannot be read: the column is right after the cert path */
     char want[1024];
-    snprintf(yaml, sizeof yaml, "listeners:\n  - port: 8443\n    tls: {cert: %s, key: %s/none.pem}\n", cert, dir);
-    snprintf(want, sizeof want, "3:%zu: listeners[0].tls.key: cannot read '%s/none.pem': No such file or directory",
+    snprintf(yaml, sizeof yaml, "listeners:\n  - port: 8443\n    tls: {cert: %s, key: %s/none.pem}\n", cert,
+             dir);
+    snprintf(want, sizeof want,
+             "3:%zu: listeners[0].tls.key: cannot read '%s/none.pem': No such file or directory",
              17 + strlen(cert) + 7, dir);
     expect_error(yaml, want);
     /* a directory opens, but it is not a certificate */
@@ -398,7 +410,7 @@ static void test_tls_files(void **state)
     snprintf(want, sizeof want, "3:17: listeners[0].tls.cert: '%s' is not a regular file", dir);
     expect_error(yaml, want);
     snprintf(yaml, sizeof yaml, L "services:\n  - {name: a, targets: [https://h], tls_ca: %s}\n", dir);
-    snprintf(want, sizeof want, "3:46: services[0].tls_ca: '%s' is not a regular file", dir);
+    snprintf(want, sizeof want, "3:45: services[0].tls_ca: '%s' is not a regular file", dir);
     expect_error(yaml, want);
     unlink(cert);
     unlink(key);
@@ -446,8 +458,7 @@ static gw_config *load_repo(const char *rel)
 {
     char *err = NULL;
     gw_config *cfg = gw_config_load(repo_file(rel), &err);
-    if (!cfg)
-        fail_msg("%s: %s", rel, err);
+    if (!cfg) fail_msg("%s: %s", rel, err);
     return cfg;
 }
 
@@ -506,21 +517,38 @@ static void test_shipped_examples(void **state)
     gw_config_free(cfg);
 }
 
-static void test_durations_and_sizes(void **state)
+static void test_durations(void **state)
 {
     static const struct {
         const char *s;
         bool ok;
         uint64_t ms;
     } d[] = {
-        {"250ms", true, 250}, {"10s", true, 10000}, {"2m", true, 120000}, {"1h", true, 3600000},
-        {"10", true, 10000},  {"0", true, 0},       {"0ms", true, 0},     {"007s", true, 7000},
+        {"250ms", true, 250},
+        {"10s", true, 10000},
+        {"2m", true, 120000},
+        {"1h", true, 3600000},
+        {"10", true, 10000},
+        {"0", true, 0},
+        {"0ms", true, 0},
+        {"007s", true, 7000},
         {"18446744073709551615ms", true, UINT64_MAX},
         {"18446744073709551616ms", false, 0}, /* overflow while reading digits */
-        {"18446744073709551s", false, 0},     /* overflow once scaled */
-        {"", false, 0},       {"s", false, 0},      {"-1s", false, 0},    {"+1s", false, 0},
-        {"1.5s", false, 0},   {"10 s", false, 0},   {" 10s", false, 0},   {"10S", false, 0},
-        {"1d", false, 0},     {"5sec", false, 0},   {"five", false, 0},   {"1h30m", false, 0},
+        {"18446744073709551s", true, 18446744073709551000ull},
+        {"18446744073709552s", false, 0}, /* overflow once scaled */
+        {"5124095576030432h", false, 0},
+        {"", false, 0},
+        {"s", false, 0},
+        {"-1s", false, 0},
+        {"+1s", false, 0},
+        {"1.5s", false, 0},
+        {"10 s", false, 0},
+        {" 10s", false, 0},
+        {"10S", false, 0},
+        {"1d", false, 0},
+        {"5sec", false, 0},
+        {"five", false, 0},
+        {"1h30m", false, 0},
     };
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) {
         uint64_t v = 42;
@@ -528,18 +556,39 @@ static void test_durations_and_sizes(void **state)
         if (ok != d[i].ok || (ok && v != d[i].ms))
             fail_msg("duration '%s': ok=%d v=%llu", d[i].s, ok, (unsigned long long)v);
     }
+}
+
+static void test_sizes(void **state)
+{
     static const struct {
         const char *s;
         bool ok;
         uint64_t b;
     } z[] = {
-        {"512", true, 512},        {"0", true, 0},           {"64k", true, 65536},       {"64K", true, 65536},
-        {"64KiB", true, 65536},    {"10m", true, 10485760},  {"10M", true, 10485760},   {"10MiB", true, 10485760},
-        {"1g", true, 1073741824},  {"1G", true, 1073741824}, {"1GiB", true, 1073741824},
+        {"512", true, 512},
+        {"0", true, 0},
+        {"64k", true, 65536},
+        {"64K", true, 65536},
+        {"64KiB", true, 65536},
+        {"10m", true, 10485760},
+        {"10M", true, 10485760},
+        {"10MiB", true, 10485760},
+        {"1g", true, 1073741824},
+        {"1G", true, 1073741824},
+        {"1GiB", true, 1073741824},
         {"17179869183g", true, 17179869183ull << 30},
-        {"17179869184g", false, 0}, {"", false, 0},          {"k", false, 0},           {"-1", false, 0},
-        {"64kb", false, 0},        {"64KB", false, 0},       {"1.5m", false, 0},        {"1t", false, 0},
-        {"64 k", false, 0},        {"0x10", false, 0},       {"64kib", false, 0},       {"1 ", false, 0},
+        {"17179869184g", false, 0},
+        {"", false, 0},
+        {"k", false, 0},
+        {"-1", false, 0},
+        {"64kb", false, 0},
+        {"64KB", false, 0},
+        {"1.5m", false, 0},
+        {"1t", false, 0},
+        {"64 k", false, 0},
+        {"0x10", false, 0},
+        {"64kib", false, 0},
+        {"1 ", false, 0},
     };
     for (size_t i = 0; i < sizeof z / sizeof z[0]; i++) {
         uint64_t v = 42;
@@ -613,11 +662,13 @@ static void test_errors_numbers(void **state)
 static void test_errors_durations_sizes(void **state)
 {
     static const err_case cases[] = {
-        {L "timeouts:\n  upstream_connect: five\n", "3:21: timeouts.upstream_connect: invalid duration 'five'"},
+        {L "timeouts:\n  upstream_connect: five\n",
+         "3:21: timeouts.upstream_connect: invalid duration 'five'"},
         {L "timeouts:\n  request_head: 0\n", "3:17: timeouts.request_head: must be 1ms..24h"},
         {L "timeouts:\n  body_idle: 25h\n", "3:14: timeouts.body_idle: must be 1ms..24h"},
         {L "timeouts:\n  keepalive_idle: -5s\n", "3:19: timeouts.keepalive_idle: invalid duration '-5s'"},
-        {L "timeouts:\n  upstream_response: 1.5s\n", "3:22: timeouts.upstream_response: invalid duration '1.5s'"},
+        {L "timeouts:\n  upstream_response: 1.5s\n",
+         "3:22: timeouts.upstream_response: invalid duration '1.5s'"},
         {L "timeouts:\n  upstream_idle: 99999999999999999999h\n",
          "3:18: timeouts.upstream_idle: invalid duration '99999999999999999999h'"},
         {L "timeouts:\n  shutdown: 2d\n", "3:13: timeouts.shutdown: invalid duration '2d'"},
@@ -630,7 +681,8 @@ static void test_errors_durations_sizes(void **state)
         {L "limits:\n  header_block: 17m\n", "3:17: limits.header_block: must be 1..16MiB"},
         {L "limits:\n  body_buffer: 2g\n", "3:16: limits.body_buffer: must be 0..1GiB"},
         {L "limits:\n  request_body: 1e9\n", "3:17: limits.request_body: invalid size '1e9'"},
-        {L "limits:\n  request_body: 20000000000g\n", "3:17: limits.request_body: invalid size '20000000000g'"},
+        {L "limits:\n  request_body: 20000000000g\n",
+         "3:17: limits.request_body: invalid size '20000000000g'"},
         {L "limits:\n  request_body: {}\n", "3:17: limits.request_body: must be a size, not a mapping"},
         {L "limits:\n  header_block: 4k\n",
          "3:17: limits.header_block: must not be smaller than limits.request_line"},
@@ -652,13 +704,15 @@ static void test_errors_listeners(void **state)
         {"listeners:\n  - port: 8081\n    address: ''\n", "3:14: listeners[0].address: must not be empty"},
         {"listeners:\n  - port: 8081\n    tls: true\n", "3:10: listeners[0].tls: must be a mapping"},
         {"listeners:\n  - port: 8081\n    tls: {key: /k}\n", "3:10: listeners[0].tls.cert: required"},
-        {"listeners:\n  - port: 8081\n    tls: {cert: '', key: /k}\n", "3:17: listeners[0].tls.cert: must not be empty"},
+        {"listeners:\n  - port: 8081\n    tls: {cert: '', key: /k}\n",
+         "3:17: listeners[0].tls.cert: must not be empty"},
         {"listeners:\n  - port: 8081\n    tls: {cert: /nonexistent/c.pem, key: /k}\n",
          "3:17: listeners[0].tls.cert: cannot read '/nonexistent/c.pem': No such file or directory"},
         {"listeners:\n  - port: 8081\n  - port: 8081\n",
          "3:11: listeners[1]: address 0.0.0.0 port 8081 is already used by listeners[0]"},
-        {"listeners:\n  - {address: ::1, port: 80}\n  - {address: 127.0.0.1, port: 80}\n  - {address: ::1, port: 80}\n",
-         "4:29: listeners[2]: address ::1 port 80 is already used by listeners[0]"},
+        {"listeners:\n  - {address: '::1', port: 80}\n  - {address: 127.0.0.1, port: 80}\n"
+         "  - {address: '::1', port: 80}\n",
+         "4:28: listeners[2]: address ::1 port 80 is already used by listeners[0]"},
     };
     RUN(cases);
 }
@@ -674,15 +728,19 @@ static void test_errors_services(void **state)
         {L "services:\n  - {name: a, targets: [http://h]}\n  - {name: a, targets: [http://h]}\n",
          "4:12: services[1].name: duplicate service name 'a' (also services[0])"},
         {L "services:\n  - name: a\n", "3:5: services[0].targets: at least one target is required"},
-        {L "services:\n  - name: a\n    targets: []\n", "4:14: services[0].targets: at least one target is required"},
-        {L "services:\n  - name: a\n    targets: http://h\n", "4:14: services[0].targets: must be a sequence of URLs"},
+        {L "services:\n  - name: a\n    targets: []\n",
+         "4:14: services[0].targets: at least one target is required"},
+        {L "services:\n  - name: a\n    targets: http://h\n",
+         "4:14: services[0].targets: must be a sequence of URLs"},
         {L "services:\n  - name: a\n    targets: [{url: x}]\n",
          "4:15: services[0].targets[0]: must be a URL, not a mapping"},
         {L "services:\n  - name: a\n    targets: [http://h, ftp://x]\n",
-         "4:25: services[0].targets[1]: invalid target URL 'ftp://x': the scheme must be http:// or https://"},
+         "4:25: services[0].targets[1]: invalid target URL 'ftp://x': the scheme must be http:// or "
+         "https://"},
         {L SVC "    tls_verify: yes\n",
          "5:17: services[0].tls_verify: invalid boolean 'yes' (expected true or false)"},
-        {L SVC "    tls_verify: [true]\n", "5:17: services[0].tls_verify: must be true or false, not a sequence"},
+        {L SVC "    tls_verify: [true]\n",
+         "5:17: services[0].tls_verify: must be true or false, not a sequence"},
         {L SVC "    tls_ca: /nonexistent/ca.pem\n",
          "5:13: services[0].tls_ca: cannot read '/nonexistent/ca.pem': No such file or directory"},
         {L SVC "    health_check: []\n", "5:19: services[0].health_check: must be a mapping"},
@@ -759,9 +817,12 @@ static void test_errors_routes(void **state)
         {L SVC "routes: {}\n", "5:9: routes: must be a sequence"},
         {L SVC "routes:\n  - service: a\n", "6:5: routes[0].prefix: required"},
         {L SVC "routes:\n  - prefix: api\n    service: a\n", "6:13: routes[0].prefix: must start with '/'"},
-        {L SVC "routes:\n  - prefix: /a/../..\n    service: a\n", "6:13: routes[0].prefix: invalid path '/a/../..'"},
-        {L SVC "routes:\n  - prefix: '/a b'\n    service: a\n", "6:13: routes[0].prefix: invalid path '/a b'"},
-        {L SVC "routes:\n  - prefix: '/a%zz'\n    service: a\n", "6:13: routes[0].prefix: invalid path '/a%zz'"},
+        {L SVC "routes:\n  - prefix: /a/../..\n    service: a\n",
+         "6:13: routes[0].prefix: invalid path '/a/../..'"},
+        {L SVC "routes:\n  - prefix: '/a b'\n    service: a\n",
+         "6:13: routes[0].prefix: invalid path '/a b'"},
+        {L SVC "routes:\n  - prefix: '/a%zz'\n    service: a\n",
+         "6:13: routes[0].prefix: invalid path '/a%zz'"},
         {L SVC "routes:\n  - prefix: '/a?x'\n    service: a\n",
          "6:13: routes[0].prefix: must not contain a query: '/a?x'"},
         {L SVC "routes:\n  - prefix: {a: 1}\n", "6:13: routes[0].prefix: must be a string, not a mapping"},
@@ -770,7 +831,8 @@ static void test_errors_routes(void **state)
         {L SVC "routes:\n  - {prefix: /, service: a}\n  - {prefix: /./, service: a}\n",
          "7:14: routes[1].prefix: duplicate prefix '/' (also routes[0])"},
         {L SVC "routes:\n  - prefix: /x\n", "6:5: routes[0].service: required"},
-        {L SVC "routes:\n  - prefix: /x\n    service: foo\n", "7:14: routes[0].service: no service named 'foo'"},
+        {L SVC "routes:\n  - prefix: /x\n    service: foo\n",
+         "7:14: routes[0].service: no service named 'foo'"},
         {L "routes:\n  - prefix: /x\n    service: a\n", "4:14: routes[0].service: no service named 'a'"},
         {L SVC "routes:\n  - prefix: /x\n    service: [a]\n",
          "7:14: routes[0].service: must be a service name, not a sequence"},
@@ -788,13 +850,16 @@ static void test_errors_routes(void **state)
          "8:20: routes[0].methods[1]: duplicate method 'GET'"},
         {L SVC "routes:\n  - prefix: /x\n    service: a\n    methods: [[GET]]\n",
          "8:15: routes[0].methods[0]: must be a method name, not a sequence"},
-        {L SVC "routes:\n  - prefix: /x\n    service: a\n    filters: []\n", "8:14: routes[0].filters: must be a mapping"},
-        {L SVC "routes:\n  - prefix: /x\n    service: a\n    filters: on\n", "8:14: routes[0].filters: must be a mapping"},
+        {L SVC "routes:\n  - prefix: /x\n    service: a\n    filters: []\n",
+         "8:14: routes[0].filters: must be a mapping"},
+        {L SVC "routes:\n  - prefix: /x\n    service: a\n    filters: on\n",
+         "8:14: routes[0].filters: must be a mapping"},
         {L SVC "routes:\n  - prefix: /x\n    service: a\n    strip_prefix: 1\n",
          "8:19: routes[0].strip_prefix: invalid boolean '1' (expected true or false)"},
         {L SVC "routes:\n  - prefix: /x\n    service: a\n    preserve_host: yes\n",
          "8:20: routes[0].preserve_host: invalid boolean 'yes' (expected true or false)"},
-        {L SVC "routes:\n  - prefix: /x\n    service: a\n    strip: true\n", "8:5: unknown key 'strip' in routes[0]"},
+        {L SVC "routes:\n  - prefix: /x\n    service: a\n    strip: true\n",
+         "8:5: unknown key 'strip' in routes[0]"},
     };
     RUN(cases);
 }
@@ -812,8 +877,10 @@ static void test_errors_store_log_pipeline(void **state)
         {L "store:\n  connect_timeout: 0\n", "3:20: store.connect_timeout: must be 1ms..24h"},
         {L "store:\n  command_timeout: soon\n", "3:20: store.command_timeout: invalid duration 'soon'"},
         {L "store:\n  redis: {}\n", "3:3: unknown key 'redis' in store"},
-        {L "log:\n  level: verbose\n", "3:10: log.level: must be 'debug', 'info', 'warn' or 'error', not 'verbose'"},
-        {L "log:\n  level: INFO\n", "3:10: log.level: must be 'debug', 'info', 'warn' or 'error', not 'INFO'"},
+        {L "log:\n  level: verbose\n",
+         "3:10: log.level: must be 'debug', 'info', 'warn' or 'error', not 'verbose'"},
+        {L "log:\n  level: INFO\n",
+         "3:10: log.level: must be 'debug', 'info', 'warn' or 'error', not 'INFO'"},
         {L "log:\n  file: x\n", "3:3: unknown key 'file' in log"},
         {L "pipeline: {}\n", "2:11: pipeline: must be a sequence"},
         {L "pipeline: [x]\n", "2:12: pipeline[0]: must be a mapping"},
@@ -829,7 +896,8 @@ static void test_errors_store_log_pipeline(void **state)
 static void test_errors_yaml_and_files(void **state)
 {
     static const err_case cases[] = {
-        {"listeners: [{port: 8081}\n", "2:1: did not find expected ',' or ']' (while parsing a flow sequence at 1:12)"},
+        {"listeners: [{port: 8081}\n",
+         "2:1: did not find expected ',' or ']' (while parsing a flow sequence at 1:12)"},
         {L "workers: 2\nworkers: 3\n", "3:1: duplicate key 'workers' (first at line 2)"},
         {L "x: &a 1\n", "2:4: anchors are not supported"},
         {L "---\nworkers: 2\n", "2:1: multiple documents in one file are not supported"},
@@ -858,7 +926,8 @@ int main(void)
         cmocka_unit_test(test_pipeline),
         cmocka_unit_test(test_shipped_gateway_yaml),
         cmocka_unit_test(test_shipped_examples),
-        cmocka_unit_test(test_durations_and_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_errors_structure),
         cmocka_unit_test(test_errors_numbers),
         cmocka_unit_test(test_errors_durations_sizes),

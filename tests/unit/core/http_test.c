@@ -156,6 +156,14 @@ static void test_content_length_leading_zeros(void **state)
     assert_int_equal(H.content_length, 7);
 }
 
+static void test_content_length_ows_trimmed(void **state)
+{
+    static const char m[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \t 42 \t\r\n\r\n";
+    assert_int_equal(REQ(m), LEN(m));
+    assert_int_equal(H.body, GW_BODY_LENGTH);
+    assert_int_equal(H.content_length, 42);
+}
+
 static void test_content_length_max(void **state)
 {
     static const char m[] = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n";
@@ -1151,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_te_chunked_case_and_ows),
         cmocka_unit_test(test_content_length_zero_is_length),
         cmocka_unit_test(test_content_length_leading_zeros),
+        cmocka_unit_test(test_content_length_ows_trimmed),
         cmocka_unit_test(test_content_length_max),
         cmocka_unit_test(test_content_length_duplicates_equal),
         cmocka_unit_test(test_get_with_body_is_reported),

@@ -28,13 +28,11 @@ static void run_norm(const norm_case *t, size_t cap)
     size_t out_len = 12345, path_len = 12345;
     assert_true(cap <= sizeof out);
     int st = gw_path_normalize(t->in, strlen(t->in), out, cap, &out_len, &path_len);
-    if (st != t->status)
-        fail_msg("'%s': status %d, want %d (out '%s')", t->in, st, t->status, st ? "" : out);
-    if (st)
-        return;
+    if (st != t->status) fail_msg("'%s': status %d, want %d (out '%s')", t->in, st, t->status, st ? "" : out);
+    if (st) return;
     if (strcmp(out, t->out) != 0 || out_len != strlen(t->out) || path_len != t->path_len)
-        fail_msg("'%s': got '%s' (len %zu, path %zu), want '%s' (path %zu)", t->in, out, out_len, path_len, t->out,
-                 t->path_len);
+        fail_msg("'%s': got '%s' (len %zu, path %zu), want '%s' (path %zu)", t->in, out, out_len, path_len,
+                 t->out, t->path_len);
 }
 
 static void test_normalize_ok(void **state)
@@ -82,29 +80,14 @@ static void test_normalize_ok(void **state)
 static void test_normalize_rejects(void **state)
 {
     static const norm_case cases[] = {
-        {"", 400, NULL, 0},
-        {"a/b", 400, NULL, 0},
-        {"*", 400, NULL, 0},
-        {"/..", 400, NULL, 0},
-        {"/../a", 400, NULL, 0},
-        {"/a/../..", 400, NULL, 0},
-        {"/a/../../b", 400, NULL, 0},
-        {"/%2e%2e/", 400, NULL, 0},
-        {"/a%00", 400, NULL, 0},
-        {"/a%zz", 400, NULL, 0},
-        {"/a%4", 400, NULL, 0},
-        {"/a%", 400, NULL, 0},
-        {"/%G1", 400, NULL, 0},
-        {"/a#b", 400, NULL, 0},
-        {"/a#", 400, NULL, 0},
-        {"/a?b#c", 400, NULL, 0},
-        {"/a b", 400, NULL, 0},
-        {"/a?b c", 400, NULL, 0},
-        {"/a\tb", 400, NULL, 0},
-        {"/a\r\n", 400, NULL, 0},
-        {"/a\x7f", 400, NULL, 0},
-        {"/\xc3\xa9", 400, NULL, 0},
-        {"/a?\x01", 400, NULL, 0},
+        {"", 400, NULL, 0},           {"a/b", 400, NULL, 0},      {"*", 400, NULL, 0},
+        {"/..", 400, NULL, 0},        {"/../a", 400, NULL, 0},    {"/a/../..", 400, NULL, 0},
+        {"/a/../../b", 400, NULL, 0}, {"/%2e%2e/", 400, NULL, 0}, {"/a%00", 400, NULL, 0},
+        {"/a%zz", 400, NULL, 0},      {"/a%4", 400, NULL, 0},     {"/a%", 400, NULL, 0},
+        {"/%G1", 400, NULL, 0},       {"/a#b", 400, NULL, 0},     {"/a#", 400, NULL, 0},
+        {"/a?b#c", 400, NULL, 0},     {"/a b", 400, NULL, 0},     {"/a?b c", 400, NULL, 0},
+        {"/a\tb", 400, NULL, 0},      {"/a\r\n", 400, NULL, 0},   {"/a\x7f", 400, NULL, 0},
+        {"/\xc3\xa9", 400, NULL, 0},  {"/a?\x01", 400, NULL, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_norm(&cases[i], 256);
@@ -166,8 +149,7 @@ static const char *match(const table *t, const char *path)
 static void expect_match(const table *t, const char *path, const char *want)
 {
     const char *got = match(t, path);
-    if (!want && got)
-        fail_msg("'%s' matched '%s', want no route", path, got);
+    if (!want && got) fail_msg("'%s' matched '%s', want no route", path, got);
     if (want && (!got || strcmp(got, want) != 0))
         fail_msg("'%s' matched '%s', want '%s'", path, got ? got : "(none)", want);
 }
@@ -284,7 +266,7 @@ static void test_upstream_path(void **state)
     expect_upstream(&t.routes[0], "/api/users/", "", "/");
     expect_upstream(&t.routes[0], "/api/users", "?q=x", "/?q=x");
     expect_upstream(&t.routes[0], "/api/users", "q=x", "/?q=x"); /* a query given without its '?' */
-    expect_upstream(&t.routes[0], "/api/users/1", "?", "/1?");    /* an empty query is kept as sent */
+    expect_upstream(&t.routes[0], "/api/users/1", "?", "/1?");   /* an empty query is kept as sent */
     expect_upstream(&t.routes[1], "/keep/a", "?x", "/keep/a?x");
     expect_upstream(&t.routes[1], "/keep", "", "/keep");
     expect_upstream(&t.routes[2], "/a/b", "?x", "/a/b?x"); /* stripping "/" changes nothing */
@@ -303,10 +285,10 @@ static void test_upstream_path(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_normalize_ok),    cmocka_unit_test(test_normalize_rejects),
+        cmocka_unit_test(test_normalize_ok),     cmocka_unit_test(test_normalize_rejects),
         cmocka_unit_test(test_normalize_length), cmocka_unit_test(test_longest_prefix),
-        cmocka_unit_test(test_no_catch_all),    cmocka_unit_test(test_many_routes),
-        cmocka_unit_test(test_methods_bitmask), cmocka_unit_test(test_upstream_path),
+        cmocka_unit_test(test_no_catch_all),     cmocka_unit_test(test_many_routes),
+        cmocka_unit_test(test_methods_bitmask),  cmocka_unit_test(test_upstream_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,8 +17,7 @@ static gw_yaml_doc *load_ok(const char *text)
 {
     char *err = NULL;
     gw_yaml_doc *doc = gw_yaml_load_string("t.yaml", text, &err);
-    if (!doc)
-        fail_msg("unexpected error for %s: %s", text, err);
+    if (!doc) fail_msg("unexpected error for %s: %s", text, err);
     assert_null(err);
     return doc;
 }
@@ -27,11 +26,9 @@ static void expect_err(const char *text, const char *want)
 {
     char *err = NULL;
     gw_yaml_doc *doc = gw_yaml_load_string("t.yaml", text, &err);
-    if (doc)
-        fail_msg("expected '%s' for %s", want, text);
+    if (doc) fail_msg("expected '%s' for %s", want, text);
     assert_non_null(err);
-    if (strcmp(err, want) != 0)
-        fail_msg("for %s\n  want: %s\n  got:  %s", text, want, err);
+    if (strcmp(err, want) != 0) fail_msg("for %s\n  want: %s\n  got:  %s", text, want, err);
     free(err);
 }
 
@@ -145,7 +142,7 @@ static void test_interpolation(void **state)
     assert_value("v: ${GW_T_SET:-other}", "value");
     assert_value("v: ${GW_T_UNSET:-fallback}", "fallback");
     assert_value("v: ${GW_T_EMPTY:-fallback}", "fallback"); /* shell semantics */
-    assert_value("v: x${GW_T_EMPTY}y", "xy");                 /* set but empty, no default: empty */
+    assert_value("v: x${GW_T_EMPTY}y", "xy");               /* set but empty, no default: empty */
     assert_value("v: ${GW_T_UNSET:-}", "");
     assert_value("v: http://${GW_T_H:-localhost}:${GW_T_P:-80}/", "http://example.org:80/");
     assert_value("v: ${GW_T_UNSET:-a b:c-d}", "a b:c-d");
@@ -169,7 +166,8 @@ static void test_interpolation_errors(void **state)
 {
     unsetenv("GW_T_UNSET");
     expect_err("a: 1\nv: ${GW_T_UNSET}\n", "t.yaml:2:4: environment variable GW_T_UNSET is not set");
-    expect_err("v:\n  - x\n  - \"a ${GW_T_UNSET} b\"\n", "t.yaml:3:5: environment variable GW_T_UNSET is not set");
+    expect_err("v:\n  - x\n  - \"a ${GW_T_UNSET} b\"\n",
+               "t.yaml:3:5: environment variable GW_T_UNSET is not set");
     expect_err("v: ${GW_T_UNSET:-x} ${GW_T_UNSET}", "t.yaml:1:4: environment variable GW_T_UNSET is not set");
     expect_err("v: ${GW_T_UNSET", "t.yaml:1:4: unterminated '${' in value");
     expect_err("v: ok ${", "t.yaml:1:4: unterminated '${' in value");
@@ -222,13 +220,18 @@ static void test_depth_limit(void **state)
 static void test_parser_errors_have_positions(void **state)
 {
     expect_err("a: b: c\n", "t.yaml:1:5: mapping values are not allowed in this context");
-    expect_err("a: [1, 2\n", "t.yaml:2:1: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)");
-    expect_err("a:\n  - b\n c: d\n", "t.yaml:3:2: did not find expected key (while parsing a block mapping at 1:1)");
-    expect_err("a: \"open\n", "t.yaml:2:1: found unexpected end of stream (while scanning a quoted scalar at 1:4)");
-    expect_err("a: 1\n\tb: 2\n",
-               "t.yaml:2:1: found a tab character that violates indentation (while scanning a plain scalar at 1:4)");
-    expect_err("a: 1\n@b: 2\n",
-               "t.yaml:2:1: found character that cannot start any token (while scanning for the next token at 2:1)");
+    expect_err("a: [1, 2\n",
+               "t.yaml:2:1: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)");
+    expect_err("a:\n  - b\n c: d\n",
+               "t.yaml:3:2: did not find expected key (while parsing a block mapping at 1:1)");
+    expect_err("a: \"open\n",
+               "t.yaml:2:1: found unexpected end of stream (while scanning a quoted scalar at 1:4)");
+    expect_err(
+        "a: 1\n\tb: 2\n",
+        "t.yaml:2:1: found a tab character that violates indentation (while scanning a plain scalar at 1:4)");
+    expect_err(
+        "a: 1\n@b: 2\n",
+        "t.yaml:2:1: found character that cannot start any token (while scanning for the next token at 2:1)");
     /* reader errors only carry a byte offset: it becomes line:col too */
     expect_err("ok: 1\na: \"x\xff\"\n", "t.yaml:2:6: invalid leading UTF-8 octet");
     expect_err("a: \x01\n", "t.yaml:1:4: control characters are not allowed");
@@ -257,7 +260,8 @@ static void test_files(void **state)
     fclose(f);
     assert_null(gw_yaml_load(path, &err));
     char want[256];
-    snprintf(want, sizeof want, "%s:3:1: did not find expected node content (while parsing a flow node at 3:1)", path);
+    snprintf(want, sizeof want,
+             "%s:3:1: did not find expected node content (while parsing a flow node at 3:1)", path);
     assert_string_equal(err, want);
     free(err);
     unlink(path);

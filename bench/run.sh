@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# bench/run.sh - the gateway's own throughput benchmark (`make bench`): the gateway, nginx and HAProxy,
+# each as a reverse proxy in front of the same nginx upstream, driven in turn by wrk on loopback.
+#
+# Usage: bench/run.sh BUILD_DIR            (BUILD_DIR holds the `gateway` binary)
+#
+# Environment (defaults in brackets):
+#   ROUNDS [3]        measured rounds per path; a round runs every target once (A B C, B C A, ...)
+#   DURATION [5s]     length of one measured wrk run        WARMUP [2s]  warm-up run per target and path
+#   CONNS [64]        wrk connections (one wrk thread)      PATHS ["/ /4k /64k"]
+#   QUICK=1           smoke run: 1 round of 2 s, 1 s warm-up
+#   DIRECT=1          also measure the upstream itself (the ceiling; not a proxy)
+#   LOADGEN_CPU [0]   CPU for wrk                           SERVER_CPU [1]  CPU for every server
+#   RESULTS_DIR       where the raw results go [BUILD_DIR/bench-results/<date-time>]
+#   KEEP=1            keep the scratch directory (configurations, server logs)
+#
+# See bench/README.md for what the figures mean. Everything listens on 127.0.0.1 on ports probed at
+# run time; every process started here is stopped by its process group on exit, Ctrl-C included.
+set -euo pipefail
+export LC_ALL=C
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+(($# == 1)) || die "usage: bench/run.sh BUILD_DIR"
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+GATEWAY=$(cd "$1" 2>/dev/null && pwd)/gateway || die "no such directory: $1"
+[[ -x $GATEWAY ]] || die "$GATEWAY not found: build first (make build)"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-2s}
+CONNS=${CONNS:-64}
+PATHS=${PATHS:-"/ /4k /64k"}
+if [[ ${QUICK:-0} == 1 ]]; then ROUNDS=1 DURATION=2s WARMUP=1s; fi
+LOADGEN_CPU=${LOADGEN_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+STAMP=$(date +%Y%m%d-%H%M%S)
+RESULTS_DIR=${RESULTS_DIR:-$(dirname "$GATEWAY")/bench-results/$STAMP}
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
+for d in "$DURATION" "$WARMUP"; do [[ $d =~ ^[1-9][0-9]*[sm]?$ ]] || die "bad duration '$d' (e.g. 5s, 1m)"; done
+secs() { local d=$1; case $d in *m) echo $((${d%m} * 60));; *s) echo "${d%s}";; *) echo "$d";; esac; }
+
+for tool in nginx haproxy wrk taskset setsid curl awk ss; do
+    command -v "$tool" >/dev/null || die "missing $tool (scripts/install-deps.sh bench installs it)"
+done
+NCPU=$(nproc)
+if ((NCPU < 2)); then
+    note "WARNING: only $NCPU CPU: wrk and the servers share it; ratios are still comparable, absolute figures less so"
+    LOADGEN_CPU=0 SERVER_CPU=0
+fi
+
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench.XXXXXX")
+chmod 755 "$RUN"   # nginx workers run as nobody when the master is root: they must read www/
+mkdir -p "$RESULTS_DIR"
+
+# ------------------------------------------------------------------------------------- processes
+declare -A PID=()   # target -> pid, which is also its process group and session id (setsid)
+ORDER=()            # start order, stopped in reverse
+WRK_PID=
+
+cleanup() {
+    local rc=$? i name p
+    set +e
+    trap - EXIT
+    trap '' INT TERM
+    [[ -n $WRK_PID ]] && kill -TERM "$WRK_PID" 2>/dev/null
+    for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
+        kill -TERM -- "-${PID[${ORDER[i]}]}" 2>/dev/null || true
+    done
+    for name in "${ORDER[@]}"; do
+        p=${PID[$name]}
+        for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$p" 2>/dev/null; then
+            note "$name (pid $p) still running 5 s after SIGTERM: SIGKILL to its group"
+            kill -KILL -- "-$p" 2>/dev/null || true
+        fi
+        wait "$p" 2>/dev/null || true
+    done
+    [[ -n $WRK_PID ]] && { kill -KILL "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; }
+    if [[ ${KEEP:-0} == 1 ]]; then note "scratch directory kept: $RUN"; else rm -rf "$RUN"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+
+# free_port: a port nothing listens on, below the ephemeral range (so no outgoing connection of the
+# benchmark itself can hold it), not handed out before in this run
+TAKEN=" "
+free_port() {
+    local lo hi p i
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+    hi=$((lo > 20000 ? lo - 1 : 65000))
+    for ((i = 0; i < 500; i++)); do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % (hi - 20000)))
+        [[ $TAKEN == *" $p "* ]] && continue
+        listening "$p" && continue
+        TAKEN+="$p "
+        echo "$p"
+        return 0
+    done
+    die "no free TCP port found between 20000 and $hi"
+}
+
+# start NAME PORT CMD...: runs CMD on SERVER_CPU in a session of its own, waits until PORT accepts.
+start() {
+    local name=$1 port=$2 i; shift 2
+    taskset -c "$SERVER_CPU" setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
+    PID[$name]=$!
+    ORDER+=("$name")
+    for ((i = 0; i < 100; i++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            note "$name: pid ${PID[$name]}, 127.0.0.1:$port, cpu $SERVER_CPU"
+            return 0
+        fi
+        kill -0 "${PID[$name]}" 2>/dev/null || { cat "$RUN/$name.log" >&2; die "$name exited at start-up"; }
+        sleep 0.1
+    done
+    cat "$RUN/$name.log" >&2
+    die "$name does not accept on 127.0.0.1:$port after 10 s"
+}
+
+# pids_of NAME: every process in the server's session (nginx: master and worker)
+pids_of() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk -v sid="${PID[$1]}" '{ pid = $1; sub(/^.*\) /, ""); if ($4 == sid) print pid }'
+}
+
+# rss_kib NAME: VmHWM (peak resident set) summed over the server's processes, KiB
+rss_kib() {
+    local p v sum=0
+    for p in $(pids_of "$1"); do
+        v=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+# ------------------------------------------------------------------------------------- configuration
+UP_PORT=$(free_port)
+NGINX_PORT=$(free_port)
+HAPROXY_PORT=$(free_port)
+GW_PORT=$(free_port)
+
+mkdir -p "$RUN"/{upstream,nginx}/{logs,tmp} "$RUN/www" "$RUN/gateway"
+# json_body FILE SIZE: a JSON document of exactly SIZE bytes
+json_body() {
+    local prefix="{\"bytes\":$2,\"fill\":\""
+    { printf '%s' "$prefix"; head -c $(($2 - ${#prefix} - 3)) /dev/zero | tr '\0' 'z'; printf '"}\n'; } >"$1"
+    [[ $(wc -c <"$1") -eq $2 ]] || die "could not make a $2-byte body"
+}
+json_body "$RUN/www/4k" 4096
+json_body "$RUN/www/64k" 65536
+chmod 644 "$RUN"/www/*
+
+# settings both nginx instances share
+nginx_common() {
+    cat <<EOF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/logs/error.log warn;
+worker_rlimit_nofile 8192;
+events { worker_connections 4096; }
+EOF
+}
+
+{
+    nginx_common "$RUN/upstream"
+    cat <<EOF
+http {
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $RUN/upstream/tmp/body;
+    proxy_temp_path $RUN/upstream/tmp/proxy;
+    fastcgi_temp_path $RUN/upstream/tmp/fastcgi;
+    uwsgi_temp_path $RUN/upstream/tmp/uwsgi;
+    scgi_temp_path $RUN/upstream/tmp/scgi;
+    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        default_type application/json;
+        location / { return 200 '{"service":"bench-upstream","ok":true}\n'; }
+        location = /4k { root $RUN/www; }
+        location = /64k { root $RUN/www; }
+    }
+}
+EOF
+} >"$RUN/upstream.conf"
+
+{
+    nginx_common "$RUN/nginx"
+    cat <<EOF
+http {
+    access_log off;
+    server_tokens off;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $RUN/nginx/tmp/body;
+    proxy_temp_path $RUN/nginx/tmp/proxy;
+    fastcgi_temp_path $RUN/nginx/tmp/fastcgi;
+    uwsgi_temp_path $RUN/nginx/tmp/uwsgi;
+    scgi_temp_path $RUN/nginx/tmp/scgi;
+    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 128;
+        keepalive_requests 10000000;
+        keepalive_timeout 120s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;          # a whole 64 KiB answer fits in memory
+            proxy_max_temp_file_size 0;   # and never goes to disk
+        }
+    }
+}
+EOF
+} >"$RUN/nginx.conf"
+
+cat >"$RUN/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+
+frontend bench_in
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend bench_upstream
+
+backend bench_upstream
+    server upstream 127.0.0.1:$UP_PORT
+EOF
+
+# wrk prints one line for this script to read when a run ends
+cat >"$RUN/done.lua" <<'EOF'
+function done(summary, latency, requests)
+  local e = summary.errors
+  local seconds = summary.duration / 1000000
+  io.write(string.format("bench-result rps=%.1f p50_us=%d p99_us=%d requests=%d socket_errors=%d non2xx=%d\n",
+    summary.requests / seconds, latency:percentile(50), latency:percentile(99), summary.requests,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+EOF
+
+export BENCH_GATEWAY_PORT=$GW_PORT BENCH_UPSTREAM_URL=http://127.0.0.1:$UP_PORT
+"$GATEWAY" -t -c "$BENCH_DIR/gateway.yaml" >/dev/null 2>"$RUN/gateway-check.log" \
+    || { cat "$RUN/gateway-check.log" >&2; die "bench/gateway.yaml does not validate"; }
+
+# ------------------------------------------------------------------------------------- start
+note "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | awk 'NR == 1 { print "haproxy " $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print "wrk " $2 }'), $("$GATEWAY" --version 2>&1 | head -1)"
+note "$NCPU CPUs; wrk on cpu $LOADGEN_CPU, all servers on cpu $SERVER_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+declare -A PORT=([upstream]=$UP_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [gateway]=$GW_PORT)
+start upstream "$UP_PORT" nginx -p "$RUN/upstream" -c "$RUN/upstream.conf"
+start nginx "$NGINX_PORT" nginx -p "$RUN/nginx" -c "$RUN/nginx.conf"
+start haproxy "$HAPROXY_PORT" haproxy -db -f "$RUN/haproxy.cfg"
+# the gateway's working directory is scratch space (its embedded store defaults to ./data)
+start gateway "$GW_PORT" env -C "$RUN/gateway" "$GATEWAY" -c "$BENCH_DIR/gateway.yaml"
+
+TARGETS=(nginx haproxy gateway)
+[[ ${DIRECT:-0} == 1 ]] && TARGETS=(upstream "${TARGETS[@]}")
+
+# Sanity: every target answers 200 with the upstream's body size on every path.
+for path in $PATHS; do
+    want=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "http://127.0.0.1:$UP_PORT$path" || true)
+    [[ $want == "200 "* ]] || die "the upstream answers '$want' on $path, expected 200"
+    for t in "${TARGETS[@]}"; do
+        got=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "http://127.0.0.1:${PORT[$t]}$path" || true)
+        [[ $got == 000* ]] && got="no answer within 5 s"
+        [[ $got == "$want" ]] || die "sanity check: $t on $path gives '$got' (status, bytes), the upstream '$want'"
+    done
+    note "sanity $path: every target answers $want"
+done
+
+# ------------------------------------------------------------------------------------- measure
+RES=$RESULTS_DIR/runs.tsv
+printf 'target\tpath\tround\trps\tp50_us\tp99_us\trequests\tsocket_errors\tnon2xx\trss_kib\n' >"$RES"
+declare -A DEAD=()
+
+# drive TARGET PATH DURATION ROUND (ROUND "warm": not recorded)
+drive() {
+    local t=$1 path=$2 dur=$3 round=$4 out line
+    out=$RESULTS_DIR/wrk.$t.${path//\//_}.$round.txt
+    taskset -c "$LOADGEN_CPU" timeout -k 5 $(($(secs "$dur") + 30)) \
+        wrk -t1 -c"$CONNS" -d"$dur" --latency -s "$RUN/done.lua" "http://127.0.0.1:${PORT[$t]}$path" >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || true
+    WRK_PID=
+    if ! kill -0 "${PID[$t]}" 2>/dev/null; then
+        DEAD[$t]=1
+        note "ERROR: $t died during $path ($round); its log: $RUN/$t.log (KEEP=1 keeps it)"
+        return 0
+    fi
+    [[ $round == warm ]] && return 0
+    line=$(sed -n 's/^bench-result //p' "$out")
+    [[ -n $line ]] || { note "ERROR: no result from wrk for $t $path round $round (see $out)"; return 0; }
+    # rps=.. p50_us=.. -> tab-separated values in the header's order
+    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$path" "$round" \
+        "$(sed 's/[a-z0-9_]*=//g; s/ /\t/g' <<<"$line")" "$(rss_kib "$t")" >>"$RES"
+    note "$(printf '%-8s %-5s round %s  %9.0f req/s' "$t" "$path" "$round" "$(sed 's/^rps=\([0-9.]*\).*/\1/' <<<"$line")")"
+}
+
+n=${#TARGETS[@]}
+for path in $PATHS; do
+    for t in "${TARGETS[@]}"; do drive "$t" "$path" "$WARMUP" warm; done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        # interleaved, and each round starts one target later, so no target always follows the same one
+        for ((k = 0; k < n; k++)); do
+            t=${TARGETS[(k + r - 1) % n]}
+            [[ -n ${DEAD[$t]:-} ]] || drive "$t" "$path" "$DURATION" "$r"
+        done
+    done
+done
+
+# ------------------------------------------------------------------------------------- report
+{
+    echo "wrk -t1 -c$CONNS, $ROUNDS round(s) of $DURATION per target and path, interleaved; wrk on cpu $LOADGEN_CPU, servers on cpu $SERVER_CPU"
+    awk -F'\t' -v targets="${TARGETS[*]}" -v paths="$PATHS" '
+    function median(list,   v, n, i, j, x) {
+        n = split(list, v, " ")
+        for (i = 2; i <= n; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    NR > 1 {
+        k = $1 SUBSEP $2
+        rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+        errs[k] += $8 + $9; if ($10 > rss[k]) rss[k] = $10
+        R[$1, $2, $3] = $4; rounds[$3] = 1
+    }
+    END {
+        nt = split(targets, T, " "); np = split(paths, P, " ")
+        printf "%-9s %-5s %10s %8s %8s %9s %8s %7s\n", "target", "path", "req/s", "p50_ms", "p99_ms", "rss_MiB", "x_nginx", "errors"
+        for (i = 1; i <= np; i++) for (j = 1; j <= nt; j++) {
+            k = T[j] SUBSEP P[i]
+            if (!(k in rps)) { printf "%-9s %-5s %10s\n", T[j], P[i], "no data"; continue }
+            ratios = ""
+            for (r in rounds)
+                if ((T[j], P[i], r) in R && ("nginx", P[i], r) in R && R["nginx", P[i], r] > 0)
+                    ratios = ratios " " R[T[j], P[i], r] / R["nginx", P[i], r]
+            printf "%-9s %-5s %10.0f %8.2f %8.2f %9.1f %8s %7d\n", T[j], P[i], median(rps[k]),
+                median(p50[k]) / 1000, median(p99[k]) / 1000, rss[k] / 1024,
+                ratios == "" ? "-" : sprintf("%.2f", median(ratios)), errs[k]
+        }
+    }' "$RES"
+    echo
+    echo "req/s, p50, p99: medians over the rounds (latency percentiles as wrk reports them)."
+    echo "rss_MiB: peak resident memory (VmHWM summed over the target's processes) by the end of that path's runs."
+    echo "x_nginx: median over the rounds of req/s(target) / req/s(nginx) in the same round."
+    echo "errors: socket errors + non-2xx answers over all measured runs (should be 0)."
+    for t in "${!DEAD[@]}"; do echo "WARNING: $t died during the run; its rows are incomplete"; done
+} | tee "$RESULTS_DIR/summary.txt"
+note "raw results: $RESULTS_DIR"
