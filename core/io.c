@@ -30,7 +30,7 @@ struct gw_io {
     gw_io_event_cb on_event;
     void *arg;
     size_t read_high, write_low, read_size;
-    bool read_wanted, wm_paused, rev_added, wev_added, connecting, eof, failed;
+    bool read_wanted, wm_paused, rev_added, wev_added, flush_pending, connecting, eof, failed;
     int pending_error; /* an immediate connect failure, reported from the loop */
 };
 
@@ -134,6 +134,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
         if (what & EV_WRITE) finish_connect(io);
         return;
     }
+    io->flush_pending = false;
     if (io->failed || io->fd < 0) return;
     size_t before = evbuffer_get_length(io->out);
     for (int i = 0; i < 8 && evbuffer_get_length(io->out) > 0; i++) {
@@ -153,8 +154,10 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 static void out_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     gw_io *io = arg;
-    if (info->n_added && !io->wev_added && !io->connecting && !io->failed)
+    if (info->n_added && !io->flush_pending && !io->wev_added && !io->connecting && !io->failed) {
+        io->flush_pending = true;
         event_active(io->wev, EV_TIMEOUT, 1);
+    }
 }
 
 static void in_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "hbuf.h"
 #include "log.h"
 #include "proxy_internal.h"
 
@@ -57,40 +58,27 @@ static bool websocket_upgrade(const gw_http_head *h)
     return h->upgrade && up && gw_http_list_has(up->value, "websocket");
 }
 
-static void add_str(struct evbuffer *out, const char *s, size_t n)
-{
-    evbuffer_add(out, s, n);
-}
-#define ADD_LIT(out, lit) add_str((out), (lit), sizeof(lit) - 1)
-
-static void add_field(struct evbuffer *out, const char *name, size_t nlen, const char *value, size_t vlen)
-{
-    add_str(out, name, nlen);
-    ADD_LIT(out, ": ");
-    add_str(out, value, vlen);
-    ADD_LIT(out, "\r\n");
-}
+#define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
 
 /* X-Forwarded-For: every value the client sent, in order, then the socket peer. */
-static void add_forwarded_for(gw_conn *c, struct evbuffer *out)
+static void add_forwarded_for(gw_conn *c, gw_hbuf *b)
 {
     const gw_http_head *h = c->req;
-    ADD_LIT(out, "X-Forwarded-For: ");
+    GW_HB_LIT(b, "X-Forwarded-For: ");
     for (size_t i = 0; i < h->nfields; i++) {
         const gw_http_field *f = &h->fields[i];
         if (f->value.n && gw_str_eq_ci(f->name, "X-Forwarded-For")) {
-            add_str(out, f->value.p, f->value.n);
-            ADD_LIT(out, ", ");
+            gw_hb_add(b, f->value.p, f->value.n);
+            GW_HB_LIT(b, ", ");
         }
     }
-    add_str(out, c->peer_ip, strlen(c->peer_ip));
-    ADD_LIT(out, "\r\n");
+    gw_hb_str(b, c->peer_ip);
+    GW_HB_LIT(b, "\r\n");
 }
 
-static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
+static void write_request_line(gw_conn *c, gw_hbuf *b)
 {
     const gw_http_head *h = c->req;
-    struct evbuffer *out = gw_io_output(u->bev);
     char path[8192 + 16];
     char *pp = path;
     size_t cap = c->path_total + 2 < sizeof path ? sizeof path : c->path_total + 2;
@@ -98,38 +86,48 @@ static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
     long plen = pp ? gw_route_upstream_path(c->route, c->path_buf, c->path_len, c->path_buf + c->path_len,
                                             c->path_total - c->path_len, pp, cap)
                    : -1;
-    if (plen < 0) plen = 1, pp = path, path[0] = '/';
-    add_str(out, h->method.p, h->method.n);
-    ADD_LIT(out, " ");
-    add_str(out, pp, (size_t)plen);
-    ADD_LIT(out, " HTTP/1.1\r\n");
+    gw_hb_add(b, h->method.p, h->method.n);
+    GW_HB_LIT(b, " ");
+    if (plen < 0) GW_HB_LIT(b, "/");
+    else gw_hb_add(b, pp, (size_t)plen);
+    GW_HB_LIT(b, " HTTP/1.1\r\n");
     if (pp != path) free(pp);
+}
+
+static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
+{
+    const gw_http_head *h = c->req;
+    gw_hbuf b;
+    gw_hb_init(&b, gw_io_output(u->bev));
+    write_request_line(c, &b);
     const gw_target_conf *t = u->pool->target->conf;
     if (c->route->preserve_host && h->host.n)
-        add_field(out, "Host", 4, h->host.p, h->host.n);
+        gw_hb_field(&b, "Host", 4, h->host.p, h->host.n);
     else
-        add_field(out, "Host", 4, t->authority, strlen(t->authority));
+        gw_hb_field(&b, "Host", 4, t->authority, strlen(t->authority));
     for (size_t i = 0; i < h->nfields; i++) {
         const gw_http_field *f = &h->fields[i];
-        if (!skip_request_field(h, f)) add_field(out, f->name.p, f->name.n, f->value.p, f->value.n);
+        if (!skip_request_field(h, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
     }
-    add_forwarded_for(c, out);
-    if (c->tls) ADD_LIT(out, "X-Forwarded-Proto: https\r\n");
-    else ADD_LIT(out, "X-Forwarded-Proto: http\r\n");
-    if (h->host.n) add_field(out, "X-Forwarded-Host", 16, h->host.p, h->host.n);
-    add_field(out, "X-Request-Id", 12, c->request_id, strlen(c->request_id));
+    add_forwarded_for(c, &b);
+    if (c->tls) GW_HB_LIT(&b, "X-Forwarded-Proto: https\r\n");
+    else GW_HB_LIT(&b, "X-Forwarded-Proto: http\r\n");
+    if (h->host.n) gw_hb_field(&b, "X-Forwarded-Host", 16, h->host.p, h->host.n);
+    gw_hb_field(&b, "X-Request-Id", 12, c->request_id, strlen(c->request_id));
     if (websocket_upgrade(h)) {
         const gw_http_field *up = gw_http_find(h, "Upgrade");
-        ADD_LIT(out, "Connection: upgrade\r\n");
-        add_field(out, "Upgrade", 7, up->value.p, up->value.n);
+        GW_HB_LIT(&b, "Connection: upgrade\r\n");
+        gw_hb_field(&b, "Upgrade", 7, up->value.p, up->value.n);
     }
-    if (c->body_streaming && h->body == GW_BODY_CHUNKED)
-        ADD_LIT(out, "Transfer-Encoding: chunked\r\n");
-    else if (c->body_streaming)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
-    else if (h->body != GW_BODY_NONE)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)buffered);
-    ADD_LIT(out, "\r\n");
+    if (c->body_streaming && h->body == GW_BODY_CHUNKED) {
+        GW_HB_LIT(&b, "Transfer-Encoding: chunked\r\n");
+    } else if (c->body_streaming || h->body != GW_BODY_NONE) {
+        GW_HB_LIT(&b, "Content-Length: ");
+        gw_hb_u64(&b, c->body_streaming ? h->content_length : buffered, 10);
+        GW_HB_LIT(&b, "\r\n");
+    }
+    GW_HB_LIT(&b, "\r\n");
+    gw_hb_flush(&b);
 }
 
 /* Copies (not moves) the buffered body so that it can be replayed on a fresh connection. */

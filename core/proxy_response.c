@@ -10,19 +10,12 @@
 #include "io.h"
 #include <event2/event.h>
 
+#include "hbuf.h"
 #include "log.h"
 #include "proxy_internal.h"
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
 #define MAX_RESPONSE_HEAD (64u * 1024u)
-
-static void add_field(struct evbuffer *out, gw_str name, gw_str value)
-{
-    evbuffer_add(out, name.p, name.n);
-    ADD_LIT(out, ": ");
-    evbuffer_add(out, value.p, value.n);
-    ADD_LIT(out, "\r\n");
-}
 
 static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
 {
@@ -48,22 +41,29 @@ static void write_response_head(gw_conn *c, const gw_http_head *h)
     if (c->resp_close_out || !c->body_complete || c->w->draining) c->keep_alive = false;
     c->status = h->status;
     c->response_started = true;
-    evbuffer_expand(out, 256 + 64 * h->nfields);
-    if (h->reason.n)
-        evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", h->status, (int)h->reason.n, h->reason.p);
-    else
-        evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", h->status, gw_http_reason(h->status));
-    for (size_t i = 0; i < h->nfields; i++)
-        if (!skip_response_field(h, &h->fields[i])) add_field(out, h->fields[i].name, h->fields[i].value);
-    if (h->body == GW_BODY_LENGTH)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)h->content_length);
-    if (c->resp_chunk_out) ADD_LIT(out, "Transfer-Encoding: chunked\r\n");
-    ADD_LIT(out, "X-Request-Id: ");
-    evbuffer_add(out, c->request_id, strlen(c->request_id));
-    ADD_LIT(out, "\r\n");
-    if (!c->keep_alive) ADD_LIT(out, "Connection: close\r\n");
-    else if (http10) ADD_LIT(out, "Connection: keep-alive\r\n");
-    ADD_LIT(out, "\r\n");
+    gw_hbuf b;
+    gw_hb_init(&b, out);
+    GW_HB_LIT(&b, "HTTP/1.1 ");
+    gw_hb_u64(&b, (uint64_t)h->status, 10);
+    GW_HB_LIT(&b, " ");
+    if (h->reason.n) gw_hb_add(&b, h->reason.p, h->reason.n);
+    else gw_hb_str(&b, gw_http_reason(h->status));
+    GW_HB_LIT(&b, "\r\n");
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (!skip_response_field(h, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
+    }
+    if (h->body == GW_BODY_LENGTH) {
+        GW_HB_LIT(&b, "Content-Length: ");
+        gw_hb_u64(&b, h->content_length, 10);
+        GW_HB_LIT(&b, "\r\n");
+    }
+    if (c->resp_chunk_out) GW_HB_LIT(&b, "Transfer-Encoding: chunked\r\n");
+    gw_hb_field(&b, "X-Request-Id", 12, c->request_id, strlen(c->request_id));
+    if (!c->keep_alive) GW_HB_LIT(&b, "Connection: close\r\n");
+    else if (http10) GW_HB_LIT(&b, "Connection: keep-alive\r\n");
+    GW_HB_LIT(&b, "\r\n");
+    gw_hb_flush(&b);
 }
 
 static void finish_response(gw_conn *c)
@@ -159,7 +159,18 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
 static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
     struct evbuffer *out = gw_io_output(c->bev);
-    if (c->resp_chunk_out) evbuffer_add_printf(out, "%zx\r\n", n);
+    if (c->resp_chunk_out) {
+        char line[24];
+        int k = (int)sizeof line;
+        line[--k] = '\n';
+        line[--k] = '\r';
+        size_t v = n;
+        do {
+            line[--k] = "0123456789abcdef"[v & 15];
+            v >>= 4;
+        } while (v);
+        evbuffer_add(out, line + k, sizeof line - (size_t)k);
+    }
     evbuffer_remove_buffer(in, out, n);
     if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
 }

@@ -167,6 +167,36 @@ class HarnessTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 2)
         self.assertEqual(rc, -15)
 
+    def test_assertion_helpers(self):
+        tc = g.GatewayTestCase("assertUpstreamSawNothing")
+        tc.assertUpstreamSawNothing(self.up, settle=0)
+        with g.RawConn(self.up.port) as c:      # connection only, no byte
+            pass
+        tc.assertUpstreamSawNothing(self.up)
+        with g.RawConn(self.up.port) as c:      # a few bytes, no complete request
+            c.send(b"GET /")
+            self.assertTrue(g.wait_until(lambda: self.up.bytes_in() > 0, 3))
+        with self.assertRaises(AssertionError):
+            tc.assertUpstreamSawNothing(self.up, settle=0)
+        self.up.reset()
+        g.simple_request(self.up.port, "GET", "/echo")
+        with self.assertRaises(AssertionError):
+            tc.assertUpstreamSawNothing(self.up, settle=0)
+        # assertErrorJson accepts exactly the documented shape
+        good = g.Response()
+        good.status, good.headers = 404, [("Content-Type", "application/json")]
+        good.body = b'{"error":"Not Found","message":"no route","request_id":"abc"}'
+        tc.assertErrorJson(good, 404, "Not Found")
+        for status, body, ctype in ((404, b'{"error":"Not Found","message":"m"}', "application/json"),
+                                    (404, b'{"error":"Not found","message":"m","request_id":"a"}', "application/json"),
+                                    (400, good.body, "application/json"),
+                                    (404, good.body, "text/plain"),
+                                    (404, b"not json", "application/json")):
+            bad = g.Response()
+            bad.status, bad.headers, bad.body = status, [("Content-Type", ctype)], body
+            with self.assertRaises(AssertionError, msg=repr(body)):
+                tc.assertErrorJson(bad, 404, "Not Found")
+
     def test_port_helpers(self):
         p = g.free_port()
         self.assertFalse(g.port_accepts(p))
