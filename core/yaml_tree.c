@@ -231,6 +231,16 @@ static bool attach(gw_builder *b, gw_yaml_node *nd, const yaml_mark_t *m)
     return true;
 }
 
+static void set_file(gw_yaml_node *nd, const char *file, int depth)
+{
+    if (!nd || depth > 128) return;
+    nd->file = file;
+    for (size_t i = 0; i < nd->n; i++) {
+        set_file(nd->items[i], file, depth + 1);
+        if (nd->keys) set_file(nd->keys[i], file, depth + 1);
+    }
+}
+
 static gw_yaml_node *new_node(gw_yaml_kind kind, const yaml_mark_t *m)
 {
     gw_yaml_node *nd = calloc(1, sizeof *nd);
@@ -375,6 +385,7 @@ static gw_yaml_doc *load_text(const char *name, const char *text, size_t len, ch
         b.root = NULL;
     }
     doc->root = b.root;
+    set_file(doc->root, doc->file, 0);
     return doc;
 }
 

@@ -13,6 +13,7 @@ typedef struct gw_yaml_node gw_yaml_node;
 struct gw_yaml_node {
     gw_yaml_kind kind;
     int line, col;     /* 1-based */
+    const char *file;  /* the document's file name (owned by the doc), for messages */
     char *scalar;      /* GW_YAML_SCALAR: value after interpolation (NUL-terminated) */
     bool quoted;       /* scalar was quoted ('...' or "...") */
     /* GW_YAML_SEQ: items; GW_YAML_MAP: keys[i] -> items[i] (keys are scalars) */

@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
 """Upstream HTTP/1.1 server for the integration tests (standard library only).
 
-Runs as its own process:  python3 upstream.py --ready FILE [--port N] [--name NAME]
-It binds 127.0.0.1 (port 0 = any free port), then writes {"port": P, "control_port": C, "pid": PID}
-to FILE (atomically) so the harness knows where it listens.
+Runs as its own process:
+  python3 upstream.py --ready FILE [--port N] [--name NAME] [--tls-cert CERT --tls-key KEY]
+It binds 127.0.0.1 (port 0 = any free port), then writes {"port": P, "control_port": C, "pid": PID,
+"tls": BOOL} to FILE (atomically) so the harness knows where it listens.
+
+With --tls-cert/--tls-key (PEM files) the data port speaks TLS (1.2 or later): each accepted connection is
+wrapped with the ssl module and does its handshake in its own thread, then serves exactly what the plain
+port serves. A failed handshake is recorded as that connection's error ("TLS handshake: ..."), with no
+request. Each connection record also has "tls" (bool) and, for TLS, "sni" (the server name the client
+sent, or null), "tls_version" and "cipher". Where a plain connection half-closes (shutdown(SHUT_WR)), a
+TLS one sends close_notify instead. The control port is always plain HTTP.
 
 Data port (raw sockets, one thread per connection, keep-alive by default) serves:
   /echo (and any path not listed below)  JSON describing the request (method, target, path, query,
@@ -38,6 +46,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -49,6 +58,7 @@ MAX_HEAD = 1 << 20
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 IDLE_LIMIT_S = 120.0      # a connection with no byte for this long is closed
 HANG_LIMIT_S = 300.0      # /hang and /stall give up after this
+TLS_HANDSHAKE_S = 10.0    # a TLS client that has not finished its handshake by then is dropped
 
 
 def pattern_block(i):
@@ -101,7 +111,7 @@ class Recorder:
             self.accepted += 1
             self.conns[cid] = {"id": cid, "peer": "%s:%d" % peer[:2], "opened": time.time(),
                                "closed": None, "bytes_in": 0, "requests": 0, "ws_frames": 0,
-                               "ws_closed": False, "error": None}
+                               "ws_closed": False, "error": None, "tls": False}
             return cid
 
     def conn_update(self, cid, **kw):
@@ -223,6 +233,24 @@ class Conn:
         finally:
             self.sock.settimeout(0.25)
 
+    def shutdown_write(self):
+        """Tells the peer that nothing more comes from us, keeping the connection open for reading.
+        Plain TCP: shutdown(SHUT_WR). TLS: a close_notify alert (unwrap() sends it, then waits up to 2 s
+        for the peer's own close_notify or its close); later reads then see EOF."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
+        self.sock.settimeout(2.0)
+        try:
+            self.sock = self.sock.unwrap()
+        except (OSError, ValueError):
+            pass  # the alert went out; the peer closed or did not answer in time
+        finally:
+            self.sock.settimeout(0.25)
+
 
 def parse_head(head):
     text = head.decode("latin-1")
@@ -331,9 +359,24 @@ class Body:
         return self.n, self.sha.hexdigest()
 
 
+def server_tls_context(cert, key):
+    """TLS 1.2+ server context for the data port; records the SNI of each handshake on its socket."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+
+    def on_sni(sslsock, server_name, _ctx):
+        sslsock.gw_sni = server_name  # None when the client sent no server name
+        return None
+
+    ctx.sni_callback = on_sni
+    return ctx
+
+
 class Upstream:
-    def __init__(self, name, port):
+    def __init__(self, name, port, tls_context=None):
         self.name = name
+        self.tls_context = tls_context
         self.rec = Recorder()
         self.stopping = threading.Event()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -361,7 +404,41 @@ class Upstream:
             t.start()
         self.lsock.close()
 
+    def tls_handshake(self, sock, cid):
+        """Wraps an accepted socket and completes the server handshake. Returns the TLS socket, or None
+        (after recording why) when the handshake fails or times out."""
+        try:
+            tsock = self.tls_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as e:
+            self.rec.conn_update(cid, error="TLS handshake: %s: %s" % (type(e).__name__, e))
+            return None
+        tsock.settimeout(TLS_HANDSHAKE_S)
+        try:
+            tsock.do_handshake()
+        except (OSError, ValueError) as e:  # ssl.SSLError, reset, timeout, EOF
+            self.rec.conn_update(cid, tls=True, sni=getattr(tsock, "gw_sni", None),
+                                 error="TLS handshake: %s: %s" % (type(e).__name__, e))
+            try:
+                tsock.close()
+            except OSError:
+                pass
+            return None
+        cipher = tsock.cipher()
+        self.rec.conn_update(cid, tls=True, sni=getattr(tsock, "gw_sni", None), tls_version=tsock.version(),
+                             cipher=cipher[0] if cipher else None)
+        return tsock
+
     def handle(self, sock, cid):
+        if self.tls_context is not None:
+            tsock = self.tls_handshake(sock, cid)
+            if tsock is None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+                self.rec.conn_update(cid, closed=time.time())
+                return
+            sock = tsock
         conn = Conn(self, sock, cid)
         try:
             self.loop(conn)
@@ -479,10 +556,7 @@ class Upstream:
             # arbitrary response bytes (urlsafe base64 in b64=...), then close
             req.conn.sendall(base64.urlsafe_b64decode(req.q["b64"][0]))
             req.rec["response_status"] = "raw"
-            try:
-                req.conn.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            req.conn.shutdown_write()
             self.drain_until_close(req.conn, 2.0)
             return False
         if p.startswith("/status/"):
@@ -541,10 +615,7 @@ class Upstream:
         if req.method != "HEAD":
             for piece in pattern_iter(n):
                 req.conn.sendall(piece)
-        try:
-            req.conn.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        req.conn.shutdown_write()
         self.drain_until_close(req.conn, 2.0)
         return False
 
@@ -588,10 +659,7 @@ class Upstream:
             if opcode == 0x8:
                 conn.sendall(self.ws_frame(True, 0x8, payload[:125]))
                 self.rec.conn_update(conn.cid, ws_closed=True)
-                try:
-                    conn.sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
+                conn.shutdown_write()
                 self.drain_until_close(conn, 2.0)
                 return False
             if opcode == 0x9:
@@ -729,9 +797,14 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--ready", required=True, help="file to write the chosen ports to")
     ap.add_argument("--name", default="upstream")
+    ap.add_argument("--tls-cert", help="PEM certificate (chain): serve TLS on the data port")
+    ap.add_argument("--tls-key", help="PEM private key for --tls-cert")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
 
-    up = Upstream(args.name, args.port)
+    tls_context = server_tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    up = Upstream(args.name, args.port, tls_context)
     ctl = control_server(up)
     threading.Thread(target=ctl.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -743,7 +816,8 @@ def main():
 
     tmp = args.ready + ".tmp"
     with open(tmp, "w") as f:
-        json.dump({"port": up.port, "control_port": ctl.server_address[1], "pid": os.getpid()}, f)
+        json.dump({"port": up.port, "control_port": ctl.server_address[1], "pid": os.getpid(),
+                   "tls": tls_context is not None}, f)
     os.rename(tmp, args.ready)
 
     t = threading.Thread(target=up.serve, daemon=True)

@@ -1,0 +1,261 @@
+/* gw/filter.h - the gateway filter ABI: what a filter exports (its descriptor) and what the host hands it
+ * (the host API table). Self-contained: standard headers only, every gateway type opaque.
+ *
+ * Versioning rules
+ *   - GW_ABI_MAJOR changes only when an existing member changes meaning, type or position. The host refuses
+ *     a filter whose major differs from its own.
+ *   - GW_ABI_MINOR grows when members are appended (to the descriptor, the host table or an enum). The host
+ *     refuses a filter built for a newer minor than its own (it may rely on members the host lacks); a filter
+ *     built for an older minor is accepted, and the host reads only the descriptor bytes `struct_size`
+ *     covers. Filters check `host->struct_size` (or a NULL member) before using anything appended later.
+ *   - Members are never removed or reordered; reserved slots are spent before the struct grows.
+ *
+ * Threads: the gateway runs N workers, one event loop each. A filter instance is shared by all workers;
+ * per-request calls for one request always run on the worker that owns it, never concurrently with
+ * each other. Anything an instance shares between requests must be per worker (see worker_init) or
+ * atomic. Nothing in a phase may block: no sleeping, no synchronous network or disk I/O. */
+#ifndef GW_FILTER_H
+#define GW_FILTER_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GW_ABI_MAJOR 1
+#define GW_ABI_MINOR 0
+
+/* The one symbol a filter exports: `const gw_filter_desc gw_filter_descriptor = {...};` */
+#define GW_FILTER_SYMBOL "gw_filter_descriptor"
+#if defined(__GNUC__)
+#define GW_FILTER_EXPORT __attribute__((visibility("default")))
+#else
+#define GW_FILTER_EXPORT
+#endif
+
+typedef struct gw_req gw_req;           /* one request, valid from the request phase to the end of log */
+typedef struct gw_filter gw_filter;     /* the host's handle for one configured filter instance */
+typedef struct gw_conf gw_conf;         /* a read-only node of the YAML configuration */
+typedef struct gw_timer gw_timer;       /* a one-shot timer bound to a request */
+typedef struct gw_metric gw_metric;     /* a registered metric family */
+
+typedef struct {
+    const char *p; /* not NUL-terminated unless stated */
+    size_t n;
+} gw_strv;
+
+/* What a phase returns. */
+typedef enum {
+    GW_CONTINUE = 0, /* go on to the next filter / the next step */
+    GW_RESPOND = 1,  /* the filter called host->respond(): skip the rest of this phase and the upstream */
+    GW_WAIT = 2,     /* async work pending: the filter will call host->resume() later, from the same worker */
+    GW_ERROR = 3,    /* internal failure: the host answers 500 (or cuts the response if it has started) */
+    GW_RETRY = 4,    /* upstream_response only: discard this attempt and make another, after the delay set
+                        with host->retry_after(); the host refuses (treats as CONTINUE) when the request
+                        body cannot be replayed */
+} gw_result;
+
+/* Which header set a header call works on. */
+typedef enum {
+    GW_HDR_REQUEST = 0,  /* the client's request; changes made in the request phase go upstream */
+    GW_HDR_UPSTREAM = 1, /* the request to the upstream, per attempt (upstream_request phase) */
+    GW_HDR_RESPONSE = 2, /* the response to the client (response phases, or before host->respond()) */
+} gw_hdr_set;
+
+enum { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
+
+enum { GW_CONF_NONE = 0, GW_CONF_SCALAR = 1, GW_CONF_SEQ = 2, GW_CONF_MAP = 3 };
+
+enum { GW_METRIC_COUNTER = 0, GW_METRIC_GAUGE = 1, GW_METRIC_HISTOGRAM = 2 };
+
+/* Phase callback. `inst` is what create() returned; `route_conf` what route_create() returned for the
+ * request's route (NULL when the route has no settings for this filter); `state` the filter's zeroed
+ * per-request state of desc->req_state_size bytes (NULL when 0). */
+typedef gw_result (*gw_phase_fn)(void *inst, void *route_conf, void *state, gw_req *req);
+
+/* Completion of an async store call; runs on the worker that issued it. status: 0 = done, 1 = not found,
+ * < 0 = store error (unavailable, timeout). The value is valid only during the call. */
+typedef void (*gw_store_cb)(void *arg, int status, const char *value, size_t len);
+
+/* Token-bucket result (see host->store_take). */
+typedef struct {
+    bool allowed;
+    double remaining;     /* tokens left after this request */
+    uint64_t reset_ms;    /* unix ms when the bucket is full again */
+    uint64_t retry_ms;    /* when refused: ms until one token is back */
+} gw_bucket_result;
+typedef void (*gw_bucket_cb)(void *arg, int status, const gw_bucket_result *r);
+
+typedef struct gw_host gw_host;
+
+/* ---------------------------------------------------------------------------------------------------
+ * The descriptor a filter exports. Designated initialisers, please: members are appended over time. */
+typedef struct gw_filter_desc {
+    uint16_t abi_major;   /* GW_ABI_MAJOR the filter was built against */
+    uint16_t abi_minor;   /* GW_ABI_MINOR the filter was built against */
+    uint32_t struct_size; /* sizeof(gw_filter_desc) the filter was built with */
+    const char *name;     /* short identifier: [a-z0-9_-]+, the name used in the pipeline */
+    const char *version;  /* the filter's own version, e.g. "1.2.0" */
+    const char *description;
+
+    /* Main thread, before anything changes (gateway -t, start, each reload). `conf` is the filter's
+     * pipeline entry (a mapping; the keys name/enabled are the host's). Pure: no side effects, no I/O
+     * beyond reading files the settings name. Returns 0, or -1 with a message in err ("file:line:col: ..."
+     * via host->conf_error()). NULL = any settings accepted. */
+    int (*config_check)(const gw_host *host, const gw_conf *conf, char *err, size_t errlen);
+
+    /* Main thread, once per configured instance (each reload makes new instances). Register endpoints and
+     * metrics here. Returns the instance (any non-NULL pointer) or NULL with a message in err. */
+    void *(*create)(const gw_host *host, gw_filter *self, const gw_conf *conf, char *err, size_t errlen);
+
+    /* On worker `worker` (0..workers-1) before its first request with this instance, and after its last.
+     * For per-worker state (caches, connections). worker_init returns 0 or -1 (the instance is unusable
+     * on that worker: its requests get 500). NULL = nothing to do. */
+    int (*worker_init)(void *inst, unsigned worker, unsigned workers);
+    void (*worker_fini)(void *inst, unsigned worker);
+
+    /* Main thread, after every worker ran worker_fini and the last request using the instance ended. */
+    void (*destroy)(void *inst);
+
+    /* Per-route settings (routes[].filters.<name>): checked and compiled once per generation on the main
+     * thread; the result is passed to every phase for requests on that route. NULL = none supported. */
+    int (*route_check)(const gw_host *host, void *inst, const gw_conf *conf, char *err, size_t errlen);
+    void *(*route_create)(const gw_host *host, void *inst, const gw_conf *conf, char *err, size_t errlen);
+    void (*route_destroy)(void *inst, void *route_conf);
+
+    /* Phases; each NULL when unused. Request-side phases run in pipeline order, response-side phases
+     * (upstream_response, response, log) in reverse order.
+     *  request:           head received and routed (or matched a registered endpoint); body not read.
+     *  upstream_request:  per attempt, before the request head goes to the chosen target.
+     *  upstream_response: per attempt, the upstream's response head arrived (no body read yet), or the
+     *                     attempt failed: then host->status() is 502 or 504 and host->attempt_error() says why.
+     *  response:          before the response head goes to the client (also for host->respond()).
+     *  log:               after the last byte went out (or the client went away). Cannot change anything;
+     *                     WAIT is not allowed here. */
+    gw_phase_fn on_request;
+    gw_phase_fn on_upstream_request;
+    gw_phase_fn on_upstream_response;
+    gw_phase_fn on_response;
+    gw_phase_fn on_log;
+
+    size_t req_state_size; /* bytes of zeroed per-request state the host keeps for this filter */
+
+    void *reserved[8]; /* must be NULL */
+} gw_filter_desc;
+
+/* ---------------------------------------------------------------------------------------------------
+ * The host API table. Every pointer may be NULL when the host lacks the feature; members past
+ * struct_size do not exist. All request-bound calls must come from the worker that owns the request. */
+struct gw_host {
+    uint32_t struct_size;
+    uint16_t abi_major, abi_minor;
+
+    /* --- logging: one line, prefixed "[filter:name]"; req may be NULL (adds the request id if not) --- */
+    void (*log)(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+    /* --- configuration nodes (read-only; valid until destroy / route_destroy) --- */
+    const gw_conf *(*conf_get)(const gw_conf *map, const char *key); /* NULL if absent or not a map */
+    int (*conf_kind)(const gw_conf *node);                            /* GW_CONF_* (NULL -> NONE) */
+    size_t (*conf_len)(const gw_conf *node);                          /* items of a seq/map */
+    const gw_conf *(*conf_at)(const gw_conf *node, size_t i);         /* i-th item (map: value) */
+    const char *(*conf_key_at)(const gw_conf *map, size_t i);         /* i-th key of a map */
+    const char *(*conf_str)(const gw_conf *node);                     /* scalar text (NUL-terminated) */
+    /* Typed readers: 0 = ok, -1 = wrong type/range (message in err with file:line:col). */
+    int (*conf_int)(const gw_conf *n, int64_t min, int64_t max, int64_t *out, char *err, size_t errlen);
+    int (*conf_double)(const gw_conf *n, double *out, char *err, size_t errlen);
+    int (*conf_bool)(const gw_conf *n, bool *out, char *err, size_t errlen);
+    int (*conf_duration_ms)(const gw_conf *n, uint64_t *out, char *err, size_t errlen);
+    /* Formats "file:line:col: <message>" for node n into err. Returns -1 (handy for `return`). */
+    int (*conf_error)(const gw_conf *n, char *err, size_t errlen, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+    /* Rejects keys of map not listed in `known` (NULL-terminated); the host's own keys are allowed. */
+    int (*conf_only)(const gw_conf *map, const char *const *known, char *err, size_t errlen);
+
+    /* --- the request --- */
+    gw_strv (*method)(const gw_req *req);
+    gw_strv (*path)(const gw_req *req);       /* normalised path, without the query */
+    gw_strv (*query)(const gw_req *req);      /* without '?', empty if none */
+    gw_strv (*route)(const gw_req *req);      /* route name, or the endpoint path for registered endpoints */
+    gw_strv (*service)(const gw_req *req);    /* service name, empty for endpoints */
+    gw_strv (*client_ip)(const gw_req *req);  /* the socket peer */
+    gw_strv (*request_id)(const gw_req *req);
+    unsigned (*worker)(const gw_req *req);
+    int (*status)(const gw_req *req);         /* response status once known, else 0 */
+    uint64_t (*bytes_in)(const gw_req *req);  /* body bytes received from the client so far */
+    uint64_t (*bytes_out)(const gw_req *req); /* body bytes sent to the client so far */
+    unsigned (*attempts)(const gw_req *req);  /* upstream attempts made so far */
+    const char *(*attempt_error)(const gw_req *req); /* NULL, "connect", "timeout", "closed", "invalid" */
+    gw_strv (*upstream)(const gw_req *req);   /* target URL of the current/last attempt, empty if none */
+
+    /* --- headers (names case-insensitive; values without CR/LF/NUL, else the call fails with -1) --- */
+    bool (*header_get)(const gw_req *req, gw_hdr_set set, const char *name, gw_strv *value); /* first one */
+    size_t (*header_count)(const gw_req *req, gw_hdr_set set);
+    bool (*header_at)(const gw_req *req, gw_hdr_set set, size_t i, gw_strv *name, gw_strv *value);
+    int (*header_set)(gw_req *req, gw_hdr_set set, const char *name, const char *value, size_t len);
+    int (*header_add)(gw_req *req, gw_hdr_set set, const char *name, const char *value, size_t len);
+    int (*header_remove)(gw_req *req, gw_hdr_set set, const char *name); /* all with that name */
+
+    /* --- answering --- */
+    /* Sets the response (status, body copied; Content-Type given or none) and returns 0; the phase then
+     * returns GW_RESPOND. Extra response headers: header_set(GW_HDR_RESPONSE) before or after. */
+    int (*respond)(gw_req *req, int status, const char *content_type, const char *body, size_t len);
+    /* The standard error shape {"error": <title for status>, "message": message, "request_id": ...}. */
+    int (*respond_error)(gw_req *req, int status, const char *message);
+    /* upstream_response: delay before the next attempt when the phase returns GW_RETRY. */
+    void (*retry_after)(gw_req *req, uint64_t delay_ms);
+    /* May the request be sent again (body fully buffered, nothing streamed yet)? */
+    bool (*replayable)(const gw_req *req);
+
+    /* --- memory and time --- */
+    void *(*alloc)(gw_req *req, size_t n); /* freed when the request ends; NULL on exhaustion */
+    uint64_t (*now_ms)(void);              /* monotonic milliseconds */
+    uint64_t (*unix_ms)(void);             /* wall clock */
+
+    /* --- async --- */
+    /* Continues a request whose phase returned GW_WAIT, with the phase's final result. Must be called
+     * exactly once, from the owning worker, and never from inside the phase call itself. */
+    void (*resume)(gw_req *req, gw_result result);
+    /* One-shot timer on the request's worker; cancelled automatically when the request ends. */
+    gw_timer *(*timer_start)(gw_req *req, uint64_t ms, void (*cb)(gw_req *req, void *arg), void *arg);
+    void (*timer_cancel)(gw_timer *t);
+    /* Runs when the request ends for any reason (client gone included), before its memory is freed:
+     * the place to disarm async work that would otherwise call back into a dead request. */
+    int (*on_cleanup)(gw_req *req, void (*cb)(void *arg), void *arg);
+
+    /* --- endpoints and metrics: create() only --- */
+    /* Serves METHOD PATH (exact, or every path below it when prefix is true) with `handler` as its request
+     * phase. Endpoints go through the pipeline's request phase like any request. */
+    int (*register_endpoint)(gw_filter *self, const char *method, const char *path, bool prefix,
+                             gw_phase_fn handler);
+    /* A metric family; label names NULL-terminated (may be NULL). Histogram buckets ascending. */
+    gw_metric *(*metric_register)(gw_filter *self, int type, const char *name, const char *help,
+                                  const char *const *labels, const double *buckets, size_t nbuckets);
+    /* Label values in the order of the names; counters only grow. Cheap and per worker; safe in phases. */
+    void (*metric_add)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
+    void (*metric_set)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
+    void (*metric_observe)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
+
+    /* --- the store (embedded or Redis; same semantics on both). Keys are namespaced by the host per
+     * filter. Callbacks run later on the calling worker, never inside the call. Return 0 if started. --- */
+    int (*store_get)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
+    int (*store_set)(gw_req *req, const char *key, const char *value, size_t len, uint64_t ttl_ms,
+                     gw_store_cb cb, void *arg); /* ttl 0 = persistent */
+    int (*store_del)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
+    /* Atomic token bucket: refill `rate_per_s` continuously up to `capacity`, take `cost`; state expires
+     * when idle. Exact across workers and (Redis) across gateway instances. */
+    int (*store_take)(gw_req *req, const char *key, double capacity, double rate_per_s, double cost,
+                      gw_bucket_cb cb, void *arg);
+
+    void *reserved[16];
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
