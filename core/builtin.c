@@ -61,9 +61,25 @@ static void send_json(gw_conn *c, int status, cJSON *o)
     cJSON_free(s);
 }
 
+static void add_filters(cJSON *o, const gw_gen *g)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, "filters");
+    for (size_t i = 0; i < g->nfilters; i++) {
+        const gw_filter *f = g->filters[i];
+        char abi[24];
+        snprintf(abi, sizeof abi, "%u.%u", f->mod->built_major, f->mod->built_minor);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", f->name);
+        cJSON_AddStringToObject(e, "version", f->d->version);
+        cJSON_AddStringToObject(e, "abi", abi);
+        cJSON_AddItemToArray(arr, e);
+    }
+}
+
 static void info(gw_conn *c)
 {
-    gw_server *srv = c->w->srv;
+    const gw_gen *srv = c->gen;
+    const gw_server *server = c->w->srv;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "version", GW_VERSION);
@@ -84,13 +100,17 @@ static void info(gw_conn *c)
         cJSON_AddNumberToObject(e, "response_time_ms", best ? rtt_ms(best) : 0);
         cJSON_AddItemToArray(arr, e);
     }
-    cJSON_AddArrayToObject(o, "filters");
+    add_filters(o, srv);
+    cJSON_AddNumberToObject(o, "generation", srv->id);
+    cJSON *rl = cJSON_AddObjectToObject(o, "reloads");
+    cJSON_AddNumberToObject(rl, "success", atomic_load(&server->reloads_ok));
+    cJSON_AddNumberToObject(rl, "failure", atomic_load(&server->reloads_failed));
     send_json(c, 200, o);
 }
 
 static void services_health(gw_conn *c)
 {
-    gw_server *srv = c->w->srv;
+    const gw_gen *srv = c->gen;
     bool all_ok = true;
     cJSON *o = cJSON_CreateObject();
     cJSON *st = cJSON_AddStringToObject(o, "status", "healthy");
@@ -149,12 +169,7 @@ int gw_builtin_prepare(gw_server *srv)
 
 bool gw_builtin_handle(gw_conn *c)
 {
-    const char *p = c->path_buf;
-    size_t n = c->path_len;
-    int which = 0;
-    if (n == 7 && memcmp(p, "/health", 7) == 0) which = 1;
-    else if (n == 5 && memcmp(p, "/info", 5) == 0) which = 2;
-    else if (n == 16 && memcmp(p, "/services/health", 16) == 0) which = 3;
+    int which = c->builtin;
     if (!which) return false;
     int m = c->req->method_id;
     if (m != GW_METHOD_GET && m != GW_METHOD_HEAD) {

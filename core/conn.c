@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "log.h"
+#include "phases.h"
 #include "server.h"
 
 #define LINGER_MS 2000
@@ -25,6 +26,22 @@ static void arm_timer(gw_conn *c, uint64_t ms)
 }
 
 static void read_head(gw_conn *c);
+
+/* The configuration in force for this connection: the request's generation, else the worker's. */
+static const gw_config *cfg_of(const gw_conn *c)
+{
+    return c->gen ? c->gen->cfg : c->w->gen->cfg;
+}
+
+/* Ends the request's filter context and unpins its generation. */
+static void end_request(gw_conn *c)
+{
+    if (!c->gen) return;
+    gw_phase_log(c);
+    gw_req_end(&c->rq);
+    gw_worker_request_end(c->w, c->gen);
+    c->gen = NULL;
+}
 
 static void format_peer(gw_conn *c, const struct sockaddr *sa)
 {
@@ -45,6 +62,8 @@ void gw_conn_free(gw_conn *c)
 {
     gw_worker *w = c->w;
     gw_proxy_abort(c);
+    end_request(c);
+    gw_req_free(&c->rq);
     if (c->bev) gw_io_free(c->bev);
     if (c->timer) event_free(c->timer);
     if (c->body) evbuffer_free(c->body);
@@ -94,7 +113,7 @@ static void on_read(gw_io *bev, void *arg)
     switch (c->state) {
     case GW_C_IDLE:
         c->state = GW_C_HEAD;
-        arm_timer(c, c->w->srv->cfg->request_head_ms);
+        arm_timer(c, cfg_of(c)->request_head_ms);
         /* fall through */
     case GW_C_HEAD:
         read_head(c);
@@ -104,6 +123,8 @@ static void on_read(gw_io *bev, void *arg)
     case GW_C_TUNNEL:
         gw_proxy_client_readable(c);
         break;
+    case GW_C_FILTER:
+        break; /* bytes wait in the input (bounded by its watermark) until the filter resumes */
     case GW_C_CLOSING: {
         struct evbuffer *in = gw_io_input(bev);
         c->body_seen += evbuffer_get_length(in);
@@ -118,7 +139,8 @@ static void on_event(gw_io *bev, int what, void *arg)
 {
     gw_conn *c = arg;
     if (what & GW_IO_CONNECTED) return;
-    if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && c->state == GW_C_PROXY && c->body_complete) {
+    if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && (c->state == GW_C_PROXY || c->state == GW_C_FILTER) &&
+        c->body_complete) {
         /* Half-close after a complete request: answer it, then close. */
         c->peer_eof = true;
         c->keep_alive = false;
@@ -134,7 +156,7 @@ static void on_event(gw_io *bev, int what, void *arg)
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     gw_conn *c = arg;
-    const gw_config *cfg = c->w->srv->cfg;
+    const gw_config *cfg = cfg_of(c);
     switch (c->state) {
     case GW_C_IDLE:
         if (c->pending_next) {
@@ -157,7 +179,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case GW_C_BODY:
     case GW_C_PROXY:
-        if (c->response_started || c->body_complete) {
+        if (c->retry_pending) { /* a filter asked for another attempt after a delay */
+            c->retry_pending = false;
+            gw_proxy_connect(c);
+        } else if (c->response_started || c->body_complete) {
             gw_conn_free(c);
         } else {
             gw_proxy_abort(c);
@@ -166,6 +191,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case GW_C_TUNNEL:
     case GW_C_CLOSING:
+    case GW_C_FILTER:
         gw_conn_free(c);
         break;
     }
@@ -206,7 +232,7 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t
     gw_io_set_read_high(c->bev, GW_READ_HIGH_WATER);
     gw_io_set_write_low(c->bev, GW_HIGH_WATER / 2);
     c->state = GW_C_HEAD;
-    arm_timer(c, srv->cfg->request_head_ms);
+    arm_timer(c, w->gen->cfg->request_head_ms);
 }
 
 void gw_conn_drain(gw_conn *c)
@@ -226,6 +252,11 @@ void gw_conn_resume_read(gw_conn *c)
 /* The response is fully queued. Either close after flushing, or get ready for the next request. */
 void gw_conn_request_done(gw_conn *c)
 {
+    end_request(c);
+    c->for_endpoint = false;
+    c->resp_own = false;
+    c->builtin = 0;
+    c->up_url = NULL;
     if (!c->keep_alive || !c->body_complete || c->w->draining) {
         c->state = GW_C_CLOSING;
         c->pending_next = false;
@@ -249,7 +280,7 @@ void gw_conn_request_done(gw_conn *c)
         c->pending_next = true;
         arm_timer(c, 0);
     } else {
-        arm_timer(c, c->w->srv->cfg->keepalive_idle_ms);
+        arm_timer(c, cfg_of(c)->keepalive_idle_ms);
     }
 }
 
@@ -280,7 +311,7 @@ static int request_path(gw_conn *c)
         t = slash ? (gw_str){slash, t.n - (size_t)(slash - t.p)} : (gw_str){"/", 1};
         if (t.p[0] == '?') return 400;
     }
-    size_t cap = c->w->srv->cfg->max_request_line + 1;
+    size_t cap = cfg_of(c)->max_request_line + 1;
     if (c->path_cap < cap) {
         free(c->path_buf);
         c->path_buf = malloc(cap);
@@ -295,20 +326,72 @@ static int request_path(gw_conn *c)
     return 0;
 }
 
+static void method_not_allowed(gw_conn *c)
+{
+    char allow[160] = "Allow: ";
+    static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                        "CONNECT", "TRACE"};
+    size_t n = strlen(allow);
+    for (int m = 1; m <= GW_METHOD_TRACE; m++)
+        if (c->route->methods & (1u << m))
+            n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n > 7 ? ", " : "", names[m]);
+    snprintf(allow + n, sizeof allow - n, "\r\n");
+    gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
+}
+
+static void set_request_id(gw_conn *c)
+{
+    const gw_http_field *rid = gw_http_find(c->req, "X-Request-Id");
+    if (rid && sane_request_id(rid->value)) {
+        size_t n = rid->value.n < 39 ? rid->value.n : 39;
+        memcpy(c->request_id, rid->value.p, n);
+        c->request_id[n] = '\0';
+    } else {
+        gw_worker_request_id(c->w, c->request_id);
+    }
+}
+
+/* What serves the request: a built-in endpoint, a filter's endpoint, or a route. False once answered. */
+static bool dispatch_target(gw_conn *c)
+{
+    const gw_gen *g = c->gen;
+    const char *p = c->path_buf;
+    size_t n = c->path_len;
+    c->builtin = (n == 7 && !memcmp(p, "/health", 7)) ? 1 : (n == 5 && !memcmp(p, "/info", 5)) ? 2
+                 : (n == 16 && !memcmp(p, "/services/health", 16))                      ? 3
+                                                                                        : 0;
+    if (c->builtin) return true;
+    bool known = false;
+    if (g->nendpoints && (c->rq.endpoint = gw_gen_endpoint(g, c->req->method_id, p, n, &known))) return true;
+    if (known) {
+        gw_respond_error(c, 405, "The method is not allowed on this endpoint");
+        return false;
+    }
+    c->route = gw_router_match(g->router, p, n);
+    if (!c->route) {
+        gw_respond_error(c, 404, "No route matches the request path");
+        return false;
+    }
+    if (c->route->methods && !(c->route->methods & (1u << c->req->method_id))) {
+        method_not_allowed(c);
+        return false;
+    }
+    return true;
+}
+
 static void handle_request(gw_conn *c)
 {
-    gw_server *srv = c->w->srv;
     gw_http_head *rq = c->req;
     evtimer_del(c->timer);
+    c->gen = c->w->gen;
+    c->gen->pw[c->w->id].inflight++;
     c->req_valid = true;
     c->keep_alive = rq->keep_alive && !c->w->draining;
     c->body_complete = rq->body == GW_BODY_NONE || (rq->body == GW_BODY_LENGTH && rq->content_length == 0);
-    const gw_http_field *rid = gw_http_find(rq, "X-Request-Id");
-    if (rid && sane_request_id(rid->value)) {
-        memcpy(c->request_id, rid->value.p, rid->value.n < 39 ? rid->value.n : 39);
-        c->request_id[rid->value.n < 39 ? rid->value.n : 39] = '\0';
-    } else {
-        gw_worker_request_id(c->w, c->request_id);
+    set_request_id(c);
+    if (gw_phase_request_init(c) != 0) {
+        gw_respond_error_close(c, 500, "Out of memory");
+        return;
     }
     int st = request_path(c);
     if (st) {
@@ -317,30 +400,51 @@ static void handle_request(gw_conn *c)
                                                  : "The request target is not valid");
         return;
     }
-    if (rq->body == GW_BODY_LENGTH && srv->cfg->max_body && rq->content_length > srv->cfg->max_body) {
+    const gw_config *cfg = c->gen->cfg;
+    if (rq->body == GW_BODY_LENGTH && cfg->max_body && rq->content_length > cfg->max_body) {
         gw_respond_error_close(c, 413, "The request body is larger than allowed");
         return;
     }
-    if (gw_builtin_handle(c)) return;
-    c->route = gw_router_match(srv->router, c->path_buf, c->path_len);
-    if (!c->route) {
-        gw_respond_error(c, 404, "No route matches the request path");
+    if (!dispatch_target(c)) return;
+    if (gw_phase_present(c, GW_PH_REQUEST)) {
+        c->state = GW_C_FILTER;
+        gw_phase_start(c, GW_PH_REQUEST);
+    } else {
+        gw_after_request_phase(c, GW_CONTINUE);
+    }
+}
+
+void gw_after_request_phase(gw_conn *c, gw_result r)
+{
+    if (r == GW_RESPOND && c->rq.own_status) {
+        gw_respond_own(c);
         return;
     }
-    if (c->route->methods && !(c->route->methods & (1u << rq->method_id))) {
-        char allow[160] = "Allow: ";
-        static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
-                                            "CONNECT", "TRACE"};
-        size_t n = strlen(allow);
-        for (int m = 1; m <= GW_METHOD_TRACE; m++)
-            if (c->route->methods & (1u << m)) n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s",
-                                                                      n > 7 ? ", " : "", names[m]);
-        snprintf(allow + n, sizeof allow - n, "\r\n");
-        c->status = 405;
-        gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
+    if (r != GW_CONTINUE) {
+        gw_respond_error(c, 500, "A filter failed to process the request");
         return;
     }
-    gw_proxy_start(c);
+    if (c->builtin) {
+        gw_builtin_handle(c);
+    } else if (c->rq.endpoint) {
+        if (c->body_complete) {
+            c->state = GW_C_FILTER;
+            gw_phase_start(c, GW_PH_ENDPOINT);
+        } else if (c->req->body == GW_BODY_LENGTH && c->req->content_length > c->gen->cfg->body_buffer) {
+            gw_respond_error_close(c, 413, "The request body is larger than this endpoint accepts");
+        } else {
+            c->for_endpoint = true; /* read the body, then run the handler */
+            gw_proxy_start(c);
+        }
+    } else {
+        gw_proxy_start(c);
+    }
+}
+
+void gw_after_endpoint(gw_conn *c, gw_result r)
+{
+    if (r == GW_RESPOND && c->rq.own_status) gw_respond_own(c);
+    else gw_respond_error(c, 500, r == GW_CONTINUE ? "The endpoint did not answer" : "The endpoint failed");
 }
 
 static int grow_head_buf(gw_conn *c, size_t need)
@@ -366,7 +470,7 @@ static const char *find_terminator(const char *p, size_t len, size_t from)
  * interval doubling each time, so garbage is refused early at linear total cost. */
 static void read_head(gw_conn *c)
 {
-    const gw_config *cfg = c->w->srv->cfg;
+    const gw_config *cfg = cfg_of(c);
     struct evbuffer *in = gw_io_input(c->bev);
     gw_http_limits lim = {cfg->max_request_line, cfg->max_header_block, cfg->max_header_fields};
     /* Empty lines before a request line are tolerated (RFC 9112 2.2); they would confuse the search

@@ -117,8 +117,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         record(k, false);
 }
 
-void gw_health_start(gw_server *srv)
+void gw_health_start(gw_server *server)
 {
+    const gw_gen *srv = server->gen;
     size_t n = 0;
     for (size_t s = 0; s < srv->nservices; s++)
         if (srv->services[s].conf->health.path) n += srv->services[s].ntargets;
@@ -128,10 +129,10 @@ void gw_health_start(gw_server *srv)
         if (!srv->services[s].conf->health.path) continue;
         for (size_t t = 0; t < srv->services[s].ntargets; t++) {
             gw_check *k = &checks[nchecks++];
-            k->srv = srv;
+            k->srv = server;
             k->t = &srv->services[s].targets[t];
-            k->tick = evtimer_new(srv->main_base, on_tick, k);
-            k->timeout = evtimer_new(srv->main_base, on_timeout, k);
+            k->tick = evtimer_new(server->main_base, on_tick, k);
+            k->timeout = evtimer_new(server->main_base, on_timeout, k);
             arm(k->tick, 0);
         }
     }
@@ -151,6 +152,7 @@ void gw_health_stop(void)
 void gw_health_free(void)
 {
     gw_health_stop();
+    stopped = false;
     for (size_t i = 0; i < nchecks; i++) {
         event_free(checks[i].tick);
         event_free(checks[i].timeout);

@@ -2,7 +2,7 @@
 #ifndef GW_LOG_H
 #define GW_LOG_H
 
-enum gw_log_level { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR };
+#include <gw/filter.h> /* GW_LOG_DEBUG..GW_LOG_ERROR, shared with filters */
 
 extern int gw_log_threshold;
 

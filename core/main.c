@@ -1,5 +1,6 @@
 /* main.c - the gateway process: command line, configuration, start of the workers, signals
  * (SIGTERM/SIGINT drain and exit, a second one exits at once; SIGHUP is reserved for reload). */
+#include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <netdb.h>
@@ -8,94 +9,72 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "health.h"
 #include "log.h"
+#include "module.h"
 #include "server.h"
+
+static char *exe_directory(void)
+{
+    char buf[4096];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return NULL;
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash) *slash = '\0';
+    return strdup(buf);
+}
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gateway [-c FILE] [-t] [--version]\n"
                "  -c, --config FILE   configuration file (default conf/gateway.yaml)\n"
-               "  -t, --test          check the configuration and exit (0 = valid)\n"
+               "  -t, --test          check the configuration (and every filter's settings) and exit\n"
+               "  --check-filter SO   print a filter's descriptor and whether this gateway can load it\n"
                "  -v, --version       print the version and exit\n");
-}
-
-static int resolve_target(gw_target *t)
-{
-    char port[8];
-    snprintf(port, sizeof port, "%u", t->conf->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(t->conf->host, port, &hints, &res);
-    if (rc != 0) {
-        gw_warn("service %s: target %s: cannot resolve %s: %s (requests to it will fail with 502)",
-                t->service->name, t->conf->url, t->conf->host, gai_strerror(rc));
-        return 0;
-    }
-    /* IPv4 first: "localhost" services commonly listen on 127.0.0.1 only; the others follow as fallbacks. */
-    for (int pass = 0; pass < 2; pass++)
-        for (struct addrinfo *a = res; a && t->naddrs < 4; a = a->ai_next) {
-            if ((pass == 0) != (a->ai_family == AF_INET)) continue;
-            memcpy(&t->addrs[t->naddrs], a->ai_addr, a->ai_addrlen);
-            t->addrlens[t->naddrs++] = a->ai_addrlen;
-        }
-    freeaddrinfo(res);
-    return 0;
 }
 
 static int build_server(gw_server *srv, char **err)
 {
     gw_config *cfg = srv->cfg;
-    srv->router = gw_router_new(cfg);
-    if (!srv->router) return asprintf(err, "cannot build the route table"), -1;
-    srv->nservices = cfg->nservices;
-    srv->services = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(gw_service));
-    for (size_t i = 0; i < cfg->nservices; i++) {
-        gw_service *s = &srv->services[i];
-        s->conf = &cfg->services[i];
-        s->ntargets = s->conf->ntargets;
-        s->targets = calloc(s->ntargets, sizeof(gw_target));
-        SSL_CTX *ctx = NULL;
-        for (size_t t = 0; t < s->ntargets; t++) {
-            gw_target *tg = &s->targets[t];
-            tg->conf = &s->conf->targets[t];
-            tg->service = s->conf;
-            if (tg->conf->https) {
-                if (!ctx && !(ctx = gw_tls_client_ctx(s->conf->tls_verify, s->conf->tls_ca_file, err))) return -1;
-                if (t > 0) SSL_CTX_up_ref(ctx);
-                tg->ssl_ctx = ctx;
-            }
-            resolve_target(tg);
-        }
-    }
     srv->listener_ssl_ctx = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const gw_listener_conf *l = &cfg->listeners[i];
         if (l->tls && !(srv->listener_ssl_ctx[i] = gw_tls_server_ctx(l->cert_file, l->key_file, err))) return -1;
     }
     if (gw_builtin_prepare(srv) != 0) return asprintf(err, "out of memory"), -1;
+    srv->retire_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->retire_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
     srv->started_at = (int64_t)time(NULL);
+    srv->nworkers = cfg->workers ? cfg->workers : 1;
+    /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
+    char *e2 = NULL;
+    gw_config *gcfg = gw_config_load(srv->config_path, &e2);
+    if (!gcfg) {
+        *err = e2;
+        return -1;
+    }
+    srv->gen = gw_gen_build(srv, gcfg, ++srv->gen_seq, err);
+    if (!srv->gen) return -1;
+    atomic_store(&srv->cur_gen_id, srv->gen->id);
     return 0;
 }
 
 static void free_server(gw_server *srv)
 {
-    for (size_t i = 0; i < srv->nservices; i++) {
-        for (size_t t = 0; t < srv->services[i].ntargets; t++)
-            if (srv->services[i].targets[t].ssl_ctx) SSL_CTX_free(srv->services[i].targets[t].ssl_ctx);
-        free(srv->services[i].targets);
-    }
-    free(srv->services);
+    for (size_t i = 0; i < srv->nold; i++) gw_gen_free(srv->old[i]);
+    gw_gen_free(srv->gen);
     if (srv->listener_ssl_ctx)
         for (size_t i = 0; i < srv->cfg->nlisteners; i++)
             if (srv->listener_ssl_ctx[i]) SSL_CTX_free(srv->listener_ssl_ctx[i]);
     free(srv->listener_ssl_ctx);
     free(srv->health_body);
-    gw_router_free(srv->router);
+    if (srv->retire_fd > 0) close(srv->retire_fd);
     gw_config_free(srv->cfg);
 }
 
@@ -131,7 +110,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
             (unsigned long long)m->srv->cfg->shutdown_ms);
     atomic_store(&m->srv->draining, true);
     gw_health_stop();
-    gw_workers_drain(m->srv);
+    gw_workers_wake(m->srv);
     struct timeval tv = {.tv_sec = (time_t)(m->srv->cfg->shutdown_ms / 1000),
                          .tv_usec = (suseconds_t)(m->srv->cfg->shutdown_ms % 1000) * 1000};
     evtimer_add(m->deadline, &tv);
@@ -139,27 +118,89 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_add(m->poll, &p);
 }
 
+static bool same_listeners(const gw_config *a, const gw_config *b)
+{
+    if (a->nlisteners != b->nlisteners || a->workers != b->workers) return false;
+    for (size_t i = 0; i < a->nlisteners; i++) {
+        const gw_listener_conf *x = &a->listeners[i], *y = &b->listeners[i];
+        if (x->port != y->port || x->tls != y->tls || strcmp(x->address, y->address) != 0) return false;
+    }
+    return true;
+}
+
+/* SIGHUP: validate and build a whole new generation; only then hand it to the workers. Anything wrong
+ * leaves the running generation untouched. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    gw_warn("SIGHUP: configuration reload is not available in this version; running configuration kept");
+    gw_main *m = arg;
+    gw_server *srv = m->srv;
+    if (atomic_load(&srv->draining)) return;
+    if (srv->nold >= sizeof srv->old / sizeof srv->old[0]) {
+        gw_error("reload failed: too many older generations still have requests in flight; try again later");
+        atomic_fetch_add(&srv->reloads_failed, 1);
+        return;
+    }
+    char *err = NULL;
+    gw_config *cfg = gw_config_load(srv->config_path, &err);
+    gw_gen *g = cfg ? gw_gen_build(srv, cfg, srv->gen_seq + 1, &err) : NULL;
+    if (!g) {
+        gw_error("reload failed, generation %u kept: %s", srv->gen->id, err ? err : "unknown error");
+        free(err);
+        atomic_fetch_add(&srv->reloads_failed, 1);
+        return;
+    }
+    if (!same_listeners(srv->cfg, g->cfg))
+        gw_warn("reload: listener or worker changes need a restart; the running listeners are kept");
+    srv->gen_seq++;
+    gw_health_stop();
+    gw_health_free();
+    srv->old[srv->nold++] = srv->gen;
+    srv->gen = g;
+    atomic_store(&srv->cur_gen_id, g->id);
+    for (unsigned i = 0; i < srv->nworkers; i++) atomic_store(&srv->workers[i].next_gen, g);
+    gw_workers_wake(srv);
+    gw_health_start(srv);
+    atomic_fetch_add(&srv->reloads_ok, 1);
+    gw_info("reload: generation %u serves new requests (%zu filter%s)", g->id, g->nfilters,
+            g->nfilters == 1 ? "" : "s");
+}
+
+/* A worker released a generation: free those every worker is done with (main thread only). */
+static void on_retired(evutil_socket_t fd, short what, void *arg)
+{
+    gw_main *m = arg;
+    gw_server *srv = m->srv;
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0) return;
+    for (size_t i = 0; i < srv->nold;) {
+        gw_gen *g = srv->old[i];
+        if (atomic_load(&g->workers_left) == 0) {
+            gw_debug("generation %u released", g->id);
+            gw_gen_free(g);
+            srv->old[i] = srv->old[--srv->nold];
+        } else {
+            i++;
+        }
+    }
 }
 
 static int run(gw_server *srv)
 {
     char *err = NULL;
+    srv->main_base = event_base_new();
     if (build_server(srv, &err) != 0 || gw_workers_start(srv, &err) != 0) {
         fprintf(stderr, "gateway: %s\n", err ? err : "start-up failed");
         free(err);
         return 1;
     }
     gw_main m = {.srv = srv};
-    srv->main_base = event_base_new();
     m.poll = event_new(srv->main_base, -1, EV_PERSIST, on_poll, &m);
     m.deadline = evtimer_new(srv->main_base, on_deadline, &m);
-    struct event *sigs[3] = {evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
+    struct event *sigs[4] = {evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
                              evsignal_new(srv->main_base, SIGINT, on_stop_signal, &m),
-                             evsignal_new(srv->main_base, SIGHUP, on_hup, &m)};
-    for (int i = 0; i < 3; i++) event_add(sigs[i], NULL);
+                             evsignal_new(srv->main_base, SIGHUP, on_hup, &m),
+                             event_new(srv->main_base, srv->retire_fd, EV_READ | EV_PERSIST, on_retired, &m)};
+    for (int i = 0; i < 4; i++) event_add(sigs[i], NULL);
     gw_health_start(srv);
     for (size_t i = 0; i < srv->cfg->nlisteners; i++)
         gw_info("listening on %s:%u (%s), %u worker%s", srv->cfg->listeners[i].address, srv->cfg->listeners[i].port,
@@ -167,7 +208,7 @@ static int run(gw_server *srv)
     event_base_dispatch(srv->main_base);
     gw_workers_join(srv);
     gw_health_free();
-    for (int i = 0; i < 3; i++) event_free(sigs[i]);
+    for (int i = 0; i < 4; i++) event_free(sigs[i]);
     event_free(m.poll);
     event_free(m.deadline);
     event_base_free(srv->main_base);
@@ -178,6 +219,7 @@ static int run(gw_server *srv)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"check-filter", required_argument, NULL, 'F'},
                                          {"test", no_argument, NULL, 't'},
                                          {"version", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
@@ -191,6 +233,7 @@ int main(int argc, char **argv)
         case 't': test_only = true; break;
         case 'v': printf("gateway %s\n", GW_VERSION); return 0;
         case 'h': usage(stdout); return 0;
+        case 'F': return gw_module_check_cli(optarg);
         default: usage(stderr); return 2;
         }
     }
@@ -205,10 +248,15 @@ int main(int argc, char **argv)
         free(err);
         return 1;
     }
+    char *exe_dir = exe_directory();
     if (test_only) {
-        printf("%s: ok\n", file);
+        int rc = gw_gen_check(cfg, exe_dir, &err);
+        if (rc == 0) printf("%s: ok\n", file);
+        else fprintf(stderr, "%s\n", err ? err : "filter check failed");
+        free(err);
+        free(exe_dir);
         gw_config_free(cfg);
-        return 0;
+        return rc == 0 ? 0 : 1;
     }
     gw_log_set_level(cfg->log_level);
     /* Buffers come and go at up to 64 KiB per read: keep them on the heap and keep the heap, instead of
@@ -216,9 +264,10 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     signal(SIGPIPE, SIG_IGN);
-    gw_server srv = {.cfg = cfg};
+    gw_server srv = {.cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1};
     int rc = run(&srv);
     free_server(&srv);
+    free(exe_dir);
     libevent_global_shutdown();
     return rc;
 }

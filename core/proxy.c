@@ -13,6 +13,7 @@
 
 #include "hbuf.h"
 #include "log.h"
+#include "phases.h"
 #include "proxy_internal.h"
 
 void gw_proxy_arm(struct event *ev, uint64_t ms)
@@ -40,6 +41,22 @@ void gw_proxy_fail(gw_conn *c, int status, const char *message)
     }
     if (!c->body_complete) c->keep_alive = false;
     gw_respond_error(c, status, message);
+}
+
+/* A failed upstream attempt: filters see it in the upstream_response phase (a retry filter may ask for
+ * another attempt); otherwise the client gets the error. */
+void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message)
+{
+    if (c->response_started || !gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) {
+        gw_proxy_fail(c, status, message);
+        return;
+    }
+    gw_proxy_abort(c);
+    c->status = status;
+    c->rq.attempt_error = why;
+    c->fail_message = message;
+    c->state = GW_C_FILTER;
+    gw_phase_start(c, GW_PH_UPSTREAM_RESPONSE);
 }
 
 static bool skip_request_field(const gw_http_head *h, const gw_http_field *f)
@@ -105,8 +122,11 @@ static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
         gw_hb_field(&b, "Host", 4, h->host.p, h->host.n);
     else
         gw_hb_field(&b, "Host", 4, t->authority, strlen(t->authority));
-    for (size_t i = 0; i < h->nfields; i++) {
-        const gw_http_field *f = &h->fields[i];
+    const gw_req *r = &c->rq;
+    const gw_http_field *fields = r->hup_on ? r->hup.v : r->hreq_on ? r->hreq.v : h->fields;
+    size_t nfields = r->hup_on ? r->hup.n : r->hreq_on ? r->hreq.n : h->nfields;
+    for (size_t i = 0; i < nfields; i++) {
+        const gw_http_field *f = &fields[i];
         if (!skip_request_field(h, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
     }
     add_forwarded_for(c, &b);
@@ -151,38 +171,58 @@ static void copy_body(struct evbuffer *dst, struct evbuffer *src)
 
 static gw_pool *pick_target(gw_conn *c)
 {
-    gw_worker *w = c->w;
+    gw_gen_worker *pw = &c->gen->pw[c->w->id];
     size_t s = c->route->service;
-    const gw_service *svc = &w->srv->services[s];
-    size_t n = svc->ntargets, start = w->rr[s]++;
+    const gw_service *svc = &c->gen->services[s];
+    size_t n = svc->ntargets, start = pw->rr[s]++;
     for (size_t i = 0; i < n; i++) {
         size_t idx = (start + i) % n;
-        if (atomic_load(&svc->targets[idx].health) != GW_HEALTH_UNHEALTHY) return &w->pools[s][idx];
+        if (atomic_load(&svc->targets[idx].health) != GW_HEALTH_UNHEALTHY) return &pw->pools[s][idx];
     }
-    return &w->pools[s][start % n]; /* all marked down: still try rather than refuse */
+    return &pw->pools[s][start % n]; /* all marked down: still try rather than refuse */
 }
 
 void gw_proxy_connect(gw_conn *c)
 {
-    const gw_config *cfg = c->w->srv->cfg;
     gw_pool *pool = pick_target(c);
     char *why = "out of memory";
     gw_upconn *u = gw_upstream_acquire(c->w, pool, c->attempts > 0, &why);
     c->attempts++;
+    c->up_url = pool->target->conf->url;
+    c->rq.hup_on = false; /* the upstream view is per attempt */
+    c->rq.attempt_error = NULL;
     if (!u) {
         gw_warn("upstream %s: %s", pool->target->conf->url, why);
-        gw_proxy_fail(c, 502, "The upstream service is unavailable");
+        gw_proxy_attempt_failed(c, 502, "connect", "The upstream service is unavailable");
         return;
     }
     u->owner = c;
     c->up = u;
     u->requests++;
+    if (gw_phase_present(c, GW_PH_UPSTREAM_REQUEST)) {
+        c->state = GW_C_FILTER;
+        gw_phase_start(c, GW_PH_UPSTREAM_REQUEST);
+    } else {
+        gw_after_upstream_request(c, GW_CONTINUE);
+    }
+}
+
+void gw_after_upstream_request(gw_conn *c, gw_result r)
+{
+    if (r != GW_CONTINUE) {
+        gw_proxy_abort(c);
+        if (r == GW_RESPOND && c->rq.own_status) gw_respond_own(c);
+        else gw_respond_error(c, 500, "A filter failed to process the request");
+        return;
+    }
+    const gw_config *cfg = c->gen->cfg;
+    gw_upconn *u = c->up;
+    c->state = GW_C_PROXY;
     uint64_t buffered = c->body ? evbuffer_get_length(c->body) : 0;
     write_request_head(c, u, buffered);
     struct evbuffer *out = gw_io_output(u->bev);
     if (buffered && !c->body_streaming) {
-        if (u->reused) copy_body(out, c->body);
-        else evbuffer_add_buffer(out, c->body);
+        copy_body(out, c->body); /* kept for a replay (stale pooled connection, retry) */
     } else if (buffered) { /* switched to streaming: what was buffered goes first */
         if (c->req->body == GW_BODY_CHUNKED) evbuffer_add_printf(out, "%llx\r\n", (unsigned long long)buffered);
         evbuffer_add_buffer(out, c->body);
@@ -190,6 +230,7 @@ void gw_proxy_connect(gw_conn *c)
     }
     if (c->body_complete && c->body_streaming && c->req->body == GW_BODY_CHUNKED) ADD_LIT(out, "0\r\n\r\n");
     gw_proxy_arm(u->timer, u->connected ? cfg->upstream_response_ms : cfg->upstream_connect_ms);
+    if (c->body_streaming && !c->body_complete) gw_proxy_client_readable(c); /* bytes that waited */
 }
 
 static void body_done(gw_conn *c)
@@ -198,7 +239,10 @@ static void body_done(gw_conn *c)
     evtimer_del(c->timer);
     if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
         ADD_LIT(gw_io_output(c->up->bev), "0\r\n\r\n");
-    if (c->state == GW_C_BODY) {
+    if (c->for_endpoint) {
+        c->state = GW_C_FILTER;
+        gw_phase_start(c, GW_PH_ENDPOINT);
+    } else if (c->state == GW_C_BODY) {
         c->state = GW_C_PROXY;
         gw_proxy_connect(c);
     }
@@ -222,7 +266,7 @@ static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
 /* Returns -1 on malformed chunked framing, -2 past the body limit, 0 otherwise. */
 static int pump_chunked(gw_conn *c, struct evbuffer *in)
 {
-    uint64_t max_body = c->w->srv->cfg->max_body;
+    uint64_t max_body = c->gen->cfg->max_body;
     for (int guard = 0; guard < 100000; guard++) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) return 0;
@@ -250,7 +294,7 @@ static int pump_chunked(gw_conn *c, struct evbuffer *in)
 
 static void pump_body(gw_conn *c)
 {
-    const gw_config *cfg = c->w->srv->cfg;
+    const gw_config *cfg = c->gen->cfg;
     struct evbuffer *in = gw_io_input(c->bev);
     if (c->req->body == GW_BODY_LENGTH) {
         size_t avail = evbuffer_get_length(in);
@@ -274,6 +318,10 @@ static void pump_body(gw_conn *c)
     }
     if (c->body_complete) return;
     gw_proxy_arm(c->timer, cfg->body_idle_ms);
+    if (c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
+        gw_proxy_fail(c, 413, "The request body is larger than this endpoint accepts");
+        return;
+    }
     if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
         c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
         c->state = GW_C_PROXY;
@@ -289,7 +337,7 @@ static void pump_body(gw_conn *c)
 
 void gw_proxy_start(gw_conn *c)
 {
-    const gw_config *cfg = c->w->srv->cfg;
+    const gw_config *cfg = c->gen->cfg;
     gw_http_head *rq = c->req;
     c->body_seen = 0;
     c->body_streaming = false;
@@ -309,7 +357,7 @@ void gw_proxy_start(gw_conn *c)
         ADD_LIT(gw_io_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
         c->sent_continue = true;
     }
-    if (rq->body == GW_BODY_LENGTH && rq->content_length > cfg->body_buffer) {
+    if (rq->body == GW_BODY_LENGTH && rq->content_length > cfg->body_buffer && !c->for_endpoint) {
         c->body_streaming = true;
         c->state = GW_C_PROXY;
         gw_proxy_connect(c);
@@ -352,7 +400,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
 {
     gw_upconn *u = arg;
     gw_conn *c = u->owner;
-    const gw_config *cfg = c->w->srv->cfg;
+    const gw_config *cfg = c->gen->cfg;
     if (what & GW_IO_CONNECTED) {
         u->connected = true;
         gw_proxy_arm(u->timer, cfg->upstream_response_ms);
@@ -369,7 +417,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
             gw_proxy_arm(u->timer, cfg->upstream_connect_ms);
             return;
         }
-        gw_proxy_fail(c, 502, "The upstream service is unavailable");
+        gw_proxy_attempt_failed(c, 502, "connect", "The upstream service is unavailable");
         return;
     }
     if (u->head_done && c->resp_in == GW_BODY_CLOSE && (what & GW_IO_EOF) && !(what & GW_IO_ERROR)) {
@@ -385,7 +433,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
     }
     log_up_error(u, what, u->head_done ? "response body cut short" : "no response");
     if (!u->head_done) {
-        gw_proxy_fail(c, 502, "The upstream service closed the connection without answering");
+        gw_proxy_attempt_failed(c, 502, "closed", "The upstream service closed the connection without answering");
         return;
     }
     gw_conn_free(c);
@@ -396,11 +444,11 @@ void gw_proxy_up_timeout(gw_upconn *u)
     gw_conn *c = u->owner;
     if (!u->connected) {
         gw_warn("upstream %s: connect timed out", u->pool->target->conf->url);
-        gw_proxy_fail(c, 504, "The upstream service did not accept the connection in time");
+        gw_proxy_attempt_failed(c, 504, "timeout", "The upstream service did not accept the connection in time");
     } else if (!u->head_done) {
         gw_warn("upstream %s: no response within %llu ms", u->pool->target->conf->url,
-                (unsigned long long)c->w->srv->cfg->upstream_response_ms);
-        gw_proxy_fail(c, 504, "The upstream service did not answer in time");
+                (unsigned long long)c->gen->cfg->upstream_response_ms);
+        gw_proxy_attempt_failed(c, 504, "timeout", "The upstream service did not answer in time");
     } else if (c->state == GW_C_TUNNEL) {
         gw_conn_free(c);
     } else {

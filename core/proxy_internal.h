@@ -6,7 +6,7 @@
 
 void gw_proxy_arm(struct event *ev, uint64_t ms);
 void gw_proxy_fail(gw_conn *c, int status, const char *message);
-void gw_proxy_connect(gw_conn *c);
+void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message);
 
 /* proxy_response.c */
 void gw_proxy_response_eof(gw_conn *c);

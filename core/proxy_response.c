@@ -12,6 +12,7 @@
 
 #include "hbuf.h"
 #include "log.h"
+#include "phases.h"
 #include "proxy_internal.h"
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
@@ -25,37 +26,53 @@ static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
     return gw_http_conn_lists(h, f->name);
 }
 
-static void write_response_head(gw_conn *c, const gw_http_head *h)
+/* How the body goes to the client, from the upstream's framing and the client's version. */
+static void set_framing(gw_conn *c, const gw_http_head *h)
 {
-    struct evbuffer *out = gw_io_output(c->bev);
-    bool http10 = c->req->minor_version == 0;
     c->resp_in = h->body;
     c->resp_left = h->content_length;
     c->resp_chunk_out = false;
     c->resp_close_out = false;
     if (h->body == GW_BODY_CHUNKED || h->body == GW_BODY_CLOSE) {
-        if (http10) c->resp_close_out = true;
+        if (c->req->minor_version == 0) c->resp_close_out = true;
         else c->resp_chunk_out = true;
         if (h->body == GW_BODY_CHUNKED) gw_chunked_init(&c->resp_chunked);
     }
     if (c->resp_close_out || !c->body_complete || c->w->draining) c->keep_alive = false;
     c->status = h->status;
+}
+
+static bool skip_view_field(const gw_conn *c, const gw_http_field *f)
+{
+    if (gw_http_is_hop_by_hop(f->name) || gw_str_eq_ci(f->name, "X-Request-Id")) return true;
+    return gw_str_eq_ci(f->name, "Content-Length") && c->resp_in != GW_BODY_NONE;
+}
+
+/* The response head: status line, the upstream's fields (h: filtered here; NULL: `view` holds the
+ * already filtered and filter-edited list), then our framing and correlation fields. */
+static void emit_head(gw_conn *c, int status, gw_str reason, const gw_http_head *h, const gw_hlist *view)
+{
+    bool http10 = c->req->minor_version == 0;
     c->response_started = true;
     gw_hbuf b;
-    gw_hb_init(&b, out);
+    gw_hb_init(&b, gw_io_output(c->bev));
     GW_HB_LIT(&b, "HTTP/1.1 ");
-    gw_hb_u64(&b, (uint64_t)h->status, 10);
+    gw_hb_u64(&b, (uint64_t)status, 10);
     GW_HB_LIT(&b, " ");
-    if (h->reason.n) gw_hb_add(&b, h->reason.p, h->reason.n);
-    else gw_hb_str(&b, gw_http_reason(h->status));
+    if (reason.n) gw_hb_add(&b, reason.p, reason.n);
+    else gw_hb_str(&b, gw_http_reason(status));
     GW_HB_LIT(&b, "\r\n");
-    for (size_t i = 0; i < h->nfields; i++) {
+    for (size_t i = 0; h && i < h->nfields; i++) {
         const gw_http_field *f = &h->fields[i];
         if (!skip_response_field(h, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
     }
-    if (h->body == GW_BODY_LENGTH) {
+    for (size_t i = 0; view && i < view->n; i++) {
+        const gw_http_field *f = &view->v[i];
+        if (!skip_view_field(c, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
+    }
+    if (c->resp_in == GW_BODY_LENGTH) {
         GW_HB_LIT(&b, "Content-Length: ");
-        gw_hb_u64(&b, h->content_length, 10);
+        gw_hb_u64(&b, c->resp_left, 10);
         GW_HB_LIT(&b, "\r\n");
     }
     if (c->resp_chunk_out) GW_HB_LIT(&b, "Transfer-Encoding: chunked\r\n");
@@ -64,6 +81,38 @@ static void write_response_head(gw_conn *c, const gw_http_head *h)
     else if (http10) GW_HB_LIT(&b, "Connection: keep-alive\r\n");
     GW_HB_LIT(&b, "\r\n");
     gw_hb_flush(&b);
+}
+
+static gw_str arena_str(gw_req *r, gw_str s)
+{
+    char *p = gw_req_alloc(r, s.n + 1);
+    if (!p) return (gw_str){"", 0};
+    memcpy(p, s.p, s.n);
+    p[s.n] = '\0';
+    return (gw_str){p, s.n};
+}
+
+/* For the response phases: the client-bound fields go into the response view (copied: the head bytes are
+ * about to leave the input buffer), ahead of what filters already set there. */
+static int stage_response(gw_conn *c, const gw_http_head *h)
+{
+    gw_req *r = &c->rq;
+    gw_hlist prior = r->hresp_on ? r->hresp : (gw_hlist){0};
+    r->hresp_on = false;
+    r->hresp = (gw_hlist){0};
+    gw_hlist *v = gw_hdr_view(r, GW_HDR_RESPONSE);
+    if (!v) return -1;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (skip_response_field(h, f)) continue;
+        gw_str name = arena_str(r, f->name), value = arena_str(r, f->value);
+        if (gw_hdr_put(r, GW_HDR_RESPONSE, name.p, value.p, value.n, false) != 0) return -1;
+    }
+    for (size_t i = 0; i < prior.n; i++)
+        if (gw_hdr_put(r, GW_HDR_RESPONSE, prior.v[i].name.p, prior.v[i].value.p, prior.v[i].value.n, false) != 0)
+            return -1;
+    r->resp_reason = arena_str(r, h->reason);
+    return 0;
 }
 
 static void finish_response(gw_conn *c)
@@ -146,9 +195,24 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
             continue;
         }
         u->keep_alive = h->keep_alive;
-        write_response_head(c, h);
-        evbuffer_drain(in, head_len);
+        set_framing(c, h);
         u->head_done = true;
+        if (c->gen->has_response_phases) {
+            int rc = stage_response(c, h);
+            evbuffer_drain(in, head_len);
+            if (rc != 0) {
+                gw_proxy_fail(c, 502, "Out of memory");
+                return -1;
+            }
+            gw_io_read_enable(u->bev, false); /* the body waits until the filters are done */
+            u->read_paused = true;
+            c->state = GW_C_FILTER;
+            if (gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) gw_phase_start(c, GW_PH_UPSTREAM_RESPONSE);
+            else gw_after_upstream_response(c, GW_CONTINUE);
+            return -1;
+        }
+        emit_head(c, h->status, h->reason, h, c->rq.hresp_on ? &c->rq.hresp : NULL);
+        evbuffer_drain(in, head_len);
         return 1;
     }
     gw_proxy_fail(c, 502, "The upstream service sent too many interim responses");
@@ -231,7 +295,7 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
         finish_response(c);
         return;
     }
-    gw_proxy_arm(u->timer, c->w->srv->cfg->upstream_idle_ms);
+    gw_proxy_arm(u->timer, c->gen->cfg->upstream_idle_ms);
     if (evbuffer_get_length(gw_io_output(c->bev)) > GW_HIGH_WATER) {
         gw_io_read_enable(bev, false);
         u->read_paused = true;
@@ -271,4 +335,56 @@ void gw_proxy_tunnel_closed(gw_conn *c)
     gw_proxy_abort(c);
     c->keep_alive = false;
     gw_conn_request_done(c);
+}
+
+/* After upstream_response: on to the response phase, another attempt, or an answer of ours. */
+void gw_after_upstream_response(gw_conn *c, gw_result r)
+{
+    gw_req *rq = &c->rq;
+    bool failed = rq->attempt_error != NULL; /* the attempt produced no response */
+    if (r == GW_RETRY && c->body_complete && !c->body_streaming && c->attempts < 16) {
+        gw_proxy_abort(c);
+        c->status = 0;
+        c->retry_pending = true;
+        c->state = GW_C_PROXY;
+        gw_proxy_arm(c->timer, rq->retry_delay_ms);
+        return;
+    }
+    if (r == GW_RESPOND && rq->own_status) {
+        gw_proxy_abort(c);
+        gw_respond_own(c);
+        return;
+    }
+    if (r == GW_ERROR || r == GW_RESPOND) {
+        gw_proxy_abort(c);
+        gw_respond_error(c, 500, "A filter failed to process the response");
+        return;
+    }
+    if (failed) {
+        int st = c->status ? c->status : 502;
+        gw_respond_error(c, st, c->fail_message ? c->fail_message : "The upstream service is unavailable");
+        return;
+    }
+    if (gw_phase_present(c, GW_PH_RESPONSE)) gw_phase_start(c, GW_PH_RESPONSE);
+    else gw_after_response_phase(c, GW_CONTINUE);
+}
+
+void gw_after_response_phase(gw_conn *c, gw_result r)
+{
+    if (c->resp_own) {
+        gw_respond_own_after_phase(c, r);
+        return;
+    }
+    gw_upconn *u = c->up;
+    if (r != GW_CONTINUE || !u) {
+        gw_proxy_abort(c);
+        if (r == GW_RESPOND && c->rq.own_status) gw_respond_own(c);
+        else gw_respond_error(c, 500, "A filter failed to process the response");
+        return;
+    }
+    c->state = GW_C_PROXY;
+    emit_head(c, c->status, c->rq.resp_reason, NULL, &c->rq.hresp);
+    u->read_paused = false;
+    gw_io_read_enable(u->bev, true);
+    gw_proxy_up_read(u->bev, u); /* body bytes that arrived meanwhile */
 }

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "gen.h"
 #include "http.h"
 #include "io.h"
 #include "router.h"
@@ -48,17 +49,23 @@ typedef struct {
 
 enum { GW_HEALTH_UNKNOWN = 0, GW_HEALTH_HEALTHY, GW_HEALTH_UNHEALTHY };
 
-typedef struct {
+struct gw_service {
     const gw_service_conf *conf;
     gw_target *targets;
     size_t ntargets;
-} gw_service;
+};
 
 struct gw_server {
-    gw_config *cfg;
-    gw_router *router;
-    gw_service *services;
-    size_t nservices;
+    gw_config *cfg;       /* the configuration at start: listeners and workers come from it */
+    gw_gen *gen;          /* main thread: the current generation */
+    gw_gen *old[64];      /* main thread: replaced generations not yet released by every worker */
+    size_t nold;
+    unsigned gen_seq;
+    char *exe_dir;        /* directory of the gateway binary (filter search path) */
+    char *config_path;
+    atomic_uint reloads_ok, reloads_failed;
+    atomic_uint cur_gen_id;
+    int retire_fd;        /* eventfd: a worker released a generation */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
     SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
     gw_worker *workers;
@@ -71,13 +78,14 @@ struct gw_server {
     atomic_uint workers_done;
 };
 
-/* Idle connections to one target, owned by one worker. */
-typedef struct {
+/* Idle connections to one target, owned by one worker, in one generation. */
+struct gw_pool {
     gw_worker *w;
+    gw_gen *gen;
     gw_target *target;
     gw_upconn *idle; /* LIFO: the most recently used connection is the warmest */
     unsigned nidle;
-} gw_pool;
+};
 
 struct gw_worker {
     gw_server *srv;
@@ -87,9 +95,11 @@ struct gw_worker {
     struct gw_listen **listeners;
     size_t nlisteners;
     struct event *drain_ev;
-    int drain_fd; /* eventfd written by the main thread */
-    gw_pool **pools;  /* [service][target] */
-    size_t *rr;       /* round-robin cursor per service */
+    int drain_fd; /* eventfd written by the main thread: drain or adopt a new generation */
+    gw_gen *gen;                /* current generation on this worker */
+    _Atomic(gw_gen *) next_gen; /* set by the main thread on reload */
+    gw_gen *retiring[64];       /* replaced here, requests still running on them */
+    size_t nretiring;
     gw_conn *conns;   /* all client connections (for drain) */
     unsigned nconns;
     unsigned max_conns; /* this worker's share of max_connections; 0 = unlimited */
@@ -102,6 +112,42 @@ struct gw_worker {
     gw_http_head scratch; /* response heads are parsed here and consumed at once */
 };
 
+typedef struct gw_timer_rec gw_timer_rec;
+typedef struct gw_cleanup_rec gw_cleanup_rec;
+
+typedef struct {
+    gw_http_field *v;
+    size_t n, cap;
+} gw_hlist;
+
+enum { GW_PH_REQUEST = 0, GW_PH_UPSTREAM_REQUEST, GW_PH_UPSTREAM_RESPONSE, GW_PH_RESPONSE, GW_PH_LOG };
+
+/* What filters see of a request (gw_req in the ABI). Lives in its connection, reset per request. */
+struct gw_req {
+    gw_conn *c;
+    char *arena;       /* current chunk */
+    size_t arena_used, arena_cap;
+    void *chunks;      /* extra chunks, freed at request end */
+    unsigned char *state;
+    gw_hlist hreq, hup, hresp; /* header views once a filter touched them (or phases need them) */
+    bool hreq_on, hup_on, hresp_on;
+    int phase;
+    size_t next;       /* filter position the phase continues at */
+    bool waiting, in_call, active, early_set;
+    gw_result early; /* resume() called from inside the phase call */
+    const gw_endpoint *endpoint;
+    int own_status;    /* response set by a filter (host->respond) */
+    char *own_body;
+    size_t own_len;
+    gw_str resp_reason;
+    uint64_t retry_delay_ms;
+    const char *attempt_error;
+    gw_timer_rec *timers;
+    gw_cleanup_rec *cleanups;
+    uint64_t bytes_out;
+    uint64_t started_ms;
+};
+
 typedef enum {
     GW_C_IDLE,     /* between requests (keep-alive timer) */
     GW_C_HEAD,     /* reading a request head (head deadline) */
@@ -109,6 +155,7 @@ typedef enum {
     GW_C_PROXY,    /* upstream in progress; streaming body and/or response */
     GW_C_TUNNEL,   /* after 101: bytes both ways */
     GW_C_CLOSING,  /* flushing the last response, then close */
+    GW_C_FILTER,   /* a filter phase is waiting (host->resume continues) */
 } gw_conn_state;
 
 struct gw_conn {
@@ -132,6 +179,8 @@ struct gw_conn {
     size_t path_len, path_total; /* path part, path + query */
 
     /* per request */
+    gw_gen *gen; /* pinned at the request head; NULL between requests */
+    struct gw_req rq;
     const gw_route_conf *route;
     char request_id[40];
     uint64_t body_limit;    /* 413 above; 0 = none */
@@ -147,9 +196,15 @@ struct gw_conn {
     bool read_paused;       /* client reads stopped by back-pressure */
     bool got_bytes;         /* any byte of the current request head arrived */
     bool req_valid;         /* c->req holds the current request's parsed head */
+    bool retry_pending;     /* the timer starts the next upstream attempt */
+    bool for_endpoint;      /* the body is read for a registered endpoint, not proxied */
+    bool resp_own;          /* the response being prepared is ours (not the upstream's) */
+    int builtin;            /* 1 /health, 2 /info, 3 /services/health */
     bool sent_continue;
     bool response_started;  /* a response head went to the client */
     gw_upconn *up;
+    const char *up_url; /* target of the current/last attempt */
+    const char *fail_message; /* a failed attempt's answer, if filters let it stand */
     unsigned attempts;
     /* response to the client */
     gw_body_kind resp_in;   /* framing of the upstream's body */
@@ -180,7 +235,8 @@ struct gw_upconn {
 
 /* worker.c */
 int gw_workers_start(gw_server *srv, char **err);
-void gw_workers_drain(gw_server *srv);
+void gw_workers_wake(gw_server *srv); /* after setting draining or next_gen */
+void gw_worker_request_end(gw_worker *w, gw_gen *g);
 void gw_workers_join(gw_server *srv);
 void gw_worker_conn_closed(gw_worker *w);
 const char *gw_worker_date(gw_worker *w, size_t *len);
@@ -194,6 +250,9 @@ void gw_conn_request_done(gw_conn *c);
 void gw_conn_resume_read(gw_conn *c);
 
 /* respond.c */
+void gw_respond_own(gw_conn *c); /* the response a filter set with host->respond */
+void gw_respond_own_after_phase(gw_conn *c, gw_result res);
+char *gw_error_json(gw_conn *c, int status, const char *message, size_t *len); /* malloc'd */
 void gw_respond_json(gw_conn *c, int status, const char *body, size_t len, const char *extra_headers);
 void gw_respond_error(gw_conn *c, int status, const char *message);
 void gw_respond_error_close(gw_conn *c, int status, const char *message);
@@ -206,6 +265,7 @@ int gw_builtin_prepare(gw_server *srv);
 
 /* proxy.c */
 void gw_proxy_start(gw_conn *c);
+void gw_proxy_connect(gw_conn *c);
 void gw_proxy_client_readable(gw_conn *c);
 void gw_proxy_client_drained(gw_conn *c);
 void gw_proxy_abort(gw_conn *c);
@@ -219,7 +279,7 @@ void gw_proxy_up_timeout(gw_upconn *u);
 /* upstream.c */
 gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why);
 void gw_upstream_release(gw_upconn *u, bool reusable);
-void gw_upstream_pools_free(gw_worker *w);
+void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
 int gw_upstream_connect(gw_worker *w, gw_upconn *u);
 
 /* tls.c */

@@ -123,10 +123,10 @@ gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **w
 void gw_upstream_release(gw_upconn *u, bool reusable)
 {
     gw_pool *p = u->pool;
-    const gw_config *cfg = p->w->srv->cfg;
+    const gw_config *cfg = p->gen->cfg;
     u->owner = NULL;
     evtimer_del(u->timer);
-    if (!reusable || !u->bev || p->w->draining || p->nidle >= cfg->upstream_keepalive) {
+    if (!reusable || !u->bev || p->w->draining || p->gen != p->w->gen || p->nidle >= cfg->upstream_keepalive) {
         upconn_free(u);
         return;
     }
@@ -142,11 +142,12 @@ void gw_upstream_release(gw_upconn *u, bool reusable)
     evtimer_add(u->timer, &tv);
 }
 
-void gw_upstream_pools_free(gw_worker *w)
+void gw_upstream_pools_free(gw_worker *w, gw_gen *g)
 {
-    for (size_t s = 0; s < w->srv->nservices; s++)
-        for (size_t t = 0; t < w->srv->services[s].ntargets; t++) {
-            gw_pool *p = &w->pools[s][t];
+    gw_gen_worker *pw = &g->pw[w->id];
+    for (size_t s = 0; pw->pools && s < g->nservices; s++)
+        for (size_t t = 0; pw->pools[s] && t < g->services[s].ntargets; t++) {
+            gw_pool *p = &pw->pools[s][t];
             while (p->idle) {
                 gw_upconn *u = p->idle;
                 p->idle = u->next;

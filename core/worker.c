@@ -119,15 +119,79 @@ static void close_listeners(gw_worker *w)
     }
 }
 
-static void on_drain(evutil_socket_t fd, short what, void *arg)
+/* Makes `g` usable on this worker: pools, round-robin cursors, each filter's worker_init. */
+static void adopt(gw_worker *w, gw_gen *g)
 {
-    gw_worker *w = arg;
-    uint64_t v;
-    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN) gw_debug("worker %u: drain read: %s", w->id, strerror(errno));
-    if (w->draining) return;
+    gw_gen_worker *pw = &g->pw[w->id];
+    size_t ns = g->nservices;
+    pw->pools = calloc(ns ? ns : 1, sizeof(gw_pool *));
+    pw->rr = calloc(ns ? ns : 1, sizeof(size_t));
+    pw->init_ok = calloc(g->nfilters ? g->nfilters : 1, sizeof(bool));
+    for (size_t s = 0; pw->pools && s < ns; s++) {
+        pw->pools[s] = calloc(g->services[s].ntargets, sizeof(gw_pool));
+        for (size_t t = 0; pw->pools[s] && t < g->services[s].ntargets; t++)
+            pw->pools[s][t] = (gw_pool){.w = w, .gen = g, .target = &g->services[s].targets[t]};
+        if (pw->rr) pw->rr[s] = w->id; /* workers start at different targets */
+    }
+    for (size_t i = 0; pw->init_ok && i < g->nfilters; i++) {
+        const gw_filter *f = g->filters[i];
+        pw->init_ok[i] = !f->d->worker_init || f->d->worker_init(f->inst, w->id, w->srv->nworkers) == 0;
+        if (!pw->init_ok[i]) gw_error("filter '%s': worker_init failed on worker %u", f->name, w->id);
+    }
+    pw->adopted = true;
+}
+
+/* The last request of a replaced generation on this worker ended (or the worker stops). */
+static void retire(gw_worker *w, gw_gen *g)
+{
+    gw_gen_worker *pw = &g->pw[w->id];
+    pw->retired = true;
+    for (size_t i = g->nfilters; pw->adopted && i-- > 0;) {
+        const gw_filter *f = g->filters[i];
+        if (pw->init_ok && pw->init_ok[i] && f->d->worker_fini) f->d->worker_fini(f->inst, w->id);
+    }
+    gw_upstream_pools_free(w, g);
+    for (size_t s = 0; pw->pools && s < g->nservices; s++) free(pw->pools[s]);
+    free(pw->pools);
+    free(pw->rr);
+    pw->pools = NULL;
+    pw->rr = NULL;
+    if (atomic_fetch_sub(&g->workers_left, 1) == 1) {
+        uint64_t one = 1;
+        if (write(w->srv->retire_fd, &one, sizeof one) != sizeof one)
+            gw_error("worker %u: cannot notify the main thread: %s", w->id, strerror(errno));
+    }
+}
+
+void gw_worker_request_end(gw_worker *w, gw_gen *g)
+{
+    gw_gen_worker *pw = &g->pw[w->id];
+    if (--pw->inflight > 0 || g == w->gen) return;
+    for (size_t i = 0; i < w->nretiring; i++)
+        if (w->retiring[i] == g) {
+            w->retiring[i] = w->retiring[--w->nretiring];
+            break;
+        }
+    retire(w, g);
+}
+
+static void swap_generation(gw_worker *w, gw_gen *next)
+{
+    gw_gen *old = w->gen;
+    adopt(w, next);
+    w->gen = next;
+    if (!old) return;
+    if (old->pw[w->id].inflight == 0 || w->nretiring == sizeof w->retiring / sizeof w->retiring[0])
+        retire(w, old);
+    else
+        w->retiring[w->nretiring++] = old;
+}
+
+static void start_drain(gw_worker *w)
+{
     w->draining = true;
     close_listeners(w);
-    gw_upstream_pools_free(w);
+    gw_upstream_pools_free(w, w->gen);
     gw_conn *c = w->conns;
     while (c) {
         gw_conn *next = c->next;
@@ -137,13 +201,28 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     if (w->nconns == 0) event_base_loopexit(w->base, NULL);
 }
 
+/* The main thread wrote our eventfd: a new generation to adopt, or the order to drain. */
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker *w = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0 && errno != EAGAIN) gw_debug("worker %u: wake read: %s", w->id, strerror(errno));
+    gw_gen *next = atomic_exchange(&w->next_gen, NULL);
+    if (next) swap_generation(w, next);
+    if (atomic_load(&w->srv->draining) && !w->draining) start_drain(w);
+}
+
 static void *worker_main(void *arg)
 {
     gw_worker *w = arg;
+    adopt(w, w->gen);
     event_base_dispatch(w->base);
     /* Whatever is still open here was cut by the shutdown deadline or a forced exit. */
     while (w->conns) gw_conn_free(w->conns);
-    gw_upstream_pools_free(w);
+    gw_gen *next = atomic_exchange(&w->next_gen, NULL);
+    if (next) swap_generation(w, next);
+    while (w->nretiring) retire(w, w->retiring[--w->nretiring]);
+    retire(w, w->gen);
     atomic_fetch_add(&w->srv->workers_done, 1);
     return NULL;
 }
@@ -162,7 +241,7 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     /* The main thread wakes the worker through an eventfd: libevent runs without its thread locks. */
     w->drain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->drain_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
-    w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_drain, w);
+    w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(w->drain_ev, NULL);
     w->nlisteners = cfg->nlisteners;
     w->listeners = calloc(cfg->nlisteners, sizeof(gw_listen *));
@@ -185,17 +264,7 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
         l->ev = event_new(w->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
         event_add(l->ev, NULL);
     }
-    size_t ns = srv->nservices;
-    w->pools = calloc(ns ? ns : 1, sizeof(gw_pool *));
-    w->rr = calloc(ns ? ns : 1, sizeof(size_t));
-    for (size_t s = 0; s < ns; s++) {
-        w->pools[s] = calloc(srv->services[s].ntargets, sizeof(gw_pool));
-        for (size_t t = 0; t < srv->services[s].ntargets; t++) {
-            w->pools[s][t].target = &srv->services[s].targets[t];
-            w->pools[s][t].w = w;
-        }
-        w->rr[s] = id; /* workers start at different targets */
-    }
+    w->gen = srv->gen;
     return 0;
 }
 
@@ -240,7 +309,7 @@ int gw_workers_start(gw_server *srv, char **err)
     return 0;
 }
 
-void gw_workers_drain(gw_server *srv)
+void gw_workers_wake(gw_server *srv)
 {
     uint64_t one = 1;
     for (unsigned i = 0; i < srv->nworkers; i++)
@@ -256,9 +325,6 @@ void gw_workers_join(gw_server *srv)
         close_listeners(w);
         for (size_t j = 0; j < w->nlisteners; j++) free(w->listeners[j]);
         free(w->listeners);
-        for (size_t s = 0; s < srv->nservices; s++) free(w->pools[s]);
-        free(w->pools);
-        free(w->rr);
         event_free(w->drain_ev);
         close(w->drain_fd);
         event_base_free(w->base);

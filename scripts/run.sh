@@ -8,7 +8,8 @@
 #   AUTH_PORT (8080), USER_PORT (8082)   ports of the demo auth-service and user-service
 #   AUTH_SERVICE_URL, USER_SERVICE_URL   when set, that demo service is not started and the gateway
 #                                        uses the given upstream instead (the configuration reads them)
-#   PORT (8081), HOST                    the gateway listener, as read by the default configuration
+#   PORT (8081), HOST (127.0.0.1)        the gateway listener, as read by the default configuration;
+#                                        HOST=0.0.0.0 accepts connections from other machines too
 # Exit status: the gateway's (0 after a clean Ctrl-C / SIGTERM); 1 if something could not start.
 set -euo pipefail
 
@@ -24,6 +25,9 @@ DEMO=$BUILD_DIR/gw-demo-service
 
 AUTH_PORT=${AUTH_PORT:-8080}
 USER_PORT=${USER_PORT:-8082}
+# A local demo: the gateway listens on loopback only, like the demo services, unless HOST says otherwise
+# (the configuration itself defaults to 0.0.0.0, which is what a container wants).
+export HOST=${HOST:-127.0.0.1}
 for p in "$AUTH_PORT" "$USER_PORT" "${PORT:-8081}"; do
     if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then die "not a TCP port: '$p'"; fi
 done
@@ -81,11 +85,12 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# wait_port PORT PID SECONDS: until PORT accepts on 127.0.0.1; false if PID exits or time runs out
+# wait_port PORT PID SECONDS [ADDR]: until ADDR:PORT (default 127.0.0.1) accepts; false if PID exits or
+# time runs out
 wait_port() {
-    local i
+    local i addr=${4:-127.0.0.1}
     for ((i = 0; i < $3 * 20; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        (exec 3<>"/dev/tcp/$addr/$1") 2>/dev/null && return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.05
     done
@@ -93,7 +98,7 @@ wait_port() {
 }
 
 # ------------------------------------------------------------------------------------ ports
-# The default configuration listens on ${HOST:-0.0.0.0}:${PORT:-8081}. For another file we only know
+# The default configuration listens on ${HOST}:${PORT:-8081}. For another file we only know
 # its port if it reads PORT the same way; otherwise the gateway reports a bind failure itself.
 GW_PORT=
 if grep -q '\${PORT' "$CONFIG"; then
@@ -125,9 +130,12 @@ start_demo auth-service AUTH_PORT AUTH_SERVICE_URL
 start_demo user-service USER_PORT USER_SERVICE_URL
 
 # ------------------------------------------------------------------------------------ gateway
-GW_HOST=${HOST:-127.0.0.1}
-case $GW_HOST in 0.0.0.0 | :: | '[::]') GW_HOST=127.0.0.1 ;; esac
-[[ $GW_HOST == *:* && $GW_HOST != \[* ]] && GW_HOST="[$GW_HOST]"
+# Where to reach it from here: a wildcard address is reached over loopback.
+GW_ADDR=${HOST#[}
+GW_ADDR=${GW_ADDR%]}
+case $GW_ADDR in 0.0.0.0 | '') GW_ADDR=127.0.0.1 ;; ::) GW_ADDR=::1 ;; esac
+GW_HOST=$GW_ADDR
+[[ $GW_HOST == *:* ]] && GW_HOST="[$GW_HOST]"
 
 # setsid execs in place here (a background child is never a group leader), so $! is the gateway.
 if command -v setsid >/dev/null; then
@@ -138,7 +146,7 @@ fi
 GW_PID=$!
 
 if [[ -n $GW_PORT ]]; then
-    if ! wait_port "$GW_PORT" "$GW_PID" 10; then
+    if ! wait_port "$GW_PORT" "$GW_PID" 10 "$GW_ADDR"; then
         if ! kill -0 "$GW_PID" 2>/dev/null; then
             wait "$GW_PID" && GW_RC=0 || GW_RC=$?
             GW_PID=
@@ -156,6 +164,9 @@ base="http://$GW_HOST:${GW_PORT:-PORT}"
 {
     echo
     echo "gateway        $base   (pid $GW_PID, config $CONFIG)"
+    case $HOST in 127.* | ::1 | '[::1]' | localhost)
+        echo "               loopback only; HOST=0.0.0.0 make run accepts connections from other machines" ;;
+    esac
     echo "  built-in     $base/health   $base/info"
     [[ -n $routes ]] && echo "  routes       ${routes% }"
     echo "  upstreams    auth-service ${AUTH_SERVICE_URL:-from the configuration}   user-service ${USER_SERVICE_URL:-from the configuration}"

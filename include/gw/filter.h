@@ -210,6 +210,9 @@ struct gw_host {
     void (*retry_after)(gw_req *req, uint64_t delay_ms);
     /* May the request be sent again (body fully buffered, nothing streamed yet)? */
     bool (*replayable)(const gw_req *req);
+    /* Endpoint handlers: the complete request body, read by the host before the handler runs (bodies over
+     * limits.body_buffer are refused with 413 first). Elsewhere: false (bodies stream). */
+    bool (*body)(const gw_req *req, gw_strv *out);
 
     /* --- memory and time --- */
     void *(*alloc)(gw_req *req, size_t n); /* freed when the request ends; NULL on exhaustion */

@@ -5,6 +5,7 @@ Environment (set by ctest, with fallbacks for running a file by hand):
   GW_DEMO_BIN    demo service binary       (default: <repo>/build/gw-demo-service)
   GW_SANITIZE    "1"/"ON"/... when the binaries are the ASan/UBSan build
   GW_SOURCE_DIR  repository root           (default: two levels above this file)
+  GW_FIXTURES_DIR  fixture filters (<name>.so) (default: <repo>/build/tests/fixtures)
   GW_TEST_KEEP   "1": keep the temporary directories (logs, configs) after the run
 
 Everything listens on 127.0.0.1 and on ports chosen at run time. Every process started here is stopped
@@ -45,6 +46,7 @@ def _truthy(v):
 SOURCE_DIR = os.environ.get("GW_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
 GW_BIN = os.environ.get("GW_BIN") or os.path.join(SOURCE_DIR, "build", "gateway")
 GW_DEMO_BIN = os.environ.get("GW_DEMO_BIN") or os.path.join(SOURCE_DIR, "build", "gw-demo-service")
+GW_FIXTURES_DIR = os.environ.get("GW_FIXTURES_DIR") or os.path.join(SOURCE_DIR, "build", "tests", "fixtures")
 SANITIZE = _truthy(os.environ.get("GW_SANITIZE"))
 KEEP = _truthy(os.environ.get("GW_TEST_KEEP"))
 # Sanitizer builds are slower: scale the waits that are not themselves under test.
@@ -450,6 +452,82 @@ class Gateway:
             if i >= 0:
                 return text[max(0, i - 200): i + 4000]
         return None
+
+    # -- filters and reloads --
+    def info(self, timeout=5.0):
+        """GET /info on a fresh connection; returns the parsed JSON (AssertionError unless 200 JSON)."""
+        r = simple_request(self.port, "GET", "/info", timeout=timeout)
+        if r.status != 200:
+            raise AssertionError("GET /info: expected 200, got:\n%s" % r.summary())
+        return r.json()
+
+    def log_size(self):
+        """Bytes in the log so far: an offset for log_since() / wait_log()."""
+        try:
+            return os.path.getsize(self.proc.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        try:
+            with open(self.proc.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, offset=0, timeout=5.0):
+        """Waits until a log line after `offset` matches the regex `pattern`; returns the line or None."""
+        rx = re.compile(pattern)
+
+        def find():
+            for line in self.log_since(offset).splitlines():
+                if rx.search(line):
+                    return line
+            return None
+        return wait_until(find, timeout * SLOW, interval=0.02)
+
+    def reload(self, cfg=None, timeout=10.0):
+        """Optionally rewrites the config file (dict or YAML text), sends SIGHUP and waits until /info shows
+        the reload counters moved. Returns (ok, info): ok True when reloads.success grew, False when
+        reloads.failure grew. AssertionError if neither happened in time."""
+        before = self.info()
+        rl = before.get("reloads") or {}
+        s0, f0 = rl.get("success", 0), rl.get("failure", 0)
+        if cfg is not None:
+            write_config(self.config_path, cfg)
+        self.proc.signal(signal.SIGHUP)
+
+        def moved():
+            try:
+                now = self.info()
+            except (OSError, AssertionError, ConnClosed):
+                return None
+            r = now.get("reloads") or {}
+            if r.get("success", 0) > s0:
+                return (True, now)
+            if r.get("failure", 0) > f0:
+                return (False, now)
+            return None
+        got = wait_until(moved, timeout * SLOW, interval=0.02)
+        if got is None:
+            raise AssertionError("SIGHUP: /info reloads counters did not move within %.0fs (before: %r); log:\n%s"
+                                 % (timeout * SLOW, before, self.log(4000)))
+        return got
+
+
+def fixture_path(name):
+    """Path of the fixture filter `name` (tests/fixtures, built as <name>.so)."""
+    return os.path.join(GW_FIXTURES_DIR, name if name.endswith(".so") else name + ".so")
+
+
+def filter_abi():
+    """(major, minor) of the filter ABI, read from include/gw/filter.h."""
+    with open(os.path.join(SOURCE_DIR, "include", "gw", "filter.h")) as f:
+        text = f.read()
+    major = re.search(r"^#define\s+GW_ABI_MAJOR\s+(\d+)", text, re.M)
+    minor = re.search(r"^#define\s+GW_ABI_MINOR\s+(\d+)", text, re.M)
+    return int(major.group(1)), int(minor.group(1))
 
 
 def run_gateway_cli(args, env=None, timeout=20, cwd=None):

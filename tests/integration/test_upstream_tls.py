@@ -147,8 +147,7 @@ class UpstreamTlsTest(g.GatewayTestCase):
             self.assertEqual(up.requests()[-1]["body_sha256"], sha)
 
         # keep-alive: many requests on several client connections, few upstream TLS connections
-        up.reset()
-        n_req = 0
+        n_req = len(up.requests())
         for _ in range(5):
             with g.RawConn(gw.port, timeout=10) as c:
                 for i in range(12):
@@ -161,7 +160,7 @@ class UpstreamTlsTest(g.GatewayTestCase):
         st = up.state()
         self.assertEqual(len(st["requests"]), n_req)
         self.assertLessEqual(st["accepted"], 2, "%d requests over %d upstream TLS connections: the pooled "
-                             "connections are not reused" % (n_req, st["accepted"]))
+                             "connections are not reused; connections %r" % (n_req, st["accepted"], st["conns"]))
         self.assertTrue(all(c["tls"] and not c["error"] for c in st["conns"]), st["conns"])
 
     def test_ip_target_downloads(self):
@@ -251,6 +250,23 @@ class UpstreamTlsTest(g.GatewayTestCase):
         up = self.start_tls_upstream(cert, key, name="other")
         gw = self.gateway_for(up.url_localhost, tls_ca=cert)
         self.assertBadGateway(gw, up, ["certificate verify failed"])
+
+    # Known gateway bug: core/health.c sets neither the expected host name nor IP (SSL_set1_host /
+    # X509_VERIFY_PARAM_set1_ip_asc) on its TLS connections, so a target whose certificate names do not
+    # match passes its health checks (and receives "GET /health") while every proxied request gets 502.
+    # It also sends an IP literal as SNI. Remove expectedFailure once health checks verify like the proxy.
+    @unittest.expectedFailure
+    def test_health_check_verifies_names(self):
+        cert, key = other_cert()
+        up = self.start_tls_upstream(cert, key, name="other")
+        gw = self.gateway_for(up.url, tls_ca=cert,
+                              health_check={"path": "/health", "interval": "200ms", "timeout": "150ms",
+                                            "healthy_threshold": 1, "unhealthy_threshold": 1})
+        g.wait_until(lambda: up.state()["accepted"] >= 2, 5 * g.SLOW)
+        status, _, body = g.http_request(gw.port, "GET", "/services/health")
+        self.assertErrorJson(g.simple_request(gw.port, "GET", "/api/echo"), 502, "Bad Gateway")
+        self.assertEqual(up.requests(), [], "health checks sent HTTP to a certificate for other names")
+        self.assertEqual(status, 503, "the target fails verification but is reported healthy: %s" % body)
 
     def test_wrong_ca(self):
         # The server's certificate names match, but tls_ca holds a different certificate.

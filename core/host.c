@@ -1,0 +1,418 @@
+/* host.c - the host API table (gw/filter.h) as the gateway implements it: request accessors, header views,
+ * answers, per-request memory, timers, cleanups, resume and endpoint registration. Every request-bound
+ * call runs on the worker that owns the request. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "conf_api.h"
+#include "log.h"
+#include "phases.h"
+#include "server.h"
+
+#define CHUNK 4096
+
+struct gw_timer_rec {
+    gw_timer_rec *next;
+    struct event *ev;
+    gw_req *req;
+    void (*cb)(gw_req *req, void *arg);
+    void *arg;
+};
+
+struct gw_cleanup_rec {
+    gw_cleanup_rec *next;
+    void (*cb)(void *arg);
+    void *arg;
+};
+
+static gw_conn *C(const gw_req *r)
+{
+    return r->c;
+}
+
+static gw_strv sv(const char *p, size_t n)
+{
+    return (gw_strv){p, n};
+}
+
+/* --- memory ----------------------------------------------------------------------------------------- */
+
+void *gw_req_alloc(gw_req *r, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (r->arena && r->arena_used + n <= r->arena_cap) {
+        void *p = r->arena + r->arena_used;
+        r->arena_used += n;
+        return p;
+    }
+    if (n > CHUNK / 2 || r->arena) {
+        /* A big block, or the first chunk is full: a separate block on the chunk list. */
+        size_t cap = n > CHUNK ? n : CHUNK;
+        void **blk = malloc(sizeof(void *) + 16 + cap);
+        if (!blk) return NULL;
+        *blk = r->chunks;
+        r->chunks = blk;
+        char *mem = (char *)blk + 16;
+        if (n <= CHUNK / 2) { /* switch the bump pointer to it */
+            r->arena = mem;
+            r->arena_cap = cap;
+            r->arena_used = n;
+        }
+        return mem;
+    }
+    r->arena = malloc(CHUNK);
+    if (!r->arena) return NULL;
+    r->arena_cap = CHUNK;
+    r->arena_used = n;
+    return r->arena;
+}
+
+static void *h_alloc(gw_req *r, size_t n)
+{
+    return gw_req_alloc(r, n);
+}
+
+static char *dup_mem(gw_req *r, const char *p, size_t n)
+{
+    char *d = gw_req_alloc(r, n + 1);
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* --- request end ------------------------------------------------------------------------------------ */
+
+void gw_req_end(gw_req *r)
+{
+    while (r->timers) {
+        gw_timer_rec *t = r->timers;
+        r->timers = t->next;
+        event_free(t->ev);
+        free(t);
+    }
+    while (r->cleanups) {
+        gw_cleanup_rec *k = r->cleanups;
+        r->cleanups = k->next;
+        k->cb(k->arg);
+    }
+    while (r->chunks) {
+        void **blk = r->chunks;
+        r->chunks = *blk;
+        if ((char *)blk + 16 == r->arena) r->arena = NULL;
+        free(blk);
+    }
+    /* The first chunk stays with the connection for its next request. */
+    char *first = r->arena;
+    size_t cap = r->arena_cap;
+    gw_conn *c = r->c;
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    r->arena = first;
+    r->arena_cap = first ? cap : 0;
+}
+
+void gw_req_free(gw_req *r)
+{
+    gw_req_end(r);
+    free(r->arena);
+    r->arena = NULL;
+}
+
+/* --- logging ---------------------------------------------------------------------------------------- */
+
+static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
+{
+    if (level < gw_log_threshold) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (req)
+        gw_log_write(level, "[filter:%s] %s (request %s)", self ? self->name : "?", msg, C(req)->request_id);
+    else
+        gw_log_write(level, "[filter:%s] %s", self ? self->name : "?", msg);
+}
+
+/* --- request accessors ------------------------------------------------------------------------------ */
+
+static gw_strv h_method(const gw_req *r)
+{
+    return sv(C(r)->req->method.p, C(r)->req->method.n);
+}
+
+static gw_strv h_path(const gw_req *r)
+{
+    return sv(C(r)->path_buf, C(r)->path_len);
+}
+
+static gw_strv h_query(const gw_req *r)
+{
+    const gw_conn *c = C(r);
+    size_t q = c->path_total - c->path_len;
+    return q > 1 ? sv(c->path_buf + c->path_len + 1, q - 1) : sv("", 0);
+}
+
+static gw_strv h_route(const gw_req *r)
+{
+    const gw_conn *c = C(r);
+    if (r->endpoint) return sv(r->endpoint->path, r->endpoint->path_len);
+    if (c->route) return sv(c->route->name, strlen(c->route->name));
+    return sv(c->path_buf, c->path_len); /* built-in endpoints are their own route */
+}
+
+static gw_strv h_service(const gw_req *r)
+{
+    const gw_conn *c = C(r);
+    if (!c->route) return sv("", 0);
+    const char *n = c->gen->services[c->route->service].conf->name;
+    return sv(n, strlen(n));
+}
+
+static gw_strv h_client_ip(const gw_req *r)
+{
+    return sv(C(r)->peer_ip, strlen(C(r)->peer_ip));
+}
+
+static gw_strv h_request_id(const gw_req *r)
+{
+    return sv(C(r)->request_id, strlen(C(r)->request_id));
+}
+
+static unsigned h_worker(const gw_req *r)
+{
+    return C(r)->w->id;
+}
+
+static int h_status(const gw_req *r)
+{
+    return r->own_status ? r->own_status : C(r)->status;
+}
+
+static uint64_t h_bytes_in(const gw_req *r)
+{
+    return C(r)->body_seen;
+}
+
+static uint64_t h_bytes_out(const gw_req *r)
+{
+    return r->bytes_out;
+}
+
+static unsigned h_attempts(const gw_req *r)
+{
+    return C(r)->attempts;
+}
+
+static const char *h_attempt_error(const gw_req *r)
+{
+    return r->attempt_error;
+}
+
+static gw_strv h_upstream(const gw_req *r)
+{
+    const gw_conn *c = C(r);
+    if (!c->up_url) return sv("", 0);
+    return sv(c->up_url, strlen(c->up_url));
+}
+
+/* --- answers ---------------------------------------------------------------------------------------- */
+
+static bool clean_value(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0') return false;
+    return true;
+}
+
+static int h_respond(gw_req *r, int status, const char *ctype, const char *body, size_t len)
+{
+    if (status < 200 || status > 599) return -1;
+    r->own_status = status;
+    r->own_body = len ? dup_mem(r, body, len) : NULL;
+    r->own_len = r->own_body ? len : 0;
+    if (ctype && clean_value(ctype, strlen(ctype)))
+        gw_hdr_put(r, GW_HDR_RESPONSE, "Content-Type", ctype, strlen(ctype), true);
+    return 0;
+}
+
+static int h_respond_error(gw_req *r, int status, const char *message)
+{
+    size_t len;
+    char *body = gw_error_json(C(r), status, message, &len);
+    if (!body) return -1;
+    int rc = h_respond(r, status, "application/json", body, len);
+    free(body);
+    return rc;
+}
+
+static void h_retry_after(gw_req *r, uint64_t ms)
+{
+    r->retry_delay_ms = ms;
+}
+
+static bool h_replayable(const gw_req *r)
+{
+    const gw_conn *c = C(r);
+    return c->body_complete && !c->body_streaming;
+}
+
+static bool h_body(const gw_req *r, gw_strv *out)
+{
+    gw_conn *c = C(r);
+    if (!r->endpoint || !c->body_complete) return false;
+    size_t n = c->body ? evbuffer_get_length(c->body) : 0;
+    *out = (gw_strv){n ? (const char *)evbuffer_pullup(c->body, (ev_ssize_t)n) : "", n};
+    return true;
+}
+
+/* --- time ------------------------------------------------------------------------------------------- */
+
+static uint64_t h_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t h_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* --- timers and cleanups ---------------------------------------------------------------------------- */
+
+static void unlink_timer(gw_req *r, gw_timer_rec *t)
+{
+    for (gw_timer_rec **pp = &r->timers; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            return;
+        }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    gw_timer_rec *t = arg;
+    gw_req *r = t->req;
+    unlink_timer(r, t);
+    void (*cb)(gw_req *, void *) = t->cb;
+    void *cbarg = t->arg;
+    event_free(t->ev);
+    free(t);
+    cb(r, cbarg);
+}
+
+static gw_timer *h_timer_start(gw_req *r, uint64_t ms, void (*cb)(gw_req *, void *), void *arg)
+{
+    gw_timer_rec *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ev = evtimer_new(C(r)->w->base, on_timer, t);
+    if (!t->ev) {
+        free(t);
+        return NULL;
+    }
+    t->req = r;
+    t->cb = cb;
+    t->arg = arg;
+    t->next = r->timers;
+    r->timers = t;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(t->ev, &tv);
+    return (gw_timer *)t;
+}
+
+static void h_timer_cancel(gw_timer *tm)
+{
+    gw_timer_rec *t = (gw_timer_rec *)tm;
+    if (!t) return;
+    unlink_timer(t->req, t);
+    event_free(t->ev);
+    free(t);
+}
+
+static int h_on_cleanup(gw_req *r, void (*cb)(void *), void *arg)
+{
+    gw_cleanup_rec *k = gw_req_alloc(r, sizeof *k);
+    if (!k) return -1;
+    k->cb = cb;
+    k->arg = arg;
+    k->next = r->cleanups;
+    r->cleanups = k;
+    return 0;
+}
+
+/* --- endpoints -------------------------------------------------------------------------------------- */
+
+static int h_register_endpoint(gw_filter *self, const char *method, const char *path, bool prefix,
+                               gw_phase_fn handler)
+{
+    gw_gen *g = self->gen;
+    if (!path || path[0] != '/' || !handler) return -1;
+    int m = GW_METHOD_OTHER;
+    if (method && strcmp(method, "*") != 0) {
+        m = gw_http_method_id((gw_str){method, strlen(method)});
+        if (m == GW_METHOD_OTHER) return -1;
+    }
+    gw_endpoint *e = realloc(g->endpoints, (g->nendpoints + 1) * sizeof *e);
+    if (!e) return -1;
+    g->endpoints = e;
+    e = &g->endpoints[g->nendpoints];
+    *e = (gw_endpoint){.f = self, .method = m, .path = strdup(path), .prefix = prefix, .handler = handler};
+    if (!e->path) return -1;
+    e->path_len = strlen(path);
+    g->nendpoints++;
+    return 0;
+}
+
+static gw_host host_table;
+
+const gw_host *gw_host_api(void)
+{
+    if (host_table.struct_size) return &host_table;
+    gw_host *h = &host_table;
+    h->abi_major = GW_ABI_MAJOR;
+    h->abi_minor = GW_ABI_MINOR;
+    h->log = h_log;
+    gw_conf_api_fill(h);
+    h->method = h_method;
+    h->path = h_path;
+    h->query = h_query;
+    h->route = h_route;
+    h->service = h_service;
+    h->client_ip = h_client_ip;
+    h->request_id = h_request_id;
+    h->worker = h_worker;
+    h->status = h_status;
+    h->bytes_in = h_bytes_in;
+    h->bytes_out = h_bytes_out;
+    h->attempts = h_attempts;
+    h->attempt_error = h_attempt_error;
+    h->upstream = h_upstream;
+    gw_host_headers_fill(h);
+    h->respond = h_respond;
+    h->respond_error = h_respond_error;
+    h->retry_after = h_retry_after;
+    h->replayable = h_replayable;
+    h->body = h_body;
+    h->alloc = h_alloc;
+    h->now_ms = h_now_ms;
+    h->unix_ms = h_unix_ms;
+    h->resume = gw_phase_resume;
+    h->timer_start = h_timer_start;
+    h->timer_cancel = h_timer_cancel;
+    h->on_cleanup = h_on_cleanup;
+    h->register_endpoint = h_register_endpoint;
+    h->struct_size = sizeof *h; /* last: marks the table ready */
+    return h;
+}

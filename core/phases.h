@@ -1,0 +1,41 @@
+/* phases.h - running the filter pipeline's phases for a request, pausing on WAIT and continuing on
+ * resume, and the per-request helpers (memory, header views) the host API is built on. */
+#ifndef GW_PHASES_H
+#define GW_PHASES_H
+
+#include <gw/filter.h>
+
+#include "server.h"
+
+enum { GW_PH_ENDPOINT = 5 }; /* a registered endpoint's handler, run like a one-filter phase */
+
+/* Per-request memory and lifetime (host.c). */
+void *gw_req_alloc(gw_req *r, size_t n);
+void gw_req_end(gw_req *r);  /* timers cancelled, cleanups run, memory released (first chunk kept) */
+void gw_req_free(gw_req *r); /* gw_req_end + the kept chunk */
+
+/* Header views (headers.c). */
+gw_hlist *gw_hdr_view(gw_req *r, gw_hdr_set set);
+int gw_hdr_put(gw_req *r, gw_hdr_set set, const char *name, const char *value, size_t len, bool replace);
+void gw_host_headers_fill(gw_host *h);
+
+/* Starts a request's filter context (state block) when its generation has filters. */
+int gw_phase_request_init(gw_conn *c);
+
+/* Runs `phase` for the request from its first filter; the result goes to the phase's continuation
+ * (gw_after_phase), now or after a WAIT is resumed. */
+void gw_phase_start(gw_conn *c, int phase);
+void gw_phase_resume(gw_req *r, gw_result result);
+/* True if any filter of the request's generation implements `phase`. */
+bool gw_phase_present(const gw_conn *c, int phase);
+/* The log phase: synchronous, reverse order, WAIT not allowed. */
+void gw_phase_log(gw_conn *c);
+
+/* Continuations, implemented where the work continues (conn.c, proxy.c, proxy_response.c, respond.c). */
+void gw_after_request_phase(gw_conn *c, gw_result r);
+void gw_after_endpoint(gw_conn *c, gw_result r);
+void gw_after_upstream_request(gw_conn *c, gw_result r);
+void gw_after_upstream_response(gw_conn *c, gw_result r);
+void gw_after_response_phase(gw_conn *c, gw_result r);
+
+#endif

@@ -1,0 +1,272 @@
+/* gw/testhost.h - a test host for gateway filters: the complete gw_host table of <gw/filter.h> over fake
+ * requests, a fake upstream, a fake clock, an in-memory store, and captured logs and metrics. No sockets,
+ * no threads: a filter's unit tests (cmocka or anything else) drive it one call at a time.
+ *
+ * A typical test:
+ *
+ *     gw_th *th = gw_th_new();
+ *     assert_int_equal(gw_th_load(th, "build/example.so", "name: example\nheader: X-A\n"), 0);
+ *     gw_req *r = gw_th_request(th, "GET", "/api/users/1?x=1");
+ *     gw_th_request_header(r, "Authorization", "Bearer abc");
+ *     gw_th_upstream_reply(r, 200, "Content-Type: text/plain\n", "hello");
+ *     assert_int_equal(gw_th_run(r), GW_TH_DONE);
+ *     assert_int_equal(gw_th_status(r), 200);
+ *     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-A"), "...");
+ *     gw_th_free(th);
+ *
+ * What the host does for one request, as the gateway does it:
+ *   1. routing: a registered endpoint (method and path) first, then the longest route prefix (see
+ *      gw_th_route; with no route configured every path belongs to the route "default"). No match: 404
+ *      (405 for an endpoint path with another method) answered by the host, and no filter phase runs.
+ *   2. request phase, pipeline order; for an endpoint, then the endpoint's handler.
+ *   3. per upstream attempt: upstream_request (pipeline order), the fake upstream answers with the next
+ *      scripted reply, upstream_response (reverse order). GW_RETRY makes another attempt: the delay given
+ *      with host->retry_after() is recorded and passes on the fake clock (timers due meanwhile fire).
+ *   4. response phase (reverse order, every filter of the pipeline), then log (reverse order), then the
+ *      request ends: timers are cancelled, on_cleanup callbacks run (last registered first), and the
+ *      memory from host->alloc() and the per-request states are freed.
+ * GW_RESPOND skips the rest of its phase and everything up to the response phase; GW_ERROR answers 500
+ * with the error JSON; GW_WAIT pauses the request until host->resume(), which continues it at once,
+ * inside the call (so a filter must not touch the request, its state or alloc'd memory after resume).
+ *
+ * Misuse the host detects (resume twice or on a request that is not waiting, respond() without
+ * GW_RESPOND, WAIT in the log phase, writing a header set outside its phases, metric_register outside
+ * create(), ...) is logged at GW_LOG_ERROR under "[testhost]" and counted: assert gw_th_violations(th) == 0
+ * at the end of a test.
+ *
+ * All names, paths and header values taken by these functions are copied; strings returned stay valid
+ * until the object they describe changes or is freed. Not thread-safe: one thread per test host. */
+#ifndef GW_TESTHOST_H
+#define GW_TESTHOST_H
+
+#include <gw/filter.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gw_th gw_th;
+
+/* The fake clock starts at these values for the first test host created in a process (and again whenever
+ * a new test host is created while no other exists). The clock is process-wide because host->now_ms()
+ * takes no argument. */
+#define GW_TH_CLOCK_START_MS 1000000u
+#define GW_TH_UNIX_START_MS 1700000000000u
+
+/* File names used in configuration messages ("pipeline.yaml:2:3: ..."). */
+#define GW_TH_PIPELINE_FILE "pipeline.yaml"
+#define GW_TH_ROUTES_FILE "routes.yaml"
+
+/* The target every upstream attempt goes to (host->upstream()); its authority is the upstream Host. */
+#define GW_TH_UPSTREAM_URL "http://upstream.test:8080"
+
+/* ------------------------------------------------------------------------------------------------------
+ * Test host lifecycle */
+
+/* A new, empty test host (no filter, no route). Aborts the process if out of memory. */
+gw_th *gw_th_new(void);
+
+/* Ends every request still running (as if each client went away), runs worker_fini, route_destroy and
+ * destroy for every filter (reverse pipeline order), unloads the shared objects, frees everything. */
+void gw_th_free(gw_th *th);
+
+/* The host API table the filters get (every member non-NULL); handy for calling host functions from a
+ * test, e.g. gw_th_host(th)->now_ms(). */
+const gw_host *gw_th_host(gw_th *th);
+
+/* The message of the last call that failed (gw_th_load, gw_th_add, gw_th_route, ...), "" if none. */
+const char *gw_th_error(const gw_th *th);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Filters and routes */
+
+/* Loads a filter shared object and appends it to the pipeline, configured with `entry_yaml`: the pipeline
+ * entry mapping as it would appear in the gateway's configuration, e.g. "name: example\nheader: X-A\n"
+ * (NULL or "" = just the name). The descriptor gets the gateway's checks (major equal, minor not newer,
+ * size sane, name and version present; messages name the file and both ABI versions); then config_check,
+ * create and worker_init(inst, 0, 1) run. `name:` must match the descriptor's name when given; a second
+ * filter of the same name is refused; `enabled: false` loads and checks nothing and returns 0.
+ * Returns 0, or -1 with the message in gw_th_error() ("pipeline.yaml:line:col: ..." for settings). */
+int gw_th_load(gw_th *th, const char *so_path, const char *entry_yaml);
+
+/* Like gw_th_load for a descriptor linked into the test (e.g. &gw_filter_descriptor). */
+int gw_th_add(gw_th *th, const gw_filter_desc *desc, const char *entry_yaml);
+
+/* Adds a route: requests whose normalised path is `prefix` or below it (at a '/' boundary; the longest
+ * prefix wins; "/" matches every path) belong to it. host->route() and host->service() return `name`.
+ * `filters_yaml` is the route's `filters:` mapping (per-route settings keyed by filter name, e.g.
+ * "example:\n  header: X-B\n"; NULL = none): each filter named runs route_check (with inst NULL, as
+ * during `gateway -t`) and route_create. Add the filters first: a filter added later has no settings on
+ * routes added before it. Returns 0 or -1 (gw_th_error(): "routes.yaml:line:col: ..."). */
+int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *filters_yaml);
+
+/* The instance create() returned for the filter `name`, or NULL. */
+void *gw_th_instance(const gw_th *th, const char *name);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Requests. A request belongs to the test host, which frees it in gw_th_free. */
+
+/* A new request that has not run yet. `target` is the request-target: a path with an optional query
+ * ("/a/b?x=1"); it is normalised as the gateway does (a target the gateway refuses answers 400 when run).
+ * Defaults: client IP 127.0.0.1, request id "req-<n>" (n counts from 1 per test host) unless a sane
+ * X-Request-Id header is added, body empty and replayable, no scripted upstream reply. */
+gw_req *gw_th_request(gw_th *th, const char *method, const char *target);
+
+/* Adds a client request header (before gw_th_run). Returns 0, or -1 for an invalid name or a value with
+ * CR, LF or NUL. */
+int gw_th_request_header(gw_req *r, const char *name, const char *value);
+
+/* The client's request body (copied; complete before the upstream is contacted). */
+void gw_th_request_body(gw_req *r, const void *body, size_t len);
+
+/* The client's address (host->client_ip()). */
+void gw_th_request_client_ip(gw_req *r, const char *ip);
+
+/* false: the body counts as streamed, host->replayable() is false and GW_RETRY is refused (treated as
+ * GW_CONTINUE). Default true. */
+void gw_th_request_replayable(gw_req *r, bool replayable);
+
+/* Queues the reply of the next upstream attempt: status, header lines "Name: value\n..." (NULL = none;
+ * '\r' before '\n' allowed), body (NUL-terminated, NULL = empty). Each attempt takes the next queued reply;
+ * when the queue is exhausted the last one is used again, and with none queued the upstream answers 200
+ * with no header and an empty body. Returns 0 or -1 (bad status or header line). */
+int gw_th_upstream_reply(gw_req *r, int status, const char *headers, const char *body);
+
+/* Queues a failed attempt: `why` is what host->attempt_error() returns: "connect", "closed" or "invalid"
+ * (status 502), or "timeout" (504). Returns 0 or -1 (unknown reason). */
+int gw_th_upstream_fail(gw_req *r, const char *why);
+
+typedef enum {
+    GW_TH_WAITING = 0, /* a phase returned GW_WAIT and nobody resumed it yet */
+    GW_TH_DONE = 1,    /* the request ended (log phase and cleanup done) */
+} gw_th_state;
+
+/* Runs the request as far as it goes: until it ends, or until a phase waits. Store callbacks queued
+ * meanwhile are delivered before returning (unless gw_th_store_auto(th, false)), so a filter that waits
+ * only for the store finishes within this call. Calling it again on a waiting request only delivers
+ * pending store callbacks. Returns the request's state. */
+gw_th_state gw_th_run(gw_req *r);
+
+/* The state of a request that was run. */
+gw_th_state gw_th_state_of(const gw_req *r);
+
+/* Where the request is: "new", "request", "endpoint", "upstream_request", "upstream_response", "response",
+ * "log" or "done". */
+const char *gw_th_phase(const gw_req *r);
+
+/* The client goes away: a request that has not ended ends now (the log phase runs, then cleanup).
+ * A store or timer callback that later resumes it is reported as a violation. */
+void gw_th_abort(gw_req *r);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Inspecting a request */
+
+/* The response status (0 while none is known). */
+int gw_th_status(const gw_req *r);
+
+/* The first header `name` (case-insensitive) of a set as a NUL-terminated string, or NULL.
+ * GW_HDR_REQUEST: the client's request with the filters' edits; GW_HDR_RESPONSE: the response;
+ * GW_HDR_UPSTREAM: the head of the last request actually sent upstream (NULL if none was sent). */
+const char *gw_th_header(const gw_req *r, gw_hdr_set set, const char *name);
+
+/* How many headers named `name` a set holds (name NULL: all of them). Same sets as gw_th_header. */
+size_t gw_th_header_count(const gw_req *r, gw_hdr_set set, const char *name);
+
+/* The response body (NUL-terminated; *len receives its length if len is not NULL). */
+const char *gw_th_body(const gw_req *r, size_t *len);
+
+/* Whether an upstream attempt was sent, and how many attempts were made (host->attempts()). */
+bool gw_th_upstream_called(const gw_req *r);
+unsigned gw_th_attempts(const gw_req *r);
+
+/* Method and target (normalised path plus "?query") of the last request sent upstream, NULL if none. */
+const char *gw_th_upstream_method(const gw_req *r);
+const char *gw_th_upstream_target(const gw_req *r);
+
+/* The retry delay recorded after attempt `attempt` (1-based) returned GW_RETRY; 0 if it did not. */
+uint64_t gw_th_retry_delay(const gw_req *r, unsigned attempt);
+
+/* ------------------------------------------------------------------------------------------------------
+ * The fake clock */
+
+/* Moves the clock forward by `ms`, firing the timers that fall due on the way in due order (the clock
+ * reads each timer's due time while it runs), then delivers pending store callbacks (unless
+ * gw_th_store_auto(th, false)). host->now_ms() and host->unix_ms() read this clock. */
+void gw_th_advance(gw_th *th, uint64_t ms);
+
+/* ------------------------------------------------------------------------------------------------------
+ * The store (host->store_get/set/del/take), in memory, with TTLs on the fake clock. Keys are namespaced
+ * by filter name, as in the gateway. Results are computed when the call is made; callbacks are queued and
+ * delivered later, in call order: by gw_th_run_pending(), and automatically at the end of gw_th_run() and
+ * gw_th_advance() (and after each timer callback) unless turned off with gw_th_store_auto(th, false). */
+
+enum {
+    GW_TH_STORE_OK = 0,   /* normal operation */
+    GW_TH_STORE_FAIL = 1, /* calls are accepted (return 0); callbacks get status -1 (value NULL; bucket NULL) */
+    GW_TH_STORE_DOWN = 2, /* calls return -1 at once; no callback */
+};
+void gw_th_store_mode(gw_th *th, int mode);
+
+/* true (default): callbacks are delivered by the run functions; false: only by gw_th_run_pending(). */
+void gw_th_store_auto(gw_th *th, bool on);
+
+/* Callbacks queued and not delivered yet. */
+size_t gw_th_store_pending(const gw_th *th);
+
+/* Delivers queued callbacks, including those queued by the callbacks themselves, until none is left.
+ * Returns how many ran. */
+size_t gw_th_run_pending(gw_th *th);
+
+/* Reads a value of filter `filter` directly (no callback); NULL if absent or expired. *len gets its
+ * length when len is not NULL. The result is NUL-terminated. */
+const char *gw_th_store_peek(gw_th *th, const char *filter, const char *key, size_t *len);
+
+/* Writes a value of filter `filter` directly (ttl_ms 0 = persistent). Returns 0 or -1. */
+int gw_th_store_put(gw_th *th, const char *filter, const char *key, const char *value, size_t len,
+                    uint64_t ttl_ms);
+
+/* Tokens in a bucket of filter `filter` now (refill included), or -1 if the bucket does not exist (a
+ * missing bucket counts as full at the next store_take). */
+double gw_th_bucket_tokens(gw_th *th, const char *filter, const char *key);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Metrics. `label_values` lists the values in the order of the family's label names (NULL when the family
+ * has no labels), e.g. (const char *[]){"GET", "200"}. */
+
+/* Counter or gauge value; for a histogram, the sum of the observations. 0 for a series never touched of a
+ * registered family; NAN when no family has that name. */
+double gw_th_metric(const gw_th *th, const char *name, const char *const *label_values);
+
+/* Histogram: number of observations (all, or those <= `le` with gw_th_metric_bucket). 0 when absent. */
+uint64_t gw_th_metric_count(const gw_th *th, const char *name, const char *const *label_values);
+uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *const *label_values, double le);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Logs: every host->log() line is kept as "[filter:NAME] message" or, with a request,
+ * "[filter:NAME] [REQUEST_ID] message"; the host's own lines start with "[testhost]". */
+
+size_t gw_th_log_count(const gw_th *th);
+
+/* Line i (0-based) and its level (GW_LOG_*) in *level when level is not NULL; NULL past the end. */
+const char *gw_th_log_line(const gw_th *th, size_t i, int *level);
+
+/* Number of lines at `min_level` or above that contain `substring`. */
+size_t gw_th_log_find(const gw_th *th, int min_level, const char *substring);
+
+/* Also print every line to stderr as it is logged (default off). */
+void gw_th_log_echo(gw_th *th, bool on);
+
+/* Misuse of the host API detected so far (each one is also logged). */
+unsigned gw_th_violations(const gw_th *th);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Limits */
+
+/* host->alloc() returns NULL once a request's allocations would exceed `bytes` (0 = no limit, default). */
+void gw_th_alloc_limit(gw_th *th, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

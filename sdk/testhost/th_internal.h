@@ -1,0 +1,285 @@
+/* th_internal.h - the test host's private structures, shared by its source files. */
+#ifndef GW_TH_INTERNAL_H
+#define GW_TH_INTERNAL_H
+
+#include <gw/testhost.h>
+
+#include <stdarg.h>
+
+#include "yaml_tree.h"
+
+/* ---- header lists ---- */
+typedef struct {
+    char *name;
+    char *value; /* NUL-terminated (values never contain NUL) */
+    size_t vlen;
+    bool from_upstream; /* response header that came with the upstream's reply */
+} th_hdr;
+
+typedef struct {
+    th_hdr *v;
+    size_t n, cap;
+} th_hdrs;
+
+bool th_hdr_name_ok(const char *name);
+bool th_hdr_value_ok(const char *value, size_t len);
+int th_hdrs_add(th_hdrs *h, const char *name, const char *value, size_t len, bool from_upstream);
+int th_hdrs_set(th_hdrs *h, const char *name, const char *value, size_t len);
+size_t th_hdrs_remove(th_hdrs *h, const char *name);
+void th_hdrs_remove_upstream(th_hdrs *h);
+const th_hdr *th_hdrs_get(const th_hdrs *h, const char *name);
+size_t th_hdrs_count(const th_hdrs *h, const char *name);
+int th_hdrs_copy(th_hdrs *dst, const th_hdrs *src);
+void th_hdrs_clear(th_hdrs *h);
+
+/* ---- filters, routes, endpoints ---- */
+struct gw_filter {
+    gw_th *th;
+    gw_filter_desc d; /* zero-extended copy of the filter's descriptor */
+    unsigned built_major, built_minor;
+    char *source;     /* file name, or "descriptor 'name'" */
+    void *dl;         /* dlopen handle, NULL for a linked descriptor */
+    gw_yaml_doc *doc; /* the pipeline entry; the filter may keep nodes until destroy */
+    void *inst;
+    size_t index;
+    bool created, worker_ok;
+};
+
+typedef struct {
+    char *name;
+    char *prefix; /* normalised */
+    size_t plen;
+    gw_yaml_doc *doc; /* the filters mapping */
+    void **conf;      /* [nconf]: route_create results by filter index */
+    size_t nconf;
+} th_route;
+
+typedef struct {
+    gw_filter *f;
+    char *method; /* NULL = any */
+    char *path;
+    size_t plen;
+    bool prefix;
+    gw_phase_fn handler;
+} th_endpoint;
+
+/* ---- a scripted upstream reply ---- */
+typedef struct {
+    int status;
+    const char *fail; /* attempt_error value, or NULL */
+    th_hdrs hdrs;
+    char *body;
+    size_t blen;
+} th_reply;
+
+struct gw_timer {
+    gw_req *r;
+    gw_filter *f;
+    uint64_t due, seq;
+    void (*cb)(gw_req *req, void *arg);
+    void *arg;
+    bool done; /* fired or cancelled */
+    gw_timer *next;
+};
+
+typedef struct {
+    void (*cb)(void *arg);
+    void *arg;
+    gw_filter *f;
+} th_cleanup;
+
+enum {
+    TH_NEW = 0,
+    TH_REQUEST,
+    TH_ENDPOINT,
+    TH_UP_REQUEST,
+    TH_UP_CALL,
+    TH_UP_RESPONSE,
+    TH_RESPONSE,
+    TH_LOG,
+    TH_DONE,
+};
+
+struct gw_req {
+    gw_th *th;
+    gw_req *next;
+    unsigned seq;
+
+    /* the client's request */
+    char *method;
+    char *target;   /* as given */
+    char *path;     /* normalised, without the query */
+    char *query;    /* without '?' */
+    char *client_ip;
+    char request_id[40];
+    th_hdrs req_h;
+    char *body;
+    size_t blen;
+    bool replayable;
+
+    /* scripted upstream */
+    th_reply *replies;
+    size_t nreplies, next_reply;
+
+    /* routing */
+    th_route *route;
+    th_endpoint *ep;
+
+    /* run state */
+    int stage;
+    size_t idx;          /* position within the current phase (counts calls made) */
+    bool waiting;        /* a phase returned GW_WAIT */
+    bool in_phase;       /* a phase function is executing */
+    bool driving;        /* drive() is on the stack */
+    bool responded;      /* respond() was called during the current phase call */
+    bool ended;          /* cleanup done */
+    gw_filter *cur;      /* the filter on whose behalf calls are made (store namespace, logs) */
+    void **state;        /* [nfilters at start] per-request states */
+    size_t nstate;
+
+    /* upstream */
+    unsigned attempts;
+    const char *attempt_error;
+    th_hdrs up_h;        /* current attempt's upstream head */
+    bool up_started;     /* an upstream_request phase began */
+    bool up_called;
+    char *up_method, *up_target;
+    th_hdrs up_sent;
+    uint64_t *delays;    /* [attempt-1] */
+    size_t ndelays;
+    uint64_t retry_ms;   /* set by retry_after during the current attempt */
+
+    /* response */
+    int status;
+    th_hdrs resp_h;
+    char *resp_body;
+    size_t resp_blen;
+    uint64_t bytes_in, bytes_out;
+
+    /* per-request memory and callbacks */
+    void **allocs;
+    size_t nallocs, callocs, alloc_bytes;
+    th_cleanup *cleanups;
+    size_t ncleanups, ccleanups;
+    gw_timer *timers;
+};
+
+/* ---- store ---- */
+typedef struct {
+    char *ns, *key;
+    char *value;
+    size_t len;
+    uint64_t expires; /* monotonic ms, 0 = never */
+} th_kv;
+
+typedef struct {
+    char *ns, *key;
+    double tokens;
+    uint64_t last; /* monotonic ms of the last refill */
+} th_bucket;
+
+typedef struct th_op th_op;
+struct th_op {
+    th_op *next;
+    gw_filter *f;
+    gw_store_cb cb;
+    gw_bucket_cb bcb;
+    void *arg;
+    int status;
+    char *value;
+    size_t len;
+    bool has_bucket;
+    gw_bucket_result br;
+};
+
+/* ---- metrics and logs ---- */
+typedef struct {
+    char **values;
+    double value; /* counter/gauge; histogram: sum */
+    uint64_t count;
+    uint64_t *bucket_counts; /* [nbuckets], non-cumulative */
+} th_series;
+
+struct gw_metric {
+    gw_th *th;
+    int type;
+    char *name, *help;
+    char **labels;
+    size_t nlabels;
+    double *buckets;
+    size_t nbuckets;
+    th_series *series;
+    size_t nseries, cseries;
+};
+
+typedef struct {
+    int level;
+    char *line;
+} th_log;
+
+struct gw_th {
+    gw_host host;
+    char error[1024];
+
+    gw_filter **filters;
+    size_t nfilters;
+    th_route *routes;
+    size_t nroutes;
+    th_endpoint *eps;
+    size_t neps;
+    gw_filter *creating; /* create() of this filter is running */
+
+    gw_req *reqs;
+    unsigned req_seq;
+    uint64_t timer_seq;
+    size_t alloc_limit;
+
+    th_kv *kv;
+    size_t nkv, ckv;
+    th_bucket *bk;
+    size_t nbk, cbk;
+    th_op *q_head, *q_tail;
+    size_t q_len;
+    bool store_auto;
+    int store_mode;
+
+    gw_metric **fams;
+    size_t nfams;
+
+    th_log *logs;
+    size_t nlogs, clogs;
+    bool echo;
+    unsigned violations;
+};
+
+/* ---- shared helpers ---- */
+void *th_xcalloc(size_t n, size_t size);
+char *th_xstrdup(const char *s);
+char *th_xmemdup(const char *p, size_t n); /* NUL-terminated copy */
+void *th_grow(void *p, size_t *cap, size_t need, size_t size);
+int th_fail(gw_th *th, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* logging (th_metrics.c) */
+void th_log_add(gw_th *th, int level, const char *filter, const gw_req *r, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+void th_violation(gw_th *th, const gw_req *r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void th_note(gw_th *th, const gw_req *r, int level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void th_metrics_fill(gw_host *h);
+void th_metrics_free(gw_th *th);
+void th_logs_free(gw_th *th);
+
+/* clock and store (th_store.c) */
+uint64_t th_clock_now(void);
+void th_clock_set(uint64_t now);
+void th_clock_reset(void);
+void th_store_fill(gw_host *h);
+void th_store_free(gw_th *th);
+void th_auto_pending(gw_th *th);
+
+/* requests (th_request.c) */
+void th_request_fill(gw_host *h);
+void th_request_free(gw_req *r);
+void th_timers_fire_due(gw_th *th, uint64_t until);
+const char *th_status_title(int status);
+
+#endif
