@@ -180,12 +180,8 @@ int gw_gen_check(gw_config *cfg, const char *exe_dir, char **err)
 {
     if (!route_filters_known(cfg, err)) return -1;
     for (size_t i = 0; i < cfg->npipeline; i++) {
+        /* The same filter may appear more than once, each entry an instance with its own settings. */
         const gw_pipeline_entry *e = &cfg->pipeline[i];
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(cfg->pipeline[j].name, e->name) == 0) {
-                *err = entry_error(cfg, e, "appears twice in the pipeline");
-                return -1;
-            }
         if (!e->enabled) continue;
         gw_module *m = load_entry(cfg, exe_dir, e, err);
         if (!m) return -1;

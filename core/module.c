@@ -118,6 +118,7 @@ gw_module *gw_module_load(const char *file, char **err)
     m->desc.struct_size = (uint32_t)sizeof m->desc;
     m->built_major = d->abi_major;
     m->built_minor = d->abi_minor;
+    m->file_struct_size = d->struct_size;
     return m;
 }
 
@@ -158,6 +159,7 @@ int gw_module_check_cli(const char *file)
     if (d->description) printf("description: %s\n", d->description);
     printf("abi:         %u.%u (this gateway: %u.%u)\n", m->built_major, m->built_minor, GW_ABI_MAJOR,
            GW_ABI_MINOR);
+    printf("descriptor:  %u bytes (this gateway reads %zu)\n", m->file_struct_size, sizeof(gw_filter_desc));
     print_phases(stdout, d);
     printf("state:       %zu bytes per request\nverdict:     compatible\n", d->req_state_size);
     gw_module_free(m);

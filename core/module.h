@@ -9,6 +9,7 @@ typedef struct gw_module {
     char *path;           /* the file as configured */
     gw_filter_desc desc;  /* zero-extended copy: members the filter predates are NULL */
     unsigned built_major, built_minor;
+    unsigned file_struct_size; /* struct_size as the filter declared it */
 } gw_module;
 
 /* Loads `file` (a private copy of it) and checks its descriptor. NULL + *err (malloc'd) naming the file and,

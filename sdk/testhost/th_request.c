@@ -1,0 +1,1092 @@
+/* th_request.c - fake requests and the phase engine: routing, request / upstream_request / fake upstream /
+ * upstream_response / response / log with the gateway's ordering and result handling, WAIT and resume,
+ * retries, timers, per-request memory and cleanup, and the request-bound members of the host table. */
+#include "th_internal.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "router.h"
+
+#define MAX_ATTEMPTS 1000
+
+static void drive(gw_req *r);
+static int respond(gw_req *req, int status, const char *content_type, const char *body, size_t len);
+
+static const char *const stage_names[] = {
+    [TH_NEW] = "new",
+    [TH_REQUEST] = "request",
+    [TH_ENDPOINT] = "endpoint",
+    [TH_UP_REQUEST] = "upstream_request",
+    [TH_UP_CALL] = "upstream_request",
+    [TH_UP_RESPONSE] = "upstream_response",
+    [TH_RESPONSE] = "response",
+    [TH_LOG] = "log",
+    [TH_DONE] = "done",
+};
+
+const char *th_status_title(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Error";
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * building a request */
+
+gw_req *gw_th_request(gw_th *th, const char *method, const char *target)
+{
+    gw_req *r = th_xcalloc(1, sizeof *r);
+    r->th = th;
+    r->seq = ++th->req_seq;
+    r->method = th_xstrdup(method ? method : "GET");
+    r->target = th_xstrdup(target ? target : "/");
+    r->client_ip = th_xstrdup("127.0.0.1");
+    r->replayable = true;
+    r->path = th_xstrdup("");
+    r->query = th_xstrdup("");
+    gw_req **tail = &th->reqs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = r;
+    return r;
+}
+
+static bool not_new(gw_req *r, const char *fn)
+{
+    if (r->stage == TH_NEW) return false;
+    th_violation(r->th, r, "%s: the request already ran", fn);
+    return true;
+}
+
+int gw_th_request_header(gw_req *r, const char *name, const char *value)
+{
+    if (not_new(r, "gw_th_request_header")) return -1;
+    return th_hdrs_add(&r->req_h, name, value, value ? strlen(value) : 0, false);
+}
+
+void gw_th_request_body(gw_req *r, const void *body, size_t len)
+{
+    if (not_new(r, "gw_th_request_body")) return;
+    free(r->body);
+    r->body = th_xmemdup(body, body ? len : 0);
+    r->blen = body ? len : 0;
+}
+
+void gw_th_request_client_ip(gw_req *r, const char *ip)
+{
+    if (not_new(r, "gw_th_request_client_ip") || !ip) return;
+    free(r->client_ip);
+    r->client_ip = th_xstrdup(ip);
+}
+
+void gw_th_request_replayable(gw_req *r, bool replayable)
+{
+    r->replayable = replayable;
+}
+
+static th_reply *new_reply(gw_req *r)
+{
+    size_t cap = r->nreplies;
+    r->replies = th_grow(r->replies, &cap, r->nreplies + 1, sizeof *r->replies);
+    th_reply *p = &r->replies[r->nreplies];
+    memset(p, 0, sizeof *p);
+    return p;
+}
+
+static int parse_header_lines(th_hdrs *h, const char *text)
+{
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t n = eol ? (size_t)(eol - p) : strlen(p);
+        if (n && p[n - 1] == '\r') n--;
+        if (n) {
+            const char *colon = memchr(p, ':', n);
+            if (!colon || colon == p) return -1;
+            char *name = th_xmemdup(p, (size_t)(colon - p));
+            const char *v = colon + 1, *end = p + n;
+            while (v < end && (*v == ' ' || *v == '\t'))
+                v++;
+            while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+                end--;
+            int rc = th_hdrs_add(h, name, v, (size_t)(end - v), true);
+            free(name);
+            if (rc != 0) return -1;
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return 0;
+}
+
+int gw_th_upstream_reply(gw_req *r, int status, const char *headers, const char *body)
+{
+    if (status < 100 || status > 599) return -1;
+    th_hdrs h = {0};
+    if (parse_header_lines(&h, headers) != 0) {
+        th_hdrs_clear(&h);
+        return -1;
+    }
+    th_reply *p = new_reply(r);
+    p->status = status;
+    p->hdrs = h;
+    p->blen = body ? strlen(body) : 0;
+    p->body = th_xmemdup(body, p->blen);
+    r->nreplies++;
+    return 0;
+}
+
+int gw_th_upstream_fail(gw_req *r, const char *why)
+{
+    static const char *const reasons[] = {"connect", "timeout", "closed", "invalid"};
+    for (size_t i = 0; why && i < sizeof reasons / sizeof reasons[0]; i++)
+        if (strcmp(why, reasons[i]) == 0) {
+            th_reply *p = new_reply(r);
+            p->fail = reasons[i];
+            p->status = i == 1 ? 504 : 502;
+            p->body = th_xstrdup("");
+            r->nreplies++;
+            return 0;
+        }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * inspection */
+
+gw_th_state gw_th_state_of(const gw_req *r)
+{
+    return r->stage == TH_DONE ? GW_TH_DONE : GW_TH_WAITING;
+}
+
+const char *gw_th_phase(const gw_req *r)
+{
+    return stage_names[r->stage];
+}
+
+int gw_th_status(const gw_req *r)
+{
+    return r->status;
+}
+
+static const th_hdrs *inspect_set(const gw_req *r, gw_hdr_set set)
+{
+    switch (set) {
+    case GW_HDR_REQUEST: return &r->req_h;
+    case GW_HDR_UPSTREAM: return r->up_called ? &r->up_sent : NULL;
+    case GW_HDR_RESPONSE: return &r->resp_h;
+    }
+    return NULL;
+}
+
+const char *gw_th_header(const gw_req *r, gw_hdr_set set, const char *name)
+{
+    const th_hdrs *h = inspect_set(r, set);
+    const th_hdr *e = h ? th_hdrs_get(h, name) : NULL;
+    return e ? e->value : NULL;
+}
+
+size_t gw_th_header_count(const gw_req *r, gw_hdr_set set, const char *name)
+{
+    const th_hdrs *h = inspect_set(r, set);
+    return h ? th_hdrs_count(h, name) : 0;
+}
+
+const char *gw_th_body(const gw_req *r, size_t *len)
+{
+    if (len) *len = r->resp_blen;
+    return r->resp_body ? r->resp_body : "";
+}
+
+bool gw_th_upstream_called(const gw_req *r)
+{
+    return r->up_called;
+}
+
+unsigned gw_th_attempts(const gw_req *r)
+{
+    return r->attempts;
+}
+
+const char *gw_th_upstream_method(const gw_req *r)
+{
+    return r->up_called ? r->up_method : NULL;
+}
+
+const char *gw_th_upstream_target(const gw_req *r)
+{
+    return r->up_called ? r->up_target : NULL;
+}
+
+uint64_t gw_th_retry_delay(const gw_req *r, unsigned attempt)
+{
+    return attempt >= 1 && attempt <= r->ndelays ? r->delays[attempt - 1] : 0;
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * responses the host makes */
+
+static void set_body(gw_req *r, const char *body, size_t len)
+{
+    free(r->resp_body);
+    r->resp_body = th_xmemdup(body, body ? len : 0);
+    r->resp_blen = body ? len : 0;
+}
+
+static char *error_json(const gw_req *r, int status, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *s = NULL;
+    if (o && cJSON_AddStringToObject(o, "error", th_status_title(status)) &&
+        cJSON_AddStringToObject(o, "message", message ? message : th_status_title(status)) &&
+        cJSON_AddStringToObject(o, "request_id", r->request_id))
+        s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* The host's own error answer: every header a filter set is dropped. */
+static void host_error(gw_req *r, int status, const char *message)
+{
+    th_hdrs_clear(&r->resp_h);
+    r->status = status;
+    char *s = error_json(r, status, message);
+    if (!s) abort();
+    th_hdrs_set(&r->resp_h, "Content-Type", "application/json", 16);
+    set_body(r, s, strlen(s));
+    cJSON_free(s);
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * the phase engine */
+
+static size_t nfilters(const gw_req *r)
+{
+    return r->nstate < r->th->nfilters ? r->nstate : r->th->nfilters;
+}
+
+static gw_phase_fn phase_fn(const gw_filter *f, int stage)
+{
+    switch (stage) {
+    case TH_REQUEST: return f->d.on_request;
+    case TH_UP_REQUEST: return f->d.on_upstream_request;
+    case TH_UP_RESPONSE: return f->d.on_upstream_response;
+    case TH_RESPONSE: return f->d.on_response;
+    case TH_LOG: return f->d.on_log;
+    default: return NULL;
+    }
+}
+
+static bool reverse_order(int stage)
+{
+    return stage == TH_UP_RESPONSE || stage == TH_RESPONSE || stage == TH_LOG;
+}
+
+static void *route_conf(const gw_req *r, const gw_filter *f)
+{
+    if (r->ep || !r->route || f->index >= r->route->nconf) return NULL;
+    return r->route->conf[f->index];
+}
+
+static gw_result call(gw_req *r, gw_filter *f, gw_phase_fn fn)
+{
+    r->cur = f;
+    r->in_phase = true;
+    r->responded = false;
+    void *state = f->index < r->nstate ? r->state[f->index] : NULL;
+    gw_result res = fn(f->inst, route_conf(r, f), state, r);
+    r->in_phase = false;
+    return res;
+}
+
+static void begin_response(gw_req *r)
+{
+    if (!th_hdrs_get(&r->resp_h, "X-Request-Id"))
+        th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+    r->stage = TH_RESPONSE;
+    r->idx = 0;
+}
+
+static void begin_log(gw_req *r)
+{
+    r->bytes_out = r->resp_blen;
+    r->stage = TH_LOG;
+    r->idx = 0;
+}
+
+static bool own_request_field(const char *name)
+{
+    static const char *const skip[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+                                       "Transfer-Encoding", "Upgrade", "Proxy-Authenticate",
+                                       "Proxy-Authorization", "Host", "Content-Length", "Expect",
+                                       "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+                                       "X-Request-Id"};
+    for (size_t i = 0; i < sizeof skip / sizeof skip[0]; i++)
+        if (strcasecmp(name, skip[i]) == 0) return true;
+    return false;
+}
+
+static void begin_attempt(gw_req *r)
+{
+    r->attempts++;
+    r->retry_ms = 0;
+    r->attempt_error = NULL;
+    r->up_started = true;
+    r->bytes_in = r->blen;
+    th_hdrs *u = &r->up_h;
+    th_hdrs_clear(u);
+    const char *authority = GW_TH_UPSTREAM_URL + 7; /* after "http://" */
+    th_hdrs_add(u, "Host", authority, strlen(authority), false);
+    for (size_t i = 0; i < r->req_h.n; i++) {
+        const th_hdr *e = &r->req_h.v[i];
+        if (!own_request_field(e->name)) th_hdrs_add(u, e->name, e->value, e->vlen, false);
+    }
+    const th_hdr *xff = th_hdrs_get(&r->req_h, "X-Forwarded-For");
+    char *v = th_xcalloc((xff ? xff->vlen : 0) + strlen(r->client_ip) + 3, 1);
+    sprintf(v, "%s%s%s", xff ? xff->value : "", xff ? ", " : "", r->client_ip);
+    th_hdrs_add(u, "X-Forwarded-For", v, strlen(v), false);
+    free(v);
+    th_hdrs_add(u, "X-Forwarded-Proto", "http", 4, false);
+    const th_hdr *host = th_hdrs_get(&r->req_h, "Host");
+    if (host) th_hdrs_add(u, "X-Forwarded-Host", host->value, host->vlen, false);
+    th_hdrs_add(u, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+    if (r->blen) {
+        char cl[32];
+        snprintf(cl, sizeof cl, "%zu", r->blen);
+        th_hdrs_add(u, "Content-Length", cl, strlen(cl), false);
+    }
+    r->stage = TH_UP_REQUEST;
+    r->idx = 0;
+}
+
+static void upstream_call(gw_req *r)
+{
+    free(r->up_method);
+    free(r->up_target);
+    r->up_method = th_xstrdup(r->method);
+    size_t pl = strlen(r->path), ql = strlen(r->query);
+    r->up_target = th_xcalloc(pl + ql + 2, 1);
+    sprintf(r->up_target, "%s%s%s", r->path, ql ? "?" : "", r->query);
+    th_hdrs_copy(&r->up_sent, &r->up_h);
+    r->up_called = true;
+
+    static const th_reply dflt = {.status = 200};
+    const th_reply *p = r->next_reply < r->nreplies ? &r->replies[r->next_reply++]
+                        : r->nreplies                ? &r->replies[r->nreplies - 1]
+                                                     : &dflt;
+    th_hdrs_remove_upstream(&r->resp_h);
+    r->status = p->status;
+    r->attempt_error = p->fail;
+    for (size_t i = 0; i < p->hdrs.n; i++)
+        th_hdrs_add(&r->resp_h, p->hdrs.v[i].name, p->hdrs.v[i].value, p->hdrs.v[i].vlen, true);
+    set_body(r, p->body, p->blen);
+    r->stage = TH_UP_RESPONSE;
+    r->idx = 0;
+}
+
+static const char *failure_message(const char *why)
+{
+    if (strcmp(why, "timeout") == 0) return "The upstream service did not answer in time";
+    if (strcmp(why, "closed") == 0) return "The upstream service closed the connection without answering";
+    if (strcmp(why, "invalid") == 0) return "The upstream service sent an invalid response";
+    return "The upstream service is unavailable";
+}
+
+/* The phase at r->stage has run for every filter. */
+static void phase_done(gw_req *r)
+{
+    switch (r->stage) {
+    case TH_REQUEST:
+        if (r->ep) r->stage = TH_ENDPOINT;
+        else begin_attempt(r);
+        break;
+    case TH_UP_REQUEST: r->stage = TH_UP_CALL; break;
+    case TH_UP_RESPONSE:
+        if (r->attempt_error) host_error(r, r->status, failure_message(r->attempt_error));
+        begin_response(r);
+        break;
+    case TH_RESPONSE: begin_log(r); break;
+    case TH_LOG: r->stage = TH_DONE; break;
+    default: break;
+    }
+}
+
+static const char *fname(const gw_req *r)
+{
+    return r->cur ? r->cur->d.name : "?";
+}
+
+static void retry(gw_req *r)
+{
+    gw_th *th = r->th;
+    if (!r->replayable) {
+        th_note(th, r, GW_LOG_DEBUG, "GW_RETRY from '%s' refused: the request body cannot be replayed", fname(r));
+        r->idx++;
+        return;
+    }
+    if (r->attempts >= MAX_ATTEMPTS) {
+        th_violation(th, r, "filter '%s': more than %d attempts; GW_RETRY treated as GW_CONTINUE", fname(r),
+                     MAX_ATTEMPTS);
+        r->idx++;
+        return;
+    }
+    size_t cap = r->ndelays;
+    r->delays = th_grow(r->delays, &cap, r->attempts, sizeof *r->delays);
+    r->ndelays = r->attempts;
+    r->delays[r->attempts - 1] = r->retry_ms;
+    th_hdrs_remove_upstream(&r->resp_h);
+    set_body(r, NULL, 0);
+    r->status = 0;
+    r->attempt_error = NULL;
+    th_timers_fire_due(th, th_clock_now() + r->retry_ms); /* the delay passes on the fake clock */
+    begin_attempt(r);
+}
+
+/* Applies the result of a phase call (direct or via resume). r->cur is the filter that produced it. */
+static void on_result(gw_req *r, gw_result res)
+{
+    gw_th *th = r->th;
+    if (res == GW_WAIT) {
+        if (r->stage == TH_LOG) {
+            th_violation(th, r, "filter '%s': GW_WAIT in the log phase (not allowed), treated as an error",
+                         fname(r));
+            r->idx++;
+            return;
+        }
+        r->waiting = true; /* r->responded is kept: respond() may come before the resume */
+        return;
+    }
+    bool responded = r->responded;
+    r->responded = false;
+    const char *phase = stage_names[r->stage];
+    switch (r->stage) {
+    case TH_REQUEST:
+    case TH_ENDPOINT:
+    case TH_UP_REQUEST:
+    case TH_UP_RESPONSE:
+        if (res == GW_RETRY && r->stage == TH_UP_RESPONSE) {
+            retry(r);
+            return;
+        }
+        if (res == GW_CONTINUE && responded) {
+            th_violation(th, r, "filter '%s': called respond() in the %s phase but returned GW_CONTINUE", fname(r),
+                         phase);
+            res = GW_RESPOND;
+        }
+        if (res == GW_CONTINUE && r->stage == TH_ENDPOINT) {
+            th_violation(th, r, "filter '%s': endpoint handler returned GW_CONTINUE without responding",
+                         fname(r));
+            res = GW_ERROR;
+        }
+        if (res == GW_CONTINUE) {
+            r->idx++;
+            return;
+        }
+        if (res == GW_RESPOND && !responded) {
+            th_violation(th, r, "filter '%s': returned GW_RESPOND without calling respond()", fname(r));
+            res = GW_ERROR;
+        }
+        if (res != GW_RESPOND && res != GW_ERROR) {
+            th_violation(th, r, "filter '%s': result %d is not valid in the %s phase", fname(r), (int)res, phase);
+            res = GW_ERROR;
+        }
+        if (res == GW_ERROR) {
+            th_note(th, r, GW_LOG_ERROR, "filter '%s' failed in the %s phase: answering 500", fname(r), phase);
+            host_error(r, 500, "The request could not be processed");
+        }
+        begin_response(r);
+        return;
+    case TH_RESPONSE:
+        if (res == GW_CONTINUE) {
+            r->idx++;
+            return;
+        }
+        if (res == GW_RESPOND && !responded)
+            th_violation(th, r, "filter '%s': returned GW_RESPOND without calling respond()", fname(r));
+        if (res != GW_RESPOND && res != GW_ERROR)
+            th_violation(th, r, "filter '%s': result %d is not valid in the response phase", fname(r), (int)res);
+        if (res != GW_RESPOND) {
+            th_note(th, r, GW_LOG_ERROR, "filter '%s' failed in the response phase: answering 500", fname(r));
+            host_error(r, 500, "The request could not be processed");
+            th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+        }
+        begin_log(r);
+        return;
+    case TH_LOG:
+        if (res != GW_CONTINUE)
+            th_note(th, r, GW_LOG_DEBUG, "filter '%s' returned %d in the log phase (ignored)", fname(r), (int)res);
+        r->idx++;
+        return;
+    default: return;
+    }
+}
+
+static void step(gw_req *r)
+{
+    gw_th *th = r->th;
+    switch (r->stage) {
+    case TH_REQUEST:
+    case TH_UP_REQUEST:
+    case TH_UP_RESPONSE:
+    case TH_RESPONSE:
+    case TH_LOG: {
+        size_t n = nfilters(r);
+        if (r->idx >= n) {
+            phase_done(r);
+            return;
+        }
+        gw_filter *f = th->filters[reverse_order(r->stage) ? n - 1 - r->idx : r->idx];
+        gw_phase_fn fn = phase_fn(f, r->stage);
+        if (!fn) {
+            r->idx++;
+            return;
+        }
+        on_result(r, call(r, f, fn));
+        return;
+    }
+    case TH_ENDPOINT: on_result(r, call(r, r->ep->f, r->ep->handler)); return;
+    case TH_UP_CALL: upstream_call(r); return;
+    default: return;
+    }
+}
+
+/* Ends the request: timers off, cleanup callbacks (last registered first), per-request memory freed. */
+static void end_request(gw_req *r)
+{
+    if (r->ended) return;
+    r->ended = true;
+    r->stage = TH_DONE;
+    r->waiting = false;
+    for (gw_timer *t = r->timers; t; t = t->next)
+        t->done = true;
+    while (r->ncleanups) {
+        th_cleanup c = r->cleanups[--r->ncleanups];
+        r->cur = c.f;
+        c.cb(c.arg);
+    }
+    for (size_t i = 0; i < r->nallocs; i++)
+        free(r->allocs[i]);
+    free(r->allocs);
+    r->allocs = NULL;
+    r->nallocs = r->callocs = 0;
+    for (size_t i = 0; i < r->nstate; i++)
+        free(r->state[i]);
+    free(r->state);
+    r->state = NULL;
+    r->nstate = 0;
+}
+
+static void drive(gw_req *r)
+{
+    if (r->driving) return;
+    r->driving = true;
+    while (!r->waiting && r->stage != TH_DONE)
+        step(r);
+    r->driving = false;
+    if (r->stage == TH_DONE) end_request(r);
+}
+
+static bool sane_request_id(const char *v, size_t n)
+{
+    if (n == 0 || n > 128) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+              c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+static bool method_matches(const th_endpoint *e, const char *method)
+{
+    return !e->method || strcmp(e->method, method) == 0 ||
+           (strcmp(e->method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+static bool prefix_matches(const char *prefix, size_t plen, const char *path)
+{
+    if (plen == 1 && prefix[0] == '/') return true;
+    return strncmp(path, prefix, plen) == 0 && (path[plen] == '\0' || path[plen] == '/');
+}
+
+/* Routing; returns 0 or the status the host answers with. */
+static int route_request(gw_req *r)
+{
+    gw_th *th = r->th;
+    size_t tlen = strlen(r->target), cap = tlen + 16, out_len, path_len;
+    char *norm = th_xcalloc(cap, 1);
+    int st = gw_path_normalize(r->target, tlen, norm, cap, &out_len, &path_len);
+    if (st) {
+        free(norm);
+        return st;
+    }
+    free(r->path);
+    free(r->query);
+    r->path = th_xmemdup(norm, path_len);
+    r->query = th_xstrdup(path_len < out_len ? norm + path_len + 1 : "");
+    free(norm);
+
+    bool path_known = false;
+    for (size_t i = 0; i < th->neps; i++) {
+        th_endpoint *e = &th->eps[i];
+        if (!(e->prefix ? prefix_matches(e->path, e->plen, r->path)
+                        : strlen(r->path) == e->plen && memcmp(r->path, e->path, e->plen) == 0))
+            continue;
+        path_known = true;
+        if (method_matches(e, r->method)) {
+            r->ep = e;
+            return 0;
+        }
+    }
+    if (path_known) return 405;
+    if (th->nroutes == 0) return 0; /* the implicit route "default" */
+    size_t best = 0;
+    for (size_t i = 0; i < th->nroutes; i++) {
+        th_route *rt = &th->routes[i];
+        if (rt->plen >= best && prefix_matches(rt->prefix, rt->plen, r->path)) {
+            r->route = rt;
+            best = rt->plen;
+        }
+    }
+    return r->route ? 0 : 404;
+}
+
+static void start(gw_req *r)
+{
+    gw_th *th = r->th;
+    const th_hdr *rid = th_hdrs_get(&r->req_h, "X-Request-Id");
+    if (rid && sane_request_id(rid->value, rid->vlen))
+        snprintf(r->request_id, sizeof r->request_id, "%.39s", rid->value);
+    else
+        snprintf(r->request_id, sizeof r->request_id, "req-%u", r->seq);
+    int st = route_request(r);
+    if (st) {
+        host_error(r, st,
+                   st == 404   ? "No route matches the request path"
+                   : st == 405 ? "The method is not allowed on this endpoint"
+                   : st == 414 ? "The request target is too long"
+                               : "The request target is not valid");
+        th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+        r->stage = TH_DONE;
+        return;
+    }
+    r->nstate = th->nfilters;
+    r->state = th_xcalloc(r->nstate, sizeof *r->state);
+    for (size_t i = 0; i < r->nstate; i++)
+        if (th->filters[i]->d.req_state_size) r->state[i] = th_xcalloc(1, th->filters[i]->d.req_state_size);
+    r->stage = TH_REQUEST;
+    r->idx = 0;
+}
+
+gw_th_state gw_th_run(gw_req *r)
+{
+    if (r->stage == TH_NEW) {
+        start(r);
+        drive(r);
+    }
+    th_auto_pending(r->th);
+    return gw_th_state_of(r);
+}
+
+void gw_th_abort(gw_req *r)
+{
+    if (r->ended) return;
+    if (r->stage == TH_NEW) {
+        end_request(r);
+        return;
+    }
+    if (r->driving) return; /* not reachable from the host API */
+    r->waiting = false;
+    r->in_phase = false;
+    if (r->stage != TH_LOG) begin_log(r);
+    drive(r);
+}
+
+void th_request_free(gw_req *r)
+{
+    end_request(r);
+    while (r->timers) {
+        gw_timer *t = r->timers;
+        r->timers = t->next;
+        free(t);
+    }
+    free(r->method);
+    free(r->target);
+    free(r->path);
+    free(r->query);
+    free(r->client_ip);
+    free(r->body);
+    th_hdrs_clear(&r->req_h);
+    for (size_t i = 0; i < r->nreplies; i++) {
+        th_hdrs_clear(&r->replies[i].hdrs);
+        free(r->replies[i].body);
+    }
+    free(r->replies);
+    th_hdrs_clear(&r->up_h);
+    th_hdrs_clear(&r->up_sent);
+    free(r->up_method);
+    free(r->up_target);
+    free(r->delays);
+    th_hdrs_clear(&r->resp_h);
+    free(r->resp_body);
+    free(r->cleanups);
+    free(r);
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * timers */
+
+void th_timers_fire_due(gw_th *th, uint64_t until)
+{
+    for (;;) {
+        gw_timer *next = NULL;
+        for (gw_req *r = th->reqs; r; r = r->next)
+            for (gw_timer *t = r->timers; t; t = t->next)
+                if (!t->done && t->due <= until && (!next || t->due < next->due || (t->due == next->due && t->seq < next->seq)))
+                    next = t;
+        if (!next) break;
+        if (next->due > th_clock_now()) th_clock_set(next->due);
+        next->done = true;
+        next->r->cur = next->f;
+        next->cb(next->r, next->arg);
+        th_auto_pending(th);
+    }
+    if (until > th_clock_now()) th_clock_set(until);
+}
+
+void gw_th_advance(gw_th *th, uint64_t ms)
+{
+    th_timers_fire_due(th, th_clock_now() + ms);
+    th_auto_pending(th);
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * the request-bound members of the host table */
+
+static bool live(const gw_req *r)
+{
+    return r && r->stage != TH_NEW && r->stage != TH_DONE;
+}
+
+static gw_strv sv(const char *s)
+{
+    return (gw_strv){s ? s : "", s ? strlen(s) : 0};
+}
+
+static gw_strv h_method(const gw_req *req)
+{
+    return sv(req ? req->method : NULL);
+}
+
+static gw_strv h_path(const gw_req *req)
+{
+    return sv(req ? req->path : NULL);
+}
+
+static gw_strv h_query(const gw_req *req)
+{
+    return sv(req ? req->query : NULL);
+}
+
+static gw_strv h_route(const gw_req *req)
+{
+    if (!req) return sv(NULL);
+    if (req->ep) return (gw_strv){req->ep->path, req->ep->plen};
+    return sv(req->route ? req->route->name : "default");
+}
+
+static gw_strv h_service(const gw_req *req)
+{
+    if (!req || req->ep) return sv(NULL);
+    return sv(req->route ? req->route->name : "default");
+}
+
+static gw_strv h_client_ip(const gw_req *req)
+{
+    return sv(req ? req->client_ip : NULL);
+}
+
+static gw_strv h_request_id(const gw_req *req)
+{
+    return sv(req ? req->request_id : NULL);
+}
+
+static unsigned h_worker(const gw_req *req)
+{
+    return 0;
+}
+
+static int h_status(const gw_req *req)
+{
+    return req ? req->status : 0;
+}
+
+static uint64_t h_bytes_in(const gw_req *req)
+{
+    return req ? req->bytes_in : 0;
+}
+
+static uint64_t h_bytes_out(const gw_req *req)
+{
+    return req ? req->bytes_out : 0;
+}
+
+static unsigned h_attempts(const gw_req *req)
+{
+    return req ? req->attempts : 0;
+}
+
+static const char *h_attempt_error(const gw_req *req)
+{
+    return req ? req->attempt_error : NULL;
+}
+
+static gw_strv h_upstream(const gw_req *req)
+{
+    return sv(req && req->attempts ? GW_TH_UPSTREAM_URL : NULL);
+}
+
+static const th_hdrs *read_set(const gw_req *r, gw_hdr_set set)
+{
+    if (!r) return NULL;
+    switch (set) {
+    case GW_HDR_REQUEST: return &r->req_h;
+    case GW_HDR_UPSTREAM: return r->up_started ? &r->up_h : NULL;
+    case GW_HDR_RESPONSE: return &r->resp_h;
+    }
+    return NULL;
+}
+
+static th_hdrs *write_set(gw_req *r, gw_hdr_set set, const char *fn)
+{
+    if (!live(r)) return NULL;
+    const char *why = NULL;
+    switch (set) {
+    case GW_HDR_REQUEST:
+        if (r->stage == TH_REQUEST || r->stage == TH_ENDPOINT) return &r->req_h;
+        why = "GW_HDR_REQUEST can only change in the request phase";
+        break;
+    case GW_HDR_UPSTREAM:
+        if (r->stage == TH_UP_REQUEST) return &r->up_h;
+        why = "GW_HDR_UPSTREAM can only change in the upstream_request phase";
+        break;
+    case GW_HDR_RESPONSE:
+        if (r->stage != TH_LOG) return &r->resp_h;
+        why = "nothing can change in the log phase";
+        break;
+    default: why = "no such header set"; break;
+    }
+    th_violation(r->th, r, "filter '%s': %s in the %s phase: %s", fname(r), fn, stage_names[r->stage], why);
+    return NULL;
+}
+
+static bool h_header_get(const gw_req *req, gw_hdr_set set, const char *name, gw_strv *value)
+{
+    const th_hdrs *h = read_set(req, set);
+    const th_hdr *e = h ? th_hdrs_get(h, name) : NULL;
+    if (e && value) *value = (gw_strv){e->value, e->vlen};
+    return e != NULL;
+}
+
+static size_t h_header_count(const gw_req *req, gw_hdr_set set)
+{
+    const th_hdrs *h = read_set(req, set);
+    return h ? h->n : 0;
+}
+
+static bool h_header_at(const gw_req *req, gw_hdr_set set, size_t i, gw_strv *name, gw_strv *value)
+{
+    const th_hdrs *h = read_set(req, set);
+    if (!h || i >= h->n) return false;
+    if (name) *name = sv(h->v[i].name);
+    if (value) *value = (gw_strv){h->v[i].value, h->v[i].vlen};
+    return true;
+}
+
+static int h_header_set(gw_req *req, gw_hdr_set set, const char *name, const char *value, size_t len)
+{
+    th_hdrs *h = write_set(req, set, "header_set");
+    return h ? th_hdrs_set(h, name, value, len) : -1;
+}
+
+static int h_header_add(gw_req *req, gw_hdr_set set, const char *name, const char *value, size_t len)
+{
+    th_hdrs *h = write_set(req, set, "header_add");
+    return h ? th_hdrs_add(h, name, value, len, false) : -1;
+}
+
+static int h_header_remove(gw_req *req, gw_hdr_set set, const char *name)
+{
+    th_hdrs *h = write_set(req, set, "header_remove");
+    if (!h || !th_hdr_name_ok(name)) return -1;
+    th_hdrs_remove(h, name);
+    return 0;
+}
+
+static int respond(gw_req *req, int status, const char *content_type, const char *body, size_t len)
+{
+    if (!live(req)) return -1;
+    if (req->stage == TH_LOG) {
+        th_violation(req->th, req, "filter '%s': respond() in the log phase", fname(req));
+        return -1;
+    }
+    if (status < 200 || status > 599 || (!body && len) ||
+        (content_type && !th_hdr_value_ok(content_type, strlen(content_type))))
+        return -1;
+    th_hdrs_remove_upstream(&req->resp_h);
+    th_hdrs_remove(&req->resp_h, "Content-Type");
+    if (content_type) th_hdrs_set(&req->resp_h, "Content-Type", content_type, strlen(content_type));
+    req->status = status;
+    set_body(req, body, len);
+    req->responded = true;
+    return 0;
+}
+
+static int h_respond_error(gw_req *req, int status, const char *message)
+{
+    if (!live(req) || status < 200 || status > 599) return -1;
+    char *s = error_json(req, status, message);
+    if (!s) return -1;
+    int rc = respond(req, status, "application/json", s, strlen(s));
+    cJSON_free(s);
+    return rc;
+}
+
+static void h_retry_after(gw_req *req, uint64_t delay_ms)
+{
+    if (!live(req)) return;
+    if (req->stage != TH_UP_RESPONSE)
+        th_note(req->th, req, GW_LOG_WARN, "filter '%s': retry_after() outside upstream_response has no effect",
+                fname(req));
+    req->retry_ms = delay_ms;
+}
+
+static bool h_replayable(const gw_req *req)
+{
+    return req && req->replayable;
+}
+
+static void *h_alloc(gw_req *req, size_t n)
+{
+    if (!req || req->ended) return NULL;
+    gw_th *th = req->th;
+    if (th->alloc_limit && (n > th->alloc_limit || req->alloc_bytes > th->alloc_limit - n)) return NULL;
+    void *p = malloc(n ? n : 1);
+    if (!p) return NULL;
+    req->allocs = th_grow(req->allocs, &req->callocs, req->nallocs + 1, sizeof *req->allocs);
+    req->allocs[req->nallocs++] = p;
+    req->alloc_bytes += n;
+    return p;
+}
+
+static void h_resume(gw_req *req, gw_result result)
+{
+    if (!req) return;
+    gw_th *th = req->th;
+    if (req->in_phase && !req->waiting) {
+        th_violation(th, req, "filter '%s': resume() called from inside its phase (ignored)", fname(req));
+        return;
+    }
+    if (!req->waiting) {
+        th_violation(th, req, "resume() on a request that is not waiting (resumed twice, or already ended; "
+                              "phase %s)", stage_names[req->stage]);
+        return;
+    }
+    if (result == GW_WAIT) {
+        th_violation(th, req, "filter '%s': resume() with GW_WAIT, treated as GW_ERROR", fname(req));
+        result = GW_ERROR;
+    }
+    req->waiting = false;
+    on_result(req, result);
+    drive(req);
+}
+
+static gw_timer *h_timer_start(gw_req *req, uint64_t ms, void (*cb)(gw_req *req, void *arg), void *arg)
+{
+    if (!live(req) || !cb) return NULL;
+    gw_timer *t = th_xcalloc(1, sizeof *t);
+    t->r = req;
+    t->f = req->cur;
+    t->due = th_clock_now() + ms;
+    t->seq = ++req->th->timer_seq;
+    t->cb = cb;
+    t->arg = arg;
+    t->next = req->timers;
+    req->timers = t;
+    return t;
+}
+
+static void h_timer_cancel(gw_timer *t)
+{
+    if (t) t->done = true;
+}
+
+static int h_on_cleanup(gw_req *req, void (*cb)(void *arg), void *arg)
+{
+    if (!live(req) || !cb) return -1;
+    req->cleanups = th_grow(req->cleanups, &req->ccleanups, req->ncleanups + 1, sizeof *req->cleanups);
+    req->cleanups[req->ncleanups++] = (th_cleanup){.cb = cb, .arg = arg, .f = req->cur};
+    return 0;
+}
+
+void th_request_fill(gw_host *h)
+{
+    h->method = h_method;
+    h->path = h_path;
+    h->query = h_query;
+    h->route = h_route;
+    h->service = h_service;
+    h->client_ip = h_client_ip;
+    h->request_id = h_request_id;
+    h->worker = h_worker;
+    h->status = h_status;
+    h->bytes_in = h_bytes_in;
+    h->bytes_out = h_bytes_out;
+    h->attempts = h_attempts;
+    h->attempt_error = h_attempt_error;
+    h->upstream = h_upstream;
+    h->header_get = h_header_get;
+    h->header_count = h_header_count;
+    h->header_at = h_header_at;
+    h->header_set = h_header_set;
+    h->header_add = h_header_add;
+    h->header_remove = h_header_remove;
+    h->respond = respond;
+    h->respond_error = h_respond_error;
+    h->retry_after = h_retry_after;
+    h->replayable = h_replayable;
+    h->alloc = h_alloc;
+    h->resume = h_resume;
+    h->timer_start = h_timer_start;
+    h->timer_cancel = h_timer_cancel;
+    h->on_cleanup = h_on_cleanup;
+}
