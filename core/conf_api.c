@@ -19,6 +19,8 @@ static const gw_yaml_node *N(const gw_conf *c)
 }
 
 static int conf_verror(const gw_conf *n, char *err, size_t errlen, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static int conf_verror(const gw_conf *n, char *err, size_t errlen, const char *fmt, va_list ap)
 {
     if (!err || !errlen) return -1;
     const gw_yaml_node *y = N(n);
@@ -28,6 +30,8 @@ static int conf_verror(const gw_conf *n, char *err, size_t errlen, const char *f
     return -1;
 }
 
+static int conf_error(const gw_conf *n, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static int conf_error(const gw_conf *n, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;

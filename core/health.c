@@ -94,8 +94,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (t->conf->https) {
-        SSL *ssl = SSL_new(t->ssl_ctx);
-        if (ssl) SSL_set_tlsext_host_name(ssl, t->conf->host);
+        SSL *ssl = gw_upstream_ssl(t);
         k->bev = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                       BEV_OPT_CLOSE_ON_FREE)
                      : NULL;

@@ -129,6 +129,8 @@ void gw_req_free(gw_req *r)
 /* --- logging ---------------------------------------------------------------------------------------- */
 
 static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
 {
     if (level < gw_log_threshold) return;
     char msg[1024];

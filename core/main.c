@@ -191,6 +191,7 @@ static int run(gw_server *srv)
     if (build_server(srv, &err) != 0 || gw_workers_start(srv, &err) != 0) {
         fprintf(stderr, "gateway: %s\n", err ? err : "start-up failed");
         free(err);
+        event_base_free(srv->main_base);
         return 1;
     }
     gw_main m = {.srv = srv};

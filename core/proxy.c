@@ -385,15 +385,18 @@ void gw_proxy_up_write(gw_io *bev, void *arg)
     if (u->owner) gw_conn_resume_read(u->owner);
 }
 
-static void log_up_error(gw_upconn *u, short what, const char *stage)
+static void log_up_error(gw_upconn *u, int what, const char *stage)
 {
     int err = EVUTIL_SOCKET_ERROR();
     unsigned long ssl_err = gw_io_ssl_error(u->bev);
-    char sslbuf[256] = "";
-    if (ssl_err) ERR_error_string_n(ssl_err, sslbuf, sizeof sslbuf);
-    gw_warn("upstream %s: %s: %s%s%s", u->pool->target->conf->url, stage,
-            (what & GW_IO_EOF) ? "connection closed" : err ? strerror(err) : "error", ssl_err ? ": " : "",
-            sslbuf);
+    if (ssl_err) { /* the TCP connection worked; TLS did not */
+        char buf[256];
+        ERR_error_string_n(ssl_err, buf, sizeof buf);
+        gw_warn("upstream %s: TLS handshake failed: %s", u->pool->target->conf->url, buf);
+        return;
+    }
+    gw_warn("upstream %s: %s: %s", u->pool->target->conf->url, stage,
+            (what & GW_IO_EOF) ? "connection closed" : err ? strerror(err) : "error");
 }
 
 void gw_proxy_up_event(gw_io *bev, int what, void *arg)

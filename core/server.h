@@ -281,6 +281,7 @@ gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **w
 void gw_upstream_release(gw_upconn *u, bool reusable);
 void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
 int gw_upstream_connect(gw_worker *w, gw_upconn *u);
+SSL *gw_upstream_ssl(const gw_target *t);
 
 /* tls.c */
 SSL_CTX *gw_tls_server_ctx(const char *cert, const char *key, char **err);

@@ -63,9 +63,9 @@ static bool is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
 }
 
-static gw_io *new_io(gw_worker *w, gw_target *t)
+/* A TLS session for an https target: SNI for host names, and the certificate must name the target. */
+SSL *gw_upstream_ssl(const gw_target *t)
 {
-    if (!t->conf->https) return gw_io_outgoing(w->base, NULL);
     SSL *ssl = SSL_new(t->ssl_ctx);
     if (!ssl) return NULL;
     const char *host = t->conf->host;
@@ -75,7 +75,14 @@ static gw_io *new_io(gw_worker *w, gw_target *t)
         SSL_set_tlsext_host_name(ssl, host);
         SSL_set1_host(ssl, host);
     }
-    return gw_io_outgoing(w->base, ssl);
+    return ssl;
+}
+
+static gw_io *new_io(gw_worker *w, gw_target *t)
+{
+    if (!t->conf->https) return gw_io_outgoing(w->base, NULL);
+    SSL *ssl = gw_upstream_ssl(t);
+    return ssl ? gw_io_outgoing(w->base, ssl) : NULL;
 }
 
 /* Starts (or restarts, with the next address) a connect. The output buffer keeps what was queued. */

@@ -414,11 +414,6 @@ static int add_filter(gw_th *th, const gw_filter_desc *src, const char *source, 
     f->d.struct_size = (uint32_t)sizeof f->d;
     f->built_major = src->abi_major;
     f->built_minor = src->abi_minor;
-    if (find_filter(th, f->d.name)) {
-        th_fail(th, "%s: filter '%s' appears twice in the pipeline", source, f->d.name);
-        filter_free(f);
-        return -1;
-    }
     int rc = parse_entry(th, &f->d, yaml, &f->doc);
     if (rc != 0) {
         filter_free(f);
@@ -533,6 +528,7 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
     }
     for (size_t k = 0; m && k < m->n; k++) {
         const gw_yaml_node *key = m->keys[k], *val = m->items[k];
+        const gw_conf *conf = gw_conf_of(val);
         gw_filter *f = find_filter(th, key->scalar);
         char ebuf[ERRLEN] = "";
         int rc = 0;
@@ -540,11 +536,15 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
             rc = conf_fail(th, key, "filters: '%s' is not in the pipeline", key->scalar);
         } else if (!f->d.route_create) {
             rc = conf_fail(th, key, "filters.%s: filter '%s' has no per-route settings", key->scalar, key->scalar);
-        } else if (f->d.route_check && f->d.route_check(&th->host, NULL, gw_conf_of(val), ebuf, sizeof ebuf) != 0) {
+        } else if (f->d.route_check && f->d.route_check(&th->host, NULL, conf, ebuf, sizeof ebuf) != 0) {
             rc = th_fail(th, "%s", ebuf[0] ? ebuf : "route settings refused by the filter");
-        } else {
-            rt.conf[f->index] = f->d.route_create(&th->host, f->inst, gw_conf_of(val), ebuf, sizeof ebuf);
-            if (!rt.conf[f->index]) rc = th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
+        }
+        /* Every instance of that filter in the pipeline gets the route's settings. */
+        for (size_t i = 0; rc == 0 && i < rt.nconf; i++) {
+            gw_filter *g = th->filters[i];
+            if (strcmp(g->d.name, key->scalar) != 0) continue;
+            rt.conf[i] = g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf);
+            if (!rt.conf[i]) rc = th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
         }
         if (rc != 0) {
             route_release(th, &rt);

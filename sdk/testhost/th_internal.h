@@ -78,7 +78,8 @@ struct gw_timer {
     uint64_t due, seq;
     void (*cb)(gw_req *req, void *arg);
     void *arg;
-    bool done; /* fired or cancelled */
+    bool done;      /* fired or cancelled: will not fire */
+    bool fired, cancelled;
     gw_timer *next;
 };
 
@@ -124,6 +125,8 @@ struct gw_req {
     /* routing */
     th_route *route;
     th_endpoint *ep;
+    bool unrouted;       /* answered by the host before the pipeline (400, 404, 405) */
+    th_hdrs orig_h;      /* the client's headers as received */
 
     /* run state */
     int stage;
@@ -132,6 +135,9 @@ struct gw_req {
     bool in_phase;       /* a phase function is executing */
     bool driving;        /* drive() is on the stack */
     bool responded;      /* respond() was called during the current phase call */
+    bool resp_own;       /* the response in the response phase is the host's or a filter's, not upstream */
+    bool early_set;      /* resume() came from inside the phase call */
+    gw_result early;
     bool ended;          /* cleanup done */
     gw_filter *cur;      /* the filter on whose behalf calls are made (store namespace, logs) */
     void **state;        /* [nfilters at start] per-request states */
@@ -139,6 +145,7 @@ struct gw_req {
 
     /* upstream */
     unsigned attempts;
+    size_t reply;        /* index of the current attempt's scripted reply, SIZE_MAX = the default */
     const char *attempt_error;
     th_hdrs up_h;        /* current attempt's upstream head */
     bool up_started;     /* an upstream_request phase began */
@@ -175,12 +182,14 @@ typedef struct {
 typedef struct {
     char *ns, *key;
     double tokens;
-    uint64_t last; /* monotonic ms of the last refill */
+    uint64_t last;         /* monotonic ms of the last refill */
+    double capacity, rate; /* of the last take */
 } th_bucket;
 
 typedef struct th_op th_op;
 struct th_op {
     th_op *next;
+    gw_req *r;
     gw_filter *f;
     gw_store_cb cb;
     gw_bucket_cb bcb;

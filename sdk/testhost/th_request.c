@@ -11,7 +11,7 @@
 
 #include "router.h"
 
-#define MAX_ATTEMPTS 1000
+#define TH_MAX_ATTEMPTS 16 /* as the gateway: a retry is made while fewer attempts were made */
 
 static void drive(gw_req *r);
 static int respond(gw_req *req, int status, const char *content_type, const char *body, size_t len);
@@ -273,10 +273,10 @@ static char *error_json(const gw_req *r, int status, const char *message)
     return s;
 }
 
-/* The host's own error answer: every header a filter set is dropped. */
+/* The host's own error answer. Headers the filters set stay (as in the gateway); the upstream's go. */
 static void host_error(gw_req *r, int status, const char *message)
 {
-    th_hdrs_clear(&r->resp_h);
+    th_hdrs_remove_upstream(&r->resp_h);
     r->status = status;
     char *s = error_json(r, status, message);
     if (!s) abort();
@@ -316,32 +316,42 @@ static void *route_conf(const gw_req *r, const gw_filter *f)
     return r->route->conf[f->index];
 }
 
+static const char *fname(const gw_req *r)
+{
+    return r->cur ? r->cur->d.name : "?";
+}
+
 static gw_result call(gw_req *r, gw_filter *f, gw_phase_fn fn)
 {
     r->cur = f;
     r->in_phase = true;
     r->responded = false;
+    r->early_set = false;
     void *state = f->index < r->nstate ? r->state[f->index] : NULL;
     gw_result res = fn(f->inst, route_conf(r, f), state, r);
     r->in_phase = false;
+    if (res == GW_WAIT && r->early_set) res = r->early; /* resumed from inside the call (a violation) */
     return res;
 }
 
-static void begin_response(gw_req *r)
+/* The response (the upstream's, or one of ours when `own`) goes through the response phase. */
+static void begin_response(gw_req *r, bool own)
 {
-    if (!th_hdrs_get(&r->resp_h, "X-Request-Id"))
-        th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+    r->resp_own = own;
     r->stage = TH_RESPONSE;
     r->idx = 0;
 }
 
 static void begin_log(gw_req *r)
 {
+    if (!th_hdrs_get(&r->resp_h, "X-Request-Id"))
+        th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
     r->bytes_out = r->resp_blen;
     r->stage = TH_LOG;
     r->idx = 0;
 }
 
+/* Fields of the client's head the gateway never forwards as they are (hop-by-hop, or its own). */
 static bool own_request_field(const char *name)
 {
     static const char *const skip[] = {"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
@@ -354,39 +364,73 @@ static bool own_request_field(const char *name)
     return false;
 }
 
+/* The scripted reply of the current attempt (the queue may grow while a request waits: no pointer kept). */
+static const th_reply *attempt_reply(const gw_req *r)
+{
+    static const th_reply dflt = {.status = 200};
+    return r->reply < r->nreplies ? &r->replies[r->reply] : &dflt;
+}
+
+/* One upstream attempt begins: the upstream view starts as a copy of the (edited) request headers. A
+ * refused connection fails before anything is sent, so upstream_request does not run for it. */
 static void begin_attempt(gw_req *r)
 {
     r->attempts++;
     r->retry_ms = 0;
     r->attempt_error = NULL;
-    r->up_started = true;
     r->bytes_in = r->blen;
-    th_hdrs *u = &r->up_h;
-    th_hdrs_clear(u);
-    const char *authority = GW_TH_UPSTREAM_URL + 7; /* after "http://" */
-    th_hdrs_add(u, "Host", authority, strlen(authority), false);
-    for (size_t i = 0; i < r->req_h.n; i++) {
-        const th_hdr *e = &r->req_h.v[i];
-        if (!own_request_field(e->name)) th_hdrs_add(u, e->name, e->value, e->vlen, false);
+    r->reply = r->next_reply < r->nreplies ? r->next_reply++ : r->nreplies ? r->nreplies - 1 : SIZE_MAX;
+    const th_reply *rp = attempt_reply(r);
+    th_hdrs_copy(&r->up_h, &r->req_h);
+    for (size_t i = 0; i < r->up_h.n; i++)
+        r->up_h.v[i].from_upstream = false;
+    r->up_started = true;
+    r->idx = 0;
+    if (rp->fail && strcmp(rp->fail, "connect") == 0) {
+        r->status = rp->status;
+        r->attempt_error = rp->fail;
+        r->stage = TH_UP_RESPONSE;
+        return;
     }
-    const th_hdr *xff = th_hdrs_get(&r->req_h, "X-Forwarded-For");
-    char *v = th_xcalloc((xff ? xff->vlen : 0) + strlen(r->client_ip) + 3, 1);
-    sprintf(v, "%s%s%s", xff ? xff->value : "", xff ? ", " : "", r->client_ip);
-    th_hdrs_add(u, "X-Forwarded-For", v, strlen(v), false);
-    free(v);
-    th_hdrs_add(u, "X-Forwarded-Proto", "http", 4, false);
-    const th_hdr *host = th_hdrs_get(&r->req_h, "Host");
-    if (host) th_hdrs_add(u, "X-Forwarded-Host", host->value, host->vlen, false);
-    th_hdrs_add(u, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+    r->stage = TH_UP_REQUEST;
+}
+
+/* The request head as it goes out: the upstream view without the fields the gateway owns, then those. */
+static void snapshot_upstream_head(gw_req *r)
+{
+    th_hdrs *s = &r->up_sent;
+    th_hdrs_clear(s);
+    const char *authority = &GW_TH_UPSTREAM_URL[7]; /* after "http://" */
+    th_hdrs_add(s, "Host", authority, strlen(authority), false);
+    for (size_t i = 0; i < r->up_h.n; i++) {
+        const th_hdr *e = &r->up_h.v[i];
+        if (!own_request_field(e->name)) th_hdrs_add(s, e->name, e->value, e->vlen, false);
+    }
+    size_t n = strlen(r->client_ip) + 1;
+    for (size_t i = 0; i < r->orig_h.n; i++)
+        n += r->orig_h.v[i].vlen + 2;
+    char *xff = th_xcalloc(n, 1);
+    for (size_t i = 0; i < r->orig_h.n; i++) /* every value the client sent, then the peer */
+        if (r->orig_h.v[i].vlen && strcasecmp(r->orig_h.v[i].name, "X-Forwarded-For") == 0) {
+            strcat(xff, r->orig_h.v[i].value);
+            strcat(xff, ", ");
+        }
+    strcat(xff, r->client_ip);
+    th_hdrs_add(s, "X-Forwarded-For", xff, strlen(xff), false);
+    free(xff);
+    th_hdrs_add(s, "X-Forwarded-Proto", "http", 4, false);
+    const th_hdr *host = th_hdrs_get(&r->orig_h, "Host");
+    if (host && host->vlen) th_hdrs_add(s, "X-Forwarded-Host", host->value, host->vlen, false);
+    th_hdrs_add(s, "X-Request-Id", r->request_id, strlen(r->request_id), false);
     if (r->blen) {
         char cl[32];
         snprintf(cl, sizeof cl, "%zu", r->blen);
-        th_hdrs_add(u, "Content-Length", cl, strlen(cl), false);
+        th_hdrs_add(s, "Content-Length", cl, strlen(cl), false);
     }
-    r->stage = TH_UP_REQUEST;
-    r->idx = 0;
 }
 
+/* The request goes upstream; the scripted reply (or failure) comes back. The reply's headers come
+ * first in the response set, then those filters set before it arrived. */
 static void upstream_call(gw_req *r)
 {
     free(r->up_method);
@@ -394,19 +438,21 @@ static void upstream_call(gw_req *r)
     r->up_method = th_xstrdup(r->method);
     size_t pl = strlen(r->path), ql = strlen(r->query);
     r->up_target = th_xcalloc(pl + ql + 2, 1);
-    sprintf(r->up_target, "%s%s%s", r->path, ql ? "?" : "", r->query);
-    th_hdrs_copy(&r->up_sent, &r->up_h);
+    snprintf(r->up_target, pl + ql + 2, "%s%s%s", r->path, ql ? "?" : "", r->query);
+    snapshot_upstream_head(r);
     r->up_called = true;
 
-    static const th_reply dflt = {.status = 200};
-    const th_reply *p = r->next_reply < r->nreplies ? &r->replies[r->next_reply++]
-                        : r->nreplies                ? &r->replies[r->nreplies - 1]
-                                                     : &dflt;
-    th_hdrs_remove_upstream(&r->resp_h);
+    const th_reply *p = attempt_reply(r);
     r->status = p->status;
     r->attempt_error = p->fail;
+    th_hdrs prior = r->resp_h;
+    r->resp_h = (th_hdrs){0};
     for (size_t i = 0; i < p->hdrs.n; i++)
         th_hdrs_add(&r->resp_h, p->hdrs.v[i].name, p->hdrs.v[i].value, p->hdrs.v[i].vlen, true);
+    for (size_t i = 0; i < prior.n; i++)
+        if (!prior.v[i].from_upstream)
+            th_hdrs_add(&r->resp_h, prior.v[i].name, prior.v[i].value, prior.v[i].vlen, false);
+    th_hdrs_clear(&prior);
     set_body(r, p->body, p->blen);
     r->stage = TH_UP_RESPONSE;
     r->idx = 0;
@@ -420,7 +466,7 @@ static const char *failure_message(const char *why)
     return "The upstream service is unavailable";
 }
 
-/* The phase at r->stage has run for every filter. */
+/* The phase at r->stage has run for every filter (all returned GW_CONTINUE). */
 static void phase_done(gw_req *r)
 {
     switch (r->stage) {
@@ -430,8 +476,12 @@ static void phase_done(gw_req *r)
         break;
     case TH_UP_REQUEST: r->stage = TH_UP_CALL; break;
     case TH_UP_RESPONSE:
-        if (r->attempt_error) host_error(r, r->status, failure_message(r->attempt_error));
-        begin_response(r);
+        if (r->attempt_error) {
+            host_error(r, r->status, failure_message(r->attempt_error));
+            begin_response(r, true);
+        } else {
+            begin_response(r, false);
+        }
         break;
     case TH_RESPONSE: begin_log(r); break;
     case TH_LOG: r->stage = TH_DONE; break;
@@ -439,23 +489,13 @@ static void phase_done(gw_req *r)
     }
 }
 
-static const char *fname(const gw_req *r)
-{
-    return r->cur ? r->cur->d.name : "?";
-}
-
 static void retry(gw_req *r)
 {
     gw_th *th = r->th;
-    if (!r->replayable) {
-        th_note(th, r, GW_LOG_DEBUG, "GW_RETRY from '%s' refused: the request body cannot be replayed", fname(r));
-        r->idx++;
-        return;
-    }
-    if (r->attempts >= MAX_ATTEMPTS) {
-        th_violation(th, r, "filter '%s': more than %d attempts; GW_RETRY treated as GW_CONTINUE", fname(r),
-                     MAX_ATTEMPTS);
-        r->idx++;
+    if (!r->replayable || r->attempts >= TH_MAX_ATTEMPTS) {
+        th_note(th, r, GW_LOG_DEBUG, "GW_RETRY from '%s' refused (%s): treated as GW_CONTINUE", fname(r),
+                r->replayable ? "attempt limit reached" : "the request body cannot be replayed");
+        r->idx = nfilters(r); /* a result other than CONTINUE ends the phase */
         return;
     }
     size_t cap = r->ndelays;
@@ -468,6 +508,28 @@ static void retry(gw_req *r)
     r->attempt_error = NULL;
     th_timers_fire_due(th, th_clock_now() + r->retry_ms); /* the delay passes on the fake clock */
     begin_attempt(r);
+}
+
+/* A result other than GW_CONTINUE in a phase before the response phase: the answer goes through the
+ * response phase. */
+static void answer_now(gw_req *r, gw_result res, bool responded, const char *phase)
+{
+    gw_th *th = r->th;
+    bool response_side = r->stage == TH_UP_RESPONSE;
+    if (res == GW_RESPOND && !responded) {
+        th_violation(th, r, "filter '%s': returned GW_RESPOND without calling respond()", fname(r));
+        res = GW_ERROR;
+    } else if (res != GW_RESPOND && res != GW_ERROR) {
+        th_violation(th, r, "filter '%s': result %d is not valid in the %s phase", fname(r), (int)res, phase);
+        res = GW_ERROR;
+    }
+    if (res == GW_ERROR) {
+        th_note(th, r, GW_LOG_ERROR, "filter '%s' failed in the %s phase: answering 500", fname(r), phase);
+        host_error(r, 500, r->stage == TH_ENDPOINT ? "The endpoint failed"
+                           : response_side         ? "A filter failed to process the response"
+                                                   : "A filter failed to process the request");
+    }
+    begin_response(r, true);
 }
 
 /* Applies the result of a phase call (direct or via resume). r->cur is the filter that produced it. */
@@ -487,25 +549,35 @@ static void on_result(gw_req *r, gw_result res)
     bool responded = r->responded;
     r->responded = false;
     const char *phase = stage_names[r->stage];
+    if (res == GW_CONTINUE && responded && r->stage != TH_LOG) {
+        th_violation(th, r, "filter '%s': called respond() in the %s phase but returned GW_CONTINUE", fname(r),
+                     phase);
+        res = GW_RESPOND;
+    }
     switch (r->stage) {
     case TH_REQUEST:
-    case TH_ENDPOINT:
     case TH_UP_REQUEST:
     case TH_UP_RESPONSE:
+        if (res == GW_CONTINUE) {
+            r->idx++;
+            return;
+        }
         if (res == GW_RETRY && r->stage == TH_UP_RESPONSE) {
             retry(r);
             return;
         }
-        if (res == GW_CONTINUE && responded) {
-            th_violation(th, r, "filter '%s': called respond() in the %s phase but returned GW_CONTINUE", fname(r),
-                         phase);
-            res = GW_RESPOND;
+        answer_now(r, res, responded, phase);
+        return;
+    case TH_ENDPOINT:
+        if (res == GW_CONTINUE) {
+            th_note(th, r, GW_LOG_WARN, "endpoint of '%s' returned GW_CONTINUE without an answer", fname(r));
+            host_error(r, 500, "The endpoint did not answer");
+            begin_response(r, true);
+            return;
         }
-        if (res == GW_CONTINUE && r->stage == TH_ENDPOINT) {
-            th_violation(th, r, "filter '%s': endpoint handler returned GW_CONTINUE without responding",
-                         fname(r));
-            res = GW_ERROR;
-        }
+        answer_now(r, res, responded, phase);
+        return;
+    case TH_RESPONSE:
         if (res == GW_CONTINUE) {
             r->idx++;
             return;
@@ -513,32 +585,18 @@ static void on_result(gw_req *r, gw_result res)
         if (res == GW_RESPOND && !responded) {
             th_violation(th, r, "filter '%s': returned GW_RESPOND without calling respond()", fname(r));
             res = GW_ERROR;
-        }
-        if (res != GW_RESPOND && res != GW_ERROR) {
-            th_violation(th, r, "filter '%s': result %d is not valid in the %s phase", fname(r), (int)res, phase);
+        } else if (res != GW_RESPOND && res != GW_ERROR) {
+            th_violation(th, r, "filter '%s': result %d is not valid in the response phase", fname(r), (int)res);
             res = GW_ERROR;
         }
         if (res == GW_ERROR) {
-            th_note(th, r, GW_LOG_ERROR, "filter '%s' failed in the %s phase: answering 500", fname(r), phase);
-            host_error(r, 500, "The request could not be processed");
-        }
-        begin_response(r);
-        return;
-    case TH_RESPONSE:
-        if (res == GW_CONTINUE) {
-            r->idx++;
-            return;
-        }
-        if (res == GW_RESPOND && !responded)
-            th_violation(th, r, "filter '%s': returned GW_RESPOND without calling respond()", fname(r));
-        if (res != GW_RESPOND && res != GW_ERROR)
-            th_violation(th, r, "filter '%s': result %d is not valid in the response phase", fname(r), (int)res);
-        if (res != GW_RESPOND) {
             th_note(th, r, GW_LOG_ERROR, "filter '%s' failed in the response phase: answering 500", fname(r));
-            host_error(r, 500, "The request could not be processed");
-            th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
+            host_error(r, 500, "A filter failed to process the response");
         }
-        begin_log(r);
+        /* An answer replacing the upstream's goes through the response phase once more; a replaced or
+         * failed answer of ours goes out as it is. */
+        if (!r->resp_own) begin_response(r, true);
+        else begin_log(r);
         return;
     case TH_LOG:
         if (res != GW_CONTINUE)
@@ -586,7 +644,7 @@ static void end_request(gw_req *r)
     r->stage = TH_DONE;
     r->waiting = false;
     for (gw_timer *t = r->timers; t; t = t->next)
-        t->done = true;
+        if (!t->done) t->done = t->cancelled = true;
     while (r->ncleanups) {
         th_cleanup c = r->cleanups[--r->ncleanups];
         r->cur = c.f;
@@ -677,7 +735,9 @@ static int route_request(gw_req *r)
             best = rt->plen;
         }
     }
-    return r->route ? 0 : 404;
+    if (r->route) return 0;
+    r->unrouted = true;
+    return 404;
 }
 
 static void start(gw_req *r)
@@ -688,21 +748,22 @@ static void start(gw_req *r)
         snprintf(r->request_id, sizeof r->request_id, "%.39s", rid->value);
     else
         snprintf(r->request_id, sizeof r->request_id, "req-%u", r->seq);
+    th_hdrs_copy(&r->orig_h, &r->req_h);
+    r->nstate = th->nfilters;
+    r->state = th_xcalloc(r->nstate, sizeof *r->state);
+    for (size_t i = 0; i < r->nstate; i++)
+        if (th->filters[i]->d.req_state_size) r->state[i] = th_xcalloc(1, th->filters[i]->d.req_state_size);
     int st = route_request(r);
-    if (st) {
+    if (st) { /* answered by the host: no request phase, but response and log phases run */
+        r->unrouted = true;
         host_error(r, st,
                    st == 404   ? "No route matches the request path"
                    : st == 405 ? "The method is not allowed on this endpoint"
                    : st == 414 ? "The request target is too long"
                                : "The request target is not valid");
-        th_hdrs_add(&r->resp_h, "X-Request-Id", r->request_id, strlen(r->request_id), false);
-        r->stage = TH_DONE;
+        begin_response(r, true);
         return;
     }
-    r->nstate = th->nfilters;
-    r->state = th_xcalloc(r->nstate, sizeof *r->state);
-    for (size_t i = 0; i < r->nstate; i++)
-        if (th->filters[i]->d.req_state_size) r->state[i] = th_xcalloc(1, th->filters[i]->d.req_state_size);
     r->stage = TH_REQUEST;
     r->idx = 0;
 }
@@ -746,6 +807,7 @@ void th_request_free(gw_req *r)
     free(r->client_ip);
     free(r->body);
     th_hdrs_clear(&r->req_h);
+    th_hdrs_clear(&r->orig_h);
     for (size_t i = 0; i < r->nreplies; i++) {
         th_hdrs_clear(&r->replies[i].hdrs);
         free(r->replies[i].body);
@@ -775,7 +837,7 @@ void th_timers_fire_due(gw_th *th, uint64_t until)
                     next = t;
         if (!next) break;
         if (next->due > th_clock_now()) th_clock_set(next->due);
-        next->done = true;
+        next->done = next->fired = true;
         next->r->cur = next->f;
         next->cb(next->r, next->arg);
         th_auto_pending(th);
@@ -821,12 +883,13 @@ static gw_strv h_route(const gw_req *req)
 {
     if (!req) return sv(NULL);
     if (req->ep) return (gw_strv){req->ep->path, req->ep->plen};
+    if (req->unrouted) return sv(req->path); /* as the gateway: an unrouted request is its own route */
     return sv(req->route ? req->route->name : "default");
 }
 
 static gw_strv h_service(const gw_req *req)
 {
-    if (!req || req->ep) return sv(NULL);
+    if (!req || req->ep || req->unrouted) return sv(NULL);
     return sv(req->route ? req->route->name : "default");
 }
 
@@ -1013,7 +1076,11 @@ static void h_resume(gw_req *req, gw_result result)
     if (!req) return;
     gw_th *th = req->th;
     if (req->in_phase && !req->waiting) {
-        th_violation(th, req, "filter '%s': resume() called from inside its phase (ignored)", fname(req));
+        /* The ABI forbids it; the gateway takes the result when the call returns WAIT, and so do we. */
+        th_violation(th, req, "filter '%s': resume() called from inside its phase", fname(req));
+        if (req->early_set) return;
+        req->early = result == GW_WAIT ? GW_ERROR : result;
+        req->early_set = true;
         return;
     }
     if (!req->waiting) {
@@ -1047,7 +1114,21 @@ static gw_timer *h_timer_start(gw_req *req, uint64_t ms, void (*cb)(gw_req *req,
 
 static void h_timer_cancel(gw_timer *t)
 {
-    if (t) t->done = true;
+    if (!t) return;
+    if (t->fired || t->cancelled) {
+        /* In the gateway the handle is freed once the timer fired, was cancelled or its request ended. */
+        th_violation(t->r->th, t->r, "timer_cancel on a timer that %s: the handle is no longer valid",
+                     t->fired ? "already fired" : "was already cancelled (or its request ended)");
+        return;
+    }
+    t->done = t->cancelled = true;
+}
+
+static bool h_body(const gw_req *req, gw_strv *out)
+{
+    if (!req || !req->ep || !live(req)) return false;
+    if (out) *out = (gw_strv){req->body ? req->body : "", req->blen};
+    return true;
 }
 
 static int h_on_cleanup(gw_req *req, void (*cb)(void *arg), void *arg)
@@ -1084,6 +1165,7 @@ void th_request_fill(gw_host *h)
     h->respond_error = h_respond_error;
     h->retry_after = h_retry_after;
     h->replayable = h_replayable;
+    h->body = h_body;
     h->alloc = h_alloc;
     h->resume = h_resume;
     h->timer_start = h_timer_start;

@@ -83,13 +83,16 @@ class ReloadCasesTest(gf.FilterTestCase):
             self.assertTags(c.read_response(), ["b"], ["b"], "after reloading the same file")
 
     def test_in_flight_request_finishes_on_its_generation(self):
-        gw = self.start([tagger("old"), waiter("request", "1500ms")])
+        # only /api/slow waits: /info (polled by the reload helper) goes through the pipeline too
+        routes = [{"prefix": "/api/slow", "service": "up", "filters": {"waiter": {"delay": "1500ms"}}},
+                  {"prefix": "/api", "service": "up"}]
+        gw = self.start([tagger("old"), waiter("request", "1ms")], routes=routes)
         slow = g.RawConn(gw.port, timeout=10 * g.SLOW)
         self.addCleanup(slow.close)
         t0 = time.monotonic()
         slow.send(g.request_bytes("GET", "/api/slow"))
         time.sleep(0.2)
-        self.reload_ok(gw, self.cfg(gw.port, [tagger("new"), waiter("request", "1ms")]), 2)
+        self.reload_ok(gw, self.cfg(gw.port, [tagger("new"), waiter("request", "1ms")], routes=routes), 2)
         r = self.get(gw.port, "/api/fast")
         done = time.monotonic() - t0
         self.assertTags(r, ["new"], ["new"], "request started after the reload")

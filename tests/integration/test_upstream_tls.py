@@ -251,11 +251,8 @@ class UpstreamTlsTest(g.GatewayTestCase):
         gw = self.gateway_for(up.url_localhost, tls_ca=cert)
         self.assertBadGateway(gw, up, ["certificate verify failed"])
 
-    # Known gateway bug: core/health.c sets neither the expected host name nor IP (SSL_set1_host /
-    # X509_VERIFY_PARAM_set1_ip_asc) on its TLS connections, so a target whose certificate names do not
-    # match passes its health checks (and receives "GET /health") while every proxied request gets 502.
-    # It also sends an IP literal as SNI. Remove expectedFailure once health checks verify like the proxy.
-    @unittest.expectedFailure
+    # Health checks verify https targets exactly like proxied requests do: a certificate that does not
+    # name the target makes it unhealthy (and it never receives "GET /health"); no IP literal as SNI.
     def test_health_check_verifies_names(self):
         cert, key = other_cert()
         up = self.start_tls_upstream(cert, key, name="other")

@@ -33,14 +33,17 @@ class WaitDisconnectTest(gf.FilterTestCase):
         super().setUp()
         self.up = self.start_upstream()
 
-    def prepare(self, gw, k):
-        """Connection k of a round; every third one first completes a request (keep-alive)."""
-        c = g.RawConn(gw.port, timeout=5 * g.SLOW)
-        if k % 3 == 1:
+    def prepare(self, gw, ks):
+        """Connections for round numbers ks; every third one first completes a request (keep-alive), all of
+        those at once."""
+        conns = [(k, g.RawConn(gw.port, timeout=5 * g.SLOW)) for k in ks]
+        first = [c for k, c in conns if k % 3 == 1]
+        for c in first:
             c.send(g.request_bytes("GET", "/echo/first"))
+        for c in first:
             r = c.read_response(timeout=(DELAY + 5) * g.SLOW)
             self.assertEqual(r.status, 200, "keep-alive request before the disconnect: " + r.summary())
-        return c
+        return conns
 
     @staticmethod
     def fire(c, k):
@@ -76,10 +79,8 @@ class WaitDisconnectTest(gf.FilterTestCase):
         # ten one at a time, then the rest BATCH at a time
         plan = [1] * 10 + [BATCH] * ((ROUNDS - 10) // BATCH)
         for n in plan:
-            conns = []
-            for _ in range(n):
-                conns.append((k, self.prepare(gw, k)))
-                k += 1
+            conns = self.prepare(gw, range(k, k + n))
+            k += n
             for kk, c in conns:
                 self.fire(c, kk)
             for kk, c in conns:
@@ -97,7 +98,7 @@ class WaitDisconnectTest(gf.FilterTestCase):
         gw = self.start_filters([tagger("t"), waiter(phase, "%dms" % int(DELAY * 1000), **waiter_kw)],
                                 up=self.up, workers=WORKERS)
         # warm up: every path once, so lazily made things (pools, per-worker state) exist before counting fds
-        for i in range(4):
+        for i in range(2):
             self.get_ok(gw.port, "/echo/warm-%d" % i, timeout=(DELAY + 5))
         fds_before = fd_count(gw.pid)
 
@@ -105,8 +106,13 @@ class WaitDisconnectTest(gf.FilterTestCase):
 
         time.sleep(DELAY + 0.2)  # timers that were not cancelled would fire by now
         self.assertTrue(gw.alive(), "gateway died after the disconnects; log:\n" + gw.log(6000))
-        for i in range(10):
-            r = self.get(gw.port, "/echo/after-%d" % i, timeout=DELAY + 5)
+        after = [g.RawConn(gw.port, timeout=(DELAY + 5) * g.SLOW) for _ in range(8)]  # 8 at once
+        for i, c in enumerate(after):
+            self.addCleanup(c.close)
+            c.send(g.request_bytes("GET", "/echo/after-%d" % i))
+        for i, c in enumerate(after):
+            r = c.read_response()
+            c.close()
             self.assertEqual(r.status, 200, "request %d after the disconnects: %s" % (i, r.summary()))
             if waiter_kw.get("respond_after_wait"):
                 self.assertEqual(r.json().get("waited"), phase, r.summary())

@@ -16,18 +16,26 @@
  *
  * What the host does for one request, as the gateway does it:
  *   1. routing: a registered endpoint (method and path) first, then the longest route prefix (see
- *      gw_th_route; with no route configured every path belongs to the route "default"). No match: 404
- *      (405 for an endpoint path with another method) answered by the host, and no filter phase runs.
- *   2. request phase, pipeline order; for an endpoint, then the endpoint's handler.
+ *      gw_th_route; with no route configured every path belongs to the route "default"). No match: the
+ *      host answers 404 (405 for an endpoint path with another method, 400 for a bad target); the request
+ *      phase does not run, the response and log phases do.
+ *   2. request phase, pipeline order; for an endpoint, then the endpoint's handler (GW_CONTINUE from a
+ *      handler: 500).
  *   3. per upstream attempt: upstream_request (pipeline order), the fake upstream answers with the next
- *      scripted reply, upstream_response (reverse order). GW_RETRY makes another attempt: the delay given
- *      with host->retry_after() is recorded and passes on the fake clock (timers due meanwhile fire).
+ *      scripted reply, upstream_response (reverse order). A refused connection ("connect") fails before
+ *      anything is sent, so upstream_request does not run for that attempt. GW_RETRY makes another attempt
+ *      (at most 16 attempts, only while the body is replayable; otherwise it counts as GW_CONTINUE): the
+ *      delay given with host->retry_after() is recorded and passes on the fake clock (timers due
+ *      meanwhile fire). A failed attempt that nobody retries is answered 502/504 with the error JSON.
  *   4. response phase (reverse order, every filter of the pipeline), then log (reverse order), then the
  *      request ends: timers are cancelled, on_cleanup callbacks run (last registered first), and the
  *      memory from host->alloc() and the per-request states are freed.
- * GW_RESPOND skips the rest of its phase and everything up to the response phase; GW_ERROR answers 500
- * with the error JSON; GW_WAIT pauses the request until host->resume(), which continues it at once,
- * inside the call (so a filter must not touch the request, its state or alloc'd memory after resume).
+ * A result other than GW_CONTINUE ends its phase. GW_RESPOND (after host->respond()) answers with the
+ * filter's response, which then goes through the response phase; GW_ERROR answers 500 with the error JSON.
+ * In the response phase, a filter's answer or a failure replacing the upstream's response goes through
+ * the response phase once more; one replacing an answer of ours goes out as it is.
+ * GW_WAIT pauses the request until host->resume(), which continues it at once, inside the call (so a
+ * filter must not touch the request, its state or alloc'd memory after calling resume).
  *
  * Misuse the host detects (resume twice or on a request that is not waiting, respond() without
  * GW_RESPOND, WAIT in the log phase, writing a header set outside its phases, metric_register outside
@@ -83,9 +91,10 @@ const char *gw_th_error(const gw_th *th);
 /* Loads a filter shared object and appends it to the pipeline, configured with `entry_yaml`: the pipeline
  * entry mapping as it would appear in the gateway's configuration, e.g. "name: example\nheader: X-A\n"
  * (NULL or "" = just the name). The descriptor gets the gateway's checks (major equal, minor not newer,
- * size sane, name and version present; messages name the file and both ABI versions); then config_check,
- * create and worker_init(inst, 0, 1) run. `name:` must match the descriptor's name when given; a second
- * filter of the same name is refused; `enabled: false` loads and checks nothing and returns 0.
+ * size sane, name and version present, reserved members NULL; messages name the file and both ABI
+ * versions); then config_check, create and worker_init(inst, 0, 1) run. `name:` must match the
+ * descriptor's name when given; `enabled: false` adds nothing and returns 0. The same filter may be added
+ * more than once (each entry an instance with its own settings).
  * Returns 0, or -1 with the message in gw_th_error() ("pipeline.yaml:line:col: ..." for settings). */
 int gw_th_load(gw_th *th, const char *so_path, const char *entry_yaml);
 
@@ -95,12 +104,12 @@ int gw_th_add(gw_th *th, const gw_filter_desc *desc, const char *entry_yaml);
 /* Adds a route: requests whose normalised path is `prefix` or below it (at a '/' boundary; the longest
  * prefix wins; "/" matches every path) belong to it. host->route() and host->service() return `name`.
  * `filters_yaml` is the route's `filters:` mapping (per-route settings keyed by filter name, e.g.
- * "example:\n  header: X-B\n"; NULL = none): each filter named runs route_check (with inst NULL, as
- * during `gateway -t`) and route_create. Add the filters first: a filter added later has no settings on
- * routes added before it. Returns 0 or -1 (gw_th_error(): "routes.yaml:line:col: ..."). */
+ * "example:\n  header: X-B\n"; NULL = none): each filter named runs route_check (with inst NULL, as in
+ * the gateway) and route_create (for every instance of it). Add the filters first: a filter added later
+ * has no settings on routes added before it. Returns 0 or -1 (gw_th_error(): "routes.yaml:line:col: ..."). */
 int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *filters_yaml);
 
-/* The instance create() returned for the filter `name`, or NULL. */
+/* The instance create() returned for the (first) filter `name` in the pipeline, or NULL. */
 void *gw_th_instance(const gw_th *th, const char *name);
 
 /* ------------------------------------------------------------------------------------------------------
@@ -132,8 +141,8 @@ void gw_th_request_replayable(gw_req *r, bool replayable);
  * with no header and an empty body. Returns 0 or -1 (bad status or header line). */
 int gw_th_upstream_reply(gw_req *r, int status, const char *headers, const char *body);
 
-/* Queues a failed attempt: `why` is what host->attempt_error() returns: "connect", "closed" or "invalid"
- * (status 502), or "timeout" (504). Returns 0 or -1 (unknown reason). */
+/* Queues a failed attempt: `why` is what host->attempt_error() returns: "connect" (refused: nothing is
+ * sent), "closed" or "invalid" (status 502), or "timeout" (504). Returns 0 or -1 (unknown reason). */
 int gw_th_upstream_fail(gw_req *r, const char *why);
 
 typedef enum {
@@ -165,8 +174,10 @@ void gw_th_abort(gw_req *r);
 int gw_th_status(const gw_req *r);
 
 /* The first header `name` (case-insensitive) of a set as a NUL-terminated string, or NULL.
- * GW_HDR_REQUEST: the client's request with the filters' edits; GW_HDR_RESPONSE: the response;
- * GW_HDR_UPSTREAM: the head of the last request actually sent upstream (NULL if none was sent). */
+ * GW_HDR_REQUEST: the client's request with the filters' edits; GW_HDR_RESPONSE: the response (with the
+ * X-Request-Id the gateway adds); GW_HDR_UPSTREAM: the head of the last request actually sent upstream,
+ * as the gateway writes it: Host (the target's), the filters' upstream view without hop-by-hop fields,
+ * X-Forwarded-For/-Proto/-Host, X-Request-Id, Content-Length (NULL if nothing was sent). */
 const char *gw_th_header(const gw_req *r, gw_hdr_set set, const char *name);
 
 /* How many headers named `name` a set holds (name NULL: all of them). Same sets as gw_th_header. */
@@ -225,8 +236,8 @@ const char *gw_th_store_peek(gw_th *th, const char *filter, const char *key, siz
 int gw_th_store_put(gw_th *th, const char *filter, const char *key, const char *value, size_t len,
                     uint64_t ttl_ms);
 
-/* Tokens in a bucket of filter `filter` now (refill included), or -1 if the bucket does not exist (a
- * missing bucket counts as full at the next store_take). */
+/* Tokens in a bucket of filter `filter` now (refilled with the capacity and rate of its last store_take),
+ * or -1 if the bucket does not exist (a missing bucket counts as full at the next store_take). */
 double gw_th_bucket_tokens(gw_th *th, const char *filter, const char *key);
 
 /* ------------------------------------------------------------------------------------------------------
@@ -237,13 +248,14 @@ double gw_th_bucket_tokens(gw_th *th, const char *filter, const char *key);
  * registered family; NAN when no family has that name. */
 double gw_th_metric(const gw_th *th, const char *name, const char *const *label_values);
 
-/* Histogram: number of observations (all, or those <= `le` with gw_th_metric_bucket). 0 when absent. */
+/* Histogram: number of observations (all; or, with gw_th_metric_bucket, those in the buckets whose upper
+ * bound is <= `le`: pass one of the family's bounds, or INFINITY for all). 0 when absent. */
 uint64_t gw_th_metric_count(const gw_th *th, const char *name, const char *const *label_values);
 uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *const *label_values, double le);
 
 /* ------------------------------------------------------------------------------------------------------
- * Logs: every host->log() line is kept as "[filter:NAME] message" or, with a request,
- * "[filter:NAME] [REQUEST_ID] message"; the host's own lines start with "[testhost]". */
+ * Logs: every host->log() line is kept as the gateway writes it, "[filter:NAME] message" or, with a
+ * request, "[filter:NAME] message (request REQUEST_ID)"; the host's own lines start with "[testhost]". */
 
 size_t gw_th_log_count(const gw_th *th);
 

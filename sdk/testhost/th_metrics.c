@@ -1,0 +1,352 @@
+/* th_metrics.c - metric families and series kept in memory and queryable by name and label values; the
+ * captured log (host->log, the host's own notes and the misuse it detects). */
+#include "th_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------------
+ * logs */
+
+static void log_line(gw_th *th, int level, char *line)
+{
+    if (level < GW_LOG_DEBUG) level = GW_LOG_DEBUG;
+    if (level > GW_LOG_ERROR) level = GW_LOG_ERROR;
+    th->logs = th_grow(th->logs, &th->clogs, th->nlogs + 1, sizeof *th->logs);
+    th->logs[th->nlogs++] = (th_log){.level = level, .line = line};
+    if (th->echo) {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        fprintf(stderr, "%s %s\n", names[level], line);
+    }
+}
+
+static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+static char *vformat(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0) return th_xstrdup("(unprintable message)");
+    char *s = th_xcalloc((size_t)n + 1, 1);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+void th_log_add(gw_th *th, int level, const char *filter, const gw_req *r, const char *fmt, va_list ap)
+{
+    char *msg = vformat(fmt, ap);
+    const char *rid = r && r->request_id[0] ? r->request_id : NULL;
+    size_t n = strlen(msg) + strlen(filter) + (rid ? strlen(rid) : 0) + 32;
+    char *line = th_xcalloc(n, 1);
+    bool host = strcmp(filter, "testhost") == 0;
+    snprintf(line, n, "[%s%s] %s%s%s%s", host ? "" : "filter:", filter, msg, rid ? " (request " : "", rid ? rid : "",
+             rid ? ")" : "");
+    free(msg);
+    log_line(th, level, line);
+}
+
+void th_note(gw_th *th, const gw_req *r, int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    th_log_add(th, level, "testhost", r, fmt, ap);
+    va_end(ap);
+}
+
+void th_violation(gw_th *th, const gw_req *r, const char *fmt, ...)
+{
+    th->violations++;
+    va_list ap;
+    va_start(ap, fmt);
+    th_log_add(th, GW_LOG_ERROR, "testhost", r, fmt, ap);
+    va_end(ap);
+}
+
+static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
+{
+    gw_th *th = self ? self->th : req ? req->th : NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    if (th && fmt) {
+        th_log_add(th, level, self ? self->d.name : "?", req, fmt, ap);
+    } else if (fmt) {
+        fputs("[filter:?] ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
+    va_end(ap);
+}
+
+size_t gw_th_log_count(const gw_th *th)
+{
+    return th->nlogs;
+}
+
+const char *gw_th_log_line(const gw_th *th, size_t i, int *level)
+{
+    if (i >= th->nlogs) return NULL;
+    if (level) *level = th->logs[i].level;
+    return th->logs[i].line;
+}
+
+size_t gw_th_log_find(const gw_th *th, int min_level, const char *substring)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < th->nlogs; i++)
+        if (th->logs[i].level >= min_level && (!substring || strstr(th->logs[i].line, substring))) n++;
+    return n;
+}
+
+void gw_th_log_echo(gw_th *th, bool on)
+{
+    th->echo = on;
+}
+
+unsigned gw_th_violations(const gw_th *th)
+{
+    return th->violations;
+}
+
+void gw_th_alloc_limit(gw_th *th, size_t bytes)
+{
+    th->alloc_limit = bytes;
+}
+
+void th_logs_free(gw_th *th)
+{
+    for (size_t i = 0; i < th->nlogs; i++)
+        free(th->logs[i].line);
+    free(th->logs);
+}
+
+/* ------------------------------------------------------------------------------------------------------
+ * metrics */
+
+static bool metric_name_ok(const char *s, bool label)
+{
+    if (!s || !*s || (label && s[0] == '_' && s[1] == '_')) return false;
+    for (const char *p = s; *p; p++) {
+        char c = *p;
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!label && c == ':');
+        if (!alpha && !(p > s && c >= '0' && c <= '9')) return false;
+    }
+    return true;
+}
+
+static gw_metric *family_find(const gw_th *th, const char *name)
+{
+    for (size_t i = 0; name && i < th->nfams; i++)
+        if (strcmp(th->fams[i]->name, name) == 0) return th->fams[i];
+    return NULL;
+}
+
+static bool same_labels(const gw_metric *m, const char *const *labels)
+{
+    size_t n = 0;
+    while (labels && labels[n])
+        n++;
+    if (n != m->nlabels) return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m->labels[i], labels[i]) != 0) return false;
+    return true;
+}
+
+static gw_metric *h_metric_register(gw_filter *self, int type, const char *name, const char *help,
+                                    const char *const *labels, const double *buckets, size_t nbuckets)
+{
+    if (!self) return NULL;
+    gw_th *th = self->th;
+    if (th->creating != self) {
+        th_violation(th, NULL, "filter '%s': metric_register('%s') outside create()", self->d.name,
+                     name ? name : "");
+        return NULL;
+    }
+    const char *bad = NULL;
+    if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM) bad = "unknown type";
+    else if (!metric_name_ok(name, false)) bad = "invalid name";
+    for (size_t i = 0; !bad && labels && labels[i]; i++)
+        if (!metric_name_ok(labels[i], true) || strcmp(labels[i], "le") == 0) bad = "invalid label name";
+    if (!bad && type == GW_METRIC_HISTOGRAM) {
+        if (nbuckets && !buckets) bad = "no bucket array";
+        for (size_t i = 0; !bad && i < nbuckets; i++)
+            if (!isfinite(buckets[i]) || (i && buckets[i] <= buckets[i - 1])) bad = "buckets must be finite and ascending";
+    }
+    gw_metric *m = bad ? NULL : family_find(th, name);
+    if (!bad && m && (m->type != type || !same_labels(m, labels)))
+        bad = "already registered with another type or other labels";
+    if (bad) {
+        th_note(th, NULL, GW_LOG_ERROR, "filter '%s': metric_register('%s'): %s", self->d.name, name ? name : "",
+                bad);
+        return NULL;
+    }
+    if (m) return m;
+    m = th_xcalloc(1, sizeof *m);
+    m->th = th;
+    m->type = type;
+    m->name = th_xstrdup(name);
+    m->help = th_xstrdup(help ? help : "");
+    while (labels && labels[m->nlabels])
+        m->nlabels++;
+    m->labels = th_xcalloc(m->nlabels, sizeof *m->labels);
+    for (size_t i = 0; i < m->nlabels; i++)
+        m->labels[i] = th_xstrdup(labels[i]);
+    if (type == GW_METRIC_HISTOGRAM) {
+        m->nbuckets = nbuckets;
+        m->buckets = th_xcalloc(nbuckets, sizeof *m->buckets);
+        if (nbuckets) memcpy(m->buckets, buckets, nbuckets * sizeof *buckets);
+    }
+    size_t cap = th->nfams;
+    th->fams = th_grow(th->fams, &cap, th->nfams + 1, sizeof *th->fams);
+    th->fams[th->nfams++] = m;
+    return m;
+}
+
+static th_series *series_find(const gw_metric *m, const char *const *values)
+{
+    for (size_t i = 0; i < m->nseries; i++) {
+        size_t k = 0;
+        while (k < m->nlabels && strcmp(m->series[i].values[k], values[k]) == 0)
+            k++;
+        if (k == m->nlabels) return &m->series[i];
+    }
+    return NULL;
+}
+
+static bool values_ok(const gw_metric *m, const char *const *values)
+{
+    if (m->nlabels && !values) return false;
+    for (size_t i = 0; i < m->nlabels; i++)
+        if (!values[i]) return false;
+    return true;
+}
+
+/* The series for these label values, created on first use; NULL (and a violation) for bad values. */
+static th_series *series(gw_metric *m, const gw_req *req, const char *const *values, const char *fn)
+{
+    if (!values_ok(m, values)) {
+        th_violation(m->th, req, "%s('%s'): expected %zu label values", fn, m->name, m->nlabels);
+        return NULL;
+    }
+    th_series *s = series_find(m, values);
+    if (s) return s;
+    m->series = th_grow(m->series, &m->cseries, m->nseries + 1, sizeof *m->series);
+    s = &m->series[m->nseries++];
+    s->values = th_xcalloc(m->nlabels, sizeof *s->values);
+    for (size_t i = 0; i < m->nlabels; i++)
+        s->values[i] = th_xstrdup(values[i]);
+    s->bucket_counts = th_xcalloc(m->nbuckets, sizeof *s->bucket_counts);
+    return s;
+}
+
+static void h_metric_add(gw_metric *m, gw_req *req, const char *const *label_values, double v)
+{
+    if (!m) return;
+    if (m->type == GW_METRIC_HISTOGRAM || (m->type == GW_METRIC_COUNTER && !(v >= 0))) {
+        th_violation(m->th, req, "metric_add('%s', %g): %s", m->name, v,
+                     m->type == GW_METRIC_HISTOGRAM ? "histograms take metric_observe" : "counters only grow");
+        return;
+    }
+    th_series *s = series(m, req, label_values, "metric_add");
+    if (s) s->value += v;
+}
+
+static void h_metric_set(gw_metric *m, gw_req *req, const char *const *label_values, double v)
+{
+    if (!m) return;
+    if (m->type != GW_METRIC_GAUGE) {
+        th_violation(m->th, req, "metric_set('%s'): only gauges can be set", m->name);
+        return;
+    }
+    th_series *s = series(m, req, label_values, "metric_set");
+    if (s) s->value = v;
+}
+
+static void h_metric_observe(gw_metric *m, gw_req *req, const char *const *label_values, double v)
+{
+    if (!m) return;
+    if (m->type != GW_METRIC_HISTOGRAM) {
+        th_violation(m->th, req, "metric_observe('%s'): not a histogram", m->name);
+        return;
+    }
+    th_series *s = series(m, req, label_values, "metric_observe");
+    if (!s) return;
+    s->count++;
+    s->value += v;
+    for (size_t i = 0; i < m->nbuckets; i++)
+        if (v <= m->buckets[i]) {
+            s->bucket_counts[i]++;
+            break;
+        }
+}
+
+static const th_series *query(const gw_th *th, const char *name, const char *const *values, const gw_metric **fam)
+{
+    const gw_metric *m = family_find(th, name);
+    *fam = m;
+    return m && values_ok(m, values) ? series_find(m, values) : NULL;
+}
+
+double gw_th_metric(const gw_th *th, const char *name, const char *const *label_values)
+{
+    const gw_metric *m;
+    const th_series *s = query(th, name, label_values, &m);
+    if (!m) return NAN;
+    return s ? s->value : 0;
+}
+
+uint64_t gw_th_metric_count(const gw_th *th, const char *name, const char *const *label_values)
+{
+    const gw_metric *m;
+    const th_series *s = query(th, name, label_values, &m);
+    return s ? s->count : 0;
+}
+
+uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *const *label_values, double le)
+{
+    const gw_metric *m;
+    const th_series *s = query(th, name, label_values, &m);
+    if (!s) return 0;
+    uint64_t n = 0, in_buckets = 0;
+    for (size_t i = 0; i < m->nbuckets; i++) {
+        in_buckets += s->bucket_counts[i];
+        if (m->buckets[i] <= le) n += s->bucket_counts[i];
+    }
+    if (isinf(le) && le > 0) n += s->count - in_buckets; /* the +Inf bucket */
+    return n;
+}
+
+void th_metrics_free(gw_th *th)
+{
+    for (size_t i = 0; i < th->nfams; i++) {
+        gw_metric *m = th->fams[i];
+        for (size_t k = 0; k < m->nseries; k++) {
+            for (size_t j = 0; j < m->nlabels; j++)
+                free(m->series[k].values[j]);
+            free(m->series[k].values);
+            free(m->series[k].bucket_counts);
+        }
+        free(m->series);
+        for (size_t j = 0; j < m->nlabels; j++)
+            free(m->labels[j]);
+        free(m->labels);
+        free(m->buckets);
+        free(m->name);
+        free(m->help);
+        free(m);
+    }
+    free(th->fams);
+}
+
+void th_metrics_fill(gw_host *h)
+{
+    h->log = h_log;
+    h->metric_register = h_metric_register;
+    h->metric_add = h_metric_add;
+    h->metric_set = h_metric_set;
+    h->metric_observe = h_metric_observe;
+}
