@@ -238,10 +238,17 @@ struct gw_host {
     /* A metric family; label names NULL-terminated (may be NULL). Histogram buckets ascending. */
     gw_metric *(*metric_register)(gw_filter *self, int type, const char *name, const char *help,
                                   const char *const *labels, const double *buckets, size_t nbuckets);
-    /* Label values in the order of the names; counters only grow. Cheap and per worker; safe in phases. */
+    /* Label values in the order of the names; counters only grow. Cheap and per worker; safe in phases.
+     * `req` may be NULL outside a request (then the call must come from a worker thread via worker_init
+     * or from the main thread, and is slower). Registering the same name again (a reload creates new
+     * instances) returns the existing family, whose values carry on; a different type or label set fails
+     * with NULL. */
     void (*metric_add)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
     void (*metric_set)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
     void (*metric_observe)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
+    /* Every registered metric (all filters' and the gateway's own), merged over workers, rendered as
+     * format 0 = Prometheus text format 0.0.4, 1 = JSON. The text lives in the request's memory. */
+    int (*metrics_render)(gw_req *req, int format, gw_strv *out);
 
     /* --- the store (embedded or Redis; same semantics on both). Keys are namespaced by the host per
      * filter. Callbacks run later on the calling worker, never inside the call. Return 0 if started. --- */

@@ -1,0 +1,41 @@
+/* metrics.h - the process-wide metrics registry behind the host API's metric_* calls: families live for
+ * the whole process (values survive reloads), each worker writes only its own series, and a scrape merges
+ * all workers without stopping them. */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <gw/filter.h>
+
+typedef struct gw_metrics gw_metrics;
+
+/* nworkers writer slots + 1 for the main thread (slot nworkers). */
+gw_metrics *gw_metrics_new(unsigned nworkers);
+void gw_metrics_free(gw_metrics *m);
+
+/* Registers (or finds) a family. type: GW_METRIC_COUNTER/GAUGE/HISTOGRAM. labels NULL-terminated or NULL.
+ * Histogram buckets ascending (+Inf implied). Returns NULL with *err (static text) on a name clash with a
+ * different type/labels/buckets, an invalid name (Prometheus: [a-zA-Z_:][a-zA-Z0-9_:]*), or invalid labels. */
+gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const char *help,
+                               const char *const *labels, const double *buckets, size_t nbuckets,
+                               const char **err);
+
+/* Updates from writer slot `slot` (a worker id, or the main thread's slot). Only that thread may use
+ * that slot. Label values in the order of the names (NULL entries read as ""). */
+void gw_metric_add(gw_metric *f, unsigned slot, const char *const *values, double v);
+void gw_metric_set(gw_metric *f, unsigned slot, const char *const *values, double v);
+void gw_metric_observe(gw_metric *f, unsigned slot, const char *const *values, double v);
+
+/* Renders everything merged over slots: counters and histograms summed, gauges summed too (a gauge set
+ * from several workers is per-worker state that adds up, e.g. requests in flight). format 0 = Prometheus
+ * text 0.0.4 (HELP/TYPE lines, escaped label values, _bucket/_sum/_count for histograms), 1 = JSON.
+ * Returns a malloc'd NUL-terminated string (caller frees) and its length. Safe while workers write. */
+char *gw_metrics_render(gw_metrics *m, int format, size_t *len);
+
+/* The slot of the calling thread, set once per thread (workers: their id; main: nworkers). */
+void gw_metrics_set_thread_slot(unsigned slot);
+unsigned gw_metrics_thread_slot(void);
+
+#endif
