@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "config_schema.h"
 
 const char *const gw_conf_host_keys[] = {"name", "enabled", "file", NULL};
 
@@ -45,7 +46,10 @@ static const gw_conf *conf_get(const gw_conf *map, const char *key)
 {
     const gw_yaml_node *m = N(map);
     if (!m || m->kind != GW_YAML_MAP) return NULL;
-    return gw_conf_of(gw_yaml_get(m, key));
+    const gw_yaml_node *v = gw_yaml_get(m, key);
+    /* `key:`, `~` and `null` mean "not set", as everywhere else in the configuration. */
+    if (v && gw_cfg_is_null(v)) return NULL;
+    return gw_conf_of(v);
 }
 
 static int conf_kind(const gw_conf *node)

@@ -243,6 +243,8 @@ static int h_respond(gw_req *r, int status, const char *ctype, const char *body,
     r->own_len = r->own_body ? len : 0;
     if (ctype && clean_value(ctype, strlen(ctype)))
         gw_hdr_put(r, GW_HDR_RESPONSE, "Content-Type", ctype, strlen(ctype), true);
+    else
+        gw_host_api()->header_remove(r, GW_HDR_RESPONSE, "Content-Type");
     return 0;
 }
 
@@ -377,6 +379,51 @@ static int h_register_endpoint(gw_filter *self, const char *method, const char *
     return 0;
 }
 
+/* --- metrics --------------------------------------------------------------------------------------- */
+
+static gw_metric *h_metric_register(gw_filter *self, int type, const char *name, const char *help,
+                                    const char *const *labels, const double *buckets, size_t nbuckets)
+{
+    const char *err = NULL;
+    gw_metric *m =
+        gw_metrics_register(self->gen->srv->metrics, type, name, help, labels, buckets, nbuckets, &err);
+    if (!m) gw_log_write(GW_LOG_ERROR, "[filter:%s] metric '%s': %s", self->name, name ? name : "", err);
+    return m;
+}
+
+static unsigned metric_slot(const gw_req *r)
+{
+    return r ? C(r)->w->id : gw_metrics_thread_slot();
+}
+
+static void h_metric_add(gw_metric *m, gw_req *r, const char *const *v, double x)
+{
+    gw_metric_add(m, metric_slot(r), v, x);
+}
+
+static void h_metric_set(gw_metric *m, gw_req *r, const char *const *v, double x)
+{
+    gw_metric_set(m, metric_slot(r), v, x);
+}
+
+static void h_metric_observe(gw_metric *m, gw_req *r, const char *const *v, double x)
+{
+    gw_metric_observe(m, metric_slot(r), v, x);
+}
+
+static int h_metrics_render(gw_req *r, int format, gw_strv *out)
+{
+    size_t n;
+    char *s = gw_metrics_render(C(r)->w->srv->metrics, format, &n);
+    if (!s) return -1;
+    char *d = gw_req_alloc(r, n + 1);
+    if (d) memcpy(d, s, n + 1);
+    free(s);
+    if (!d) return -1;
+    *out = (gw_strv){d, n};
+    return 0;
+}
+
 static gw_host host_table;
 
 const gw_host *gw_host_api(void)
@@ -415,6 +462,11 @@ const gw_host *gw_host_api(void)
     h->timer_cancel = h_timer_cancel;
     h->on_cleanup = h_on_cleanup;
     h->register_endpoint = h_register_endpoint;
+    h->metric_register = h_metric_register;
+    h->metric_add = h_metric_add;
+    h->metric_set = h_metric_set;
+    h->metric_observe = h_metric_observe;
+    h->metrics_render = h_metrics_render;
     h->struct_size = sizeof *h; /* last: marks the table ready */
     return h;
 }

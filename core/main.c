@@ -52,6 +52,13 @@ static int build_server(gw_server *srv, char **err)
     if (srv->retire_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
     srv->started_at = (int64_t)time(NULL);
     srv->nworkers = cfg->workers ? cfg->workers : 1;
+    srv->metrics = gw_metrics_new(srv->nworkers);
+    if (!srv->metrics) return asprintf(err, "out of memory"), -1;
+    gw_metrics_set_thread_slot(srv->nworkers);
+    static const char *const result_label[] = {"result", NULL};
+    const char *merr = NULL;
+    srv->m_reloads = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_config_reloads_total",
+                                         "Configuration reloads (SIGHUP) by result", result_label, NULL, 0, &merr);
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
     char *e2 = NULL;
     gw_config *gcfg = gw_config_load(srv->config_path, &e2);
@@ -69,6 +76,7 @@ static void free_server(gw_server *srv)
 {
     for (size_t i = 0; i < srv->nold; i++) gw_gen_free(srv->old[i]);
     gw_gen_free(srv->gen);
+    gw_metrics_free(srv->metrics);
     if (srv->listener_ssl_ctx)
         for (size_t i = 0; i < srv->cfg->nlisteners; i++)
             if (srv->listener_ssl_ctx[i]) SSL_CTX_free(srv->listener_ssl_ctx[i]);
@@ -138,6 +146,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     if (srv->nold >= sizeof srv->old / sizeof srv->old[0]) {
         gw_error("reload failed: too many older generations still have requests in flight; try again later");
         atomic_fetch_add(&srv->reloads_failed, 1);
+        if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
         return;
     }
     char *err = NULL;
@@ -147,6 +156,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         gw_error("reload failed, generation %u kept: %s", srv->gen->id, err ? err : "unknown error");
         free(err);
         atomic_fetch_add(&srv->reloads_failed, 1);
+        if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
         return;
     }
     if (!same_listeners(srv->cfg, g->cfg))
@@ -161,6 +171,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     gw_workers_wake(srv);
     gw_health_start(srv);
     atomic_fetch_add(&srv->reloads_ok, 1);
+    if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"success"}, 1);
     gw_info("reload: generation %u serves new requests (%zu filter%s)", g->id, g->nfilters,
             g->nfilters == 1 ? "" : "s");
 }

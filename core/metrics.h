@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <gw/filter.h>
 
@@ -23,7 +24,10 @@ gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const 
                                const char **err);
 
 /* Updates from writer slot `slot` (a worker id, or the main thread's slot). Only that thread may use
- * that slot. Label values in the order of the names (NULL entries read as ""). */
+ * that slot. Label values in the order of the names (NULL entries read as ""). Misuse is ignored: add on
+ * a histogram, a negative or NaN add on a counter, set on anything but a gauge, observe on anything but a
+ * histogram. At most 10000 series per family and slot: updates with new label values past that are
+ * dropped and counted (gw_metric_dropped; rendered as a comment line / a "dropped" member). */
 void gw_metric_add(gw_metric *f, unsigned slot, const char *const *values, double v);
 void gw_metric_set(gw_metric *f, unsigned slot, const char *const *values, double v);
 void gw_metric_observe(gw_metric *f, unsigned slot, const char *const *values, double v);
@@ -34,7 +38,12 @@ void gw_metric_observe(gw_metric *f, unsigned slot, const char *const *values, d
  * Returns a malloc'd NUL-terminated string (caller frees) and its length. Safe while workers write. */
 char *gw_metrics_render(gw_metrics *m, int format, size_t *len);
 
-/* The slot of the calling thread, set once per thread (workers: their id; main: nworkers). */
+/* Updates dropped so far: series limit reached, out of memory, or a slot out of range. */
+uint64_t gw_metric_dropped(const gw_metric *f);
+
+/* The slot of the calling thread, set once per thread (workers: their id; main: nworkers). A thread that
+ * never set it gets GW_METRICS_NO_SLOT, whose updates are dropped. */
+#define GW_METRICS_NO_SLOT ((unsigned)-1)
 void gw_metrics_set_thread_slot(unsigned slot);
 unsigned gw_metrics_thread_slot(void);
 

@@ -98,6 +98,12 @@ static int stage_response(gw_conn *c, const gw_http_head *h)
 {
     gw_req *r = &c->rq;
     gw_hlist prior = r->hresp_on ? r->hresp : (gw_hlist){0};
+    if (r->staged) { /* a previous attempt's fields: keep only what filters had set before it */
+        prior.v += prior.n - r->hresp_prior;
+        prior.n = r->hresp_prior;
+    }
+    r->staged = true;
+    r->hresp_prior = prior.n;
     r->hresp_on = false;
     r->hresp = (gw_hlist){0};
     gw_hlist *v = gw_hdr_view(r, GW_HDR_RESPONSE);

@@ -15,6 +15,7 @@
 #include "gen.h"
 #include "http.h"
 #include "io.h"
+#include "metrics.h"
 #include "router.h"
 
 struct event_base;
@@ -66,6 +67,8 @@ struct gw_server {
     atomic_uint reloads_ok, reloads_failed;
     atomic_uint cur_gen_id;
     int retire_fd;        /* eventfd: a worker released a generation */
+    gw_metrics *metrics;  /* process-wide: values survive reloads */
+    gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
     SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
     gw_worker *workers;
@@ -95,6 +98,7 @@ struct gw_worker {
     struct gw_listen **listeners;
     size_t nlisteners;
     struct event *drain_ev;
+    struct event *retire_ev; /* releases replaced generations from the loop */
     int drain_fd; /* eventfd written by the main thread: drain or adopt a new generation */
     gw_gen *gen;                /* current generation on this worker */
     _Atomic(gw_gen *) next_gen; /* set by the main thread on reload */
@@ -133,13 +137,14 @@ struct gw_req {
     bool hreq_on, hup_on, hresp_on;
     int phase;
     size_t next;       /* filter position the phase continues at */
-    bool waiting, in_call, active, early_set;
+    bool waiting, in_call, active, early_set, staged;
     gw_result early; /* resume() called from inside the phase call */
     const gw_endpoint *endpoint;
     int own_status;    /* response set by a filter (host->respond) */
     char *own_body;
     size_t own_len;
     gw_str resp_reason;
+    size_t hresp_prior; /* entries at the end of the response view that filters set before staging */
     uint64_t retry_delay_ms;
     const char *attempt_error;
     gw_timer_rec *timers;

@@ -163,16 +163,27 @@ static void retire(gw_worker *w, gw_gen *g)
     }
 }
 
+/* Releases replaced generations whose last request here has ended. Runs from the event loop, never
+ * from inside a request: the code of a filter that just finished a request (say, in a timer callback
+ * that called resume) may still be on the stack, and its generation's .so must outlive it. */
+static void on_retire(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker *w = arg;
+    for (size_t i = 0; i < w->nretiring;) {
+        gw_gen *g = w->retiring[i];
+        if (g->pw[w->id].inflight == 0) {
+            w->retiring[i] = w->retiring[--w->nretiring];
+            retire(w, g);
+        } else {
+            i++;
+        }
+    }
+}
+
 void gw_worker_request_end(gw_worker *w, gw_gen *g)
 {
     gw_gen_worker *pw = &g->pw[w->id];
-    if (--pw->inflight > 0 || g == w->gen) return;
-    for (size_t i = 0; i < w->nretiring; i++)
-        if (w->retiring[i] == g) {
-            w->retiring[i] = w->retiring[--w->nretiring];
-            break;
-        }
-    retire(w, g);
+    if (--pw->inflight == 0 && g != w->gen) event_active(w->retire_ev, EV_TIMEOUT, 1);
 }
 
 static void swap_generation(gw_worker *w, gw_gen *next)
@@ -215,6 +226,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     gw_worker *w = arg;
+    gw_metrics_set_thread_slot(w->id);
     adopt(w, w->gen);
     event_base_dispatch(w->base);
     /* Whatever is still open here was cut by the shutdown deadline or a forced exit. */
@@ -242,6 +254,7 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     w->drain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->drain_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
     w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_wake, w);
+    w->retire_ev = event_new(w->base, -1, 0, on_retire, w);
     event_add(w->drain_ev, NULL);
     w->nlisteners = cfg->nlisteners;
     w->listeners = calloc(cfg->nlisteners, sizeof(gw_listen *));
@@ -326,6 +339,7 @@ void gw_workers_join(gw_server *srv)
         for (size_t j = 0; j < w->nlisteners; j++) free(w->listeners[j]);
         free(w->listeners);
         event_free(w->drain_ev);
+        event_free(w->retire_ev);
         close(w->drain_fd);
         event_base_free(w->base);
     }

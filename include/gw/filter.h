@@ -159,7 +159,8 @@ struct gw_host {
         __attribute__((format(printf, 4, 5)));
 
     /* --- configuration nodes (read-only; valid until destroy / route_destroy) --- */
-    const gw_conf *(*conf_get)(const gw_conf *map, const char *key); /* NULL if absent or not a map */
+    /* NULL if absent, null (`key:`, `~`, `null`) or `map` is not a mapping. */
+    const gw_conf *(*conf_get)(const gw_conf *map, const char *key);
     int (*conf_kind)(const gw_conf *node);                            /* GW_CONF_* (NULL -> NONE) */
     size_t (*conf_len)(const gw_conf *node);                          /* items of a seq/map */
     const gw_conf *(*conf_at)(const gw_conf *node, size_t i);         /* i-th item (map: value) */
@@ -201,7 +202,7 @@ struct gw_host {
     int (*header_remove)(gw_req *req, gw_hdr_set set, const char *name); /* all with that name */
 
     /* --- answering --- */
-    /* Sets the response (status, body copied; Content-Type given or none) and returns 0; the phase then
+    /* Sets the response (status, body copied; Content-Type as given, none when NULL) and returns 0; the phase then
      * returns GW_RESPOND. Extra response headers: header_set(GW_HDR_RESPONSE) before or after. */
     int (*respond)(gw_req *req, int status, const char *content_type, const char *body, size_t len);
     /* The standard error shape {"error": <title for status>, "message": message, "request_id": ...}. */
@@ -210,9 +211,6 @@ struct gw_host {
     void (*retry_after)(gw_req *req, uint64_t delay_ms);
     /* May the request be sent again (body fully buffered, nothing streamed yet)? */
     bool (*replayable)(const gw_req *req);
-    /* Endpoint handlers: the complete request body, read by the host before the handler runs (bodies over
-     * limits.body_buffer are refused with 413 first). Elsewhere: false (bodies stream). */
-    bool (*body)(const gw_req *req, gw_strv *out);
 
     /* --- memory and time --- */
     void *(*alloc)(gw_req *req, size_t n); /* freed when the request ends; NULL on exhaustion */
@@ -221,9 +219,12 @@ struct gw_host {
 
     /* --- async --- */
     /* Continues a request whose phase returned GW_WAIT, with the phase's final result. Must be called
-     * exactly once, from the owning worker, and never from inside the phase call itself. */
+     * exactly once, from the owning worker. The rest of the request may run before resume() returns, and
+     * the request may be gone by then: touch nothing of it afterwards. Called from inside the phase call
+     * (the async work finished at once), it takes effect when the phase returns GW_WAIT. */
     void (*resume)(gw_req *req, gw_result result);
-    /* One-shot timer on the request's worker; cancelled automatically when the request ends. */
+    /* One-shot timer on the request's worker; cancelled automatically when the request ends. The handle
+     * is invalid once its callback has started: cancel only timers that have not fired. */
     gw_timer *(*timer_start)(gw_req *req, uint64_t ms, void (*cb)(gw_req *req, void *arg), void *arg);
     void (*timer_cancel)(gw_timer *t);
     /* Runs when the request ends for any reason (client gone included), before its memory is freed:
@@ -246,9 +247,6 @@ struct gw_host {
     void (*metric_add)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
     void (*metric_set)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
     void (*metric_observe)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
-    /* Every registered metric (all filters' and the gateway's own), merged over workers, rendered as
-     * format 0 = Prometheus text format 0.0.4, 1 = JSON. The text lives in the request's memory. */
-    int (*metrics_render)(gw_req *req, int format, gw_strv *out);
 
     /* --- the store (embedded or Redis; same semantics on both). Keys are namespaced by the host per
      * filter. Callbacks run later on the calling worker, never inside the call. Return 0 if started. --- */
@@ -260,6 +258,14 @@ struct gw_host {
      * when idle. Exact across workers and (Redis) across gateway instances. */
     int (*store_take)(gw_req *req, const char *key, double capacity, double rate_per_s, double cost,
                       gw_bucket_cb cb, void *arg);
+
+    /* --- request body and metrics exposition --- */
+    /* Endpoint handlers: the complete request body, read by the host before the handler runs (bodies over
+     * limits.body_buffer are refused with 413 first). Elsewhere: false (bodies stream). */
+    bool (*body)(const gw_req *req, gw_strv *out);
+    /* Every registered metric (all filters' and the gateway's own), merged over workers, rendered as
+     * format 0 = Prometheus text format 0.0.4, 1 = JSON. The text lives in the request's memory. */
+    int (*metrics_render)(gw_req *req, int format, gw_strv *out);
 
     void *reserved[16];
 };

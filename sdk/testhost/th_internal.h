@@ -123,8 +123,10 @@ struct gw_req {
     size_t nreplies, next_reply;
 
     /* routing */
-    th_route *route;
-    th_endpoint *ep;
+    th_route *route;     /* &route_copy or NULL */
+    th_endpoint *ep;     /* &ep_copy or NULL */
+    th_route route_copy;
+    th_endpoint ep_copy;
     bool unrouted;       /* answered by the host before the pipeline (400, 404, 405) */
     th_hdrs orig_h;      /* the client's headers as received */
 
@@ -287,6 +289,7 @@ void th_auto_pending(gw_th *th);
 
 /* requests (th_request.c) */
 void th_request_fill(gw_host *h);
+void *th_req_alloc(gw_req *r, size_t n); /* host->alloc */
 void th_request_free(gw_req *r);
 void th_timers_fire_due(gw_th *th, uint64_t until);
 const char *th_status_title(int status);

@@ -2,6 +2,7 @@
  * captured log (host->log, the host's own notes and the misuse it detects). */
 #include "th_internal.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,14 +146,19 @@ static gw_metric *family_find(const gw_th *th, const char *name)
     return NULL;
 }
 
-static bool same_labels(const gw_metric *m, const char *const *labels)
+static bool same_shape(const gw_metric *m, int type, const char *const *labels, const double *buckets,
+                       size_t nbuckets)
 {
     size_t n = 0;
     while (labels && labels[n])
         n++;
-    if (n != m->nlabels) return false;
+    if (m->type != type || n != m->nlabels) return false;
     for (size_t i = 0; i < n; i++)
         if (strcmp(m->labels[i], labels[i]) != 0) return false;
+    if (type != GW_METRIC_HISTOGRAM) return true;
+    if (nbuckets != m->nbuckets) return false;
+    for (size_t i = 0; i < nbuckets; i++)
+        if (buckets[i] != m->buckets[i]) return false;
     return true;
 }
 
@@ -177,8 +183,8 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
             if (!isfinite(buckets[i]) || (i && buckets[i] <= buckets[i - 1])) bad = "buckets must be finite and ascending";
     }
     gw_metric *m = bad ? NULL : family_find(th, name);
-    if (!bad && m && (m->type != type || !same_labels(m, labels)))
-        bad = "already registered with another type or other labels";
+    if (!bad && m && !same_shape(m, type, labels, buckets, nbuckets))
+        bad = "already registered with another type, labels or buckets";
     if (bad) {
         th_note(th, NULL, GW_LOG_ERROR, "filter '%s': metric_register('%s'): %s", self->d.name, name ? name : "",
                 bad);
@@ -206,39 +212,33 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
     return m;
 }
 
+/* Label value i; as in the gateway, a NULL array or NULL entry reads as "". */
+static const char *label_value(const char *const *values, size_t i)
+{
+    return values && values[i] ? values[i] : "";
+}
+
 static th_series *series_find(const gw_metric *m, const char *const *values)
 {
     for (size_t i = 0; i < m->nseries; i++) {
         size_t k = 0;
-        while (k < m->nlabels && strcmp(m->series[i].values[k], values[k]) == 0)
+        while (k < m->nlabels && strcmp(m->series[i].values[k], label_value(values, k)) == 0)
             k++;
         if (k == m->nlabels) return &m->series[i];
     }
     return NULL;
 }
 
-static bool values_ok(const gw_metric *m, const char *const *values)
+/* The series for these label values, created on first use. */
+static th_series *series(gw_metric *m, const char *const *values)
 {
-    if (m->nlabels && !values) return false;
-    for (size_t i = 0; i < m->nlabels; i++)
-        if (!values[i]) return false;
-    return true;
-}
-
-/* The series for these label values, created on first use; NULL (and a violation) for bad values. */
-static th_series *series(gw_metric *m, const gw_req *req, const char *const *values, const char *fn)
-{
-    if (!values_ok(m, values)) {
-        th_violation(m->th, req, "%s('%s'): expected %zu label values", fn, m->name, m->nlabels);
-        return NULL;
-    }
     th_series *s = series_find(m, values);
     if (s) return s;
     m->series = th_grow(m->series, &m->cseries, m->nseries + 1, sizeof *m->series);
     s = &m->series[m->nseries++];
     s->values = th_xcalloc(m->nlabels, sizeof *s->values);
     for (size_t i = 0; i < m->nlabels; i++)
-        s->values[i] = th_xstrdup(values[i]);
+        s->values[i] = th_xstrdup(label_value(values, i));
     s->bucket_counts = th_xcalloc(m->nbuckets, sizeof *s->bucket_counts);
     return s;
 }
@@ -251,8 +251,7 @@ static void h_metric_add(gw_metric *m, gw_req *req, const char *const *label_val
                      m->type == GW_METRIC_HISTOGRAM ? "histograms take metric_observe" : "counters only grow");
         return;
     }
-    th_series *s = series(m, req, label_values, "metric_add");
-    if (s) s->value += v;
+    series(m, label_values)->value += v;
 }
 
 static void h_metric_set(gw_metric *m, gw_req *req, const char *const *label_values, double v)
@@ -262,8 +261,7 @@ static void h_metric_set(gw_metric *m, gw_req *req, const char *const *label_val
         th_violation(m->th, req, "metric_set('%s'): only gauges can be set", m->name);
         return;
     }
-    th_series *s = series(m, req, label_values, "metric_set");
-    if (s) s->value = v;
+    series(m, label_values)->value = v;
 }
 
 static void h_metric_observe(gw_metric *m, gw_req *req, const char *const *label_values, double v)
@@ -273,8 +271,7 @@ static void h_metric_observe(gw_metric *m, gw_req *req, const char *const *label
         th_violation(m->th, req, "metric_observe('%s'): not a histogram", m->name);
         return;
     }
-    th_series *s = series(m, req, label_values, "metric_observe");
-    if (!s) return;
+    th_series *s = series(m, label_values);
     s->count++;
     s->value += v;
     for (size_t i = 0; i < m->nbuckets; i++)
@@ -288,7 +285,7 @@ static const th_series *query(const gw_th *th, const char *name, const char *con
 {
     const gw_metric *m = family_find(th, name);
     *fam = m;
-    return m && values_ok(m, values) ? series_find(m, values) : NULL;
+    return m ? series_find(m, values) : NULL;
 }
 
 double gw_th_metric(const gw_th *th, const char *name, const char *const *label_values)
@@ -320,6 +317,197 @@ uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *cons
     return n;
 }
 
+/* ------------------------------------------------------------------------------------------------------
+ * rendering (host->metrics_render) */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} th_buf;
+
+static void buf_put(th_buf *b, const char *s, size_t n)
+{
+    b->p = th_grow(b->p, &b->cap, b->n + n + 1, 1);
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void buf_printf(th_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(th_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = vformat(fmt, ap);
+    va_end(ap);
+    buf_put(b, s, strlen(s));
+    free(s);
+}
+
+static void buf_number(th_buf *b, double v)
+{
+    if (isnan(v)) buf_printf(b, "NaN");
+    else if (isinf(v)) buf_printf(b, "%sInf", v > 0 ? "+" : "-");
+    else if (v == (double)(long long)v && v > -1e15 && v < 1e15) buf_printf(b, "%lld", (long long)v);
+    else {
+        char tmp[40];
+        for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back as v */
+            snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+            if (strtod(tmp, NULL) == v) break;
+        }
+        buf_printf(b, "%s", tmp);
+    }
+}
+
+/* Prometheus escaping: label values escape \\, \" and newline; HELP text escapes \\ and newline. */
+static void buf_escaped(th_buf *b, const char *s, bool quotes)
+{
+    for (; *s; s++) {
+        if (*s == '\\') buf_put(b, "\\\\", 2);
+        else if (*s == '\n') buf_put(b, "\\n", 2);
+        else if (*s == '"' && quotes) buf_put(b, "\\\"", 2);
+        else buf_put(b, s, 1);
+    }
+}
+
+static void buf_labels(th_buf *b, const gw_metric *m, const th_series *se, const char *le_text)
+{
+    if (!m->nlabels && !le_text) return;
+    buf_put(b, "{", 1);
+    for (size_t i = 0; i < m->nlabels; i++) {
+        buf_printf(b, "%s%s=\"", i ? "," : "", m->labels[i]);
+        buf_escaped(b, se->values[i], true);
+        buf_put(b, "\"", 1);
+    }
+    if (le_text) buf_printf(b, "%sle=\"%s\"", m->nlabels ? "," : "", le_text);
+    buf_put(b, "}", 1);
+}
+
+static void render_text(const gw_th *th, th_buf *b)
+{
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    for (size_t f = 0; f < th->nfams; f++) {
+        const gw_metric *m = th->fams[f];
+        if (m->help[0]) {
+            buf_printf(b, "# HELP %s ", m->name);
+            buf_escaped(b, m->help, false);
+            buf_put(b, "\n", 1);
+        }
+        buf_printf(b, "# TYPE %s %s\n", m->name, types[m->type]);
+        for (size_t k = 0; k < m->nseries; k++) {
+            const th_series *se = &m->series[k];
+            if (m->type != GW_METRIC_HISTOGRAM) {
+                buf_printf(b, "%s", m->name);
+                buf_labels(b, m, se, NULL);
+                buf_put(b, " ", 1);
+                buf_number(b, se->value);
+                buf_put(b, "\n", 1);
+                continue;
+            }
+            uint64_t cum = 0;
+            for (size_t i = 0; i <= m->nbuckets; i++) {
+                char le[64];
+                if (i < m->nbuckets) {
+                    th_buf tmp = {0};
+                    buf_number(&tmp, m->buckets[i]);
+                    snprintf(le, sizeof le, "%s", tmp.p);
+                    free(tmp.p);
+                    cum += se->bucket_counts[i];
+                } else {
+                    snprintf(le, sizeof le, "+Inf");
+                    cum = se->count;
+                }
+                buf_printf(b, "%s_bucket", m->name);
+                buf_labels(b, m, se, le);
+                buf_printf(b, " %llu\n", (unsigned long long)cum);
+            }
+            buf_printf(b, "%s_sum", m->name);
+            buf_labels(b, m, se, NULL);
+            buf_put(b, " ", 1);
+            buf_number(b, se->value);
+            buf_printf(b, "\n%s_count", m->name);
+            buf_labels(b, m, se, NULL);
+            buf_printf(b, " %llu\n", (unsigned long long)se->count);
+        }
+    }
+}
+
+/* JSON has no NaN or infinities: those go as the strings Prometheus uses. */
+static cJSON *json_number(double v)
+{
+    if (isfinite(v)) return cJSON_CreateNumber(v);
+    return cJSON_CreateString(isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+}
+
+/* {"metrics":[{"name","type","help","series":[{"labels":{..},"value"} or
+ *  {"labels","buckets":[{"le","count"} cumulative, the last le "+Inf"],"sum","count"}]}]} */
+static char *render_json(const gw_th *th)
+{
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    cJSON *root = cJSON_CreateObject(), *fams = cJSON_AddArrayToObject(root, "metrics");
+    for (size_t f = 0; fams && f < th->nfams; f++) {
+        const gw_metric *m = th->fams[f];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(fams, o);
+        cJSON_AddStringToObject(o, "name", m->name);
+        cJSON_AddStringToObject(o, "type", types[m->type]);
+        cJSON_AddStringToObject(o, "help", m->help);
+        cJSON *arr = cJSON_AddArrayToObject(o, "series");
+        for (size_t k = 0; arr && k < m->nseries; k++) {
+            const th_series *se = &m->series[k];
+            cJSON *so = cJSON_CreateObject(), *labels = cJSON_AddObjectToObject(so, "labels");
+            cJSON_AddItemToArray(arr, so);
+            for (size_t i = 0; labels && i < m->nlabels; i++)
+                cJSON_AddStringToObject(labels, m->labels[i], se->values[i]);
+            if (m->type != GW_METRIC_HISTOGRAM) {
+                cJSON_AddItemToObject(so, "value", json_number(se->value));
+                continue;
+            }
+            cJSON *bk = cJSON_AddArrayToObject(so, "buckets");
+            uint64_t cum = 0;
+            for (size_t i = 0; bk && i <= m->nbuckets; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddItemToArray(bk, e);
+                if (i < m->nbuckets) {
+                    cum += se->bucket_counts[i];
+                    cJSON_AddNumberToObject(e, "le", m->buckets[i]);
+                } else {
+                    cum = se->count;
+                    cJSON_AddStringToObject(e, "le", "+Inf");
+                }
+                cJSON_AddNumberToObject(e, "count", (double)cum);
+            }
+            cJSON_AddItemToObject(so, "sum", json_number(se->value));
+            cJSON_AddNumberToObject(so, "count", (double)se->count);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static int h_metrics_render(gw_req *req, int format, gw_strv *out)
+{
+    if (!req || !out || (format != 0 && format != 1)) return -1;
+    const gw_th *th = req->th;
+    th_buf b = {0};
+    if (format == 0) {
+        render_text(th, &b);
+    } else {
+        char *s = render_json(th);
+        if (!s) return -1;
+        buf_put(&b, s, strlen(s));
+        cJSON_free(s);
+    }
+    char *mem = th_req_alloc(req, b.n + 1);
+    if (mem) memcpy(mem, b.p ? b.p : "", b.n + 1);
+    size_t n = b.n;
+    free(b.p);
+    if (!mem) return -1;
+    *out = (gw_strv){mem, n};
+    return 0;
+}
+
 void th_metrics_free(gw_th *th)
 {
     for (size_t i = 0; i < th->nfams; i++) {
@@ -349,4 +537,5 @@ void th_metrics_fill(gw_host *h)
     h->metric_add = h_metric_add;
     h->metric_set = h_metric_set;
     h->metric_observe = h_metric_observe;
+    h->metrics_render = h_metrics_render;
 }

@@ -721,21 +721,23 @@ static int route_request(gw_req *r)
             continue;
         path_known = true;
         if (method_matches(e, r->method)) {
-            r->ep = e;
+            r->ep_copy = *e; /* the array may grow while the request waits; the strings stay */
+            r->ep = &r->ep_copy;
             return 0;
         }
     }
     if (path_known) return 405;
     if (th->nroutes == 0) return 0; /* the implicit route "default" */
-    size_t best = 0;
+    const th_route *found = NULL;
     for (size_t i = 0; i < th->nroutes; i++) {
-        th_route *rt = &th->routes[i];
-        if (rt->plen >= best && prefix_matches(rt->prefix, rt->plen, r->path)) {
-            r->route = rt;
-            best = rt->plen;
-        }
+        const th_route *rt = &th->routes[i];
+        if ((!found || rt->plen > found->plen) && prefix_matches(rt->prefix, rt->plen, r->path)) found = rt;
     }
-    if (r->route) return 0;
+    if (found) {
+        r->route_copy = *found; /* the array may grow while the request waits; its members stay */
+        r->route = &r->route_copy;
+        return 0;
+    }
     r->unrouted = true;
     return 404;
 }
@@ -905,7 +907,8 @@ static gw_strv h_request_id(const gw_req *req)
 
 static unsigned h_worker(const gw_req *req)
 {
-    return 0;
+    (void)req;
+    return 0; /* the test host is worker 0 of 1 */
 }
 
 static int h_status(const gw_req *req)
@@ -1058,7 +1061,7 @@ static bool h_replayable(const gw_req *req)
     return req && req->replayable;
 }
 
-static void *h_alloc(gw_req *req, size_t n)
+void *th_req_alloc(gw_req *req, size_t n)
 {
     if (!req || req->ended) return NULL;
     gw_th *th = req->th;
@@ -1166,7 +1169,7 @@ void th_request_fill(gw_host *h)
     h->retry_after = h_retry_after;
     h->replayable = h_replayable;
     h->body = h_body;
-    h->alloc = h_alloc;
+    h->alloc = th_req_alloc;
     h->resume = h_resume;
     h->timer_start = h_timer_start;
     h->timer_cancel = h_timer_cancel;

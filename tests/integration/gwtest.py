@@ -499,6 +499,9 @@ class Gateway:
         self.proc.signal(signal.SIGHUP)
 
         def moved():
+            if not self.proc.alive():
+                raise AssertionError("the gateway exited (status %s) after SIGHUP; log:\n%s"
+                                     % (self.proc.popen.returncode, self.log(6000)))
             try:
                 now = self.info()
             except (OSError, AssertionError, ConnClosed):
@@ -619,11 +622,15 @@ class RawConn:
         if connect:
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socket.socket(fam, socket.SOCK_STREAM)
-            s.settimeout(timeout)
-            s.connect((host, port))
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls_context is not None:
-                s = tls_context.wrap_socket(s, server_hostname=server_hostname)
+            try:
+                s.settimeout(timeout)
+                s.connect((host, port))
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if tls_context is not None:
+                    s = tls_context.wrap_socket(s, server_hostname=server_hostname)
+            except BaseException:
+                s.close()
+                raise
             self.sock = s
 
     def send(self, data):

@@ -7,6 +7,7 @@ replaced on disk takes effect on the next reload; the old instances get worker_f
 they were initialised on and destroy once. The long run under load is test_reload.py."""
 
 import os
+import signal
 import time
 
 import gwfilters as gf
@@ -102,6 +103,21 @@ class ReloadCasesTest(gf.FilterTestCase):
         self.assertTags(r, ["old"], ["old"], "request in flight during the reload")
         self.assertGreaterEqual(time.monotonic() - t0, 1.5)
 
+    def test_reorder_and_toggle_by_reload(self):
+        gw = self.start([tagger("x"), tagger("y")])
+        self.assertTags(self.get(gw.port, "/api/1"), ["x", "y"], ["y", "x"], "generation 1")
+        self.reload_ok(gw, self.cfg(gw.port, [tagger("y"), tagger("x")]), 2)
+        self.assertTags(self.get(gw.port, "/api/2"), ["y", "x"], ["x", "y"], "reordered")
+        self.reload_ok(gw, self.cfg(gw.port, [tagger("y"), tagger("x", enabled=False)]), 3)
+        self.assertTags(self.get(gw.port, "/api/3"), ["y"], ["y"], "x disabled")
+        self.assertErrorJson(self.get(gw.port, "/_tagger/x"), 404, "Not Found")
+        self.assertEqual(self.get_ok(gw.port, "/_tagger/y").json(), {"tag": "y"})
+        self.assertEqual(self.info_filters(gw), [("tagger", "1.3.0", gf.ABI_TEXT)])
+        self.reload_ok(gw, self.cfg(gw.port, [tagger("y", enabled=False), tagger("x")]), 4)
+        self.assertTags(self.get(gw.port, "/api/4"), ["x"], ["x"], "x enabled again, y disabled")
+        self.assertEqual(self.get_ok(gw.port, "/_tagger/x").json(), {"tag": "x"})
+        self.assertErrorJson(self.get(gw.port, "/_tagger/y"), 404, "Not Found")
+
     def test_broken_yaml_keeps_generation(self):
         gw = self.start([tagger("a")])
         self.reload_fails(gw, "listeners:\n  - port: [1, 2\npipeline: {{\n", [], "broken YAML")
@@ -187,6 +203,7 @@ class ReloadCasesTest(gf.FilterTestCase):
         finis = sorted(r["worker"] for r in ev("worker_fini"))
         self.assertTrue(inits, "gen1 never got worker_init:\n" + text)
         self.assertEqual(finis, inits, "gen1: worker_fini once on every worker it was initialised on:\n" + text)
+        self.assertEqual(finis, ["0", "1"], "gen1: worker_fini on each of the 2 workers:\n" + text)
         self.assertEqual(len(ev("destroy")), 1, text)
         self.assertEqual(old[-1]["event"], "destroy", "gen1's destroy must come after its worker_fini calls:\n" + text)
         new = [r for r in recs if r["tag"] == "gen2"]
@@ -226,6 +243,40 @@ class ReloadCasesTest(gf.FilterTestCase):
         self.assertEqual([r for r in recs if r["tag"] == "gen1" and r["event"] in ("worker_fini", "destroy")], [],
                          "the running generation was finalised by a failed reload:\n" + text)
         self.assertEqual(self.counter_problems(recs), [], text)
+
+    def test_old_module_stays_loaded_while_its_callback_runs(self):
+        # A request of generation 1 waits in its response phase while generation 2 takes over. When the
+        # waiter's timer fires, host->resume() finishes that last request of generation 1, and the waiter
+        # keeps running its own code for a while after resume() returns. Generation 1 (its instances and
+        # its private copy of waiter.so) may only go once that callback has returned.
+        routes = [{"prefix": "/api", "service": "up"}]
+        gw = self.start([waiter("response", "600ms", work_after_resume="300ms")], routes=routes)
+        old = g.RawConn(gw.port, timeout=10 * g.SLOW)
+        self.addCleanup(old.close)
+        off = gw.log_size()
+        old.send(g.request_bytes("GET", "/api/old"))
+        time.sleep(0.1)
+        # no /info polling here: /info would go through generation 1's waiter too
+        g.write_config(gw.config_path, self.cfg(gw.port, [tagger("new")], routes=routes))
+        gw.proc.signal(signal.SIGHUP)
+        self.assertIsNotNone(gw.wait_log(r"reload.*generation 2\b", off, timeout=3),
+                             "no reload line; log:\n" + gw.log_since(off))
+        self.assertTags(self.get(gw.port, "/api/new"), ["new"], ["new"], "generation 2")
+        try:
+            r = old.read_response()
+        except g.ConnClosed as e:
+            r = e
+        time.sleep(0.5)  # the waiter's work after resume is over
+        rc = gw.proc.popen.poll()
+        self.assertIsNone(rc, "the gateway died (exit status %s): generation 1 was unloaded while its waiter's "
+                          "timer callback was still running; log:\n%s" % (rc, gw.log(6000)))
+        self.assertIsInstance(r, g.Response, "the request of generation 1 got no response: %s" % r)
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.header("x-waited"), "response", r.summary())
+        self.assertTags(self.get(gw.port, "/api/new"), ["new"], ["new"], "generation 2, later")
+        rc = gw.stop(term_timeout=10 * g.SLOW)
+        self.assertEqual(rc, 0, gw.log(4000))
+        self.assertIsNone(gw.sanitizer_report())
 
     def test_many_reloads_leak_nothing(self):
         gw = self.start([tagger("a"), waiter("response", "1ms")])

@@ -6,6 +6,7 @@ still work, no descriptor is leaked, SIGTERM stops the gateway with exit 0, and 
 no sanitizer report."""
 
 import os
+import signal
 import socket
 import struct
 import time
@@ -135,6 +136,34 @@ class WaitDisconnectTest(gf.FilterTestCase):
 
     def test_request(self):
         self.run_phase("request")
+
+    def test_sigterm_while_waiting(self):
+        # a short wait finishes within the drain; a long one is cut at the deadline; both exit 0, clean
+        for delay, shutdown, want_status in (("400ms", "3s", 200), ("20s", "1s", None)):
+            with self.subTest(delay=delay):
+                gw = self.start_filters([waiter("request", delay), waiter("response", "50ms")], up=self.up,
+                                        timeouts={"shutdown": shutdown})
+                c = g.RawConn(gw.port, timeout=10 * g.SLOW)
+                self.addCleanup(c.close)
+                c.send(g.request_bytes("GET", "/echo/term"))
+                time.sleep(0.1)
+                t0 = time.monotonic()
+                gw.proc.signal(signal.SIGTERM)
+                try:
+                    r = c.read_response(timeout=8 * g.SLOW)
+                except (g.ConnClosed, OSError) as e:
+                    r = e
+                rc = gw.proc.wait(10 * g.SLOW)
+                took = time.monotonic() - t0
+                self.assertEqual(rc, 0, "exit code %r %.1fs after SIGTERM; log:\n%s" % (rc, took, gw.log(6000)))
+                if want_status:
+                    self.assertIsInstance(r, g.Response, "the waiting request was not finished in the drain: %s" % r)
+                    self.assertEqual(r.status, want_status, r.summary())
+                else:
+                    self.assertLess(took, 5 * g.SLOW, "a 20s wait held the exit for %.1fs (shutdown: 1s)" % took)
+                    self.assertFalse(isinstance(r, g.Response) and r.status == 200, "a cut request got 200")
+                gw.stop()
+                self.assertIsNone(gw.sanitizer_report(), gw.sanitizer_report())
 
     def test_upstream_request(self):
         self.run_phase("upstream_request")

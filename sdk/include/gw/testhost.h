@@ -5,13 +5,14 @@
  * A typical test:
  *
  *     gw_th *th = gw_th_new();
- *     assert_int_equal(gw_th_load(th, "build/example.so", "name: example\nheader: X-A\n"), 0);
+ *     assert_int_equal(gw_th_load(th, "build/example.so",
+ *                                 "name: example\nresponse_header: {name: X-A, value: 1}\n"), 0);
  *     gw_req *r = gw_th_request(th, "GET", "/api/users/1?x=1");
  *     gw_th_request_header(r, "Authorization", "Bearer abc");
  *     gw_th_upstream_reply(r, 200, "Content-Type: text/plain\n", "hello");
  *     assert_int_equal(gw_th_run(r), GW_TH_DONE);
  *     assert_int_equal(gw_th_status(r), 200);
- *     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-A"), "...");
+ *     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-A"), "1");
  *     gw_th_free(th);
  *
  * What the host does for one request, as the gateway does it:
@@ -37,10 +38,15 @@
  * GW_WAIT pauses the request until host->resume(), which continues it at once, inside the call (so a
  * filter must not touch the request, its state or alloc'd memory after calling resume).
  *
- * Misuse the host detects (resume twice or on a request that is not waiting, respond() without
- * GW_RESPOND, WAIT in the log phase, writing a header set outside its phases, metric_register outside
- * create(), ...) is logged at GW_LOG_ERROR under "[testhost]" and counted: assert gw_th_violations(th) == 0
- * at the end of a test.
+ * Header sets: GW_HDR_REQUEST can change in the request phase (and an endpoint's handler), GW_HDR_UPSTREAM
+ * (a copy of the request headers made per attempt) in upstream_request, GW_HDR_RESPONSE in every phase but
+ * log. Response headers set before the upstream answered are kept, after the upstream's own.
+ *
+ * Misuse the host detects (resume twice, on a request that is not waiting, or from inside the phase call
+ * (its result is then taken, as the gateway does); respond() without GW_RESPOND; WAIT in the log phase;
+ * writing a header set outside its phases; timer_cancel on a timer that fired; register_endpoint or
+ * metric_register outside create(); ...) is logged at GW_LOG_ERROR under "[testhost]" and counted: assert
+ * gw_th_violations(th) == 0 at the end of a test.
  *
  * All names, paths and header values taken by these functions are copied; strings returned stay valid
  * until the object they describe changes or is freed. Not thread-safe: one thread per test host. */
@@ -207,9 +213,15 @@ void gw_th_advance(gw_th *th, uint64_t ms);
 
 /* ------------------------------------------------------------------------------------------------------
  * The store (host->store_get/set/del/take), in memory, with TTLs on the fake clock. Keys are namespaced
- * by filter name, as in the gateway. Results are computed when the call is made; callbacks are queued and
- * delivered later, in call order: by gw_th_run_pending(), and automatically at the end of gw_th_run() and
- * gw_th_advance() (and after each timer callback) unless turned off with gw_th_store_auto(th, false). */
+ * by filter name (the filter whose phase, timer or store callback makes the call). Results are computed
+ * when the call is made; callbacks are queued and delivered later, in call order: by gw_th_run_pending(),
+ * and automatically at the end of gw_th_run() and gw_th_advance() (and after each timer callback) unless
+ * turned off with gw_th_store_auto(th, false). store_del reports 1 when the key did not exist.
+ * store_take is an exact token bucket: a new bucket is full; it refills continuously (fractions count) at
+ * rate_per_s up to capacity; a take of `cost` is allowed when that many tokens are there. remaining = the
+ * tokens left; reset_ms = unix time when the bucket is full again; retry_ms (refused) = ms until the take
+ * would succeed, i.e. until one token is back for the usual cost 1 (until full if cost > capacity).
+ * capacity <= 0, rate_per_s <= 0 or cost < 0: the call returns -1. */
 
 enum {
     GW_TH_STORE_OK = 0,   /* normal operation */
@@ -241,8 +253,12 @@ int gw_th_store_put(gw_th *th, const char *filter, const char *key, const char *
 double gw_th_bucket_tokens(gw_th *th, const char *filter, const char *key);
 
 /* ------------------------------------------------------------------------------------------------------
- * Metrics. `label_values` lists the values in the order of the family's label names (NULL when the family
- * has no labels), e.g. (const char *[]){"GET", "200"}. */
+ * Metrics, as the filters record them with host->metric_*. `label_values` lists the values in the order of
+ * the family's label names, e.g. (const char *[]){"GET", "200"} (NULL when the family has no labels; as in
+ * the gateway, a NULL entry reads as ""). host->metrics_render renders the same families: format 0 is the
+ * Prometheus text format 0.0.4, format 1 is {"metrics":[{"name","type","help","series":[{"labels":{...},
+ * "value"} or, for histograms, {"labels","buckets":[{"le","count"}...],"sum","count"}]}]}, as the gateway
+ * renders them. */
 
 /* Counter or gauge value; for a histogram, the sum of the observations. 0 for a series never touched of a
  * registered family; NAN when no family has that name. */

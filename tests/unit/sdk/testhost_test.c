@@ -953,6 +953,14 @@ static gw_result stats_handler(void *inst, void *rc, void *st, gw_req *req)
     return in->h->respond(req, 200, "application/json", out, strlen(out)) == 0 ? GW_RESPOND : GW_ERROR;
 }
 
+static gw_result metrics_handler(void *inst, void *rc, void *st, gw_req *req)
+{
+    ep_inst *in = inst;
+    gw_strv q = in->h->query(req), out;
+    if (in->h->metrics_render(req, q.n && q.p[0] == 'j' ? 1 : 0, &out) != 0) return GW_ERROR;
+    return in->h->respond(req, 200, "text/plain", out.p, out.n) == 0 ? GW_RESPOND : GW_ERROR;
+}
+
 static gw_result ep_log(void *inst, void *rc, void *st, gw_req *req)
 {
     ep_inst *in = inst;
@@ -971,6 +979,7 @@ static void *ep_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     ep_inst *in = calloc(1, sizeof *in);
     in->h = h;
     assert_int_equal(h->register_endpoint(self, "POST", "/ep/stats", false, stats_handler), 0);
+    assert_int_equal(h->register_endpoint(self, "GET", "/ep/metrics", false, metrics_handler), 0);
     static const char *const labels[] = {"status", NULL};
     static const double buckets[] = {0.1, 0.5, 1};
     in->count = h->metric_register(self, GW_METRIC_COUNTER, "ep_requests_total", "Requests", labels, NULL, 0);
@@ -1014,6 +1023,19 @@ static void test_endpoints_and_metrics(void **state)
     assert_true(gw_th_metric(th, "ep_seconds", NULL) > 0.59 && gw_th_metric(th, "ep_seconds", NULL) < 0.61);
     assert_true(gw_th_metric(th, "nope", NULL) != gw_th_metric(th, "nope", NULL)); /* NAN */
     assert_int_equal(gw_th_log_find(th, GW_LOG_DEBUG, "[filter:?] ignored (request req-1)"), 1);
+
+    gw_req *text = gw_th_request(th, "GET", "/ep/metrics");
+    gw_req *json = gw_th_request(th, "GET", "/ep/metrics?json");
+    assert_int_equal(gw_th_run(text), GW_TH_DONE);
+    assert_int_equal(gw_th_run(json), GW_TH_DONE);
+    const char *body = gw_th_body(text, NULL);
+    assert_non_null(strstr(body, "# HELP ep_requests_total Requests\n# TYPE ep_requests_total counter\n"));
+    assert_non_null(strstr(body, "ep_requests_total{status=\"200\"} 1\n"));
+    assert_non_null(strstr(body, "ep_answer 42\n"));
+    assert_non_null(strstr(body, "ep_seconds_bucket{le=\"0.1\"} 0\nep_seconds_bucket{le=\"0.5\"} 2\n"));
+    assert_non_null(strstr(body, "ep_seconds_bucket{le=\"+Inf\"} 2\nep_seconds_sum 0.6\n"
+                                 "ep_seconds_count 2\n"));
+    assert_non_null(strstr(gw_th_body(json, NULL), "{\"name\":\"ep_answer\",\"type\":\"gauge\""));
     no_violations(th);
 }
 
