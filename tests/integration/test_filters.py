@@ -313,6 +313,15 @@ class PipelineTest(gf.FilterTestCase):
         self.assertErrorJson(self.get(gw.port, "/_tagger/ep/below"), 404, "Not Found")
         self.assertUpstreamSawNothing(self.up)
 
+    def test_prefix_endpoint(self):
+        routes = [{"prefix": "/api", "service": "up"}]
+        gw = self.start_filters([tagger("pre", endpoint_prefix=True)], up=self.up, routes=routes)
+        for path in ("/_tagger/pre", "/_tagger/pre/", "/_tagger/pre/a/b?q=1"):
+            r = self.get_ok(gw.port, path)
+            self.assertEqual(r.json(), {"tag": "pre"}, path)
+        self.assertErrorJson(self.get(gw.port, "/_tagger/prefix"), 404, "Not Found")
+        self.assertUpstreamSawNothing(self.up)
+
     def test_endpoint_goes_through_the_pipeline(self):
         routes = [{"prefix": "/api", "service": "up"}]
         gw = self.start_filters([tagger("gate", deny_if_tag_seen="client"), tagger("ep")], up=self.up,

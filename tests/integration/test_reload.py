@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """SIGHUP under continuous load: 20 reloads, alternating between two configs that differ in a tagger's
-tag, while 8 keep-alive connections send at least 10,000 requests. No request may fail, no connection may
+tag, while 8 keep-alive connections send at least 10,000 requests (a second run: 3,333 requests through
+a pipeline that also waits, GW_WAIT, before and after the upstream). No request may fail, no connection may
 be closed or reset, every response carries one of the two tags (the same one on the request side, as the
 upstream saw it, and on the response side), and the generation grows by exactly 20. Not in the sanitizer
 set (label asan): too slow there; test_reload_cases.py covers reloads under ASan."""
@@ -10,7 +11,7 @@ import time
 
 import gwfilters as gf
 import gwtest as g
-from gwfilters import tagger
+from gwfilters import tagger, waiter
 
 CONNS = 8
 MIN_REQUESTS = 10000
@@ -72,11 +73,19 @@ class Client(threading.Thread):
 
 class ReloadUnderLoadTest(gf.FilterTestCase):
     def test_20_reloads_under_load(self):
+        self.run_load(lambda tag: [tagger(tag)], MIN_REQUESTS)
+
+    def test_20_reloads_under_load_with_waits(self):
+        # requests are in GW_WAIT on both sides of the upstream while generations change under them
+        self.run_load(lambda tag: [waiter("request", "2ms"), tagger(tag), waiter("upstream_response", "2ms")],
+                      MIN_REQUESTS // 3)
+
+    def run_load(self, pipeline, min_requests):
         up = self.start_upstream()
         routes = [{"prefix": "/api", "service": "up"}]
 
         def cfg(port, tag):
-            return self.filter_config(port, [tagger(tag)], up=up, routes=routes, workers=2)
+            return self.filter_config(port, pipeline(tag), up=up, routes=routes, workers=2)
 
         gw = self.start_gateway(lambda p: cfg(p, TAGS[0]))
         self.assertEqual(gw.info().get("generation"), 1)
@@ -93,7 +102,7 @@ class ReloadUnderLoadTest(gf.FilterTestCase):
         try:
             for i in range(1, RELOADS + 1):
                 # spread the reloads over the run: reload i once i/(RELOADS+1) of the requests were made
-                want = MIN_REQUESTS * i // (RELOADS + 1)
+                want = min_requests * i // (RELOADS + 1)
                 got = g.wait_until(lambda: total() >= want or broken(), 60 * g.SLOW, interval=0.005)
                 self.assertTrue(got, "load stalled at %d requests (waiting for %d)" % (total(), want))
                 if broken():
@@ -103,7 +112,7 @@ class ReloadUnderLoadTest(gf.FilterTestCase):
                 reload_log.append((i, total(), ok, info.get("generation")))
                 self.assertTrue(ok, "reload %d failed; /info %r; log:\n%s" % (i, info, gw.log(4000)))
                 self.assertEqual(info.get("generation"), i + 1, "reload %d: /info %r" % (i, info))
-            g.wait_until(lambda: total() >= MIN_REQUESTS or broken(), 120 * g.SLOW, interval=0.01)
+            g.wait_until(lambda: total() >= min_requests or broken(), 120 * g.SLOW, interval=0.01)
         finally:
             stop.set()
             for c in clients:
@@ -120,7 +129,7 @@ class ReloadUnderLoadTest(gf.FilterTestCase):
                 problems.append("connection %d connected %d times" % (c.idx, c.connects))
         self.assertEqual(problems, [], "after %d requests and %d reloads (%r)" % (total(), len(reload_log),
                                                                                 reload_log))
-        self.assertGreaterEqual(total(), MIN_REQUESTS)
+        self.assertGreaterEqual(total(), min_requests)
         self.assertEqual(len(reload_log), RELOADS)
         by_tag = {t: sum(c.per_tag[t] for c in clients) for t in TAGS}
         self.assertTrue(all(by_tag.values()), "both tags should have been served: %r" % by_tag)
