@@ -423,6 +423,21 @@ class WaitTest(gf.FilterTestCase):
                 self.assertTrue(gw.alive())
                 gw.stop()
 
+    def test_resume_from_inside_the_phase(self):
+        gw = self.start_filters([tagger("t")] + [waiter(ph, resume_inline=True) for ph in gf.PHASES], up=self.up)
+        for i in range(3):
+            r = self.get(gw.port, "/echo/%d" % i)
+            self.assertTags(r, ["t"], ["t"], "resume() inside each phase")
+            self.assertEqual(g.hall(gf.upstream_view(r), "x-waited"), ["request", "upstream_request"])
+            self.assertEqual(r.header_all("x-waited"), ["upstream_response", "response"], r.summary())
+        gw.stop()
+        gw = self.start_filters([waiter("request", resume_inline=True, respond_after_wait=True)], up=self.up)
+        r = self.get_ok(gw.port, "/echo")
+        self.assertEqual(r.json(), {"waited": "request", "responded": True})
+        gw.stop()
+        gw = self.start_filters([waiter("upstream_response", resume_inline=True, error_after_wait=True)], up=self.up)
+        self.assertErrorJson(self.get(gw.port, "/echo"), 500, "Internal Server Error")
+
     def test_two_waits_in_a_row(self):
         gw = self.start_filters([waiter("request", "150ms"), tagger("mid"), waiter("request", "150ms")],
                                 up=self.up)
