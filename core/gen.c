@@ -12,6 +12,7 @@
 
 #include "conf_api.h"
 #include "log.h"
+#include "util.h"
 #include "server.h"
 
 #define ERRLEN 1024
@@ -19,17 +20,6 @@
 #ifndef GW_FILTER_DIR /* set by the build to <install prefix>/lib/gateway/filters */
 #define GW_FILTER_DIR "/usr/local/lib/gateway/filters"
 #endif
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *s = NULL;
-    if (vasprintf(&s, f, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
 
 static void resolve_target(gw_target *t)
 {
@@ -58,13 +48,13 @@ static int build_services(gw_gen *g, char **err)
     const gw_config *cfg = g->cfg;
     g->nservices = cfg->nservices;
     g->services = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(gw_service));
-    if (!g->services) return (*err = fmt("out of memory")), -1;
+    if (!g->services) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t i = 0; i < cfg->nservices; i++) {
         gw_service *s = &g->services[i];
         s->conf = &cfg->services[i];
         s->ntargets = s->conf->ntargets;
         s->targets = calloc(s->ntargets, sizeof(gw_target));
-        if (!s->targets) return (*err = fmt("out of memory")), -1;
+        if (!s->targets) return (*err = gw_strdupf("out of memory")), -1;
         SSL_CTX *ctx = NULL;
         for (size_t t = 0; t < s->ntargets; t++) {
             gw_target *tg = &s->targets[t];
@@ -87,19 +77,19 @@ static char *find_filter(const gw_config *cfg, const char *exe_dir, const gw_pip
     const gw_yaml_node *file = gw_yaml_get(e->settings, "file");
     if (file && file->kind == GW_YAML_SCALAR && file->scalar[0]) return strdup(file->scalar);
     const char *dirs[4] = {cfg->plugin_dir, NULL, NULL, NULL};
-    char *a = exe_dir ? fmt("%s/plugins", exe_dir) : NULL;
-    char *b = exe_dir ? fmt("%s/../lib/gateway/filters", exe_dir) : NULL;
+    char *a = exe_dir ? gw_strdupf("%s/plugins", exe_dir) : NULL;
+    char *b = exe_dir ? gw_strdupf("%s/../lib/gateway/filters", exe_dir) : NULL;
     dirs[1] = a;
     dirs[2] = b;
     dirs[3] = GW_FILTER_DIR;
     char *found = NULL;
     for (int i = 0; i < 4 && !found; i++) {
         if (!dirs[i]) continue;
-        char *p = fmt("%s/%s.so", dirs[i], e->name);
+        char *p = gw_strdupf("%s/%s.so", dirs[i], e->name);
         if (p && access(p, R_OK) == 0) found = p;
         else free(p);
     }
-    if (!found && cfg->plugin_dir) found = fmt("%s/%s.so", cfg->plugin_dir, e->name); /* for the message */
+    if (!found && cfg->plugin_dir) found = gw_strdupf("%s/%s.so", cfg->plugin_dir, e->name); /* for the message */
     free(a);
     free(b);
     return found;
@@ -107,7 +97,7 @@ static char *find_filter(const gw_config *cfg, const char *exe_dir, const gw_pip
 
 static char *entry_error(const gw_config *cfg, const gw_pipeline_entry *e, const char *msg)
 {
-    return fmt("%s:%d: pipeline filter '%s': %s", cfg->file, e->line, e->name, msg);
+    return gw_strdupf("%s:%d: pipeline filter '%s': %s", cfg->file, e->line, e->name, msg);
 }
 
 /* Loads one entry's module and runs its checks; returns the module or NULL with *err. */
@@ -127,7 +117,7 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
         return NULL;
     }
     if (strcmp(m->desc.name, e->name) != 0) {
-        char *msg = fmt("the file's filter is named '%s'", m->desc.name);
+        char *msg = gw_strdupf("the file's filter is named '%s'", m->desc.name);
         *err = entry_error(cfg, e, msg ? msg : "name mismatch");
         free(msg);
         gw_module_free(m);
@@ -136,7 +126,7 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
     char ebuf[ERRLEN] = "";
     if (m->desc.config_check &&
         m->desc.config_check(gw_host_api(), gw_conf_of(e->settings), ebuf, sizeof ebuf) != 0) {
-        *err = fmt("%s", ebuf[0] ? ebuf : "configuration refused by the filter");
+        *err = gw_strdupf("%s", ebuf[0] ? ebuf : "configuration refused by the filter");
         gw_module_free(m);
         return NULL;
     }
@@ -144,13 +134,13 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
         const gw_yaml_node *rc = cfg->routes[r].filters ? gw_yaml_get(cfg->routes[r].filters, e->name) : NULL;
         if (!rc) continue;
         if (!m->desc.route_create) {
-            *err = fmt("%s:%d:%d: routes[%zu].filters.%s: filter '%s' has no per-route settings", cfg->file,
+            *err = gw_strdupf("%s:%d:%d: routes[%zu].filters.%s: filter '%s' has no per-route settings", cfg->file,
                        rc->line, rc->col, r, e->name, e->name);
             gw_module_free(m);
             return NULL;
         }
         if (m->desc.route_check && m->desc.route_check(gw_host_api(), NULL, gw_conf_of(rc), ebuf, sizeof ebuf) != 0) {
-            *err = fmt("%s", ebuf[0] ? ebuf : "route settings refused by the filter");
+            *err = gw_strdupf("%s", ebuf[0] ? ebuf : "route settings refused by the filter");
             gw_module_free(m);
             return NULL;
         }
@@ -167,7 +157,7 @@ static bool route_filters_known(gw_config *cfg, char **err)
             for (size_t i = 0; i < cfg->npipeline && !found; i++)
                 found = strcmp(cfg->pipeline[i].name, fm->keys[k]->scalar) == 0;
             if (!found) {
-                *err = fmt("%s:%d:%d: routes[%zu].filters: '%s' is not in the pipeline", cfg->file,
+                *err = gw_strdupf("%s:%d:%d: routes[%zu].filters: '%s' is not in the pipeline", cfg->file,
                            fm->keys[k]->line, fm->keys[k]->col, r, fm->keys[k]->scalar);
                 return false;
             }
@@ -197,19 +187,19 @@ static int create_filter(gw_gen *g, gw_filter *f, char **err)
     if (f->d->create) {
         f->inst = f->d->create(gw_host_api(), f, gw_conf_of(f->conf), ebuf, sizeof ebuf);
         if (!f->inst) {
-            *err = fmt("filter '%s': %s", f->name, ebuf[0] ? ebuf : "create failed");
+            *err = gw_strdupf("filter '%s': %s", f->name, ebuf[0] ? ebuf : "create failed");
             return -1;
         }
     }
     f->created = true;
     f->route_conf = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(void *));
-    if (!f->route_conf) return (*err = fmt("out of memory")), -1;
+    if (!f->route_conf) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const gw_yaml_node *rc = cfg->routes[r].filters ? gw_yaml_get(cfg->routes[r].filters, f->name) : NULL;
         if (!rc || !f->d->route_create) continue;
         f->route_conf[r] = f->d->route_create(gw_host_api(), f->inst, gw_conf_of(rc), ebuf, sizeof ebuf);
         if (!f->route_conf[r]) {
-            *err = fmt("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
+            *err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
             return -1;
         }
     }
@@ -221,12 +211,12 @@ static int build_pipeline(gw_gen *g, char **err)
     gw_config *cfg = g->cfg;
     if (gw_gen_check(cfg, g->srv->exe_dir, err) != 0) return -1;
     g->filters = calloc(cfg->npipeline ? cfg->npipeline : 1, sizeof(gw_filter *));
-    if (!g->filters) return (*err = fmt("out of memory")), -1;
+    if (!g->filters) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t i = 0; i < cfg->npipeline; i++) {
         const gw_pipeline_entry *e = &cfg->pipeline[i];
         if (!e->enabled) continue;
         gw_filter *f = calloc(1, sizeof *f);
-        if (!f) return (*err = fmt("out of memory")), -1;
+        if (!f) return (*err = gw_strdupf("out of memory")), -1;
         g->filters[g->nfilters++] = f;
         f->gen = g;
         f->name = e->name;
@@ -247,7 +237,7 @@ gw_gen *gw_gen_build(gw_server *srv, gw_config *cfg, unsigned id, char **err)
     gw_gen *g = calloc(1, sizeof *g);
     if (!g) {
         gw_config_free(cfg);
-        *err = fmt("out of memory");
+        *err = gw_strdupf("out of memory");
         return NULL;
     }
     g->id = id;
@@ -257,7 +247,7 @@ gw_gen *gw_gen_build(gw_server *srv, gw_config *cfg, unsigned id, char **err)
     g->pw = calloc(g->nworkers, sizeof *g->pw);
     atomic_init(&g->workers_left, g->nworkers);
     if (!g->pw || !(g->router = gw_router_new(cfg))) {
-        *err = fmt("cannot build the route table");
+        *err = gw_strdupf("cannot build the route table");
         goto fail;
     }
     if (build_services(g, err) != 0 || build_pipeline(g, err) != 0) goto fail;

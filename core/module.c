@@ -3,6 +3,8 @@
  * checked before anything else is touched: ABI major equal, minor not newer, size sane, name valid. */
 #include "module.h"
 
+#include "util.h"
+
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <errno.h>
@@ -13,31 +15,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *s = NULL;
-    if (vasprintf(&s, f, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
-
 /* Copies src to a fresh file in the temp directory; returns its path (malloc'd) or NULL. */
 static char *private_copy(const char *src, char **err)
 {
     const char *tmp = getenv("TMPDIR");
-    char *path = fmt("%s/gw-filter-XXXXXX.so", tmp && *tmp ? tmp : "/tmp");
+    char *path = gw_strdupf("%s/gw-filter-XXXXXX.so", tmp && *tmp ? tmp : "/tmp");
     int in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        *err = fmt("%s: cannot open: %s", src, strerror(errno));
+        *err = gw_strdupf("%s: cannot open: %s", src, strerror(errno));
         free(path);
         return NULL;
     }
     int out = path ? mkstemps(path, 3) : -1;
     if (out < 0) {
-        *err = fmt("%s: cannot make a private copy: %s", src, strerror(errno));
+        *err = gw_strdupf("%s: cannot make a private copy: %s", src, strerror(errno));
         close(in);
         free(path);
         return NULL;
@@ -50,7 +41,7 @@ static char *private_copy(const char *src, char **err)
     if (n < 0) ok = false;
     close(in);
     if (close(out) != 0 || !ok) {
-        *err = fmt("%s: cannot make a private copy: %s", src, strerror(errno ? errno : EIO));
+        *err = gw_strdupf("%s: cannot make a private copy: %s", src, strerror(errno ? errno : EIO));
         unlink(path);
         free(path);
         return NULL;
@@ -69,16 +60,16 @@ static bool valid_name(const char *s)
 static char *check_desc(const char *file, const gw_filter_desc *d)
 {
     if (d->abi_major != GW_ABI_MAJOR)
-        return fmt("%s: built for filter ABI %u.%u, this gateway has %u.%u (major versions differ)", file,
+        return gw_strdupf("%s: built for filter ABI %u.%u, this gateway has %u.%u (major versions differ)", file,
                    d->abi_major, d->abi_minor, GW_ABI_MAJOR, GW_ABI_MINOR);
     if (d->abi_minor > GW_ABI_MINOR)
-        return fmt("%s: built for filter ABI %u.%u, this gateway has %u.%u (the filter is newer)", file,
+        return gw_strdupf("%s: built for filter ABI %u.%u, this gateway has %u.%u (the filter is newer)", file,
                    d->abi_major, d->abi_minor, GW_ABI_MAJOR, GW_ABI_MINOR);
     if (d->struct_size < offsetof(gw_filter_desc, reserved) || d->struct_size > 65536)
-        return fmt("%s: descriptor size %u is not valid for filter ABI %u.%u", file, d->struct_size,
+        return gw_strdupf("%s: descriptor size %u is not valid for filter ABI %u.%u", file, d->struct_size,
                    d->abi_major, d->abi_minor);
-    if (!valid_name(d->name)) return fmt("%s: the descriptor's name is missing or not [a-z0-9_-]+", file);
-    if (!d->version) return fmt("%s: the descriptor has no version", file);
+    if (!valid_name(d->name)) return gw_strdupf("%s: the descriptor's name is missing or not [a-z0-9_-]+", file);
+    if (!d->version) return gw_strdupf("%s: the descriptor has no version", file);
     return NULL;
 }
 
@@ -91,12 +82,12 @@ gw_module *gw_module_load(const char *file, char **err)
     unlink(copy); /* the mapping stays; nothing is left behind on disk */
     free(copy);
     if (!h) {
-        *err = fmt("%s: cannot load: %s", file, dlerror());
+        *err = gw_strdupf("%s: cannot load: %s", file, dlerror());
         return NULL;
     }
     const gw_filter_desc *d = dlsym(h, GW_FILTER_SYMBOL);
     if (!d) {
-        *err = fmt("%s: not a gateway filter: no exported symbol '%s'", file, GW_FILTER_SYMBOL);
+        *err = gw_strdupf("%s: not a gateway filter: no exported symbol '%s'", file, GW_FILTER_SYMBOL);
         dlclose(h);
         return NULL;
     }
@@ -108,7 +99,7 @@ gw_module *gw_module_load(const char *file, char **err)
     gw_module *m = calloc(1, sizeof *m);
     if (!m) {
         dlclose(h);
-        *err = fmt("%s: out of memory", file);
+        *err = gw_strdupf("%s: out of memory", file);
         return NULL;
     }
     m->handle = h;
