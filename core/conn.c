@@ -104,6 +104,11 @@ static void on_write(gw_io *bev, void *arg)
         }
         return;
     }
+    if (c->state == GW_C_IDLE && c->wait_drain) {
+        c->wait_drain = false;
+        arm_timer(c, 0);
+        return;
+    }
     gw_proxy_client_drained(c);
 }
 
@@ -146,9 +151,13 @@ static void on_event(gw_io *bev, int what, void *arg)
         c->keep_alive = false;
         return;
     }
-    if ((what & GW_IO_EOF) && c->state == GW_C_TUNNEL) {
-        gw_proxy_client_readable(c); /* move what is left */
+    if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && c->state == GW_C_TUNNEL && c->up && !c->peer_eof) {
+        /* Half-close: pass it on once the upstream got everything, keep the other direction open. */
+        gw_proxy_client_readable(c);
         c->peer_eof = true;
+        gw_proxy_tunnel_client_eof(c);
+        arm_timer(c, cfg_of(c)->upstream_idle_ms); /* the upstream has that long to finish */
+        return;
     }
     gw_conn_free(c);
 }
@@ -159,7 +168,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     const gw_config *cfg = cfg_of(c);
     switch (c->state) {
     case GW_C_IDLE:
-        if (c->pending_next) {
+        if (c->wait_drain) {
+            gw_conn_free(c);
+        } else if (c->pending_next) {
             c->pending_next = false;
             c->state = GW_C_HEAD;
             arm_timer(c, cfg->request_head_ms);
@@ -276,9 +287,15 @@ void gw_conn_request_done(gw_conn *c)
     if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
     gw_conn_resume_read(c);
     if (evbuffer_get_length(gw_io_input(c->bev)) > 0) {
-        /* Pipelined: handle it from the loop, not recursively. */
+        /* Pipelined: handle it from the loop, not recursively, and only once the client reads what it
+         * was sent: a client that only writes must not make us queue responses without end. */
         c->pending_next = true;
-        arm_timer(c, 0);
+        if (evbuffer_get_length(gw_io_output(c->bev)) > GW_HIGH_WATER) {
+            c->wait_drain = true;
+            arm_timer(c, cfg_of(c)->keepalive_idle_ms); /* a client that never reads is dropped */
+        } else {
+            arm_timer(c, 0);
+        }
     } else {
         arm_timer(c, cfg_of(c)->keepalive_idle_ms);
     }

@@ -43,6 +43,8 @@ static gw_strv sv(const char *p, size_t n)
 
 /* --- memory ----------------------------------------------------------------------------------------- */
 
+/* Bump allocation from the current chunk; the connection's first chunk is kept for its next request,
+ * later chunks (and big blocks) go on a list freed when the request ends. */
 void *gw_req_alloc(gw_req *r, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
@@ -51,26 +53,25 @@ void *gw_req_alloc(gw_req *r, size_t n)
         r->arena_used += n;
         return p;
     }
-    if (n > CHUNK / 2 || r->arena) {
-        /* A big block, or the first chunk is full: a separate block on the chunk list. */
-        size_t cap = n > CHUNK ? n : CHUNK;
-        void **blk = malloc(sizeof(void *) + 16 + cap);
-        if (!blk) return NULL;
-        *blk = r->chunks;
-        r->chunks = blk;
-        char *mem = (char *)blk + 16;
-        if (n <= CHUNK / 2) { /* switch the bump pointer to it */
-            r->arena = mem;
-            r->arena_cap = cap;
-            r->arena_used = n;
-        }
-        return mem;
+    if (!r->first && n <= CHUNK / 2) {
+        if (!(r->first = malloc(CHUNK))) return NULL;
+        r->arena = r->first;
+        r->arena_cap = CHUNK;
+        r->arena_used = n;
+        return r->arena;
     }
-    r->arena = malloc(CHUNK);
-    if (!r->arena) return NULL;
-    r->arena_cap = CHUNK;
-    r->arena_used = n;
-    return r->arena;
+    size_t cap = n > CHUNK ? n : CHUNK;
+    void **blk = malloc(16 + cap);
+    if (!blk) return NULL;
+    *blk = r->chunks;
+    r->chunks = blk;
+    char *mem = (char *)blk + 16;
+    if (n <= CHUNK / 2) { /* the bump pointer moves on to the new chunk */
+        r->arena = mem;
+        r->arena_cap = cap;
+        r->arena_used = n;
+    }
+    return mem;
 }
 
 static void *h_alloc(gw_req *r, size_t n)
@@ -92,38 +93,37 @@ static char *dup_mem(gw_req *r, const char *p, size_t n)
 
 void gw_req_end(gw_req *r)
 {
+    /* Cleanups first: they disarm async work and may still use the request's timers and memory. */
+    while (r->cleanups) {
+        gw_cleanup_rec *k = r->cleanups;
+        r->cleanups = k->next;
+        k->cb(k->arg);
+    }
     while (r->timers) {
         gw_timer_rec *t = r->timers;
         r->timers = t->next;
         event_free(t->ev);
         free(t);
     }
-    while (r->cleanups) {
-        gw_cleanup_rec *k = r->cleanups;
-        r->cleanups = k->next;
-        k->cb(k->arg);
-    }
     while (r->chunks) {
         void **blk = r->chunks;
         r->chunks = *blk;
-        if ((char *)blk + 16 == r->arena) r->arena = NULL;
         free(blk);
     }
-    /* The first chunk stays with the connection for its next request. */
-    char *first = r->arena;
-    size_t cap = r->arena_cap;
+    char *first = r->first; /* stays with the connection for its next request */
     gw_conn *c = r->c;
     memset(r, 0, sizeof *r);
     r->c = c;
+    r->first = first;
     r->arena = first;
-    r->arena_cap = first ? cap : 0;
+    r->arena_cap = first ? CHUNK : 0;
 }
 
 void gw_req_free(gw_req *r)
 {
     gw_req_end(r);
-    free(r->arena);
-    r->arena = NULL;
+    free(r->first);
+    r->first = r->arena = NULL;
 }
 
 /* --- logging ---------------------------------------------------------------------------------------- */

@@ -167,7 +167,14 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     srv->old[srv->nold++] = srv->gen;
     srv->gen = g;
     atomic_store(&srv->cur_gen_id, g->id);
-    for (unsigned i = 0; i < srv->nworkers; i++) atomic_store(&srv->workers[i].next_gen, g);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        gw_gen *skipped = atomic_exchange(&srv->workers[i].next_gen, g);
+        /* That worker never adopted the previous one: it will never release it either. */
+        if (skipped && atomic_fetch_sub(&skipped->workers_left, 1) == 1) {
+            uint64_t one = 1;
+            if (write(srv->retire_fd, &one, sizeof one) != sizeof one) gw_warn("reload: eventfd write failed");
+        }
+    }
     gw_workers_wake(srv);
     gw_health_start(srv);
     atomic_fetch_add(&srv->reloads_ok, 1);

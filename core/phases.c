@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "log.h"
 
@@ -97,6 +98,7 @@ static void run(gw_conn *c, int phase)
             } else {
                 r->waiting = true;
                 r->phase = phase;
+                evtimer_del(c->timer); /* the client is not being read meanwhile: no idle timeout */
                 return;
             }
         }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include "io.h"
@@ -207,8 +208,34 @@ void gw_proxy_connect(gw_conn *c)
     }
 }
 
+/* The upstream connection failed (or spoke out of turn) while the upstream_request phase was waiting:
+ * forget it now, act on it when the phase is done. */
+static bool failed_during_wait(gw_conn *c, int status, const char *why)
+{
+    if (c->state != GW_C_FILTER || !c->rq.waiting || c->rq.phase != GW_PH_UPSTREAM_REQUEST) return false;
+    gw_upconn *u = c->up;
+    c->wait_fail_stale = u && u->reused && !u->got_bytes && c->attempts < 2;
+    c->wait_fail_status = status;
+    c->wait_fail_why = why;
+    gw_proxy_abort(c);
+    return true;
+}
+
 void gw_after_upstream_request(gw_conn *c, gw_result r)
 {
+    if (r == GW_CONTINUE && !c->up) { /* the connection went away during the phase */
+        int st = c->wait_fail_status ? c->wait_fail_status : 502;
+        c->wait_fail_status = 0;
+        if (c->wait_fail_stale) {
+            c->wait_fail_stale = false;
+            gw_proxy_connect(c);
+        } else {
+            gw_proxy_attempt_failed(c, st, c->wait_fail_why ? c->wait_fail_why : "closed",
+                                    st == 504 ? "The upstream service did not answer in time"
+                                              : "The upstream service is unavailable");
+        }
+        return;
+    }
     if (r != GW_CONTINUE) {
         gw_proxy_abort(c);
         if (r == GW_RESPOND && c->rq.own_status) gw_respond_own(c);
@@ -382,6 +409,11 @@ void gw_proxy_client_readable(gw_conn *c)
 void gw_proxy_up_write(gw_io *bev, void *arg)
 {
     gw_upconn *u = arg;
+    if (u->shut_pending && evbuffer_get_length(gw_io_output(bev)) == 0) {
+        u->shut_pending = false;
+        shutdown(gw_io_fd(bev), SHUT_WR);
+        return;
+    }
     if (u->owner) gw_conn_resume_read(u->owner);
 }
 
@@ -413,6 +445,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
         gw_proxy_tunnel_closed(c);
         return;
     }
+    if (failed_during_wait(c, 502, u->connected ? "closed" : "connect")) return;
     if (!u->connected) {
         log_up_error(u, what, "connect failed");
         u->addr_idx++;
@@ -445,6 +478,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
 void gw_proxy_up_timeout(gw_upconn *u)
 {
     gw_conn *c = u->owner;
+    if (failed_during_wait(c, 504, "timeout")) return;
     if (!u->connected) {
         gw_warn("upstream %s: connect timed out", u->pool->target->conf->url);
         gw_proxy_attempt_failed(c, 504, "timeout", "The upstream service did not accept the connection in time");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include "io.h"
@@ -97,13 +98,17 @@ static gw_str arena_str(gw_req *r, gw_str s)
 static int stage_response(gw_conn *c, const gw_http_head *h)
 {
     gw_req *r = &c->rq;
-    gw_hlist prior = r->hresp_on ? r->hresp : (gw_hlist){0};
-    if (r->staged) { /* a previous attempt's fields: keep only what filters had set before it */
-        prior.v += prior.n - r->hresp_prior;
-        prior.n = r->hresp_prior;
+    if (!r->staged) { /* what filters set before any response: kept apart, for every attempt */
+        r->staged = true;
+        r->hset.n = 0;
+        if (r->hresp_on && r->hresp.n) {
+            r->hset.v = gw_req_alloc(r, r->hresp.n * sizeof *r->hset.v);
+            if (!r->hset.v) return -1;
+            memcpy(r->hset.v, r->hresp.v, r->hresp.n * sizeof *r->hset.v);
+            r->hset.n = r->hset.cap = r->hresp.n;
+        }
     }
-    r->staged = true;
-    r->hresp_prior = prior.n;
+    gw_hlist prior = r->hset;
     r->hresp_on = false;
     r->hresp = (gw_hlist){0};
     gw_hlist *v = gw_hdr_view(r, GW_HDR_RESPONSE);
@@ -211,7 +216,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
                 return -1;
             }
             gw_io_read_enable(u->bev, false); /* the body waits until the filters are done */
-            u->read_paused = true;
+            u->held = true;
             c->state = GW_C_FILTER;
             if (gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) gw_phase_start(c, GW_PH_UPSTREAM_RESPONSE);
             else gw_after_upstream_response(c, GW_CONTINUE);
@@ -289,6 +294,10 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
         gw_proxy_tunnel_move(c, false);
         return;
     }
+    if (c->state == GW_C_FILTER && c->rq.waiting && c->rq.phase == GW_PH_UPSTREAM_REQUEST) {
+        gw_proxy_up_event(bev, GW_IO_ERROR, u); /* an answer before the request: drop the connection */
+        return;
+    }
     u->got_bytes = true;
     if (!u->head_done && read_response_head(c, u) <= 0) return;
     int r = pump_response_body(c, gw_io_input(bev));
@@ -312,7 +321,7 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
 void gw_proxy_client_drained(gw_conn *c)
 {
     gw_upconn *u = c->up;
-    if (u && u->read_paused) {
+    if (u && u->read_paused && !u->held) {
         u->read_paused = false;
         gw_io_read_enable(u->bev, true);
         if (c->state != GW_C_TUNNEL && evbuffer_get_length(gw_io_input(u->bev)))
@@ -332,6 +341,15 @@ void gw_proxy_tunnel_move(gw_conn *c, bool from_client)
         if (from_client) c->read_paused = true;
         else u->read_paused = true;
     }
+}
+
+/* The client half-closed a tunnel: shut the upstream's write side once it has every byte. */
+void gw_proxy_tunnel_client_eof(gw_conn *c)
+{
+    gw_upconn *u = c->up;
+    if (!u || gw_io_is_tls(u->bev)) return; /* TLS: wait for the upstream to close */
+    if (evbuffer_get_length(gw_io_output(u->bev)) == 0) shutdown(gw_io_fd(u->bev), SHUT_WR);
+    else u->shut_pending = true;
 }
 
 /* The upstream side of a tunnel ended: flush what it sent, then close the client side. */
@@ -390,6 +408,7 @@ void gw_after_response_phase(gw_conn *c, gw_result r)
     }
     c->state = GW_C_PROXY;
     emit_head(c, c->status, c->rq.resp_reason, NULL, &c->rq.hresp);
+    u->held = false;
     u->read_paused = false;
     gw_io_read_enable(u->bev, true);
     gw_proxy_up_read(u->bev, u); /* body bytes that arrived meanwhile */

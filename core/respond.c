@@ -51,6 +51,7 @@ static void write_own(gw_conn *c, int status, const char *body, size_t len, cons
     struct evbuffer *out = gw_io_output(c->bev);
     size_t dlen;
     const char *date = gw_worker_date(c->w, &dlen);
+    if (status == 204 || status == 304 || status < 200) len = 0; /* never a body, whatever a filter gave */
     bool head_only = c->req_valid && c->req->method_id == GW_METHOD_HEAD;
     bool close = !c->keep_alive || !c->body_complete || c->w->draining;
     bool http10 = c->req_valid && c->req->minor_version == 0;
@@ -74,9 +75,12 @@ static void write_own(gw_conn *c, int status, const char *body, size_t len, cons
     }
     if (!has_ctype && len) GW_HB_LIT(&b, "Content-Type: application/json\r\n");
     if (extra_headers) gw_hb_str(&b, extra_headers);
-    GW_HB_LIT(&b, "Content-Length: ");
-    gw_hb_u64(&b, len, 10);
-    GW_HB_LIT(&b, "\r\nX-Request-Id: ");
+    if (status != 204 && status != 304) {
+        GW_HB_LIT(&b, "Content-Length: ");
+        gw_hb_u64(&b, len, 10);
+        GW_HB_LIT(&b, "\r\n");
+    }
+    GW_HB_LIT(&b, "X-Request-Id: ");
     gw_hb_str(&b, c->request_id[0] ? c->request_id : "-");
     GW_HB_LIT(&b, "\r\n");
     if (close) GW_HB_LIT(&b, "Connection: close\r\n");

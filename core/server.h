@@ -129,6 +129,7 @@ enum { GW_PH_REQUEST = 0, GW_PH_UPSTREAM_REQUEST, GW_PH_UPSTREAM_RESPONSE, GW_PH
 /* What filters see of a request (gw_req in the ABI). Lives in its connection, reset per request. */
 struct gw_req {
     gw_conn *c;
+    char *first;       /* the connection's first chunk, reused by each request */
     char *arena;       /* current chunk */
     size_t arena_used, arena_cap;
     void *chunks;      /* extra chunks, freed at request end */
@@ -144,7 +145,7 @@ struct gw_req {
     char *own_body;
     size_t own_len;
     gw_str resp_reason;
-    size_t hresp_prior; /* entries at the end of the response view that filters set before staging */
+    gw_hlist hset;      /* response fields filters set before the first upstream response */
     uint64_t retry_delay_ms;
     const char *attempt_error;
     gw_timer_rec *timers;
@@ -202,6 +203,7 @@ struct gw_conn {
     bool got_bytes;         /* any byte of the current request head arrived */
     bool req_valid;         /* c->req holds the current request's parsed head */
     bool retry_pending;     /* the timer starts the next upstream attempt */
+    bool wait_drain;        /* the next pipelined request waits for our output to drain */
     bool for_endpoint;      /* the body is read for a registered endpoint, not proxied */
     bool resp_own;          /* the response being prepared is ours (not the upstream's) */
     int builtin;            /* 1 /health, 2 /info, 3 /services/health */
@@ -210,6 +212,9 @@ struct gw_conn {
     gw_upconn *up;
     const char *up_url; /* target of the current/last attempt */
     const char *fail_message; /* a failed attempt's answer, if filters let it stand */
+    int wait_fail_status;     /* the upstream connection failed while upstream_request waited */
+    const char *wait_fail_why;
+    bool wait_fail_stale;     /* ... and it was a stale pooled one: just connect again */
     unsigned attempts;
     /* response to the client */
     gw_body_kind resp_in;   /* framing of the upstream's body */
@@ -234,6 +239,8 @@ struct gw_upconn {
     bool req_sent;    /* request head (and buffered body) fully written */
     bool keep_alive;  /* the response allows another request on this connection */
     bool read_paused; /* reads stopped by back-pressure from the client */
+    bool held;        /* reads stopped while response-side filters work on the head */
+    bool shut_pending; /* tunnel: shut our write side once the output is flushed */
     size_t scan_from;
     unsigned requests;
 };
@@ -274,6 +281,7 @@ void gw_proxy_connect(gw_conn *c);
 void gw_proxy_client_readable(gw_conn *c);
 void gw_proxy_client_drained(gw_conn *c);
 void gw_proxy_abort(gw_conn *c);
+void gw_proxy_tunnel_client_eof(gw_conn *c);
 
 /* proxy.c: upstream connection events while a request owns the connection */
 void gw_proxy_up_read(gw_io *bev, void *arg);

@@ -101,7 +101,7 @@ class ReloadCasesTest(gf.FilterTestCase):
                         "(took %.2fs)" % done)
         r = slow.read_response()
         self.assertTags(r, ["old"], ["old"], "request in flight during the reload")
-        self.assertGreaterEqual(time.monotonic() - t0, 1.5)
+        self.assertGreaterEqual(time.monotonic() - t0, 1.5 - 0.02)  # timers may fire a hair early
 
     def test_reorder_and_toggle_by_reload(self):
         gw = self.start([tagger("x"), tagger("y")])
