@@ -21,6 +21,7 @@ struct gw_timer_rec {
     gw_timer_rec *next;
     struct event *ev;
     gw_req *req;
+    gw_filter *f;
     void (*cb)(gw_req *req, void *arg);
     void *arg;
 };
@@ -93,6 +94,7 @@ static char *dup_mem(gw_req *r, const char *p, size_t n)
 
 void gw_req_end(gw_req *r)
 {
+    gw_host_store_cancel_all(r);
     /* Cleanups first: they disarm async work and may still use the request's timers and memory. */
     while (r->cleanups) {
         gw_cleanup_rec *k = r->cleanups;
@@ -312,6 +314,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     unlink_timer(r, t);
     void (*cb)(gw_req *, void *) = t->cb;
     void *cbarg = t->arg;
+    r->cur = t->f;
     event_free(t->ev);
     free(t);
     cb(r, cbarg);
@@ -327,6 +330,7 @@ static gw_timer *h_timer_start(gw_req *r, uint64_t ms, void (*cb)(gw_req *, void
         return NULL;
     }
     t->req = r;
+    t->f = r->cur;
     t->cb = cb;
     t->arg = arg;
     t->next = r->timers;
@@ -449,6 +453,7 @@ const gw_host *gw_host_api(void)
     h->attempt_error = h_attempt_error;
     h->upstream = h_upstream;
     gw_host_headers_fill(h);
+    gw_host_store_fill(h);
     h->respond = h_respond;
     h->respond_error = h_respond_error;
     h->retry_after = h_retry_after;

@@ -17,6 +17,7 @@
 #include "health.h"
 #include "log.h"
 #include "module.h"
+#include "store.h"
 #include "server.h"
 
 static char *exe_directory(void)
@@ -59,6 +60,10 @@ static int build_server(gw_server *srv, char **err)
     const char *merr = NULL;
     srv->m_reloads = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_config_reloads_total",
                                          "Configuration reloads (SIGHUP) by result", result_label, NULL, 0, &merr);
+    if (cfg->store.type != GW_STORE_EMBEDDED)
+        return asprintf(err, "%s: store.type redis is not available in this build yet; use embedded",
+                        cfg->file), -1;
+    if (!(srv->store = gw_store_new(cfg->store.path, srv->nworkers, err))) return -1;
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
     char *e2 = NULL;
     gw_config *gcfg = gw_config_load(srv->config_path, &e2);
@@ -77,6 +82,7 @@ static void free_server(gw_server *srv)
     for (size_t i = 0; i < srv->nold; i++) gw_gen_free(srv->old[i]);
     gw_gen_free(srv->gen);
     gw_metrics_free(srv->metrics);
+    gw_store_free(srv->store);
     if (srv->listener_ssl_ctx)
         for (size_t i = 0; i < srv->cfg->nlisteners; i++)
             if (srv->listener_ssl_ctx[i]) SSL_CTX_free(srv->listener_ssl_ctx[i]);

@@ -69,6 +69,7 @@ static gw_result call(gw_conn *c, int phase, size_t k)
         const gw_endpoint *e = r->endpoint;
         const gw_filter *f = e->f;
         if (!g->pw[c->w->id].init_ok[f->index]) return GW_ERROR;
+        r->cur = (gw_filter *)f;
         return e->handler(f->inst, NULL, r->state ? r->state + f->state_off : NULL, r);
     }
     size_t i = forward(phase) ? k : g->nfilters - 1 - k;
@@ -77,6 +78,7 @@ static gw_result call(gw_conn *c, int phase, size_t k)
     if (!fn) return GW_CONTINUE;
     if (!g->pw[c->w->id].init_ok[i]) return GW_ERROR;
     void *rc = c->route && f->route_conf ? f->route_conf[c->route - g->cfg->routes] : NULL;
+    r->cur = (gw_filter *)f;
     return fn(f->inst, rc, r->state && f->d->req_state_size ? r->state + f->state_off : NULL, r);
 }
 

@@ -19,6 +19,10 @@ gw_hlist *gw_hdr_view(gw_req *r, gw_hdr_set set);
 int gw_hdr_put(gw_req *r, gw_hdr_set set, const char *name, const char *value, size_t len, bool replace);
 void gw_host_headers_fill(gw_host *h);
 
+/* Store calls (host_store.c). */
+void gw_host_store_fill(gw_host *h);
+void gw_host_store_cancel_all(gw_req *r);
+
 /* Starts a request's filter context (state block) when its generation has filters. */
 int gw_phase_request_init(gw_conn *c);
 

@@ -68,6 +68,7 @@ struct gw_server {
     atomic_uint cur_gen_id;
     int retire_fd;        /* eventfd: a worker released a generation */
     gw_metrics *metrics;  /* process-wide: values survive reloads */
+    struct gw_store *store; /* process-wide: shared by all workers and generations */
     gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
     SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
@@ -150,6 +151,8 @@ struct gw_req {
     const char *attempt_error;
     gw_timer_rec *timers;
     gw_cleanup_rec *cleanups;
+    struct gw_store_call *store_calls; /* pending store operations, cancelled if the request ends */
+    gw_filter *cur;    /* the filter whose code is running (store keys are namespaced by it) */
     uint64_t bytes_out;
     uint64_t started_ms;
 };

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "store.h"
 
 typedef struct gw_listen {
     gw_worker *w;
@@ -227,6 +228,8 @@ static void *worker_main(void *arg)
 {
     gw_worker *w = arg;
     gw_metrics_set_thread_slot(w->id);
+    if (w->srv->store && gw_store_worker_attach(w->srv->store, w->id, w->base) != 0)
+        gw_error("worker %u: cannot attach to the store", w->id);
     adopt(w, w->gen);
     event_base_dispatch(w->base);
     /* Whatever is still open here was cut by the shutdown deadline or a forced exit. */
@@ -235,6 +238,7 @@ static void *worker_main(void *arg)
     if (next) swap_generation(w, next);
     while (w->nretiring) retire(w, w->retiring[--w->nretiring]);
     retire(w, w->gen);
+    if (w->srv->store) gw_store_worker_detach(w->srv->store, w->id);
     atomic_fetch_add(&w->srv->workers_done, 1);
     return NULL;
 }

@@ -1,0 +1,140 @@
+/* host_store.c - the host API's store_* calls: keys namespaced by the calling filter, results delivered
+ * on the request's worker, and every pending call cancelled when its request ends (client gone, error)
+ * so that no callback reaches a request that no longer exists. */
+#include <string.h>
+
+#include "log.h"
+#include "phases.h"
+#include "server.h"
+#include "store.h"
+
+#define MAX_KEY 1024
+
+typedef struct gw_store_call {
+    struct gw_store_call *next;
+    gw_store_op *op;
+    gw_req *r;
+    gw_filter *f;
+    gw_store_cb cb;
+    gw_bucket_cb bcb;
+    void *arg;
+    bool done;
+} gw_store_call;
+
+static gw_store *store_of(const gw_req *r)
+{
+    return r->c->w->srv->store;
+}
+
+/* "<filter>:<key>" into buf; 0 on success. */
+static int ns_key(const gw_req *r, const char *key, char *buf, size_t *len)
+{
+    const char *name = r->cur ? r->cur->name : "core";
+    size_t n = strlen(name), k = strlen(key);
+    if (n + 1 + k > MAX_KEY) return -1;
+    memcpy(buf, name, n);
+    buf[n] = ':';
+    memcpy(buf + n + 1, key, k);
+    *len = n + 1 + k;
+    return 0;
+}
+
+static gw_store_call *new_call(gw_req *r, gw_store_cb cb, gw_bucket_cb bcb, void *arg)
+{
+    gw_store_call *sc = gw_req_alloc(r, sizeof *sc);
+    if (!sc) return NULL;
+    *sc = (gw_store_call){.r = r, .f = r->cur, .cb = cb, .bcb = bcb, .arg = arg};
+    return sc;
+}
+
+static void track(gw_req *r, gw_store_call *sc, gw_store_op *op)
+{
+    sc->op = op;
+    sc->next = r->store_calls;
+    r->store_calls = sc;
+}
+
+/* The callback may end the request (and free sc): nothing of sc or r is touched after it. */
+static void done_value(void *arg, int status, const char *v, size_t n)
+{
+    gw_store_call *sc = arg;
+    sc->done = true;
+    sc->r->cur = sc->f;
+    sc->cb(sc->arg, status, v, n);
+}
+
+static void done_bucket(void *arg, int status, const gw_bucket_result *br)
+{
+    gw_store_call *sc = arg;
+    sc->done = true;
+    sc->r->cur = sc->f;
+    sc->bcb(sc->arg, status, br);
+}
+
+static int h_get(gw_req *r, const char *key, gw_store_cb cb, void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    gw_store_call *sc;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    gw_store_op *op = gw_store_get(store_of(r), r->c->w->id, k, kl, done_value, sc);
+    if (!op) return -1;
+    track(r, sc, op);
+    return 0;
+}
+
+static int h_set(gw_req *r, const char *key, const char *value, size_t len, uint64_t ttl_ms, gw_store_cb cb,
+                 void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    gw_store_call *sc;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    uint64_t now = gw_host_api()->unix_ms();
+    gw_store_op *op = gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_value, sc);
+    if (!op) return -1;
+    track(r, sc, op);
+    return 0;
+}
+
+static int h_del(gw_req *r, const char *key, gw_store_cb cb, void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    gw_store_call *sc;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    gw_store_op *op = gw_store_del(store_of(r), r->c->w->id, k, kl, done_value, sc);
+    if (!op) return -1;
+    track(r, sc, op);
+    return 0;
+}
+
+static int h_take(gw_req *r, const char *key, double capacity, double rate_per_s, double cost, gw_bucket_cb cb,
+                  void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    gw_store_call *sc;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, NULL, cb, arg))) return -1;
+    uint64_t now = gw_host_api()->unix_ms();
+    gw_store_op *op =
+        gw_store_take(store_of(r), r->c->w->id, k, kl, capacity, rate_per_s, cost, now, done_bucket, sc);
+    if (!op) return -1;
+    track(r, sc, op);
+    return 0;
+}
+
+void gw_host_store_cancel_all(gw_req *r)
+{
+    for (gw_store_call *sc = r->store_calls; sc; sc = sc->next)
+        if (!sc->done) gw_store_cancel(sc->op);
+    r->store_calls = NULL;
+}
+
+void gw_host_store_fill(gw_host *h)
+{
+    h->store_get = h_get;
+    h->store_set = h_set;
+    h->store_del = h_del;
+    h->store_take = h_take;
+}

@@ -1,0 +1,463 @@
+/* adminauth_test.c - unit tests of plugins/adminauth on the SDK test host: every failure kind, success,
+ * the protected prefix, throttling on the fake clock, settings errors. GW_PLUGIN_SO is the built filter. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <gw/testhost.h>
+
+#ifndef GW_PLUGIN_SO
+#define GW_PLUGIN_SO "adminauth.so"
+#endif
+
+#define PASSWORD "s3cret:with:colons"
+#define CHALLENGE "Basic realm=\"API Gateway Admin\", charset=\"UTF-8\""
+
+static const char *const CONF = "name: adminauth\n"
+                                "password: '" PASSWORD "'\n";
+
+/* --- helpers --------------------------------------------------------------------------------------- */
+
+static void b64(const char *in, char *out)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(in), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)(unsigned char)in[i] << 16;
+        if (i + 1 < n) w |= (uint32_t)(unsigned char)in[i + 1] << 8;
+        if (i + 2 < n) w |= (unsigned char)in[i + 2];
+        out[o++] = alphabet[(w >> 18) & 63];
+        out[o++] = alphabet[(w >> 12) & 63];
+        out[o++] = i + 1 < n ? alphabet[(w >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? alphabet[w & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* "Basic base64(user:pass)", in one of 32 static buffers used in turn (a table may hold several) */
+static const char *basic(const char *userpass)
+{
+    static char bufs[32][512];
+    static unsigned next;
+    char *buf = bufs[next++ % 32];
+    assert_true(strlen(userpass) < 300);
+    strcpy(buf, "Basic ");
+    b64(userpass, buf + 6);
+    return buf;
+}
+
+static int setup(void **state)
+{
+    *state = gw_th_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    gw_th *th = *state;
+    assert_int_equal(gw_th_violations(th), 0);
+    /* the password never reaches the log */
+    for (size_t i = 0; i < gw_th_log_count(th); i++)
+        assert_null(strstr(gw_th_log_line(th, i, NULL), "s3cret"));
+    gw_th_free(th);
+    return 0;
+}
+
+static void load(gw_th *th, const char *conf)
+{
+    if (gw_th_load(th, GW_PLUGIN_SO, conf) != 0) fail_msg("%s", gw_th_error(th));
+}
+
+/* Runs a request; authorization NULL = no header; ip NULL = the default 127.0.0.1. */
+static gw_req *run(gw_th *th, const char *method, const char *target, const char *authorization,
+                   const char *ip)
+{
+    gw_req *r = gw_th_request(th, method, target);
+    if (authorization) assert_int_equal(gw_th_request_header(r, "Authorization", authorization), 0);
+    if (ip) gw_th_request_client_ip(r, ip);
+    gw_th_upstream_reply(r, 200, "Content-Type: text/plain\n", "admin data");
+    assert_int_equal(gw_th_run(r), GW_TH_DONE);
+    return r;
+}
+
+static void assert_passed(gw_req *r)
+{
+    assert_int_equal(gw_th_status(r), 200);
+    assert_true(gw_th_upstream_called(r));
+    assert_string_equal(gw_th_body(r, NULL), "admin data");
+    assert_null(gw_th_header(r, GW_HDR_RESPONSE, "WWW-Authenticate"));
+}
+
+static void assert_401(gw_req *r, const char *message, const char *challenge)
+{
+    char want[512];
+    assert_int_equal(gw_th_status(r), 401);
+    assert_false(gw_th_upstream_called(r));
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "WWW-Authenticate"),
+                        challenge ? challenge : CHALLENGE);
+    assert_int_equal(gw_th_header_count(r, GW_HDR_RESPONSE, "WWW-Authenticate"), 1);
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "Content-Type"), "application/json");
+    assert_null(gw_th_header(r, GW_HDR_RESPONSE, "Retry-After"));
+    snprintf(want, sizeof want, "{\"error\":\"Unauthorized\",\"message\":\"%s\",\"request_id\":\"%s\"}",
+             message, gw_th_header(r, GW_HDR_RESPONSE, "X-Request-Id"));
+    assert_string_equal(gw_th_body(r, NULL), want);
+}
+
+static void assert_429(gw_req *r, const char *retry_after)
+{
+    assert_int_equal(gw_th_status(r), 429);
+    assert_false(gw_th_upstream_called(r));
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "Retry-After"), retry_after);
+    assert_null(gw_th_header(r, GW_HDR_RESPONSE, "WWW-Authenticate"));
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "Content-Type"), "application/json");
+    assert_non_null(strstr(gw_th_body(r, NULL),
+                           "{\"error\":\"Too Many Requests\",\"message\":\"Too many failed "
+                           "authentication attempts; retry later\""));
+}
+
+/* --- failures and success -------------------------------------------------------------------------- */
+
+static void test_every_failure_kind(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    static char longest[8192];
+    memset(longest, 'A', 4202); /* 4196 base64 characters: more than 4096 */
+    memcpy(longest, "Basic ", 6);
+    longest[4202] = '\0';
+    const struct {
+        const char *authorization; /* NULL = none */
+        const char *message, *log;
+    } cases[] = {
+        {NULL, "Authentication required: missing Authorization header", "no Authorization header"},
+        {"Bearer abc.def.ghi", "Authentication required: unsupported authorization scheme (use Basic)",
+         "authorization scheme is not Basic"},
+        {"Basicx YWRtaW46eA==", "Authentication required: unsupported authorization scheme (use Basic)",
+         "authorization scheme is not Basic"},
+        {"", "Authentication required: unsupported authorization scheme (use Basic)",
+         "authorization scheme is not Basic"},
+        {"Basic", "Invalid Basic credentials: not valid base64", "credentials are not valid base64"},
+        {"Basic !!!!", "Invalid Basic credentials: not valid base64", "credentials are not valid base64"},
+        {"Basic YWRtaW46eA", "Invalid Basic credentials: not valid base64",
+         "credentials are not valid base64"}, /* no padding */
+        {"Basic YWRtaW46eB==", "Invalid Basic credentials: not valid base64",
+         "credentials are not valid base64"}, /* stray bits */
+        {"Basic YW=taW46eA==", "Invalid Basic credentials: not valid base64",
+         "credentials are not valid base64"}, /* '=' inside */
+        {"Basic YWRt aW46eA==", "Invalid Basic credentials: not valid base64",
+         "credentials are not valid base64"}, /* space */
+        {"Basic YWRtaW46eA==YWRt", "Invalid Basic credentials: not valid base64",
+         "credentials are not valid base64"},
+        {longest, "Invalid Basic credentials: too long", "credentials too long"},
+        {"Basic YWRtaW4=", "Invalid Basic credentials: expected username:password",
+         "no ':' in the decoded credentials"}, /* "admin" */
+        {basic("admin:wrong"), "Invalid username or password", "wrong username or password"},
+        {basic("admin:" PASSWORD "x"), "Invalid username or password", "wrong username or password"},
+        {basic("Admin:" PASSWORD), "Invalid username or password", "wrong username or password"},
+        {basic("root:" PASSWORD), "Invalid username or password", "wrong username or password"},
+        {basic(":" PASSWORD), "Invalid username or password", "wrong username or password"},
+        {basic("admin:"), "Invalid username or password", "wrong username or password"},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "192.0.2.%zu", i + 1); /* one client each: no throttling here */
+        char auth[8192];
+        if (cases[i].authorization) snprintf(auth, sizeof auth, "%s", cases[i].authorization);
+        gw_req *r = run(th, "GET", "/admin/apikeys", cases[i].authorization ? auth : NULL, ip);
+        assert_401(r, cases[i].message, NULL);
+        char line[256];
+        snprintf(line, sizeof line, "admin authentication failed: %s", cases[i].log);
+        if (gw_th_log_find(th, GW_LOG_WARN, line) < 1) fail_msg("case %zu: no log line with \"%s\"", i, line);
+        snprintf(line, sizeof line, "(client %s, GET /admin/apikeys)", ip);
+        assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, line), 1);
+    }
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "admin authentication failed"), n);
+    if (gw_th_host(th)->metric_register) {
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"missing"}) ==
+                    1.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"scheme"}) == 3.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"base64"}) == 7.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"too_long"}) ==
+                    1.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"no_colon"}) ==
+                    1.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"credentials"}) ==
+                    6.0);
+    }
+}
+
+static void test_correct_credentials_continue(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    const char *auth = basic("admin:" PASSWORD);
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", auth);
+
+    gw_req *r = run(th, "POST", "/admin/apikeys?x=1", copy, NULL);
+    assert_passed(r);
+    assert_string_equal(gw_th_upstream_target(r), "/admin/apikeys?x=1");
+    /* the request is not modified */
+    assert_string_equal(gw_th_header(r, GW_HDR_UPSTREAM, "Authorization"), copy);
+
+    /* scheme case-insensitive, extra blanks around the credentials */
+    char variant[300];
+    snprintf(variant, sizeof variant, "bAsIc   %s  ", copy + 6);
+    assert_passed(run(th, "GET", "/admin", variant, NULL));
+    assert_int_equal(gw_th_log_find(th, GW_LOG_DEBUG, "authentication failed"), 0);
+}
+
+static void test_protected_prefix(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    const char *const protected_paths[] = {
+        "/admin",     "/admin/",    "/admin/x",     "/admin/circuit-breakers/reset",
+        "/admin?x=1", "//admin//x", "/x/../admin/y"};
+    for (size_t i = 0; i < sizeof protected_paths / sizeof protected_paths[0]; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "198.51.100.%zu", i + 1);
+        assert_int_equal(gw_th_status(run(th, "GET", protected_paths[i], NULL, ip)), 401);
+    }
+    const char *const open_paths[] = {"/administrator", "/adminx", "/admi", "/", "/api/admin", "/health"};
+    for (size_t i = 0; i < sizeof open_paths / sizeof open_paths[0]; i++) {
+        gw_req *r = run(th, "GET", open_paths[i], "Basic !!!", NULL);
+        assert_passed(r);
+        /* other requests are left exactly as they came */
+        assert_string_equal(gw_th_header(r, GW_HDR_UPSTREAM, "Authorization"), "Basic !!!");
+    }
+}
+
+static void test_custom_settings(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\n"
+             "username: ops\n"
+             "password: hunter2\n"
+             "realm: 'Ops \"internal\" \\ area'\n"
+             "path: /ops/\n");
+    assert_int_equal(gw_th_status(run(th, "GET", "/admin", NULL, NULL)), 200); /* only `path` is protected */
+    gw_req *r = run(th, "GET", "/ops/a", basic("admin:hunter2"), NULL);
+    assert_401(r, "Invalid username or password",
+               "Basic realm=\"Ops \\\"internal\\\" \\\\ area\", charset=\"UTF-8\"");
+    assert_passed(run(th, "GET", "/ops", basic("ops:hunter2"), NULL));
+}
+
+static void test_whole_site(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: p\npath: /\n");
+    assert_int_equal(gw_th_status(run(th, "GET", "/anything", NULL, NULL)), 401);
+    assert_passed(run(th, "GET", "/anything", basic("admin:p"), NULL));
+}
+
+static void test_disabled_not_loaded(void **state)
+{
+    gw_th *th = *state;
+    /* enabled: false is the host's: the filter is not even configured (no password needed) */
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: adminauth\nenabled: false\n"), 0);
+    assert_null(gw_th_instance(th, "adminauth"));
+    assert_passed(run(th, "GET", "/admin/apikeys", NULL, NULL));
+    assert_int_equal(gw_th_log_count(th), 0);
+}
+
+/* --- throttling ------------------------------------------------------------------------------------ */
+
+static void fail_n(gw_th *th, const char *ip, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_401(run(th, "GET", "/admin/x", basic("admin:nope"), ip), "Invalid username or password", NULL);
+}
+
+static void test_throttled_after_max_failures(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    const char *good = "admin:" PASSWORD;
+    fail_n(th, "10.0.0.1", 5);
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "client 10.0.0.1 throttled for 60000 ms after 5 failed"),
+                     1);
+
+    /* refused before any credential is looked at: the right password, none, or a bad one */
+    assert_429(run(th, "GET", "/admin/x", basic(good), "10.0.0.1"), "60");
+    assert_429(run(th, "GET", "/admin", NULL, "10.0.0.1"), "60");
+    assert_429(run(th, "DELETE", "/admin/apikeys/1", "Bearer x", "10.0.0.1"), "60");
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "admin authentication failed"), 5);
+    if (gw_th_host(th)->metric_register)
+        assert_true(gw_th_metric(th, "gateway_admin_auth_throttled_total", NULL) == 3.0);
+
+    /* other clients and other paths are not affected */
+    assert_passed(run(th, "GET", "/admin/x", basic(good), "10.0.0.2"));
+    assert_passed(run(th, "GET", "/api/users", NULL, "10.0.0.1"));
+    assert_passed(run(th, "GET", "/administrator", NULL, "10.0.0.1"));
+
+    /* Retry-After counts down, rounded up; 429s do not extend the block */
+    gw_th_advance(th, 30000);
+    assert_429(run(th, "GET", "/admin/x", basic(good), "10.0.0.1"), "30");
+    gw_th_advance(th, 29001);
+    assert_429(run(th, "GET", "/admin/x", basic(good), "10.0.0.1"), "1");
+    gw_th_advance(th, 999);
+
+    /* block passed since the last failure: checked again, and the count starts over */
+    assert_401(run(th, "GET", "/admin/x", basic("admin:nope"), "10.0.0.1"), "Invalid username or password",
+               NULL);
+    fail_n(th, "10.0.0.1", 3);
+    assert_passed(run(th, "GET", "/admin/x", basic(good), "10.0.0.1"));
+}
+
+static void test_block_passes_then_success(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 3\nblock: 2s\n");
+    fail_n(th, "10.1.1.1", 3);
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "10.1.1.1"), "2");
+    gw_th_advance(th, 2000);
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "10.1.1.1"));
+}
+
+static void test_success_resets(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    const char *good = "admin:" PASSWORD;
+    fail_n(th, "10.0.0.3", 4);
+    assert_passed(run(th, "GET", "/admin/x", basic(good), "10.0.0.3"));
+    fail_n(th, "10.0.0.3", 4); /* counted from zero again: 4 < 5 */
+    assert_passed(run(th, "GET", "/admin/x", basic(good), "10.0.0.3"));
+    fail_n(th, "10.0.0.3", 5);
+    assert_429(run(th, "GET", "/admin/x", basic(good), "10.0.0.3"), "60");
+}
+
+static void test_spaced_failures_do_not_add_up(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 2\nblock: 10s\n");
+    for (int i = 0; i < 5; i++) {
+        fail_n(th, "10.0.0.4", 1);
+        gw_th_advance(th, 10000); /* each failure is `block` old when the next one comes */
+    }
+    fail_n(th, "10.0.0.4", 2);
+    gw_th_advance(th, 9999); /* less than `block` since the last failure */
+    assert_429(run(th, "GET", "/admin", NULL, "10.0.0.4"), "1");
+}
+
+static void test_max_failures_zero_never_throttles(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 0\n");
+    fail_n(th, "10.0.0.5", 50);
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.5"));
+}
+
+static void test_many_clients_bounded(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 1\n");
+    /* more clients than the table holds: the table stays bounded (older entries are evicted), and the
+     * most recent ones are still throttled */
+    for (int i = 0; i < 6000; i++) {
+        char ip[32];
+        snprintf(ip, sizeof ip, "fd00::%x", i);
+        gw_req *r = gw_th_request(th, "GET", "/admin");
+        gw_th_request_client_ip(r, ip);
+        assert_int_equal(gw_th_run(r), GW_TH_DONE);
+        assert_int_equal(gw_th_status(r), 401);
+        gw_th_advance(th, 1);
+    }
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "fd00::176f"), "60"); /* the last one */
+}
+
+/* --- settings -------------------------------------------------------------------------------------- */
+
+static void expect_error(gw_th *th, const char *conf, const char *want)
+{
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, conf), -1);
+    assert_string_equal(gw_th_error(th), want);
+    assert_null(strstr(gw_th_error(th), "s3cret"));
+}
+
+static void test_config_errors(void **state)
+{
+    gw_th *th = *state;
+    const char *const required =
+        "adminauth: password is required when admin authentication is enabled (set ADMIN_PASSWORD)";
+    char want[256];
+    snprintf(want, sizeof want, "pipeline.yaml:1:1: %s", required);
+    expect_error(th, "name: adminauth\n", want);
+    expect_error(th, "name: adminauth\npassword:\n", want); /* what an unquoted ${ADMIN_PASSWORD:-} gives */
+    expect_error(th, "name: adminauth\nusername: root\npassword: ~\n", want);
+    snprintf(want, sizeof want, "pipeline.yaml:2:11: %s", required);
+    expect_error(th, "name: adminauth\npassword: ''\n", want);
+
+    expect_error(th, "name: adminauth\npassword: [s3cret]\n",
+                 "pipeline.yaml:2:11: adminauth: password: expected a string");
+    expect_error(th, "name: adminauth\npassword: s3cret\npasword: x\n",
+                 "pipeline.yaml:3:1: unknown key 'pasword'");
+    expect_error(th, "name: adminauth\npassword: s3cret\nusername: {a: b}\n",
+                 "pipeline.yaml:3:11: adminauth: username: expected a string");
+    expect_error(th, "name: adminauth\npassword: s3cret\nusername: ''\n",
+                 "pipeline.yaml:3:11: adminauth: username: must not be empty");
+    expect_error(th, "name: adminauth\npassword: s3cret\nusername: 'a:b'\n",
+                 "pipeline.yaml:3:11: adminauth: username: must not contain ':' or control characters "
+                 "(Basic authentication)");
+    expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: many\n",
+                 "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got 'many'");
+    expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: -1\n",
+                 "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got '-1'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\nmax_failures: [5]\n",
+        "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got '(not a scalar)'");
+    expect_error(th, "name: adminauth\npassword: s3cret\nblock: soon\n",
+                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got 'soon'");
+    expect_error(th, "name: adminauth\npassword: s3cret\nblock: 0\n",
+                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got '0'");
+    expect_error(th, "name: adminauth\npassword: s3cret\nblock: 25h\n",
+                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got '25h'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\npath: admin\n",
+        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "empty or dot segments), got 'admin'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\npath: /a/../admin\n",
+        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "empty or dot segments), got '/a/../admin'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\npath: '/admin?x'\n",
+        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "empty or dot segments), got '/admin?x'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\nrealm: ''\n",
+        "pipeline.yaml:3:8: adminauth: realm: expected 1..256 characters without control characters");
+    assert_null(gw_th_instance(th, "adminauth"));
+
+    /* the smallest valid entry */
+    load(th, "name: adminauth\npassword: x\n");
+    assert_non_null(gw_th_instance(th, "adminauth"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_failure_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_correct_credentials_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protected_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_custom_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_whole_site, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disabled_not_loaded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_throttled_after_max_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_passes_then_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_success_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spaced_failures_do_not_add_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_failures_zero_never_throttles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_clients_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
