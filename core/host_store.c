@@ -124,6 +124,43 @@ static int h_take(gw_req *r, const char *key, double capacity, double rate_per_s
     return 0;
 }
 
+typedef struct {
+    gw_store_call call;
+    gw_store_list_cb lcb;
+    size_t ns; /* length of "<filter>:" to strip */
+} gw_list_call;
+
+static void done_list(void *arg, int status, size_t n, const gw_strv *keys, const gw_strv *values)
+{
+    gw_list_call *lc = arg;
+    lc->call.done = true;
+    lc->call.r->cur = lc->call.f;
+    gw_strv *stripped = n ? malloc(n * sizeof *stripped) : NULL;
+    if (n && !stripped) {
+        lc->lcb(lc->call.arg, -1, 0, NULL, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) stripped[i] = (gw_strv){keys[i].p + lc->ns, keys[i].n - lc->ns};
+    gw_store_list_cb cb = lc->lcb;
+    void *a = lc->call.arg;
+    cb(a, status, n, stripped, values); /* may end the request: nothing of lc after this */
+    free(stripped);
+}
+
+static int h_list(gw_req *r, const char *prefix, gw_store_list_cb cb, void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    if (!store_of(r) || !cb || ns_key(r, prefix, k, &kl) != 0) return -1;
+    gw_list_call *lc = gw_req_alloc(r, sizeof *lc);
+    if (!lc) return -1;
+    *lc = (gw_list_call){.call = {.r = r, .f = r->cur, .arg = arg}, .lcb = cb, .ns = kl - strlen(prefix)};
+    gw_store_op *op = gw_store_list(store_of(r), r->c->w->id, k, kl, done_list, lc);
+    if (!op) return -1;
+    track(r, &lc->call, op);
+    return 0;
+}
+
 void gw_host_store_cancel_all(gw_req *r)
 {
     for (gw_store_call *sc = r->store_calls; sc; sc = sc->next)
@@ -137,4 +174,5 @@ void gw_host_store_fill(gw_host *h)
     h->store_set = h_set;
     h->store_del = h_del;
     h->store_take = h_take;
+    h->store_list = h_list;
 }

@@ -43,7 +43,7 @@ typedef struct {
     size_t cap, n;
 } shard;
 
-enum { OP_GET, OP_SET, OP_DEL, OP_TAKE };
+enum { OP_GET, OP_SET, OP_DEL, OP_TAKE, OP_LIST };
 
 struct gw_store_op {
     gw_store_op *next;
@@ -51,8 +51,11 @@ struct gw_store_op {
     char *val;
     size_t vlen;
     gw_bucket_result br;
+    gw_strv *keys, *vals; /* OP_LIST results (each string malloc'd) */
+    size_t n;
     gw_store_cb cb;
     gw_bucket_cb bcb;
+    gw_store_list_cb lcb;
     void *arg;
     unsigned worker;
     atomic_bool cancelled;
@@ -167,14 +170,26 @@ static uint64_t wall_ms(void)
 
 /* --- delivery on the worker ------------------------------------------------------------------------ */
 
+static void op_free(gw_store_op *op)
+{
+    for (size_t i = 0; i < op->n; i++) {
+        free((char *)op->keys[i].p);
+        free((char *)op->vals[i].p);
+    }
+    free(op->keys);
+    free(op->vals);
+    free(op->val);
+    free(op);
+}
+
 static void deliver(gw_store_op *op)
 {
     if (!atomic_load(&op->cancelled)) {
         if (op->kind == OP_TAKE) op->bcb(op->arg, op->status, op->status == GW_STORE_OK ? &op->br : NULL);
+        else if (op->kind == OP_LIST) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
         else op->cb(op->arg, op->status, op->val, op->vlen);
     }
-    free(op->val);
-    free(op);
+    op_free(op);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
@@ -363,6 +378,55 @@ gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t
     return op;
 }
 
+static bool list_add(gw_store_op *op, size_t *cap, const rec *r)
+{
+    if (op->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        gw_strv *k = realloc(op->keys, nc * sizeof *k), *v = k ? realloc(op->vals, nc * sizeof *v) : NULL;
+        if (k) op->keys = k;
+        if (!k || !v) return false;
+        op->vals = v;
+        *cap = nc;
+    }
+    char *kc = malloc(r->klen + 1), *vc = malloc(r->vlen + 1);
+    if (!kc || !vc) {
+        free(kc);
+        free(vc);
+        return false;
+    }
+    memcpy(kc, r->key, r->klen);
+    kc[r->klen] = '\0';
+    memcpy(vc, r->val, r->vlen);
+    vc[r->vlen] = '\0';
+    op->keys[op->n] = (gw_strv){kc, r->klen};
+    op->vals[op->n++] = (gw_strv){vc, r->vlen};
+    return true;
+}
+
+gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, size_t plen, gw_store_list_cb cb,
+                           void *arg)
+{
+    gw_store_op *op = new_op(s, worker, OP_LIST, NULL, NULL, arg);
+    if (!op) return NULL;
+    op->lcb = cb;
+    uint64_t now = wall_ms();
+    size_t cap = 0;
+    bool ok = true;
+    for (int i = 0; i < NSHARDS && ok; i++) {
+        shard *sh = &s->shards[i];
+        pthread_mutex_lock(&sh->mu);
+        for (size_t b = 0; b < sh->cap && ok; b++)
+            for (rec *r = sh->tab[b]; r && ok; r = r->next)
+                if (!r->bucket && (!r->expires_ms || r->expires_ms > now) && r->klen >= plen &&
+                    memcmp(r->key, prefix, plen) == 0)
+                    ok = list_add(op, &cap, r);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    if (!ok) op->status = GW_STORE_ERROR;
+    complete_local(s, op);
+    return op;
+}
+
 void gw_store_cancel(gw_store_op *op)
 {
     if (op) atomic_store(&op->cancelled, true);
@@ -535,8 +599,7 @@ void gw_store_free(gw_store *s)
         for (int k = 0; k < 2; k++)
             for (gw_store_op *op = l[k], *nx; op; op = nx) {
                 nx = op->next;
-                free(op->val);
-                free(op);
+                op_free(op);
             }
         pthread_mutex_destroy(&s->slots[i].mu);
     }

@@ -37,6 +37,8 @@ gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t 
 gw_store_op *gw_store_del(gw_store *s, unsigned worker, const char *key, size_t klen, gw_store_cb cb, void *arg);
 gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t klen, double capacity,
                            double rate_per_s, double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg);
+gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, size_t plen, gw_store_list_cb cb,
+                           void *arg);
 /* Drops a pending operation's callback (the request it belonged to ended). Its effect may still happen. */
 void gw_store_cancel(gw_store_op *op);
 

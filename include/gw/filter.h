@@ -90,6 +90,10 @@ typedef struct {
 } gw_bucket_result;
 typedef void (*gw_bucket_cb)(void *arg, int status, const gw_bucket_result *r);
 
+/* A prefix listing (host->store_list): n records, keys without the filter's namespace; valid during the
+ * call only. */
+typedef void (*gw_store_list_cb)(void *arg, int status, size_t n, const gw_strv *keys, const gw_strv *values);
+
 typedef struct gw_host gw_host;
 
 /* ---------------------------------------------------------------------------------------------------
@@ -266,6 +270,9 @@ struct gw_host {
     /* Every registered metric (all filters' and the gateway's own), merged over workers, rendered as
      * format 0 = Prometheus text format 0.0.4, 1 = JSON. The text lives in the request's memory. */
     int (*metrics_render)(gw_req *req, int format, gw_strv *out);
+    /* Every value record (buckets excluded) whose key starts with `prefix`, in no particular order, in one
+     * callback. For administrative listings, not for every request. */
+    int (*store_list)(gw_req *req, const char *prefix, gw_store_list_cb cb, void *arg);
 
     void *reserved[16];
 };

@@ -201,6 +201,9 @@ struct th_op {
     size_t len;
     bool has_bucket;
     gw_bucket_result br;
+    gw_store_list_cb lcb; /* store_list: results below */
+    size_t n;
+    gw_strv *keys, *vals;
 };
 
 /* ---- metrics and logs ---- */

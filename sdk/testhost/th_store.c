@@ -171,6 +171,16 @@ size_t gw_th_store_pending(const gw_th *th)
     return th->q_len;
 }
 
+static void list_free(th_op *op)
+{
+    for (size_t i = 0; i < op->n; i++) {
+        free((char *)op->keys[i].p);
+        free((char *)op->vals[i].p);
+    }
+    free(op->keys);
+    free(op->vals);
+}
+
 static th_op *enqueue(gw_req *r)
 {
     gw_th *th = r->th;
@@ -199,7 +209,9 @@ size_t gw_th_run_pending(gw_th *th)
         th->q_len--;
         op->r->cur = op->f; /* calls made from the callback are on behalf of the same filter */
         if (op->bcb) op->bcb(op->arg, op->status, op->has_bucket ? &op->br : NULL);
+        else if (op->lcb) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
         else if (op->cb) op->cb(op->arg, op->status, op->value, op->len);
+        list_free(op);
         free(op->value);
         free(op);
         ran++;
@@ -228,6 +240,7 @@ void th_store_free(gw_th *th)
     while (th->q_head) {
         th_op *op = th->q_head;
         th->q_head = op->next;
+        list_free(op);
         free(op->value);
         free(op);
     }
@@ -325,6 +338,31 @@ static int h_store_take(gw_req *req, const char *key, double capacity, double ra
     return 0;
 }
 
+static int h_store_list(gw_req *req, const char *prefix, gw_store_list_cb cb, void *arg)
+{
+    const char *ns = store_ns(req, prefix, "store_list");
+    if (!ns || !cb) return -1;
+    th_op *op = enqueue(req);
+    op->lcb = cb;
+    op->arg = arg;
+    if (req->th->store_mode == GW_TH_STORE_FAIL) {
+        op->status = -1;
+        return 0;
+    }
+    gw_th *th = req->th;
+    size_t plen = strlen(prefix);
+    op->keys = th_xcalloc(th->nkv ? th->nkv : 1, sizeof *op->keys);
+    op->vals = th_xcalloc(th->nkv ? th->nkv : 1, sizeof *op->vals);
+    for (size_t i = 0; i < th->nkv; i++) {
+        th_kv *e = &th->kv[i];
+        if (strcmp(e->ns, ns) != 0 || strncmp(e->key, prefix, plen) != 0) continue;
+        if (e->expires && e->expires <= g_now) continue;
+        op->keys[op->n] = (gw_strv){th_xmemdup(e->key, strlen(e->key)), strlen(e->key)};
+        op->vals[op->n++] = (gw_strv){th_xmemdup(e->value, e->len), e->len};
+    }
+    return 0;
+}
+
 void th_store_fill(gw_host *h)
 {
     h->now_ms = h_now_ms;
@@ -333,4 +371,5 @@ void th_store_fill(gw_host *h)
     h->store_set = h_store_set;
     h->store_del = h_store_del;
     h->store_take = h_store_take;
+    h->store_list = h_store_list;
 }
