@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "store_file.h"
+#include "store_internal.h"
 #include "util.h"
 
 #define NSHARDS 64
@@ -46,8 +47,9 @@ typedef struct {
 enum { OP_GET, OP_SET, OP_DEL, OP_TAKE, OP_LIST };
 
 struct gw_store_op {
+    int kind; /* first: negative for ops of another backend (see gw_store_cancel) */
     gw_store_op *next;
-    int kind, status;
+    int status;
     char *val;
     size_t vlen;
     gw_bucket_result br;
@@ -71,6 +73,8 @@ typedef struct {
 } slot;
 
 struct gw_store {
+    const gw_store_backend *be; /* NULL: the embedded table below */
+    void *impl;
     shard shards[NSHARDS];
     slot *slots;
     unsigned nslots;
@@ -251,6 +255,7 @@ static gw_store_op *new_op(gw_store *s, unsigned worker, int kind, gw_store_cb c
 
 gw_store_op *gw_store_get(gw_store *s, unsigned worker, const char *key, size_t klen, gw_store_cb cb, void *arg)
 {
+    if (s->be) return s->be->get(s->impl, worker, key, klen, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_GET, cb, NULL, arg);
     if (!op) return NULL;
     uint64_t h = hash_key(key, klen);
@@ -274,6 +279,7 @@ gw_store_op *gw_store_get(gw_store *s, unsigned worker, const char *key, size_t 
 gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t klen, const char *val,
                           size_t vlen, uint64_t ttl_ms, uint64_t now_ms, gw_store_cb cb, void *arg)
 {
+    if (s->be) return s->be->set(s->impl, worker, key, klen, val, vlen, ttl_ms, now_ms, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_SET, cb, NULL, arg);
     char *copy = op ? malloc(vlen ? vlen : 1) : NULL;
     if (!copy) {
@@ -310,6 +316,7 @@ gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t 
 
 gw_store_op *gw_store_del(gw_store *s, unsigned worker, const char *key, size_t klen, gw_store_cb cb, void *arg)
 {
+    if (s->be) return s->be->del(s->impl, worker, key, klen, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_DEL, cb, NULL, arg);
     if (!op) return NULL;
     uint64_t h = hash_key(key, klen);
@@ -358,6 +365,7 @@ static void bucket_take(rec *r, double cap, double rate, double cost, uint64_t n
 gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t klen, double capacity,
                            double rate_per_s, double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg)
 {
+    if (s->be) return s->be->take(s->impl, worker, key, klen, capacity, rate_per_s, cost, now_ms, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_TAKE, NULL, cb, arg);
     if (!op) return NULL;
     if (!(capacity > 0) || !(rate_per_s >= 0) || !(cost >= 0)) {
@@ -406,6 +414,7 @@ static bool list_add(gw_store_op *op, size_t *cap, const rec *r)
 gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, size_t plen, gw_store_list_cb cb,
                            void *arg)
 {
+    if (s->be) return s->be->list(s->impl, worker, prefix, plen, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_LIST, NULL, NULL, arg);
     if (!op) return NULL;
     op->lcb = cb;
@@ -427,13 +436,36 @@ gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, siz
     return op;
 }
 
+/* Backends other than the embedded one cancel through their own op type: the first member of every op
+ * says which. */
+static const gw_store_backend *cancel_backend;
+
 void gw_store_cancel(gw_store_op *op)
 {
-    if (op) atomic_store(&op->cancelled, true);
+    if (!op) return;
+    if (cancel_backend && op->kind < 0) {
+        cancel_backend->cancel(op);
+        return;
+    }
+    atomic_store(&op->cancelled, true);
+}
+
+gw_store *gw_store_wrap(const gw_store_backend *be, void *impl)
+{
+    gw_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        be->free(impl);
+        return NULL;
+    }
+    s->be = be;
+    s->impl = impl;
+    cancel_backend = be;
+    return s;
 }
 
 size_t gw_store_count(gw_store *s)
 {
+    if (s->be) return s->be->count ? s->be->count(s->impl) : 0;
     return atomic_load(&s->count);
 }
 
@@ -577,6 +609,11 @@ fail:
 void gw_store_free(gw_store *s)
 {
     if (!s) return;
+    if (s->be) {
+        s->be->free(s->impl);
+        free(s);
+        return;
+    }
     if (s->thread) {
         pthread_mutex_lock(&s->pmu);
         s->stop = true;
@@ -612,6 +649,7 @@ void gw_store_free(gw_store *s)
 
 int gw_store_worker_attach(gw_store *s, unsigned worker, struct event_base *base)
 {
+    if (s->be) return s->be->attach(s->impl, worker, base);
     slot *sl = &s->slots[worker];
     sl->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sl->efd < 0) return -1;
@@ -622,6 +660,10 @@ int gw_store_worker_attach(gw_store *s, unsigned worker, struct event_base *base
 
 void gw_store_worker_detach(gw_store *s, unsigned worker)
 {
+    if (s->be) {
+        s->be->detach(s->impl, worker);
+        return;
+    }
     slot *sl = &s->slots[worker];
     if (sl->ev) {
         on_ready(sl->efd, EV_READ, sl); /* deliver (or drop, if cancelled) what is left */

@@ -21,6 +21,11 @@ enum { GW_STORE_OK = 0, GW_STORE_NOT_FOUND = 1, GW_STORE_ERROR = -1 };
 /* dir: where the persisted file lives (created if missing). NULL + *err (malloc'd) on failure, e.g. an
  * unreadable or corrupt file (named, with the byte offset). */
 gw_store *gw_store_new(const char *dir, unsigned nworkers, char **err);
+/* The Redis store (store_redis.c): the same operations, one async connection per worker. */
+struct gw_store_conf_s;
+gw_store *gw_store_new_redis(const char *host, unsigned port, const char *password, int db,
+                             uint64_t connect_timeout_ms, uint64_t command_timeout_ms, unsigned nworkers,
+                             char **err);
 /* Main thread, after the workers stopped: flushes and joins the persistence thread. */
 void gw_store_free(gw_store *s);
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # ctest-labels: asan
 """Regression cases for bugs fixed in core/: response-phase waits on pipelined connections, clients that
-pipeline without reading, per-request memory over several arena chunks, reloads that follow each other
-while the worker is busy, WebSocket half-close, and a pooled upstream connection that closes while the
-upstream_request phase waits. Each case failed on the behaviour before the fix."""
+pipeline without reading, per-request memory over several arena chunks (seen by LeakSanitizer, so in the
+sanitizer build), reloads that follow each other while the worker is busy, WebSocket half-close, and a
+pooled upstream connection that closes while the upstream_request phase waits. Each of them failed on the
+behaviour before the fix. The own-204 case is skipped: no fixture filter can answer 204."""
 
 import hashlib
 import os
@@ -139,14 +140,16 @@ class RegressionTest(gf.FilterTestCase):
         peak = rss0 or 0
         why = "40 MB sent"
         t0 = time.monotonic()
-        for _ in range(total_cap // len(chunk) + 1):
+        view = memoryview(chunk)
+        pos = 0  # where the next send starts in chunk: a partial send must not cut a request in two
+        for _ in range(1000000):
             if sent >= total_cap:
                 break
             if time.monotonic() - t0 > 20 * g.SLOW:
                 why = "time bound"
                 break
             try:
-                n = s.send(chunk)
+                n = s.send(view[pos:])
             except socket.timeout:
                 why = "send blocked for 2 s"
                 break
@@ -154,6 +157,7 @@ class RegressionTest(gf.FilterTestCase):
                 why = "connection closed by the gateway (%s)" % type(e).__name__
                 break
             sent += n
+            pos = (pos + n) % len(chunk)
             peak = max(peak, gw.rss_kib() or 0)
         for _ in range(10):  # a little longer: the gateway may still be working through what it read
             time.sleep(0.05)
@@ -247,8 +251,10 @@ class RegressionTest(gf.FilterTestCase):
     # 5. an own 204 response set by a filter carries no body
 
     def test_own_204_has_no_body(self):
-        # host->respond() takes 200..599 and respond_error() 400..599, but none of the fixture filters
-        # (tagger: 403 and 200; waiter: 200; swap, counter: no own response) can be told to answer 204.
+        # host->respond() takes 200..599, but no filter the tests can load answers 204: tagger answers 200
+        # (its endpoint) and 403, waiter 200, swap and counter never answer, and the SDK example filter's
+        # reject status is limited to 400..599 (respond_error). Covering this needs a fixture with a
+        # configurable own status.
         self.skipTest("no fixture filter can answer with its own 204 response")
 
     # --------------------------------------------------------------------------------------------------
@@ -289,8 +295,6 @@ class RegressionTest(gf.FilterTestCase):
         self.assertEqual(send_error, [], "sending failed")
         self.assertTrue(closed, "no EOF within %ds after the client's close and half-close" % (10 * g.SLOW))
         data = bytes(c.buf)
-        c.buf.clear()
-        c.eof = True  # everything is in data now
         frames = []
         off = 0
         while off + 2 <= len(data) and len(frames) < 10:
@@ -330,6 +334,7 @@ class RegressionTest(gf.FilterTestCase):
         self.assertEqual(g.hall(gf.upstream_view(r1), "x-waited"), ["upstream_request"])
         off = gw.log_size()
         t0 = time.monotonic()
+        wall0 = time.time()
         # a new client connection at once: it gets the pooled upstream connection, which the upstream
         # closes ~150 ms later, while the upstream_request phase still waits
         r2 = self.get(gw.port, "/echo/second", timeout=10)
@@ -346,7 +351,13 @@ class RegressionTest(gf.FilterTestCase):
         self.assertNotIn("not waiting", text, "a filter's resume() hit a request that was not waiting")
         reqs = self.up.requests()
         self.assertEqual([q["path"] for q in reqs], ["/first", "/echo/second"], "requests the upstream saw")
-        self.assertEqual(self.up.accepted(), 2, "the second request should go out on a new upstream connection")
+        conns = sorted(self.up.state()["conns"], key=lambda k: k["id"])
+        self.assertEqual(len(conns), 2, "the second request should go out on a new upstream connection: %r" % conns)
+        # the case only means something if the first connection was still open (pooled) when the second
+        # request started
+        self.assertIsNotNone(conns[0]["closed"], conns)
+        self.assertGreater(conns[0]["closed"], wall0, "the upstream closed the pooled connection before the "
+                           "second request started: %r" % conns)
         time.sleep(0.2)  # a timer left behind by an overlapping run of the phase would have fired by now
         self.assertTrue(gw.alive(), gw.log(4000))
         self.assertNotIn("not waiting", gw.log_since(off))
