@@ -214,7 +214,11 @@ static int build_pipeline(gw_gen *g, char **err)
     if (!g->filters) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t i = 0; i < cfg->npipeline; i++) {
         const gw_pipeline_entry *e = &cfg->pipeline[i];
-        if (!e->enabled) continue;
+        if (!e->enabled) {
+            /* Said loudly: a disabled policy (admin authentication, say) is a choice worth seeing. */
+            gw_warn("%s:%d: filter '%s' is disabled (enabled: false)", cfg->file, e->line, e->name);
+            continue;
+        }
         gw_filter *f = calloc(1, sizeof *f);
         if (!f) return (*err = gw_strdupf("out of memory")), -1;
         g->filters[g->nfilters++] = f;
