@@ -323,7 +323,9 @@ class RegressionTest(gf.FilterTestCase):
     def test_pooled_connection_closes_during_upstream_request_wait(self):
         # A second waiter holds the response phase: a stray resume() left over from the upstream_request
         # phase (the phase started again on a new connection while its first run still waited) would end
-        # that wait early, and the response would lack its "X-Waited: response".
+        # that wait early, and the response would lack its "X-Waited: response". With the fix the phase
+        # runs again for the new connection only after its first run is over (so the request takes both
+        # waits); what is checked here is that the runs never overlap and the upstream sees one request.
         up_wait, resp_wait = 0.4, 0.6
         # /first: both waits short, so that its upstream connection goes back to the pool at once
         routes = [{"prefix": "/first", "service": "up", "filters": {"waiter": {"delay": "1ms"}}},
