@@ -89,7 +89,7 @@ typedef struct {
 ak_pend *ak_pend_new(ak_inst *in, gw_req *req, int op); /* registered with on_cleanup; NULL on failure */
 ak_pend *ak_pend_find(void *token);                      /* NULL once the request ended or it was released */
 void ak_pend_release(ak_pend *p);                        /* frees it; its token is dead from now on */
-gw_result ak_finish(ak_pend *p, gw_result res);           /* release, then resume(res) */
+void ak_finish(ak_pend *p, gw_result res);                /* release, then resume(res) */
 void ak_cache_flush_all(ak_inst *in);                    /* every worker's cache, from any worker */
 
 int ak_record_parse(const char *json, size_t len, ak_record *out);

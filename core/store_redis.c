@@ -1,0 +1,756 @@
+/* store_redis.c - the store on Redis (hiredis async, one connection per worker on its own loop): timeouts,
+ * reconnect with backoff, fail-fast while down, and token buckets as a Lua script on the server's clock. */
+#include "store.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "log.h"
+#include "store_internal.h"
+#include "util.h"
+
+enum { K_GET = -2, K_SET = -3, K_DEL = -4, K_TAKE = -5, K_LIST = -6 };
+enum { W_DOWN, W_CONNECTING, W_UP };
+enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, MAX_TIMEOUTS = 3, SCAN_COUNT = 1000, MGET_BATCH = 1000 };
+
+/* KEYS[1] = bucket; ARGV = capacity, rate per second, cost. The arithmetic of store.c bucket_take. */
+static const char take_script[] =
+    "local cap, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ty = redis.call('TYPE', KEYS[1])['ok']\n"
+    "local tokens, last\n"
+    "if ty == 'hash' then\n"
+    "  local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
+    "  tokens, last = tonumber(h[1]), tonumber(h[2])\n"
+    "elseif ty ~= 'none' then\n"
+    "  return redis.error_reply('WRONGTYPE not a bucket')\n"
+    "end\n"
+    "if tokens == nil or last == nil then tokens, last = cap, now\n"
+    "elseif now > last then tokens = math.min(cap, tokens + (now - last) * rate / 1000.0); last = now end\n"
+    "if tokens > cap then tokens = cap end\n"
+    "local allowed = 0\n"
+    "if tokens >= cost then allowed = 1; tokens = tokens - cost end\n"
+    "local to_full = 0\n"
+    "if rate > 0 then to_full = (cap - tokens) / rate * 1000.0 end\n"
+    "local reset = now + math.ceil(to_full)\n"
+    "local retry = 0\n"
+    "if allowed == 0 and rate > 0 then retry = math.ceil((cost - tokens) / rate * 1000.0) end\n"
+    "if allowed == 0 and retry == 0 then retry = 1 end\n"
+    "redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', last))\n"
+    "redis.call('PEXPIRE', KEYS[1], reset - now + 1000)\n"
+    "return {allowed, string.format('%.17g', tokens), string.format('%d', reset), string.format('%d', retry)}\n";
+
+typedef struct rstore rstore;
+typedef struct rworker rworker;
+typedef struct rop rop;
+
+struct rop {
+    int kind; /* first, negative (store_internal.h) */
+    rop *next; /* in the worker's ready queue */
+    rworker *w;
+    struct event *timer;
+    int refs; /* replies hiredis still owes us */
+    bool finished, queued, user_done, cancelled;
+    int status;
+    gw_store_cb cb;
+    gw_bucket_cb bcb;
+    gw_store_list_cb lcb;
+    void *arg;
+    char *val;
+    size_t vlen;
+    gw_bucket_result br;
+    char *key; /* take: kept for the EVAL fallback; list: the MATCH pattern */
+    size_t klen;
+    char nums[3][40];
+    char cursor[32];
+    gw_strv *keys, *vals;
+    size_t n, cap, pos;
+};
+
+struct rworker {
+    rstore *s;
+    unsigned id;
+    struct event_base *base;
+    redisAsyncContext *ac;
+    int state;
+    bool first, bad, detaching;
+    int logged; /* last state logged: 0 none, W_DOWN, W_UP */
+    struct event *ready_ev, *conn_tmo, *retry_ev, *drop_ev;
+    rop *ready_head, *ready_tail;
+    unsigned backoff_ms, timeouts, seed;
+    char sha[48];
+};
+
+struct rstore {
+    char *host, *addr, *password;
+    unsigned port;
+    int db;
+    uint64_t connect_timeout_ms, command_timeout_ms;
+    rworker *w;
+    unsigned nw;
+};
+
+static struct timeval tv_ms(uint64_t ms)
+{
+    return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+/* --- logging: once per state change ---------------------------------------------------------------- */
+
+static void log_up(rworker *w)
+{
+    if (w->logged != W_UP) gw_info("store: redis %s:%u connected (worker %u)", w->s->host, w->s->port, w->id);
+    w->logged = W_UP;
+}
+
+static void log_down(rworker *w, const char *why)
+{
+    if (w->logged != W_DOWN)
+        gw_warn("store: redis %s:%u unavailable (worker %u): %s; reconnecting with backoff", w->s->host,
+                w->s->port, w->id, why && *why ? why : "connection lost");
+    w->logged = W_DOWN;
+}
+
+/* --- op lifetime and delivery ---------------------------------------------------------------------- */
+
+static void op_free(rop *op)
+{
+    for (size_t i = 0; i < op->n; i++) {
+        free((char *)op->keys[i].p);
+        free((char *)op->vals[i].p);
+    }
+    free(op->keys);
+    free(op->vals);
+    free(op->val);
+    free(op->key);
+    if (op->timer) event_free(op->timer);
+    free(op);
+}
+
+static void maybe_free(rop *op)
+{
+    if (op->refs == 0 && op->user_done && !op->queued) op_free(op);
+}
+
+static void deliver(rop *op)
+{
+    op->queued = false;
+    if (!op->cancelled) {
+        bool ok = op->status == GW_STORE_OK;
+        if (op->kind == K_TAKE) op->bcb(op->arg, op->status, ok ? &op->br : NULL);
+        else if (op->kind == K_LIST) op->lcb(op->arg, op->status, ok ? op->n : 0, op->keys, op->vals);
+        else op->cb(op->arg, op->status, op->val, op->vlen);
+    }
+    op->user_done = true;
+    maybe_free(op);
+}
+
+static void run_ready(rworker *w)
+{
+    for (int round = 0; round < 64 && w->ready_head; round++) {
+        rop *list = w->ready_head;
+        w->ready_head = w->ready_tail = NULL;
+        for (rop *op = list, *nx; op; op = nx) {
+            nx = op->next;
+            deliver(op);
+        }
+    }
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    run_ready(arg);
+}
+
+/* The op's result is known (or it timed out): its callback runs from the loop. May free op. */
+static void finish(rop *op, int status)
+{
+    if (op->finished) return;
+    op->finished = true;
+    if (op->timer) event_del(op->timer);
+    if (op->cancelled) {
+        op->user_done = true;
+        maybe_free(op);
+        return;
+    }
+    rworker *w = op->w;
+    op->status = status;
+    op->queued = true;
+    op->next = NULL;
+    if (w->ready_tail) w->ready_tail->next = op;
+    else w->ready_head = op;
+    w->ready_tail = op;
+    if (w->ready_ev) event_active(w->ready_ev, EV_READ, 1);
+}
+
+static void on_redis_cancel(gw_store_op *h)
+{
+    rop *op = (rop *)h;
+    op->cancelled = true;
+    if (!op->finished) {
+        op->finished = true;
+        if (op->timer) event_del(op->timer);
+    }
+    if (!op->queued) op->user_done = true;
+    maybe_free(op);
+}
+
+/* --- connection ------------------------------------------------------------------------------------ */
+
+static void start_connect(rworker *w);
+
+static void schedule_reconnect(rworker *w)
+{
+    if (w->detaching || !w->retry_ev) return;
+    unsigned b = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
+    unsigned delay = b - (unsigned)rand_r(&w->seed) % (b / 4 + 1); /* jitter: up to a quarter less */
+    w->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
+    struct timeval tv = tv_ms(delay);
+    evtimer_add(w->retry_ev, &tv);
+}
+
+/* Drops the connection (never from inside a hiredis callback): pending replies complete with errors. */
+static void drop_conn(rworker *w, const char *why)
+{
+    redisAsyncContext *ac = w->ac;
+    if (!ac) return;
+    w->ac = NULL;
+    w->state = W_DOWN;
+    event_del(w->conn_tmo);
+    ac->data = NULL; /* our disconnect callback ignores it */
+    if (why) log_down(w, why);
+    redisAsyncFree(ac);
+    schedule_reconnect(w);
+}
+
+static void on_drop(evutil_socket_t fd, short what, void *arg)
+{
+    rworker *w = arg;
+    if (w->bad) drop_conn(w, NULL);
+}
+
+static void on_conn_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    rworker *w = arg;
+    if (w->state == W_CONNECTING) drop_conn(w, "connect timed out");
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    start_connect(arg);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    rworker *w = ac->data;
+    if (!w || status == REDIS_OK) return; /* ready once SELECT answers */
+    w->ac = NULL; /* hiredis frees it after this */
+    w->state = W_DOWN;
+    event_del(w->conn_tmo);
+    log_down(w, ac->errstr);
+    schedule_reconnect(w);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    rworker *w = ac->data;
+    if (!w) return;
+    w->ac = NULL;
+    w->state = W_DOWN;
+    event_del(w->conn_tmo);
+    log_down(w, ac->err ? ac->errstr : "connection closed");
+    schedule_reconnect(w);
+}
+
+static void setup_failed(rworker *w, const char *cmd, const redisReply *r)
+{
+    if (!w->bad) {
+        w->logged = 0;
+        char why[160];
+        snprintf(why, sizeof why, "%s failed: %.*s", cmd, (int)(r->len < 100 ? r->len : 100), r->str);
+        log_down(w, why);
+    }
+    w->bad = true;
+    event_active(w->drop_ev, EV_TIMEOUT, 1);
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ERROR) setup_failed(priv, "AUTH", r);
+}
+
+static void on_select(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rworker *w = priv;
+    redisReply *r = reply;
+    if (!r || w->bad) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        setup_failed(w, "SELECT", r);
+        return;
+    }
+    w->state = W_UP;
+    w->first = false;
+    w->timeouts = 0;
+    w->backoff_ms = 0;
+    event_del(w->conn_tmo);
+    log_up(w);
+}
+
+static void on_script(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rworker *w = priv;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof w->sha) {
+        memcpy(w->sha, r->str, r->len);
+        w->sha[r->len] = '\0';
+    }
+}
+
+static void start_connect(rworker *w)
+{
+    rstore *s = w->s;
+    if (w->ac || w->detaching) return;
+    w->bad = false;
+    redisAsyncContext *ac = redisAsyncConnect(s->addr, (int)s->port);
+    if (!ac || ac->err) {
+        log_down(w, ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(w);
+        return;
+    }
+    ac->data = w;
+    if (redisLibeventAttach(ac, w->base) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_reconnect(w);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    w->ac = ac;
+    w->state = W_CONNECTING;
+    /* Pipelined ahead of everything else: written once the socket connects. */
+    if (s->password) {
+        const char *argv[2] = {"AUTH", s->password};
+        size_t lens[2] = {4, strlen(s->password)};
+        redisAsyncCommandArgv(ac, on_auth, w, 2, argv, lens);
+    }
+    char db[16];
+    snprintf(db, sizeof db, "%d", s->db);
+    const char *argv[3] = {"SELECT", db, NULL};
+    size_t lens[3] = {6, strlen(db), 0};
+    redisAsyncCommandArgv(ac, on_select, w, 2, argv, lens);
+    argv[0] = "SCRIPT", argv[1] = "LOAD", argv[2] = take_script;
+    lens[0] = 6, lens[1] = 4, lens[2] = sizeof take_script - 1;
+    redisAsyncCommandArgv(ac, on_script, w, 3, argv, lens);
+    struct timeval tv = tv_ms(s->connect_timeout_ms ? s->connect_timeout_ms : 1000);
+    evtimer_add(w->conn_tmo, &tv);
+}
+
+/* --- commands -------------------------------------------------------------------------------------- */
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+/* Sends one command of op; -1 when the connection is not usable (fail fast). */
+static int issue(rop *op, int argc, const char **argv, const size_t *lens)
+{
+    rworker *w = op->w;
+    bool usable = w->ac && !w->bad && (w->state == W_UP || (w->state == W_CONNECTING && w->first));
+    if (!usable || redisAsyncCommandArgv(w->ac, on_reply, op, argc, argv, lens) != REDIS_OK) return -1;
+    op->refs++;
+    if (op->timer) {
+        struct timeval tv = tv_ms(w->s->command_timeout_ms ? w->s->command_timeout_ms : 1000);
+        evtimer_add(op->timer, &tv);
+    }
+    return 0;
+}
+
+static void on_op_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    rop *op = arg;
+    rworker *w = op->w;
+    finish(op, GW_STORE_ERROR); /* a late reply is dropped: op lives until hiredis hands it back */
+    if (w->state == W_UP && ++w->timeouts >= MAX_TIMEOUTS) {
+        w->logged = 0;
+        drop_conn(w, "commands time out");
+    }
+}
+
+static rop *new_op(rstore *s, unsigned worker, int kind, void *arg)
+{
+    if (worker >= s->nw || !s->w[worker].base || s->w[worker].detaching) return NULL;
+    rop *op = calloc(1, sizeof *op);
+    if (!op) return NULL;
+    op->kind = kind;
+    op->arg = arg;
+    op->w = &s->w[worker];
+    if (!(op->timer = evtimer_new(op->w->base, on_op_timeout, op))) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static void send_scan(rop *op)
+{
+    const char *argv[6] = {"SCAN", op->cursor, "MATCH", op->key, "COUNT", "1000"};
+    size_t lens[6] = {4, strlen(op->cursor), 5, op->klen, 5, 4};
+    if (issue(op, 6, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+}
+
+static void send_mget(rop *op)
+{
+    size_t nb = op->n - op->pos < MGET_BATCH ? op->n - op->pos : MGET_BATCH;
+    const char *argv[MGET_BATCH + 1];
+    size_t lens[MGET_BATCH + 1];
+    argv[0] = "MGET", lens[0] = 4;
+    for (size_t i = 0; i < nb; i++) argv[i + 1] = op->keys[op->pos + i].p, lens[i + 1] = op->keys[op->pos + i].n;
+    if (issue(op, (int)nb + 1, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+}
+
+static void send_take(rop *op, bool by_sha)
+{
+    const char *argv[7] = {by_sha ? "EVALSHA" : "EVAL", by_sha ? op->w->sha : take_script, "1", op->key,
+                           op->nums[0], op->nums[1], op->nums[2]};
+    size_t lens[7] = {strlen(argv[0]), by_sha ? strlen(op->w->sha) : sizeof take_script - 1, 1, op->klen,
+                      strlen(op->nums[0]), strlen(op->nums[1]), strlen(op->nums[2])};
+    if (issue(op, 7, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+}
+
+static char *dup_mem(const char *p, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (c) {
+        memcpy(c, p, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+static int cmp_strv(const void *a, const void *b)
+{
+    const gw_strv *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* A SCAN page: collect keys; at cursor 0, sort them (SCAN may repeat a key), drop repeats, fetch values. */
+static int list_scan(rop *op, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[0]->len >= sizeof op->cursor || r->element[1]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    const redisReply *ks = r->element[1];
+    for (size_t i = 0; i < ks->elements; i++) {
+        if (ks->element[i]->type != REDIS_REPLY_STRING) continue;
+        if (op->n == op->cap) {
+            size_t nc = op->cap ? op->cap * 2 : 64;
+            gw_strv *k = realloc(op->keys, nc * sizeof *k);
+            if (!k) return -1;
+            op->keys = k;
+            op->cap = nc;
+        }
+        char *c = dup_mem(ks->element[i]->str, ks->element[i]->len);
+        if (!c) return -1;
+        op->keys[op->n++] = (gw_strv){c, ks->element[i]->len};
+    }
+    memcpy(op->cursor, r->element[0]->str, r->element[0]->len);
+    op->cursor[r->element[0]->len] = '\0';
+    if (strcmp(op->cursor, "0") != 0) {
+        send_scan(op);
+        return 0;
+    }
+    if (op->n) qsort(op->keys, op->n, sizeof *op->keys, cmp_strv);
+    size_t m = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        if (m && cmp_strv(&op->keys[m - 1], &op->keys[i]) == 0) free((char *)op->keys[i].p);
+        else op->keys[m++] = op->keys[i];
+    }
+    op->n = m;
+    if (!(op->vals = calloc(op->n ? op->n : 1, sizeof *op->vals))) return -1;
+    op->cursor[0] = '\0'; /* now fetching values */
+    if (op->n == 0) finish(op, GW_STORE_OK);
+    else send_mget(op);
+    return 0;
+}
+
+/* An MGET batch: strings kept, anything else (nil: expired, or a bucket hash) dropped at the end. */
+static int list_mget(rop *op, const redisReply *r)
+{
+    size_t nb = op->n - op->pos < MGET_BATCH ? op->n - op->pos : MGET_BATCH;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != nb) return -1;
+    for (size_t i = 0; i < nb; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING) continue;
+        char *c = dup_mem(e->str, e->len);
+        if (!c) return -1;
+        op->vals[op->pos + i] = (gw_strv){c, e->len};
+    }
+    op->pos += nb;
+    if (op->pos < op->n) {
+        send_mget(op);
+        return 0;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        if (op->vals[i].p) {
+            op->keys[m] = op->keys[i];
+            op->vals[m++] = op->vals[i];
+        } else {
+            free((char *)op->keys[i].p);
+        }
+    }
+    op->n = m;
+    finish(op, GW_STORE_OK);
+    return 0;
+}
+
+static int take_result(rop *op, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        op->w->sha[0] = '\0';
+        send_take(op, false);
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    for (int i = 1; i < 4; i++)
+        if (r->element[i]->type != REDIS_REPLY_STRING) return -1;
+    op->br.allowed = r->element[0]->integer == 1;
+    op->br.remaining = strtod(r->element[1]->str, NULL);
+    op->br.reset_ms = strtoull(r->element[2]->str, NULL, 10);
+    op->br.retry_ms = strtoull(r->element[3]->str, NULL, 10);
+    finish(op, GW_STORE_OK);
+    return 0;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rop *op = priv;
+    redisReply *r = reply;
+    op->refs--;
+    if (r) op->w->timeouts = 0;
+    if (op->finished) {
+        maybe_free(op);
+        return;
+    }
+    if (!r) {
+        finish(op, GW_STORE_ERROR);
+        return;
+    }
+    int st = GW_STORE_ERROR;
+    switch (op->kind) {
+    case K_GET:
+        if (r->type == REDIS_REPLY_STRING) {
+            if ((op->val = dup_mem(r->str, r->len))) op->vlen = r->len, st = GW_STORE_OK;
+        } else if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "WRONGTYPE", 9))) {
+            st = GW_STORE_NOT_FOUND; /* a bucket is not a value */
+        }
+        break;
+    case K_SET: st = r->type == REDIS_REPLY_STATUS ? GW_STORE_OK : GW_STORE_ERROR; break;
+    case K_DEL:
+        if (r->type == REDIS_REPLY_INTEGER) st = r->integer > 0 ? GW_STORE_OK : GW_STORE_NOT_FOUND;
+        break;
+    case K_TAKE:
+        if (take_result(op, r) == 0) return;
+        break;
+    case K_LIST:
+        if ((op->cursor[0] ? list_scan(op, r) : list_mget(op, r)) == 0) return;
+        break;
+    }
+    finish(op, st);
+}
+
+/* --- backend operations ---------------------------------------------------------------------------- */
+
+static gw_store_op *r_kv(void *impl, unsigned wk, int kind, const char *k, size_t kl, const char *v, size_t vl,
+                         uint64_t ttl_ms, gw_store_cb cb, void *arg)
+{
+    rop *op = new_op(impl, wk, kind, arg);
+    if (!op) return NULL;
+    op->cb = cb;
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    const char *argv[5] = {kind == K_GET ? "GET" : kind == K_DEL ? "DEL" : "SET", k, v, "PX", ttl};
+    size_t lens[5] = {3, kl, vl, 2, strlen(ttl)};
+    int argc = kind != K_SET ? 2 : ttl_ms ? 5 : 3;
+    if (issue(op, argc, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+    return (gw_store_op *)op;
+}
+
+static gw_store_op *r_get(void *impl, unsigned w, const char *k, size_t kl, gw_store_cb cb, void *arg)
+{
+    return r_kv(impl, w, K_GET, k, kl, NULL, 0, 0, cb, arg);
+}
+
+static gw_store_op *r_set(void *impl, unsigned w, const char *k, size_t kl, const char *v, size_t vl,
+                          uint64_t ttl_ms, uint64_t now_ms, gw_store_cb cb, void *arg)
+{
+    return r_kv(impl, w, K_SET, k, kl, v ? v : "", vl, ttl_ms, cb, arg);
+}
+
+static gw_store_op *r_del(void *impl, unsigned w, const char *k, size_t kl, gw_store_cb cb, void *arg)
+{
+    return r_kv(impl, w, K_DEL, k, kl, NULL, 0, 0, cb, arg);
+}
+
+static gw_store_op *r_take(void *impl, unsigned w, const char *k, size_t kl, double cap, double rate,
+                           double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg)
+{
+    rop *op = new_op(impl, w, K_TAKE, arg);
+    if (!op) return NULL;
+    op->bcb = cb;
+    if (!(cap > 0) || !(rate >= 0) || !(cost >= 0) || !(op->key = dup_mem(k, kl))) {
+        finish(op, GW_STORE_ERROR);
+        return (gw_store_op *)op;
+    }
+    op->klen = kl;
+    snprintf(op->nums[0], sizeof op->nums[0], "%.17g", cap);
+    snprintf(op->nums[1], sizeof op->nums[1], "%.17g", rate);
+    snprintf(op->nums[2], sizeof op->nums[2], "%.17g", cost);
+    send_take(op, op->w->sha[0] != '\0');
+    return (gw_store_op *)op;
+}
+
+static gw_store_op *r_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb,
+                           void *arg)
+{
+    rop *op = new_op(impl, w, K_LIST, arg);
+    if (!op) return NULL;
+    op->lcb = cb;
+    if (!(op->key = malloc(plen * 2 + 2))) {
+        finish(op, GW_STORE_ERROR);
+        return (gw_store_op *)op;
+    }
+    for (size_t i = 0; i < plen; i++) { /* glob-escape the prefix */
+        if (strchr("*?[]\\", prefix[i]) && prefix[i]) op->key[op->klen++] = '\\';
+        op->key[op->klen++] = prefix[i];
+    }
+    op->key[op->klen++] = '*';
+    op->key[op->klen] = '\0';
+    strcpy(op->cursor, "0");
+    send_scan(op);
+    return (gw_store_op *)op;
+}
+
+static size_t r_count(void *impl)
+{
+    return 0; /* not known without a round trip */
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------------- */
+
+static int r_attach(void *impl, unsigned worker, struct event_base *base)
+{
+    rstore *s = impl;
+    if (worker >= s->nw) return -1;
+    rworker *w = &s->w[worker];
+    w->base = base;
+    w->first = true;
+    w->ready_ev = event_new(base, -1, 0, on_ready, w);
+    w->conn_tmo = evtimer_new(base, on_conn_timeout, w);
+    w->retry_ev = evtimer_new(base, on_retry, w);
+    w->drop_ev = evtimer_new(base, on_drop, w);
+    if (!w->ready_ev || !w->conn_tmo || !w->retry_ev || !w->drop_ev) return -1;
+    start_connect(w);
+    return 0;
+}
+
+static void r_detach(void *impl, unsigned worker)
+{
+    rstore *s = impl;
+    if (worker >= s->nw) return;
+    rworker *w = &s->w[worker];
+    w->detaching = true;
+    drop_conn(w, NULL); /* pending replies complete (-1) */
+    run_ready(w);       /* deliver (or drop, if cancelled) what is left */
+    struct event **evs[4] = {&w->ready_ev, &w->conn_tmo, &w->retry_ev, &w->drop_ev};
+    for (int i = 0; i < 4; i++) {
+        if (*evs[i]) event_free(*evs[i]);
+        *evs[i] = NULL;
+    }
+    w->base = NULL;
+}
+
+static void r_free(void *impl)
+{
+    rstore *s = impl;
+    if (!s) return;
+    free(s->w);
+    free(s->host);
+    free(s->addr);
+    free(s->password);
+    free(s);
+}
+
+static const gw_store_backend redis_backend = {
+    .free = r_free, .attach = r_attach, .detach = r_detach, .get = r_get, .set = r_set, .del = r_del,
+    .take = r_take, .list = r_list, .cancel = on_redis_cancel, .count = r_count,
+};
+
+/* hiredis resolves names synchronously: do it once here, on the main thread, preferring IPv4. */
+static char *resolve(const char *host, char **err)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) return strdup(host);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *ai = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &ai);
+    if (rc != 0) {
+        hints.ai_family = AF_UNSPEC;
+        rc = getaddrinfo(host, NULL, &hints, &ai);
+    }
+    char num[NI_MAXHOST];
+    if (rc == 0) rc = getnameinfo(ai->ai_addr, ai->ai_addrlen, num, sizeof num, NULL, 0, NI_NUMERICHOST);
+    if (ai) freeaddrinfo(ai);
+    if (rc != 0) {
+        *err = gw_strdupf("store: cannot resolve redis host %s: %s", host, gai_strerror(rc));
+        return NULL;
+    }
+    return strdup(num);
+}
+
+gw_store *gw_store_new_redis(const char *host, unsigned port, const char *password, int db,
+                             uint64_t connect_timeout_ms, uint64_t command_timeout_ms, unsigned nworkers,
+                             char **err)
+{
+    rstore *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->port = port ? port : 6379;
+    s->db = db;
+    s->connect_timeout_ms = connect_timeout_ms;
+    s->command_timeout_ms = command_timeout_ms;
+    s->nw = nworkers + 1; /* like the embedded store: one more slot than workers */
+    s->w = calloc(s->nw, sizeof *s->w);
+    s->host = strdup(host && *host ? host : "127.0.0.1");
+    s->password = password && *password ? strdup(password) : NULL;
+    if (!s->w || !s->host || (password && *password && !s->password)) goto oom;
+    if (!(s->addr = resolve(s->host, err))) {
+        r_free(s);
+        return NULL;
+    }
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)s;
+    for (unsigned i = 0; i < s->nw; i++) {
+        s->w[i].s = s;
+        s->w[i].id = i;
+        s->w[i].seed = seed + i * 7919u;
+    }
+    gw_store *st = gw_store_wrap(&redis_backend, s);
+    if (!st) *err = gw_strdupf("store: out of memory");
+    return st;
+oom:
+    r_free(s);
+    *err = gw_strdupf("store: out of memory");
+    return NULL;
+}
