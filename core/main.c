@@ -60,10 +60,12 @@ static int build_server(gw_server *srv, char **err)
     const char *merr = NULL;
     srv->m_reloads = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_config_reloads_total",
                                          "Configuration reloads (SIGHUP) by result", result_label, NULL, 0, &merr);
-    if (cfg->store.type != GW_STORE_EMBEDDED)
-        return asprintf(err, "%s: store.type redis is not available in this build yet; use embedded",
-                        cfg->file), -1;
-    if (!(srv->store = gw_store_new(cfg->store.path, srv->nworkers, err))) return -1;
+    const gw_store_conf *sc = &cfg->store;
+    srv->store = sc->type == GW_STORE_REDIS
+                     ? gw_store_new_redis(sc->host, sc->port, sc->password, sc->db, sc->connect_timeout_ms,
+                                          sc->command_timeout_ms, srv->nworkers, err)
+                     : gw_store_new(sc->path, srv->nworkers, err);
+    if (!srv->store) return -1;
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
     char *e2 = NULL;
     gw_config *gcfg = gw_config_load(srv->config_path, &e2);

@@ -213,6 +213,7 @@ static void start_connect(rworker *w);
 
 static void schedule_reconnect(rworker *w)
 {
+    w->first = false; /* from now on, fail fast until connected */
     if (w->detaching || !w->retry_ev) return;
     unsigned b = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
     unsigned delay = b - (unsigned)rand_r(&w->seed) % (b / 4 + 1); /* jitter: up to a quarter less */
@@ -277,7 +278,6 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void setup_failed(rworker *w, const char *cmd, const redisReply *r)
 {
     if (!w->bad) {
-        w->logged = 0;
         char why[160];
         snprintf(why, sizeof why, "%s failed: %.*s", cmd, (int)(r->len < 100 ? r->len : 100), r->str);
         log_down(w, why);
@@ -382,10 +382,7 @@ static void on_op_timeout(evutil_socket_t fd, short what, void *arg)
     rop *op = arg;
     rworker *w = op->w;
     finish(op, GW_STORE_ERROR); /* a late reply is dropped: op lives until hiredis hands it back */
-    if (w->state == W_UP && ++w->timeouts >= MAX_TIMEOUTS) {
-        w->logged = 0;
-        drop_conn(w, "commands time out");
-    }
+    if (w->state == W_UP && ++w->timeouts >= MAX_TIMEOUTS) drop_conn(w, "commands time out");
 }
 
 static rop *new_op(rstore *s, unsigned worker, int kind, void *arg)
@@ -519,8 +516,10 @@ static int list_mget(rop *op, const redisReply *r)
 
 static int take_result(rop *op, const redisReply *r)
 {
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        op->w->sha[0] = '\0';
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) { /* script cache flushed */
+        const char *argv[3] = {"SCRIPT", "LOAD", take_script};
+        size_t lens[3] = {6, 4, sizeof take_script - 1};
+        if (op->w->ac) redisAsyncCommandArgv(op->w->ac, on_script, op->w, 3, argv, lens);
         send_take(op, false);
         return 0;
     }
@@ -635,7 +634,7 @@ static gw_store_op *r_list(void *impl, unsigned w, const char *prefix, size_t pl
         return (gw_store_op *)op;
     }
     for (size_t i = 0; i < plen; i++) { /* glob-escape the prefix */
-        if (strchr("*?[]\\", prefix[i]) && prefix[i]) op->key[op->klen++] = '\\';
+        if (prefix[i] && strchr("*?[]\\", prefix[i])) op->key[op->klen++] = '\\';
         op->key[op->klen++] = prefix[i];
     }
     op->key[op->klen++] = '*';
