@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "store.h"
 
 static const char *health_name(int h)
 {
@@ -101,6 +102,13 @@ static void info(gw_conn *c)
         cJSON_AddItemToArray(arr, e);
     }
     add_filters(o, srv);
+    if (server->store) {
+        cJSON *st = cJSON_AddObjectToObject(o, "store");
+        cJSON_AddStringToObject(st, "type", gw_store_kind(server->store));
+        cJSON_AddStringToObject(st, "state", gw_store_available(server->store) ? "ok" : "unavailable");
+        if (!strcmp(gw_store_kind(server->store), "embedded"))
+            cJSON_AddNumberToObject(st, "records", (double)gw_store_count(server->store));
+    }
     cJSON_AddNumberToObject(o, "generation", srv->id);
     cJSON *rl = cJSON_AddObjectToObject(o, "reloads");
     cJSON_AddNumberToObject(rl, "success", atomic_load(&server->reloads_ok));

@@ -463,6 +463,16 @@ gw_store *gw_store_wrap(const gw_store_backend *be, void *impl)
     return s;
 }
 
+const char *gw_store_kind(const gw_store *s)
+{
+    return s->be ? "redis" : "embedded";
+}
+
+bool gw_store_available(gw_store *s)
+{
+    return s->be ? (!s->be->available || s->be->available(s->impl)) : true;
+}
+
 size_t gw_store_count(gw_store *s)
 {
     if (s->be) return s->be->count ? s->be->count(s->impl) : 0;

@@ -47,7 +47,9 @@ gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, siz
 /* Drops a pending operation's callback (the request it belonged to ended). Its effect may still happen. */
 void gw_store_cancel(gw_store_op *op);
 
-/* Records (persistent and live) currently held, for /info. */
+/* For /info: records held (embedded; 0 for Redis), the backend's name, and whether it serves now. */
 size_t gw_store_count(gw_store *s);
+const char *gw_store_kind(const gw_store *s);
+bool gw_store_available(gw_store *s);
 
 #endif

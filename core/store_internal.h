@@ -20,6 +20,7 @@ typedef struct {
     gw_store_op *(*list)(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb, void *arg);
     void (*cancel)(gw_store_op *op);
     size_t (*count)(void *impl);
+    bool (*available)(void *impl); /* can serve operations now (for /info) */
 } gw_store_backend;
 
 /* A backend's operation handles (gw_store_op *) must point at a struct whose first member is an `int`

@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -85,6 +86,7 @@ struct rworker {
     struct event_base *base;
     redisAsyncContext *ac;
     int state;
+    atomic_bool up; /* state == W_UP, readable from any thread (for /info) */
     bool first, bad, detaching;
     int logged; /* last state logged: 0 none, W_DOWN, W_UP */
     struct event *ready_ev, *conn_tmo, *retry_ev, *drop_ev;
@@ -105,6 +107,12 @@ struct rstore {
 static struct timeval tv_ms(uint64_t ms)
 {
     return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}
+
+static void set_state(rworker *w, int st)
+{
+    w->state = st;
+    atomic_store(&w->up, st == W_UP);
 }
 
 /* --- logging: once per state change ---------------------------------------------------------------- */
@@ -228,7 +236,7 @@ static void drop_conn(rworker *w, const char *why)
     redisAsyncContext *ac = w->ac;
     if (!ac) return;
     w->ac = NULL;
-    w->state = W_DOWN;
+    set_state(w, W_DOWN);
     event_del(w->conn_tmo);
     ac->data = NULL; /* our disconnect callback ignores it */
     if (why) log_down(w, why);
@@ -258,7 +266,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     rworker *w = ac->data;
     if (!w || status == REDIS_OK) return; /* ready once SELECT answers */
     w->ac = NULL; /* hiredis frees it after this */
-    w->state = W_DOWN;
+    set_state(w, W_DOWN);
     event_del(w->conn_tmo);
     log_down(w, ac->errstr);
     schedule_reconnect(w);
@@ -269,7 +277,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     rworker *w = ac->data;
     if (!w) return;
     w->ac = NULL;
-    w->state = W_DOWN;
+    set_state(w, W_DOWN);
     event_del(w->conn_tmo);
     log_down(w, ac->err ? ac->errstr : "connection closed");
     schedule_reconnect(w);
@@ -301,7 +309,7 @@ static void on_select(redisAsyncContext *ac, void *reply, void *priv)
         setup_failed(w, "SELECT", r);
         return;
     }
-    w->state = W_UP;
+    set_state(w, W_UP);
     w->first = false;
     w->timeouts = 0;
     w->backoff_ms = 0;
@@ -340,7 +348,7 @@ static void start_connect(rworker *w)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     w->ac = ac;
-    w->state = W_CONNECTING;
+    set_state(w, W_CONNECTING);
     /* Pipelined ahead of everything else: written once the socket connects. */
     if (s->password) {
         const char *argv[2] = {"AUTH", s->password};
@@ -694,9 +702,18 @@ static void r_free(void *impl)
     free(s);
 }
 
+/* Usable when every worker's connection is up (workers that never attached do not count). */
+static bool r_available(void *impl)
+{
+    rstore *s = impl;
+    for (unsigned i = 0; i < s->nw; i++)
+        if (s->w[i].base && !atomic_load(&s->w[i].up)) return false;
+    return true;
+}
+
 static const gw_store_backend redis_backend = {
     .free = r_free, .attach = r_attach, .detach = r_detach, .get = r_get, .set = r_set, .del = r_del,
-    .take = r_take, .list = r_list, .cancel = on_redis_cancel, .count = r_count,
+    .take = r_take, .list = r_list, .cancel = on_redis_cancel, .count = r_count, .available = r_available,
 };
 
 /* hiredis resolves names synchronously: do it once here, on the main thread, preferring IPv4. */
