@@ -18,8 +18,15 @@ typedef struct gw_store_call {
     gw_store_cb cb;
     gw_bucket_cb bcb;
     void *arg;
+    const char *opname; /* for gateway_store_errors_total */
     bool done;
 } gw_store_call;
+
+static void count_error(gw_store_call *sc, int status)
+{
+    gw_metric *m = sc->r->c->w->srv->m_store_errors;
+    if (status < 0 && m) gw_metric_add(m, sc->r->c->w->id, (const char *const[]){sc->opname}, 1);
+}
 
 static gw_store *store_of(const gw_req *r)
 {
@@ -39,11 +46,11 @@ static int ns_key(const gw_req *r, const char *key, char *buf, size_t *len)
     return 0;
 }
 
-static gw_store_call *new_call(gw_req *r, gw_store_cb cb, gw_bucket_cb bcb, void *arg)
+static gw_store_call *new_call(gw_req *r, const char *opname, gw_store_cb cb, gw_bucket_cb bcb, void *arg)
 {
     gw_store_call *sc = gw_req_alloc(r, sizeof *sc);
     if (!sc) return NULL;
-    *sc = (gw_store_call){.r = r, .f = r->cur, .cb = cb, .bcb = bcb, .arg = arg};
+    *sc = (gw_store_call){.r = r, .f = r->cur, .cb = cb, .bcb = bcb, .arg = arg, .opname = opname};
     return sc;
 }
 
@@ -60,6 +67,7 @@ static void done_value(void *arg, int status, const char *v, size_t n)
     gw_store_call *sc = arg;
     sc->done = true;
     sc->r->cur = sc->f;
+    count_error(sc, status);
     sc->cb(sc->arg, status, v, n);
 }
 
@@ -68,6 +76,7 @@ static void done_bucket(void *arg, int status, const gw_bucket_result *br)
     gw_store_call *sc = arg;
     sc->done = true;
     sc->r->cur = sc->f;
+    count_error(sc, status);
     sc->bcb(sc->arg, status, br);
 }
 
@@ -76,7 +85,7 @@ static int h_get(gw_req *r, const char *key, gw_store_cb cb, void *arg)
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "get", cb, NULL, arg))) return -1;
     gw_store_op *op = gw_store_get(store_of(r), r->c->w->id, k, kl, done_value, sc);
     if (!op) return -1;
     track(r, sc, op);
@@ -89,7 +98,7 @@ static int h_set(gw_req *r, const char *key, const char *value, size_t len, uint
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "set", cb, NULL, arg))) return -1;
     uint64_t now = gw_host_api()->unix_ms();
     gw_store_op *op = gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_value, sc);
     if (!op) return -1;
@@ -102,7 +111,7 @@ static int h_del(gw_req *r, const char *key, gw_store_cb cb, void *arg)
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, cb, NULL, arg))) return -1;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "del", cb, NULL, arg))) return -1;
     gw_store_op *op = gw_store_del(store_of(r), r->c->w->id, k, kl, done_value, sc);
     if (!op) return -1;
     track(r, sc, op);
@@ -115,7 +124,7 @@ static int h_take(gw_req *r, const char *key, double capacity, double rate_per_s
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, NULL, cb, arg))) return -1;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "take", NULL, cb, arg))) return -1;
     uint64_t now = gw_host_api()->unix_ms();
     gw_store_op *op =
         gw_store_take(store_of(r), r->c->w->id, k, kl, capacity, rate_per_s, cost, now, done_bucket, sc);
@@ -135,6 +144,7 @@ static void done_list(void *arg, int status, size_t n, const gw_strv *keys, cons
     gw_list_call *lc = arg;
     lc->call.done = true;
     lc->call.r->cur = lc->call.f;
+    count_error(&lc->call, status);
     gw_strv *stripped = n ? malloc(n * sizeof *stripped) : NULL;
     if (n && !stripped) {
         lc->lcb(lc->call.arg, -1, 0, NULL, NULL);
@@ -154,7 +164,8 @@ static int h_list(gw_req *r, const char *prefix, gw_store_list_cb cb, void *arg)
     if (!store_of(r) || !cb || ns_key(r, prefix, k, &kl) != 0) return -1;
     gw_list_call *lc = gw_req_alloc(r, sizeof *lc);
     if (!lc) return -1;
-    *lc = (gw_list_call){.call = {.r = r, .f = r->cur, .arg = arg}, .lcb = cb, .ns = kl - strlen(prefix)};
+    *lc = (gw_list_call){.call = {.r = r, .f = r->cur, .arg = arg, .opname = "list"}, .lcb = cb,
+                         .ns = kl - strlen(prefix)};
     gw_store_op *op = gw_store_list(store_of(r), r->c->w->id, k, kl, done_list, lc);
     if (!op) return -1;
     track(r, &lc->call, op);

@@ -66,6 +66,10 @@ static int build_server(gw_server *srv, char **err)
                                           sc->command_timeout_ms, srv->nworkers, err)
                      : gw_store_new(sc->path, srv->nworkers, err);
     if (!srv->store) return -1;
+    static const char *const op_label[] = {"op", NULL};
+    srv->m_store_errors = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_store_errors_total",
+                                              "Store operations that failed (store unavailable or too slow)",
+                                              op_label, NULL, 0, &merr);
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
     char *e2 = NULL;
     gw_config *gcfg = gw_config_load(srv->config_path, &e2);

@@ -70,6 +70,7 @@ struct gw_server {
     gw_metrics *metrics;  /* process-wide: values survive reloads */
     struct gw_store *store; /* process-wide: shared by all workers and generations */
     gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
+    gw_metric *m_store_errors; /* gateway_store_errors_total{op} */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
     SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
     gw_worker *workers;
