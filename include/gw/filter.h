@@ -236,7 +236,8 @@ struct gw_host {
     int (*on_cleanup)(gw_req *req, void (*cb)(void *arg), void *arg);
 
     /* --- endpoints and metrics: create() only --- */
-    /* Serves METHOD PATH (exact, or every path below it when prefix is true) with `handler` as its request
+    /* Serves METHOD ("GET", ...; "*" or NULL = any method) PATH (exact, or every path below it when prefix
+     * is true) with `handler` as its request
      * phase. Endpoints go through the pipeline's request phase like any request. */
     int (*register_endpoint)(gw_filter *self, const char *method, const char *path, bool prefix,
                              gw_phase_fn handler);
@@ -253,7 +254,9 @@ struct gw_host {
     void (*metric_observe)(gw_metric *m, gw_req *req, const char *const *label_values, double v);
 
     /* --- the store (embedded or Redis; same semantics on both). Keys are namespaced by the host per
-     * filter. Callbacks run later on the calling worker, never inside the call. Return 0 if started. --- */
+     * filter. Callbacks run later on the calling worker, never inside the call. Return 0 if started.
+     * A callback still pending when its request ends (client gone, error) is dropped, never called:
+     * free what it would have freed in an on_cleanup callback. --- */
     int (*store_get)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
     int (*store_set)(gw_req *req, const char *key, const char *value, size_t len, uint64_t ttl_ms,
                      gw_store_cb cb, void *arg); /* ttl 0 = persistent */

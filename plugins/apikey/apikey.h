@@ -40,14 +40,14 @@ typedef struct {
 } ak_settings;
 
 typedef struct ak_cache ak_cache;
+typedef struct ak_caches ak_caches;
 
 typedef struct {
     const gw_host *h;
     gw_filter *self;
     ak_settings s;
     atomic_uint_fast64_t generation; /* bumped by revoke/delete: every worker drops its cache */
-    _Atomic(ak_cache **) caches;     /* one per worker, allocated on first worker_init */
-    unsigned nworkers;
+    _Atomic(ak_caches *) caches;     /* one per worker, allocated on the first worker_init */
 } ak_inst;
 
 /* A key record as stored ("k:<hex>" -> JSON) and as listed. */

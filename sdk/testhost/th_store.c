@@ -208,7 +208,9 @@ size_t gw_th_run_pending(gw_th *th)
         if (!th->q_head) th->q_tail = NULL;
         th->q_len--;
         op->r->cur = op->f; /* calls made from the callback are on behalf of the same filter */
-        if (op->bcb) op->bcb(op->arg, op->status, op->has_bucket ? &op->br : NULL);
+        if (op->r->ended) /* like the gateway: a request's pending store calls die with it */
+            ;
+        else if (op->bcb) op->bcb(op->arg, op->status, op->has_bucket ? &op->br : NULL);
         else if (op->lcb) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
         else if (op->cb) op->cb(op->arg, op->status, op->value, op->len);
         list_free(op);
