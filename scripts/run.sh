@@ -107,6 +107,15 @@ if grep -q '\${PORT' "$CONFIG"; then
   Stop whatever listens on it or choose another port with PORT=<port>."
 fi
 
+# ------------------------------------------------------------------------------------ admin password
+# The default configuration protects /admin with HTTP Basic and refuses to start without a password.
+# For a local run we make one up (shown below) unless the user chose one or turned admin auth off.
+GENERATED_ADMIN_PASSWORD=
+if [[ ${ADMIN_AUTH_ENABLED:-true} != false && -z ${ADMIN_PASSWORD:-} ]] && grep -q 'ADMIN_PASSWORD' "$CONFIG"; then
+    GENERATED_ADMIN_PASSWORD=$(openssl rand -hex 12)
+    export ADMIN_PASSWORD=$GENERATED_ADMIN_PASSWORD
+fi
+
 # ------------------------------------------------------------------------------------ demo services
 start_demo() {  # NAME PORT_VAR URL_VAR
     local name=$1 port_var=$2 var=$3 port=${!2} pid
@@ -173,10 +182,16 @@ base="http://$GW_HOST:${GW_PORT:-PORT}"
     for ((i = 0; i < ${#PIDS[@]}; i++)); do
         echo "  demo         ${NAMES[i]} started here (pid ${PIDS[i]})"
     done
+    if [[ -n $GENERATED_ADMIN_PASSWORD ]]; then
+        echo "  admin        user ${ADMIN_USERNAME:-admin}, password $GENERATED_ADMIN_PASSWORD (made up for this run;"
+        echo "               set ADMIN_PASSWORD to choose one, ADMIN_AUTH_ENABLED=false to turn it off)"
+    fi
     echo "try:"
     echo "  curl -s $base/health"
     echo "  curl -s $base/api/users/42"
     echo "  curl -s -X POST $base/api/auth/login -H 'Content-Type: application/json' -d '{\"user\":\"demo\"}'"
+    echo "  curl -s -u ${ADMIN_USERNAME:-admin}:\$ADMIN_PASSWORD -X POST $base/admin/apikeys -d '{\"name\":\"my-app\"}'"
+    echo "  curl -s $base/api/auth/me -H 'X-API-Key: <raw_key from the answer>'"
     echo "Ctrl-C stops the gateway and the demo services."
     echo
 } >&2
