@@ -280,6 +280,42 @@ static bool h_body(const gw_req *r, gw_strv *out)
     return true;
 }
 
+/* --- values shared between filters ------------------------------------------------------------------ */
+
+struct gw_req_kv {
+    struct gw_req_kv *next;
+    const char *key;
+    gw_strv value;
+};
+
+static int h_req_set(gw_req *r, const char *key, const char *value, size_t len)
+{
+    if (!key || (!value && len)) return -1;
+    char *v = dup_mem(r, value ? value : "", len);
+    if (!v) return -1;
+    for (struct gw_req_kv *e = r->kv; e; e = e->next)
+        if (strcmp(e->key, key) == 0) {
+            e->value = (gw_strv){v, len};
+            return 0;
+        }
+    struct gw_req_kv *e = gw_req_alloc(r, sizeof *e);
+    char *k = dup_mem(r, key, strlen(key));
+    if (!e || !k) return -1;
+    *e = (struct gw_req_kv){.next = r->kv, .key = k, .value = {v, len}};
+    r->kv = e;
+    return 0;
+}
+
+static bool h_req_get(const gw_req *r, const char *key, gw_strv *out)
+{
+    for (const struct gw_req_kv *e = r->kv; key && e; e = e->next)
+        if (strcmp(e->key, key) == 0) {
+            *out = e->value;
+            return true;
+        }
+    return false;
+}
+
 /* --- time ------------------------------------------------------------------------------------------- */
 
 static uint64_t h_now_ms(void)
@@ -459,6 +495,8 @@ const gw_host *gw_host_api(void)
     h->retry_after = h_retry_after;
     h->replayable = h_replayable;
     h->body = h_body;
+    h->req_set = h_req_set;
+    h->req_get = h_req_get;
     h->alloc = h_alloc;
     h->now_ms = h_now_ms;
     h->unix_ms = h_unix_ms;

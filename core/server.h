@@ -154,6 +154,7 @@ struct gw_req {
     gw_cleanup_rec *cleanups;
     struct gw_store_call *store_calls; /* pending store operations, cancelled if the request ends */
     gw_filter *cur;    /* the filter whose code is running (store keys are namespaced by it) */
+    struct gw_req_kv *kv; /* host->req_set values */
     uint64_t bytes_out;
     uint64_t started_ms;
 };

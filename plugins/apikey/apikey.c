@@ -615,6 +615,16 @@ static gw_result judge(const ak_inst *in, gw_req *req, const ak_ident *id, bool 
         h->log(in->self, req, GW_LOG_ERROR, "API key %s: its name cannot be sent as a header", id->id);
         return GW_ERROR;
     }
+    /* For the filters after us (the rate limiter): who this is and the key's own limit. */
+    if (h->struct_size > offsetof(gw_host, req_set) && h->req_set) {
+        h->req_set(req, "consumer.id", id->id, strlen(id->id));
+        h->req_set(req, "consumer.name", id->name, strlen(id->name));
+        if (id->rate_limit > 0) {
+            char lim[24];
+            int n = snprintf(lim, sizeof lim, "%lld", (long long)id->rate_limit);
+            h->req_set(req, "consumer.rate_limit", lim, (size_t)n);
+        }
+    }
     return GW_CONTINUE;
 }
 

@@ -105,6 +105,7 @@ struct gw_req {
     gw_th *th;
     gw_req *next;
     unsigned seq;
+    struct th_kv_val *vals; /* host->req_set values */
 
     /* the client's request */
     char *method;

@@ -794,6 +794,49 @@ void gw_th_abort(gw_req *r)
     drive(r);
 }
 
+/* ------------------------------------------------------------------------------------------------------
+ * values filters pass to each other */
+
+struct th_kv_val {
+    struct th_kv_val *next;
+    char *key, *val;
+    size_t len;
+};
+
+static int h_req_set(gw_req *r, const char *key, const char *value, size_t len)
+{
+    if (!r || !key || (!value && len)) return -1;
+    for (struct th_kv_val *e = r->vals; e; e = e->next)
+        if (strcmp(e->key, key) == 0) {
+            free(e->val);
+            e->val = th_xmemdup(value ? value : "", len);
+            e->len = len;
+            return 0;
+        }
+    struct th_kv_val *e = th_xcalloc(1, sizeof *e);
+    e->key = th_xmemdup(key, strlen(key));
+    e->val = th_xmemdup(value ? value : "", len);
+    e->len = len;
+    e->next = r->vals;
+    r->vals = e;
+    return 0;
+}
+
+static bool h_req_get(const gw_req *r, const char *key, gw_strv *out)
+{
+    for (const struct th_kv_val *e = r ? r->vals : NULL; key && e; e = e->next)
+        if (strcmp(e->key, key) == 0) {
+            *out = (gw_strv){e->val, e->len};
+            return true;
+        }
+    return false;
+}
+
+bool gw_th_value(gw_req *r, const char *key, gw_strv *out)
+{
+    return h_req_get(r, key, out);
+}
+
 void th_request_free(gw_req *r)
 {
     end_request(r);
@@ -823,6 +866,13 @@ void th_request_free(gw_req *r)
     th_hdrs_clear(&r->resp_h);
     free(r->resp_body);
     free(r->cleanups);
+    while (r->vals) {
+        struct th_kv_val *e = r->vals;
+        r->vals = e->next;
+        free(e->key);
+        free(e->val);
+        free(e);
+    }
     free(r);
 }
 
@@ -1169,6 +1219,8 @@ void th_request_fill(gw_host *h)
     h->retry_after = h_retry_after;
     h->replayable = h_replayable;
     h->body = h_body;
+    h->req_set = h_req_set;
+    h->req_get = h_req_get;
     h->alloc = th_req_alloc;
     h->resume = h_resume;
     h->timer_start = h_timer_start;

@@ -293,6 +293,9 @@ unsigned gw_th_violations(const gw_th *th);
 /* host->alloc() returns NULL once a request's allocations would exceed `bytes` (0 = no limit, default). */
 void gw_th_alloc_limit(gw_th *th, size_t bytes);
 
+/* A value a filter set with host->req_set on this request (e.g. "consumer.id"). */
+bool gw_th_value(gw_req *r, const char *key, gw_strv *out);
+
 #ifdef __cplusplus
 }
 #endif

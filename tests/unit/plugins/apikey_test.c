@@ -155,6 +155,13 @@ static void assert_consumer(gw_req *r, const char *id, const char *name)
     assert_string_equal(gw_th_header(r, GW_HDR_UPSTREAM, "X-Consumer-Name"), name);
     assert_int_equal(gw_th_header_count(r, GW_HDR_UPSTREAM, "X-Consumer-ID"), 1);
     assert_null(gw_th_header(r, GW_HDR_UPSTREAM, "X-API-Key"));
+    /* ... and the same identity for the filters after it (the rate limiter) */
+    gw_strv v;
+    assert_true(gw_th_value(r, "consumer.id", &v));
+    assert_int_equal(v.n, strlen(id));
+    assert_memory_equal(v.p, id, v.n);
+    assert_true(gw_th_value(r, "consumer.name", &v));
+    assert_memory_equal(v.p, name, v.n);
 }
 
 static void assert_401(gw_req *r, const char *message)
