@@ -237,7 +237,8 @@ void gw_th_store_auto(gw_th *th, bool on);
 size_t gw_th_store_pending(const gw_th *th);
 
 /* Delivers queued callbacks, including those queued by the callbacks themselves, until none is left.
- * Returns how many ran. */
+ * Callbacks of requests that have ended are dropped, as in the gateway. Returns how many were taken off
+ * the queue (delivered or dropped). */
 size_t gw_th_run_pending(gw_th *th);
 
 /* Reads a value of filter `filter` directly (no callback); NULL if absent or expired. *len gets its

@@ -483,7 +483,11 @@ static void test_shipped_gateway_yaml(void **state)
     assert_int_equal(cfg->routes[1].service, 1);
     assert_int_equal(cfg->store.type, GW_STORE_EMBEDDED);
     assert_null(cfg->store.password);
-    assert_int_equal(cfg->npipeline, 0);
+    /* the shipped pipeline: admin auth, then API keys, then the rate limiter (which reads the key) */
+    assert_int_equal(cfg->npipeline, 3);
+    assert_string_equal(cfg->pipeline[0].name, "adminauth");
+    assert_string_equal(cfg->pipeline[1].name, "apikey");
+    assert_string_equal(cfg->pipeline[2].name, "ratelimit");
     gw_config_free(cfg);
 
     setenv("PORT", "9000", 1);

@@ -1,0 +1,759 @@
+/* ratelimit.c - the filter "ratelimit": a token bucket per client, kept in the gateway's store.
+ *
+ *   pipeline:
+ *     - name: ratelimit          # after apikey, which says who the consumer is
+ *       rpm: 60                  # tokens added per minute, continuously (fractions count)
+ *       burst: 10                # bucket capacity; a new bucket starts full; one token per request
+ *       trusted_proxies: []      # CIDRs whose X-Forwarded-For / X-Real-IP are believed
+ *       headers: legacy          # legacy (X-RateLimit-*) | ietf (RateLimit, RateLimit-Policy) | both | none
+ *       on_store_error: local    # local | allow | deny
+ *       store_timeout: 100ms     # how long a request waits for the store before on_store_error decides
+ *       exempt: [/health]        # path prefixes (at a '/' boundary) never limited
+ *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
+ *
+ * Identity: "key:<consumer.id>" when an earlier filter (apikey) identified the consumer, with the key's own
+ * consumer.rate_limit as its rate; otherwise "ip:<canonical client address>". A route with its own rpm or
+ * burst has buckets of its own (the route name is part of the store key, length-prefixed).
+ *
+ * The decision is host->store_take (embedded: exact across workers; Redis: one script on the server's clock,
+ * exact across gateways). A guard timer of store_timeout bounds the wait; a store error or timeout decides
+ * per on_store_error and marks the worker's store state failing: further requests on that worker decide
+ * at once, and one request per second probes the store until it answers again. The state changes are
+ * logged once per instance and every fallback decision is counted. */
+#include "ratelimit.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RL_NAME "ratelimit"
+#define RL_DEFAULT_RPM 60.0
+#define RL_DEFAULT_BURST 10.0
+#define RL_DEFAULT_STORE_TIMEOUT_MS 100u
+#define RL_MAX_RATE 1e9
+#define RL_MAX_TRUSTED 256
+#define RL_MAX_EXEMPT 64
+#define RL_MAX_PREFIX 256
+#define RL_MAX_ID 128 /* consumer ids longer than this are hashed into the identity */
+#define RL_KEY_MAX 320
+#define RL_PROBE_INTERVAL_MS 1000u
+#define RL_LOCAL_SLOTS 4096 /* local fallback buckets per worker (power of two) */
+#define RL_LOCAL_PROBE 8    /* slots looked at per lookup */
+#define RL_LOCAL_KEY 112
+
+enum { RL_HDR_LEGACY = 1, RL_HDR_IETF = 2 };
+enum { RL_ERR_LOCAL = 0, RL_ERR_ALLOW = 1, RL_ERR_DENY = 2 };
+static const char *const err_names[] = {"local", "allow", "deny"};
+
+typedef struct {
+    double rpm, burst;
+    unsigned headers; /* RL_HDR_* bits */
+    int on_error;
+    uint64_t store_timeout_ms;
+    rl_cidr *trusted;
+    size_t ntrusted;
+    char (*exempt)[RL_MAX_PREFIX + 1];
+    size_t nexempt;
+} rl_settings;
+
+typedef struct {
+    char key[RL_LOCAL_KEY];
+    uint8_t used;
+    double tokens;
+    uint64_t last_ms, expires_ms;
+} rl_slot;
+
+typedef struct {
+    bool failing;         /* this worker's view of the store */
+    bool probing;         /* a request is asking the store while failing */
+    uint64_t retry_at_ms; /* now_ms() when the next probe may go */
+    rl_slot slots[RL_LOCAL_SLOTS];
+} rl_worker;
+
+typedef struct {
+    unsigned n;
+    rl_worker *w[];
+} rl_workers;
+
+typedef struct {
+    const gw_host *h;
+    gw_filter *self;
+    rl_settings s;
+    gw_metric *m_limited, *m_fallback;
+    _Atomic(rl_workers *) workers;
+    atomic_bool store_failing; /* instance-wide, for logging each change once */
+} rl_inst;
+
+/* Per route: own limit (and buckets), or none. */
+typedef struct {
+    bool disabled;
+    bool own_rpm, own_burst;
+    double rpm, burst;
+} rl_route;
+
+/* Per request (req_state_size): also the argument of the store and timer callbacks, which the host drops
+ * or cancels when the request ends. */
+typedef struct {
+    rl_inst *in;
+    gw_req *req;
+    rl_worker *w;
+    gw_timer *timer;
+    bool waiting, probe, cleanup_set;
+    double cap, rate;
+    char key[RL_KEY_MAX];
+} rl_state;
+
+bool rl_strncaseeq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * settings */
+
+static void settings_free(rl_settings *s)
+{
+    free(s->trusted);
+    free(s->exempt);
+    s->trusted = NULL;
+    s->exempt = NULL;
+}
+
+static int read_rate(const gw_host *h, const gw_conf *n, const char *key, double *out, char *err,
+                     size_t errlen)
+{
+    if (h->conf_double(n, out, err, errlen) != 0) return -1;
+    if (!(*out > 0) || *out > RL_MAX_RATE)
+        return h->conf_error(n, err, errlen, "%s: expected a number above 0 and at most %.0f", key,
+                             RL_MAX_RATE);
+    return 0;
+}
+
+static int read_burst(const gw_host *h, const gw_conf *n, double *out, char *err, size_t errlen)
+{
+    int64_t v;
+    if (h->conf_int(n, 1, (int64_t)RL_MAX_RATE, &v, err, errlen) != 0) return -1;
+    *out = (double)v;
+    return 0;
+}
+
+static const char *scalar(const gw_host *h, const gw_conf *n)
+{
+    return h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
+}
+
+static int settings_read(const gw_host *h, const gw_conf *conf, rl_settings *s, char *err, size_t errlen)
+{
+    static const char *const keys[] = {
+        "rpm", "burst", "trusted_proxies", "headers", "on_store_error", "store_timeout", "exempt", NULL};
+    memset(s, 0, sizeof *s);
+    s->rpm = RL_DEFAULT_RPM;
+    s->burst = RL_DEFAULT_BURST;
+    s->headers = RL_HDR_LEGACY;
+    s->on_error = RL_ERR_LOCAL;
+    s->store_timeout_ms = RL_DEFAULT_STORE_TIMEOUT_MS;
+    const gw_conf *exempt = NULL;
+    if (conf && h->conf_kind(conf) != GW_CONF_MAP)
+        return h->conf_error(conf, err, errlen, "ratelimit: expected a mapping of settings");
+    if (conf) {
+        if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
+        const gw_conf *n;
+        if ((n = h->conf_get(conf, "rpm")) && read_rate(h, n, "rpm", &s->rpm, err, errlen) != 0) return -1;
+        if ((n = h->conf_get(conf, "burst")) && read_burst(h, n, &s->burst, err, errlen) != 0) return -1;
+        if ((n = h->conf_get(conf, "headers"))) {
+            const char *v = scalar(h, n);
+            if (v && strcmp(v, "legacy") == 0)
+                s->headers = RL_HDR_LEGACY;
+            else if (v && strcmp(v, "ietf") == 0)
+                s->headers = RL_HDR_IETF;
+            else if (v && strcmp(v, "both") == 0)
+                s->headers = RL_HDR_LEGACY | RL_HDR_IETF;
+            else if (v && strcmp(v, "none") == 0)
+                s->headers = 0;
+            else
+                return h->conf_error(n, err, errlen, "headers: expected legacy, ietf, both or none");
+        }
+        if ((n = h->conf_get(conf, "on_store_error"))) {
+            const char *v = scalar(h, n);
+            int found = -1;
+            for (int i = 0; v && i < 3; i++)
+                if (strcmp(v, err_names[i]) == 0) found = i;
+            if (found < 0)
+                return h->conf_error(n, err, errlen, "on_store_error: expected local, allow or deny");
+            s->on_error = found;
+        }
+        if ((n = h->conf_get(conf, "store_timeout"))) {
+            if (h->conf_duration_ms(n, &s->store_timeout_ms, err, errlen) != 0) return -1;
+            if (s->store_timeout_ms < 1 || s->store_timeout_ms > 60000)
+                return h->conf_error(n, err, errlen, "store_timeout: expected a duration from 1ms to 60s");
+        }
+        if ((n = h->conf_get(conf, "trusted_proxies"))) {
+            if (h->conf_kind(n) != GW_CONF_SEQ)
+                return h->conf_error(n, err, errlen,
+                                     "trusted_proxies: expected a list of CIDRs like 10.0.0.0/8");
+            size_t cnt = h->conf_len(n);
+            if (cnt > RL_MAX_TRUSTED)
+                return h->conf_error(n, err, errlen, "trusted_proxies: at most %d entries", RL_MAX_TRUSTED);
+            if (cnt) {
+                s->trusted = calloc(cnt, sizeof *s->trusted);
+                if (!s->trusted) return h->conf_error(n, err, errlen, "trusted_proxies: out of memory");
+            }
+            for (size_t i = 0; i < cnt; i++) {
+                const gw_conf *it = h->conf_at(n, i);
+                const char *v = scalar(h, it);
+                if (!v || rl_cidr_parse(v, &s->trusted[i]) != 0)
+                    return h->conf_error(it, err, errlen, "trusted_proxies: '%s' is not an IPv4 or IPv6 CIDR",
+                                         v ? v : "?");
+            }
+            s->ntrusted = cnt;
+        }
+        exempt = h->conf_get(conf, "exempt");
+    }
+    if (exempt) {
+        if (h->conf_kind(exempt) != GW_CONF_SEQ)
+            return h->conf_error(exempt, err, errlen,
+                                 "exempt: expected a list of path prefixes like /health");
+        size_t cnt = h->conf_len(exempt);
+        if (cnt > RL_MAX_EXEMPT)
+            return h->conf_error(exempt, err, errlen, "exempt: at most %d entries", RL_MAX_EXEMPT);
+        if (cnt) {
+            s->exempt = calloc(cnt, sizeof *s->exempt);
+            if (!s->exempt) return h->conf_error(exempt, err, errlen, "exempt: out of memory");
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            const gw_conf *it = h->conf_at(exempt, i);
+            const char *v = scalar(h, it);
+            if (!v || v[0] != '/' || strlen(v) > RL_MAX_PREFIX)
+                return h->conf_error(it, err, errlen,
+                                     "exempt: expected a path starting with '/' (at most %d bytes)",
+                                     RL_MAX_PREFIX);
+            size_t len = strlen(v);
+            while (len > 1 && v[len - 1] == '/') /* "/health/" = "/health" */
+                len--;
+            memcpy(s->exempt[i], v, len);
+            s->exempt[i][len] = '\0';
+        }
+        s->nexempt = cnt;
+    } else {
+        s->exempt = calloc(1, sizeof *s->exempt);
+        if (!s->exempt) return h->conf_error(conf, err, errlen, "ratelimit: out of memory");
+        strcpy(s->exempt[0], "/health");
+        s->nexempt = 1;
+    }
+    return 0;
+}
+
+static int rl_config_check(const gw_host *h, const gw_conf *conf, char *err, size_t errlen)
+{
+    rl_settings s;
+    int rc = settings_read(h, conf, &s, err, errlen);
+    settings_free(&s);
+    return rc;
+}
+
+static int route_read(const gw_host *h, const gw_conf *conf, rl_route *rc, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"rpm", "burst", "disabled", NULL};
+    memset(rc, 0, sizeof *rc);
+    if (h->conf_kind(conf) != GW_CONF_MAP)
+        return h->conf_error(conf, err, errlen,
+                             "ratelimit: expected a mapping like {rpm: 10, burst: 5} or {disabled: true}");
+    if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
+    const gw_conf *n;
+    if ((n = h->conf_get(conf, "disabled")) && h->conf_bool(n, &rc->disabled, err, errlen) != 0) return -1;
+    if ((n = h->conf_get(conf, "rpm"))) {
+        if (read_rate(h, n, "rpm", &rc->rpm, err, errlen) != 0) return -1;
+        rc->own_rpm = true;
+    }
+    if ((n = h->conf_get(conf, "burst"))) {
+        if (read_burst(h, n, &rc->burst, err, errlen) != 0) return -1;
+        rc->own_burst = true;
+    }
+    return 0;
+}
+
+static int rl_route_check(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
+{
+    (void)inst;
+    rl_route rc;
+    return route_read(h, conf, &rc, err, errlen);
+}
+
+static void *rl_route_create(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
+{
+    (void)inst;
+    rl_route tmp;
+    if (route_read(h, conf, &tmp, err, errlen) != 0) return NULL;
+    rl_route *rc = malloc(sizeof *rc);
+    if (!rc) {
+        snprintf(err, errlen, "ratelimit: out of memory");
+        return NULL;
+    }
+    *rc = tmp;
+    return rc;
+}
+
+static void rl_route_destroy(void *inst, void *route_conf)
+{
+    (void)inst;
+    free(route_conf);
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * local buckets (store failure, on_store_error: local): the store's arithmetic, per worker */
+
+static void bucket_math(double *tokens, uint64_t *last_ms, bool fresh, double cap, double rate, uint64_t now,
+                        gw_bucket_result *br)
+{
+    if (fresh) {
+        *tokens = cap;
+        *last_ms = now;
+    } else if (now > *last_ms) {
+        *tokens = fmin(cap, *tokens + (double)(now - *last_ms) * rate / 1000.0);
+        *last_ms = now;
+    }
+    if (*tokens > cap) *tokens = cap;
+    br->allowed = *tokens >= 1.0;
+    if (br->allowed) *tokens -= 1.0;
+    br->remaining = *tokens;
+    br->reset_ms = now + (uint64_t)ceil((cap - *tokens) / rate * 1000.0);
+    br->retry_ms = br->allowed ? 0 : (uint64_t)ceil((1.0 - *tokens) / rate * 1000.0);
+    if (!br->allowed && br->retry_ms == 0) br->retry_ms = 1;
+}
+
+static void local_take(rl_worker *w, const char *key, double cap, double rate, uint64_t now,
+                       gw_bucket_result *br)
+{
+    char k[RL_LOCAL_KEY];
+    size_t klen = strlen(key);
+    if (klen >= RL_LOCAL_KEY) /* long keys: by their hash */
+        snprintf(k, sizeof k, "#%016llx%016llx", (unsigned long long)fnv1a(key, klen),
+                 (unsigned long long)fnv1a(key, klen / 2));
+    else
+        memcpy(k, key, klen + 1);
+    uint64_t hsh = fnv1a(k, strlen(k));
+    rl_slot *found = NULL, *victim = NULL;
+    for (unsigned i = 0; i < RL_LOCAL_PROBE && !found; i++) {
+        rl_slot *s = &w->slots[(hsh + i) & (RL_LOCAL_SLOTS - 1)];
+        if (s->used && s->expires_ms <= now) s->used = 0; /* full again: the same as no bucket */
+        if (s->used && strcmp(s->key, k) == 0)
+            found = s;
+        else if (!s->used && !victim)
+            victim = s;
+    }
+    bool fresh = false;
+    if (!found) {
+        if (!victim) { /* all taken: the one closest to full goes */
+            victim = &w->slots[hsh & (RL_LOCAL_SLOTS - 1)];
+            for (unsigned i = 1; i < RL_LOCAL_PROBE; i++) {
+                rl_slot *s = &w->slots[(hsh + i) & (RL_LOCAL_SLOTS - 1)];
+                if (s->expires_ms < victim->expires_ms) victim = s;
+            }
+        }
+        found = victim;
+        memcpy(found->key, k, strlen(k) + 1);
+        found->used = 1;
+        fresh = true;
+    }
+    bucket_math(&found->tokens, &found->last_ms, fresh, cap, rate, now, br);
+    found->expires_ms = br->reset_ms + 1000;
+}
+
+static rl_worker *worker_of(rl_inst *in, gw_req *req)
+{
+    rl_workers *ws = atomic_load(&in->workers);
+    unsigned w = in->h->worker(req);
+    return ws && w < ws->n ? ws->w[w] : NULL;
+}
+
+static int rl_worker_init(void *inst, unsigned worker, unsigned workers)
+{
+    rl_inst *in = inst;
+    rl_workers *ws = atomic_load(&in->workers);
+    if (!ws) {
+        rl_workers *mine = calloc(1, sizeof *mine + (size_t)workers * sizeof mine->w[0]);
+        if (!mine) return -1;
+        mine->n = workers;
+        if (atomic_compare_exchange_strong(&in->workers, &ws, mine))
+            ws = mine;
+        else
+            free(mine); /* another worker was first: ws is its table */
+    }
+    if (worker >= ws->n) return -1;
+    ws->w[worker] = calloc(1, sizeof(rl_worker));
+    return ws->w[worker] ? 0 : -1;
+}
+
+static void rl_worker_fini(void *inst, unsigned worker)
+{
+    rl_inst *in = inst;
+    rl_workers *ws = atomic_load(&in->workers);
+    if (!ws || worker >= ws->n) return;
+    free(ws->w[worker]);
+    ws->w[worker] = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * answers */
+
+static void set_header_u64(const gw_host *h, gw_req *req, const char *name, uint64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    h->header_set(req, GW_HDR_RESPONSE, name, buf, (size_t)n);
+}
+
+static uint64_t ceil_div_1000(uint64_t ms)
+{
+    return ms / 1000 + (ms % 1000 ? 1 : 0);
+}
+
+/* The rate-limit fields for a decision, on the response. */
+static void put_headers(const rl_inst *in, gw_req *req, double cap, double rate, const gw_bucket_result *br)
+{
+    const gw_host *h = in->h;
+    uint64_t now = h->unix_ms();
+    double rem = br->remaining < 0 ? 0 : floor(br->remaining + 1e-9);
+    if (in->s.headers & RL_HDR_LEGACY) {
+        set_header_u64(h, req, "X-RateLimit-Limit", (uint64_t)cap);
+        set_header_u64(h, req, "X-RateLimit-Remaining", (uint64_t)rem);
+        set_header_u64(h, req, "X-RateLimit-Reset", ceil_div_1000(br->reset_ms));
+    }
+    if (in->s.headers & RL_HDR_IETF) {
+        char buf[128];
+        uint64_t window = (uint64_t)ceil(cap / rate);
+        if (window == 0) window = 1;
+        int n = snprintf(buf, sizeof buf, "\"default\";q=%llu;w=%llu", (unsigned long long)cap,
+                         (unsigned long long)window);
+        h->header_set(req, GW_HDR_RESPONSE, "RateLimit-Policy", buf, (size_t)n);
+        uint64_t t = br->reset_ms > now ? ceil_div_1000(br->reset_ms - now) : 0;
+        n = snprintf(buf, sizeof buf, "\"default\";r=%llu;t=%llu", (unsigned long long)rem,
+                     (unsigned long long)t);
+        h->header_set(req, GW_HDR_RESPONSE, "RateLimit", buf, (size_t)n);
+    }
+}
+
+/* {"error":..., "message":..., "request_id":...} with the request id escaped. */
+static gw_result respond_json(const rl_inst *in, gw_req *req, int status, const char *error,
+                              const char *message)
+{
+    const gw_host *h = in->h;
+    gw_strv id = h->request_id(req);
+    char rid[256];
+    size_t o = 0;
+    for (size_t i = 0; i < id.n && o + 7 < sizeof rid; i++) {
+        unsigned char c = (unsigned char)id.p[i];
+        if (c == '"' || c == '\\') {
+            rid[o++] = '\\';
+            rid[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(rid + o, sizeof rid - o, "\\u%04x", c);
+        } else {
+            rid[o++] = (char)c;
+        }
+    }
+    rid[o] = '\0';
+    char body[512];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}", error,
+                     message, rid);
+    if (n < 0 || (size_t)n >= sizeof body) return GW_ERROR;
+    return h->respond(req, status, "application/json", body, (size_t)n) == 0 ? GW_RESPOND : GW_ERROR;
+}
+
+/* The verdict for a bucket result: headers, and 429 when refused. */
+static gw_result verdict(rl_inst *in, gw_req *req, double cap, double rate, const gw_bucket_result *br)
+{
+    const gw_host *h = in->h;
+    put_headers(in, req, cap, rate, br);
+    if (br->allowed) return GW_CONTINUE;
+    uint64_t secs = ceil_div_1000(br->retry_ms);
+    if (secs == 0) secs = 1;
+    set_header_u64(h, req, "Retry-After", secs);
+    if (in->m_limited) h->metric_add(in->m_limited, req, NULL, 1);
+    char msg[96];
+    snprintf(msg, sizeof msg, "Too many requests; try again in %llu second%s", (unsigned long long)secs,
+             secs == 1 ? "" : "s");
+    return respond_json(in, req, 429, "Rate limit exceeded", msg);
+}
+
+/* The store failed or was too slow: on_store_error decides. */
+static gw_result fallback(rl_inst *in, rl_state *st)
+{
+    const gw_host *h = in->h;
+    gw_req *req = st->req;
+    if (in->m_fallback)
+        h->metric_add(in->m_fallback, req, (const char *const[]){err_names[in->s.on_error]}, 1);
+    switch (in->s.on_error) {
+    case RL_ERR_ALLOW:
+        return GW_CONTINUE;
+    case RL_ERR_DENY:
+        set_header_u64(h, req, "Retry-After", 1);
+        return respond_json(in, req, 503, "Service Unavailable",
+                            "Rate limiting is unavailable; try again shortly");
+    default:
+        break;
+    }
+    if (!st->w) return GW_ERROR;
+    gw_bucket_result br;
+    local_take(st->w, st->key, st->cap, st->rate, h->unix_ms(), &br);
+    return verdict(in, req, st->cap, st->rate, &br);
+}
+
+static void store_state(rl_inst *in, rl_state *st, bool ok, const char *why)
+{
+    const gw_host *h = in->h;
+    rl_worker *w = st->w;
+    if (w) {
+        w->failing = !ok;
+        if (!ok) w->retry_at_ms = h->now_ms() + RL_PROBE_INTERVAL_MS;
+        if (st->probe) w->probing = false;
+    }
+    st->probe = false;
+    bool was_failing = atomic_exchange(&in->store_failing, !ok);
+    if (was_failing && ok)
+        h->log(in->self, NULL, GW_LOG_INFO, "store available again: limits are shared through the store");
+    else if (!was_failing && !ok)
+        h->log(in->self, NULL, GW_LOG_WARN, "store unavailable (%s): on_store_error=%s%s", why,
+               err_names[in->s.on_error],
+               in->s.on_error == RL_ERR_LOCAL ? ", limiting with per-worker local buckets" : "");
+}
+
+static void take_done(void *arg, int status, const gw_bucket_result *br)
+{
+    rl_state *st = arg;
+    if (!st->waiting) return; /* decided already (the guard timer fired): a late answer changes nothing */
+    rl_inst *in = st->in;
+    const gw_host *h = in->h;
+    gw_req *req = st->req;
+    st->waiting = false;
+    if (st->timer) {
+        h->timer_cancel(st->timer);
+        st->timer = NULL;
+    }
+    gw_result res;
+    if (status < 0 || !br) {
+        store_state(in, st, false, "store error");
+        res = fallback(in, st);
+    } else {
+        store_state(in, st, true, NULL);
+        res = verdict(in, req, st->cap, st->rate, br);
+    }
+    h->resume(req, res); /* may end the request: nothing of it is touched afterwards */
+}
+
+static void guard_fired(gw_req *req, void *arg)
+{
+    rl_state *st = arg;
+    st->timer = NULL; /* invalid once fired */
+    if (!st->waiting) return;
+    st->waiting = false;
+    store_state(st->in, st, false, "timeout");
+    gw_result res = fallback(st->in, st);
+    st->in->h->resume(req, res);
+}
+
+/* The request ended while a probe was out (client gone): let another request probe. */
+static void state_cleanup(void *arg)
+{
+    rl_state *st = arg;
+    if (st->waiting && st->probe && st->w) st->w->probing = false;
+    st->waiting = false;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * the request phase */
+
+static bool exempt(const rl_inst *in, gw_strv path)
+{
+    for (size_t i = 0; i < in->s.nexempt; i++) {
+        const char *e = in->s.exempt[i];
+        size_t n = strlen(e);
+        if (n == 1) return true; /* "/" */
+        if (path.n >= n && memcmp(path.p, e, n) == 0 && (path.n == n || path.p[n] == '/')) return true;
+    }
+    return false;
+}
+
+/* consumer.rate_limit: requests per minute, decimal, > 0. */
+static bool consumer_rate(const gw_host *h, gw_req *req, double *rpm)
+{
+    gw_strv v;
+    if (!h->req_get(req, "consumer.rate_limit", &v) || v.n == 0 || v.n > 31) return false;
+    char buf[32];
+    memcpy(buf, v.p, v.n);
+    buf[v.n] = '\0';
+    char *end;
+    double d = strtod(buf, &end);
+    if (end == buf || *end != '\0' || !(d > 0) || d > RL_MAX_RATE) return false;
+    *rpm = d;
+    return true;
+}
+
+static int identity(rl_inst *in, gw_req *req, const rl_route *rc, rl_state *st, double *rpm)
+{
+    const gw_host *h = in->h;
+    size_t o = 0;
+    if (rc && (rc->own_rpm || rc->own_burst)) {
+        gw_strv route = h->route(req);
+        if (route.n > 64)
+            o = (size_t)snprintf(st->key, sizeof st->key, "r#%016llx|",
+                                 (unsigned long long)fnv1a(route.p, route.n));
+        else
+            o = (size_t)snprintf(st->key, sizeof st->key, "r%zu:%.*s|", route.n, (int)route.n, route.p);
+    }
+    gw_strv id;
+    bool have_id = h->struct_size > offsetof(gw_host, req_get) && h->req_get &&
+                   h->req_get(req, "consumer.id", &id) && id.n > 0;
+    if (have_id) {
+        double krpm;
+        if (consumer_rate(h, req, &krpm) && !(rc && rc->own_rpm)) *rpm = krpm;
+        if (id.n > RL_MAX_ID)
+            snprintf(st->key + o, sizeof st->key - o, "key#%016llx", (unsigned long long)fnv1a(id.p, id.n));
+        else
+            snprintf(st->key + o, sizeof st->key - o, "key:%.*s", (int)id.n, id.p);
+        return 0;
+    }
+    rl_ip ip;
+    if (!rl_client_ip(h, req, in->s.trusted, in->s.ntrusted, &ip)) {
+        gw_strv peer = h->client_ip(req); /* not an address we know (a unix socket?): as it is */
+        if (peer.n > 64)
+            snprintf(st->key + o, sizeof st->key - o, "peer#%016llx",
+                     (unsigned long long)fnv1a(peer.p, peer.n));
+        else
+            snprintf(st->key + o, sizeof st->key - o, "peer:%.*s", (int)peer.n, peer.p);
+        return 0;
+    }
+    char text[RL_IP_TEXT];
+    rl_ip_format(&ip, text);
+    snprintf(st->key + o, sizeof st->key - o, "ip:%s", text);
+    return 0;
+}
+
+static gw_result rl_on_request(void *inst, void *route_conf, void *state, gw_req *req)
+{
+    rl_inst *in = inst;
+    const gw_host *h = in->h;
+    const rl_route *rc = route_conf;
+    rl_state *st = state;
+    if (rc && rc->disabled) return GW_CONTINUE;
+    if (exempt(in, h->path(req))) return GW_CONTINUE;
+
+    double rpm = rc && rc->own_rpm ? rc->rpm : in->s.rpm;
+    double burst = rc && rc->own_burst ? rc->burst : in->s.burst;
+    memset(st, 0, sizeof *st);
+    st->in = in;
+    st->req = req;
+    st->w = worker_of(in, req);
+    if (identity(in, req, rc, st, &rpm) != 0) return GW_ERROR;
+    st->cap = burst;
+    st->rate = rpm / 60.0;
+
+    rl_worker *w = st->w;
+    if (w && w->failing) {
+        uint64_t now = h->now_ms();
+        if (w->probing || now < w->retry_at_ms) return fallback(in, st);
+        w->probing = true; /* this request asks the store again */
+        st->probe = true;
+    }
+    if (h->on_cleanup(req, state_cleanup, st) != 0) {
+        if (st->probe) w->probing = false;
+        return GW_ERROR;
+    }
+    st->waiting = true;
+    if (h->store_take(req, st->key, st->cap, st->rate, 1.0, take_done, st) != 0) {
+        st->waiting = false;
+        store_state(in, st, false, "the call could not be started");
+        return fallback(in, st);
+    }
+    st->timer = h->timer_start(req, in->s.store_timeout_ms, guard_fired, st);
+    return GW_WAIT;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * lifecycle */
+
+#define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
+
+static void *rl_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
+{
+    if (!HAS(h, store_take) || !HAS(h, resume) || !HAS(h, timer_start) || !HAS(h, on_cleanup) ||
+        !HAS(h, respond) || !HAS(h, header_set)) {
+        snprintf(err, errlen,
+                 "ratelimit: the host lacks the store, timer or cleanup calls this filter needs");
+        return NULL;
+    }
+    rl_inst *in = calloc(1, sizeof *in);
+    if (!in) {
+        snprintf(err, errlen, "ratelimit: out of memory");
+        return NULL;
+    }
+    if (settings_read(h, conf, &in->s, err, errlen) != 0) {
+        settings_free(&in->s);
+        free(in);
+        return NULL;
+    }
+    in->h = h;
+    in->self = self;
+    atomic_init(&in->workers, NULL);
+    atomic_init(&in->store_failing, false);
+    if (HAS(h, metric_register)) {
+        in->m_limited = h->metric_register(self, GW_METRIC_COUNTER, "gateway_rate_limited_total",
+                                           "Requests refused by the rate limiter (429)", NULL, NULL, 0);
+        in->m_fallback =
+            h->metric_register(self, GW_METRIC_COUNTER, "gateway_ratelimit_store_fallback_total",
+                               "Rate-limit decisions made without the store (store error or timeout), "
+                               "by on_store_error mode",
+                               (const char *const[]){"decision", NULL}, NULL, 0);
+    }
+    return in;
+}
+
+static void rl_destroy(void *inst)
+{
+    rl_inst *in = inst;
+    rl_workers *ws = atomic_load(&in->workers);
+    if (ws) {
+        for (unsigned i = 0; i < ws->n; i++)
+            free(ws->w[i]);
+        free(ws);
+    }
+    settings_free(&in->s);
+    free(in);
+}
+
+GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
+    .abi_major = GW_ABI_MAJOR,
+    .abi_minor = GW_ABI_MINOR,
+    .struct_size = sizeof(gw_filter_desc),
+    .name = RL_NAME,
+    .version = "1.0.0",
+    .description = "Rate limiting: a token bucket per API key or client IP, in the store",
+    .config_check = rl_config_check,
+    .create = rl_create,
+    .worker_init = rl_worker_init,
+    .worker_fini = rl_worker_fini,
+    .destroy = rl_destroy,
+    .route_check = rl_route_check,
+    .route_create = rl_route_create,
+    .route_destroy = rl_route_destroy,
+    .on_request = rl_on_request,
+    .req_state_size = sizeof(rl_state),
+};
