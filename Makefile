@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit clean
 
 all: build
 
@@ -44,6 +44,10 @@ fmt:
 bench: build
 	@scripts/install-deps.sh bench
 	bench/run.sh $(BUILD)
+
+bench-ratelimit: build
+	@scripts/install-deps.sh bench
+	bench/ratelimit.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
