@@ -57,73 +57,8 @@ chmod 755 "$RUN"   # nginx workers run as nobody when the master is root: they m
 mkdir -p "$RESULTS_DIR"
 
 # ------------------------------------------------------------------------------------- processes
-declare -A PID=()   # target -> pid, which is also its process group and session id (setsid)
-ORDER=()            # start order, stopped in reverse
-WRK_PID=
-
-cleanup() {
-    local rc=$? i name p
-    set +e
-    trap - EXIT
-    trap '' INT TERM
-    [[ -n $WRK_PID ]] && kill -TERM "$WRK_PID" 2>/dev/null
-    for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
-        kill -TERM -- "-${PID[${ORDER[i]}]}" 2>/dev/null || true
-    done
-    for name in "${ORDER[@]}"; do
-        p=${PID[$name]}
-        for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$p" 2>/dev/null; then
-            note "$name (pid $p) still running 5 s after SIGTERM: SIGKILL to its group"
-            kill -KILL -- "-$p" 2>/dev/null || true
-        fi
-        wait "$p" 2>/dev/null || true
-    done
-    [[ -n $WRK_PID ]] && { kill -KILL "$WRK_PID" 2>/dev/null; wait "$WRK_PID" 2>/dev/null; }
-    if [[ ${KEEP:-0} == 1 ]]; then note "scratch directory kept: $RUN"; else rm -rf "$RUN"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
-
-# free_port: a port nothing listens on, below the ephemeral range (so no outgoing connection of the
-# benchmark itself can hold it), not handed out before in this run
-TAKEN=" "
-free_port() {
-    local lo hi p i
-    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
-    hi=$((lo > 20000 ? lo - 1 : 65000))
-    for ((i = 0; i < 500; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % (hi - 20000)))
-        [[ $TAKEN == *" $p "* ]] && continue
-        listening "$p" && continue
-        TAKEN+="$p "
-        echo "$p"
-        return 0
-    done
-    die "no free TCP port found between 20000 and $hi"
-}
-
-# start NAME PORT CMD...: runs CMD on SERVER_CPU in a session of its own, waits until PORT accepts.
-start() {
-    local name=$1 port=$2 i; shift 2
-    taskset -c "$SERVER_CPU" setsid "$@" >"$RUN/$name.log" 2>&1 </dev/null &
-    PID[$name]=$!
-    ORDER+=("$name")
-    for ((i = 0; i < 100; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            note "$name: pid ${PID[$name]}, 127.0.0.1:$port, cpu $SERVER_CPU"
-            return 0
-        fi
-        kill -0 "${PID[$name]}" 2>/dev/null || { cat "$RUN/$name.log" >&2; die "$name exited at start-up"; }
-        sleep 0.1
-    done
-    cat "$RUN/$name.log" >&2
-    die "$name does not accept on 127.0.0.1:$port after 10 s"
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # pids_of NAME: every process in the server's session (nginx: master and worker)
 pids_of() {
