@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,13 @@ enum { K_GET = -2, K_SET = -3, K_DEL = -4, K_TAKE = -5, K_LIST = -6 };
 enum { W_DOWN, W_CONNECTING, W_UP };
 enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, MAX_TIMEOUTS = 3, SCAN_COUNT = 1000, MGET_BATCH = 1000 };
 
-/* KEYS[1] = bucket; ARGV = capacity, rate per second, cost. The arithmetic of store.c bucket_take. */
+/* KEYS[1] = bucket; ARGV = capacity, rate per second, cost, n. The arithmetic of store.c bucket_take,
+ * applied to n takes in a row (the first `granted` succeed): several requests on one bucket from one loop
+ * turn cost one round trip, with exactly the answers n separate calls would have had. Returns granted,
+ * tokens after, reset (ms), retry (ms, for the refused), tokens before taking, now (ms). */
 static const char take_script[] =
     "local cap, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local n = tonumber(ARGV[4] or '1')\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local ty = redis.call('TYPE', KEYS[1])['ok']\n"
@@ -41,17 +46,21 @@ static const char take_script[] =
     "if tokens == nil or last == nil then tokens, last = cap, now\n"
     "elseif now > last then tokens = math.min(cap, tokens + (now - last) * rate / 1000.0); last = now end\n"
     "if tokens > cap then tokens = cap end\n"
-    "local allowed = 0\n"
-    "if tokens >= cost then allowed = 1; tokens = tokens - cost end\n"
+    "local before = tokens\n"
+    "local allowed = n\n"
+    "if cost > 0 then allowed = math.min(n, math.floor(tokens / cost)) end\n"
+    "while allowed > 0 and before - allowed * cost < 0 do allowed = allowed - 1 end\n"
+    "tokens = before - allowed * cost\n"
     "local to_full = 0\n"
     "if rate > 0 then to_full = (cap - tokens) / rate * 1000.0 end\n"
     "local reset = now + math.ceil(to_full)\n"
     "local retry = 0\n"
-    "if allowed == 0 and rate > 0 then retry = math.ceil((cost - tokens) / rate * 1000.0) end\n"
-    "if allowed == 0 and retry == 0 then retry = 1 end\n"
+    "if allowed < n and rate > 0 then retry = math.ceil((cost - tokens) / rate * 1000.0) end\n"
+    "if allowed < n and retry == 0 then retry = 1 end\n"
     "redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', last))\n"
     "redis.call('PEXPIRE', KEYS[1], reset - now + 1000)\n"
-    "return {allowed, string.format('%.17g', tokens), string.format('%d', reset), string.format('%d', retry)}\n";
+    "return {allowed, string.format('%.17g', tokens), string.format('%d', reset), string.format('%d', retry),\n"
+    "        string.format('%.17g', before), string.format('%d', now)}\n";
 
 typedef struct rstore rstore;
 typedef struct rworker rworker;
@@ -74,7 +83,10 @@ struct rop {
     gw_bucket_result br;
     char *key; /* take: kept for the EVAL fallback; list: the MATCH pattern */
     size_t klen;
-    char nums[3][40];
+    char nums[4][40];
+    double bcap, brate, bcost; /* take */
+    rop *follow;            /* take: the ops riding on this one's script call, in order */
+    rop *bnext;             /* in the worker's batch of takes not sent yet */
     char cursor[32];
     gw_strv *keys, *vals;
     size_t n, cap, pos;
@@ -91,6 +103,8 @@ struct rworker {
     int logged; /* last state logged: 0 none, W_DOWN, W_UP */
     struct event *ready_ev, *conn_tmo, *retry_ev, *drop_ev;
     rop *ready_head, *ready_tail;
+    rop *batch_head, *batch_tail; /* takes of this loop turn, sent together by flush_ev */
+    struct event *flush_ev;
     unsigned backoff_ms, timeouts, seed;
     char sha[48];
 };
@@ -425,13 +439,21 @@ static void send_mget(rop *op)
     if (issue(op, (int)nb + 1, argv, lens) != 0) finish(op, GW_STORE_ERROR);
 }
 
+static void release_followers(rop *op, int status);
+
 static void send_take(rop *op, bool by_sha)
 {
-    const char *argv[7] = {by_sha ? "EVALSHA" : "EVAL", by_sha ? op->w->sha : take_script, "1", op->key,
-                           op->nums[0], op->nums[1], op->nums[2]};
-    size_t lens[7] = {strlen(argv[0]), by_sha ? strlen(op->w->sha) : sizeof take_script - 1, 1, op->klen,
-                      strlen(op->nums[0]), strlen(op->nums[1]), strlen(op->nums[2])};
-    if (issue(op, 7, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+    size_t n = 1;
+    for (rop *f = op->follow; f; f = f->follow) n++;
+    snprintf(op->nums[3], sizeof op->nums[3], "%zu", n);
+    const char *argv[8] = {by_sha ? "EVALSHA" : "EVAL", by_sha ? op->w->sha : take_script, "1", op->key,
+                           op->nums[0], op->nums[1], op->nums[2], op->nums[3]};
+    size_t lens[8] = {strlen(argv[0]), by_sha ? strlen(op->w->sha) : sizeof take_script - 1, 1, op->klen,
+                      strlen(op->nums[0]), strlen(op->nums[1]), strlen(op->nums[2]), strlen(op->nums[3])};
+    if (issue(op, 8, argv, lens) != 0) {
+        release_followers(op, GW_STORE_ERROR);
+        finish(op, GW_STORE_ERROR);
+    }
 }
 
 static char *dup_mem(const char *p, size_t n)
@@ -531,16 +553,49 @@ static int take_result(rop *op, const redisReply *r)
         send_take(op, false);
         return 0;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 || r->element[0]->type != REDIS_REPLY_INTEGER)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6 || r->element[0]->type != REDIS_REPLY_INTEGER)
         return -1;
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 6; i++)
         if (r->element[i]->type != REDIS_REPLY_STRING) return -1;
-    op->br.allowed = r->element[0]->integer == 1;
-    op->br.remaining = strtod(r->element[1]->str, NULL);
-    op->br.reset_ms = strtoull(r->element[2]->str, NULL, 10);
-    op->br.retry_ms = strtoull(r->element[3]->str, NULL, 10);
+    long long granted = r->element[0]->integer;
+    double after = strtod(r->element[1]->str, NULL), before = strtod(r->element[4]->str, NULL);
+    uint64_t reset = strtoull(r->element[2]->str, NULL, 10), retry = strtoull(r->element[3]->str, NULL, 10);
+    uint64_t now = strtoull(r->element[5]->str, NULL, 10);
+    /* The i-th take in order: the first `granted` succeeded, each leaving one cost less. */
+    long long i = 0;
+    for (rop *t = op, *nx; t; t = nx, i++) {
+        nx = t->follow;
+        gw_bucket_result *br = &t->br;
+        br->allowed = i < granted;
+        br->remaining = br->allowed ? before - (double)(i + 1) * op->bcost : after;
+        if (br->remaining < 0) br->remaining = 0;
+        br->reset_ms = br->allowed && op->brate > 0
+                           ? now + (uint64_t)ceil((op->bcap - br->remaining) / op->brate * 1000.0)
+                           : reset;
+        br->retry_ms = br->allowed ? 0 : retry;
+        if (t != op) {
+            t->refs--;
+            t->follow = NULL;
+            finish(t, GW_STORE_OK);
+            maybe_free(t);
+        }
+    }
+    op->follow = NULL;
     finish(op, GW_STORE_OK);
     return 0;
+}
+
+/* The ops riding on op's call get `status` (they are done waiting for it). */
+static void release_followers(rop *op, int status)
+{
+    for (rop *t = op->follow, *nx; t; t = nx) {
+        nx = t->follow;
+        t->follow = NULL;
+        t->refs--;
+        finish(t, status);
+        maybe_free(t);
+    }
+    op->follow = NULL;
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -549,12 +604,15 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     op->refs--;
     if (r) op->w->timeouts = 0;
-    if (op->finished) {
-        maybe_free(op);
+    if (!r) {
+        release_followers(op, GW_STORE_ERROR);
+        if (op->finished) maybe_free(op);
+        else finish(op, GW_STORE_ERROR);
         return;
     }
-    if (!r) {
-        finish(op, GW_STORE_ERROR);
+    if (op->finished) { /* timed out or cancelled: its riders still get their answers */
+        if (op->kind == K_TAKE && op->follow && take_result(op, r) != 0) release_followers(op, GW_STORE_ERROR);
+        maybe_free(op);
         return;
     }
     int st = GW_STORE_ERROR;
@@ -572,6 +630,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         break;
     case K_TAKE:
         if (take_result(op, r) == 0) return;
+        release_followers(op, GW_STORE_ERROR);
         break;
     case K_LIST:
         if ((op->cursor[0] ? list_scan(op, r) : list_mget(op, r)) == 0) return;
@@ -624,11 +683,65 @@ static gw_store_op *r_take(void *impl, unsigned w, const char *k, size_t kl, dou
         return (gw_store_op *)op;
     }
     op->klen = kl;
+    op->bcap = cap, op->brate = rate, op->bcost = cost;
     snprintf(op->nums[0], sizeof op->nums[0], "%.17g", cap);
     snprintf(op->nums[1], sizeof op->nums[1], "%.17g", rate);
     snprintf(op->nums[2], sizeof op->nums[2], "%.17g", cost);
-    send_take(op, op->w->sha[0] != '\0');
+    rworker *wk = op->w;
+    op->bnext = NULL;
+    op->refs++; /* the batch holds it until flushed (a cancel meanwhile must not free it) */
+    if (wk->batch_tail) wk->batch_tail->bnext = op;
+    else wk->batch_head = op;
+    wk->batch_tail = op;
+    event_active(wk->flush_ev, EV_TIMEOUT, 1);
     return (gw_store_op *)op;
+}
+
+static bool same_take(const rop *a, const rop *b)
+{
+    return a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0 && a->bcap == b->bcap && a->brate == b->brate &&
+           a->bcost == b->bcost;
+}
+
+/* End of the loop turn: one script call per bucket for the takes made meanwhile (in their order). */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    rworker *w = arg;
+    rop *list = w->batch_head;
+    w->batch_head = w->batch_tail = NULL;
+    struct timeval tv = tv_ms(w->s->command_timeout_ms ? w->s->command_timeout_ms : 1000);
+    while (list) {
+        rop *lead = list;
+        list = lead->bnext;
+        lead->bnext = NULL;
+        lead->refs--; /* the batch's hold */
+        if (lead->finished) { /* cancelled while waiting for the flush */
+            maybe_free(lead);
+            continue;
+        }
+        /* This bucket's takes ride on the leader's call (their batch hold becomes the ride's); the rest
+         * wait for a later round of this loop. */
+        rop *rest = NULL, **rest_tail = &rest, *tail = lead;
+        size_t n = 1;
+        for (rop *t = list, *nx; t; t = nx) {
+            nx = t->bnext;
+            t->bnext = NULL;
+            if (t->finished) {
+                t->refs--;
+                maybe_free(t);
+            } else if (n < 512 && same_take(lead, t)) {
+                tail->follow = t;
+                tail = t;
+                evtimer_add(t->timer, &tv);
+                n++;
+            } else {
+                *rest_tail = t;
+                rest_tail = &t->bnext;
+            }
+        }
+        list = rest;
+        send_take(lead, w->sha[0] != '\0');
+    }
 }
 
 static gw_store_op *r_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb,
@@ -670,7 +783,8 @@ static int r_attach(void *impl, unsigned worker, struct event_base *base)
     w->conn_tmo = evtimer_new(base, on_conn_timeout, w);
     w->retry_ev = evtimer_new(base, on_retry, w);
     w->drop_ev = evtimer_new(base, on_drop, w);
-    if (!w->ready_ev || !w->conn_tmo || !w->retry_ev || !w->drop_ev) return -1;
+    w->flush_ev = event_new(base, -1, 0, on_flush, w);
+    if (!w->ready_ev || !w->conn_tmo || !w->retry_ev || !w->drop_ev || !w->flush_ev) return -1;
     start_connect(w);
     return 0;
 }
@@ -681,10 +795,11 @@ static void r_detach(void *impl, unsigned worker)
     if (worker >= s->nw) return;
     rworker *w = &s->w[worker];
     w->detaching = true;
+    if (w->flush_ev) on_flush(-1, 0, w); /* takes not sent yet fail fast (or go out before the drop) */
     drop_conn(w, NULL); /* pending replies complete (-1) */
     run_ready(w);       /* deliver (or drop, if cancelled) what is left */
-    struct event **evs[4] = {&w->ready_ev, &w->conn_tmo, &w->retry_ev, &w->drop_ev};
-    for (int i = 0; i < 4; i++) {
+    struct event **evs[5] = {&w->ready_ev, &w->conn_tmo, &w->retry_ev, &w->drop_ev, &w->flush_ev};
+    for (int i = 0; i < 5; i++) {
         if (*evs[i]) event_free(*evs[i]);
         *evs[i] = NULL;
     }

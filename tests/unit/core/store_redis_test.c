@@ -277,6 +277,31 @@ static void test_shared_bucket(void **state)
     assert_int_equal(allowed, 10);
 }
 
+/* Takes made in one loop turn go to Redis as one script call; each still gets the answer it would have
+ * had alone: the first ten pass with 9, 8, ... 0 tokens left, the others are refused. A take cancelled
+ * while it waits for the flush (its request ended) is dropped without disturbing the others. */
+static void test_batched_takes(void **state)
+{
+    result r[21];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 21; i++)
+        assert_non_null(gw_store_take(s1, 0, "b:batch", 7, 10, 0.0001, 1, wall_ms(), on_bucket, &r[i]));
+    gw_store_op *gone = gw_store_take(s1, 0, "b:batch", 7, 10, 0.0001, 1, wall_ms(), on_bucket, &r[20]);
+    gw_store_cancel(gone);
+    for (int i = 0; i < 20; i++) wait_for(&r[i], 3000);
+    int allowed = 0;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(r[i].status, 0);
+        assert_int_equal(r[i].br.allowed, i < 10); /* in call order */
+        if (i < 10) assert_true(r[i].br.remaining > 8.99 - i && r[i].br.remaining < 9.01 - i);
+        else assert_true(r[i].br.retry_ms >= 1);
+        allowed += r[i].br.allowed;
+    }
+    assert_int_equal(allowed, 10);
+    wait_for(&r[20], 3000); /* the 21st (not cancelled) one: refused too */
+    assert_false(r[20].br.allowed);
+}
+
 static void test_cancel(void **state)
 {
     result r = {0};
@@ -383,7 +408,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),      cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_list),        cmocka_unit_test(test_take_exact),
-        cmocka_unit_test(test_shared_bucket), cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_shared_bucket), cmocka_unit_test(test_batched_takes), cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_killed_and_restarted), cmocka_unit_test(test_frozen),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
