@@ -381,7 +381,9 @@ static bool dispatch_target(gw_conn *c)
     bool known = false;
     if (g->nendpoints && (c->rq.endpoint = gw_gen_endpoint(g, c->req->method_id, p, n, &known))) return true;
     if (known) {
-        gw_respond_error(c, 405, "The method is not allowed on this endpoint");
+        char allow[160];
+        gw_gen_endpoint_allow(g, p, n, allow, sizeof allow);
+        gw_respond_error_hdr(c, 405, "The method is not allowed on this endpoint", allow);
         return false;
     }
     c->route = gw_router_match(g->router, p, n);

@@ -289,19 +289,37 @@ void gw_gen_free(gw_gen *g)
     free(g);
 }
 
+static bool endpoint_matches(const gw_endpoint *e, const char *path, size_t len)
+{
+    if (!e->prefix) return len == e->path_len && memcmp(path, e->path, len) == 0;
+    return len >= e->path_len && memcmp(path, e->path, e->path_len) == 0 &&
+           (len == e->path_len || path[e->path_len] == '/' || e->path[e->path_len - 1] == '/');
+}
+
 const gw_endpoint *gw_gen_endpoint(const gw_gen *g, int method, const char *path, size_t len, bool *path_known)
 {
     *path_known = false;
     for (size_t i = 0; i < g->nendpoints; i++) {
         const gw_endpoint *e = &g->endpoints[i];
-        bool match = e->prefix ? (len >= e->path_len && memcmp(path, e->path, e->path_len) == 0 &&
-                                  (len == e->path_len || path[e->path_len] == '/' || e->path[e->path_len - 1] == '/'))
-                               : (len == e->path_len && memcmp(path, e->path, len) == 0);
-        if (!match) continue;
+        if (!endpoint_matches(e, path, len)) continue;
         *path_known = true;
         if (e->method == GW_METHOD_OTHER || e->method == method ||
             (e->method == GW_METHOD_GET && method == GW_METHOD_HEAD))
             return e;
     }
     return NULL;
+}
+
+void gw_gen_endpoint_allow(const gw_gen *g, const char *path, size_t len, char *out, size_t cap)
+{
+    static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                        "CONNECT", "TRACE"};
+    unsigned mask = 0;
+    for (size_t i = 0; i < g->nendpoints; i++)
+        if (endpoint_matches(&g->endpoints[i], path, len)) mask |= 1u << g->endpoints[i].method;
+    if (mask & (1u << GW_METHOD_GET)) mask |= 1u << GW_METHOD_HEAD;
+    size_t n = (size_t)snprintf(out, cap, "Allow: ");
+    for (int m = 1; m <= GW_METHOD_TRACE && n < cap; m++)
+        if (mask & (1u << m)) n += (size_t)snprintf(out + n, cap - n, "%s%s", n > 7 ? ", " : "", names[m]);
+    if (n < cap) snprintf(out + n, cap - n, "\r\n");
 }

@@ -311,6 +311,9 @@ class PipelineTest(gf.FilterTestCase):
         self.assertEqual(r.json(), {"tag": "ep"})
         self.assertErrorJson(self.get(gw.port, "/_tagger/other"), 404, "Not Found")
         self.assertErrorJson(self.get(gw.port, "/_tagger/ep/below"), 404, "Not Found")
+        r = self.get(gw.port, "/_tagger/ep", method="DELETE")  # the endpoint serves GET (and so HEAD)
+        self.assertErrorJson(r, 405, "Method Not Allowed")
+        self.assertEqual(r.header("allow"), "GET, HEAD", r.summary())
         self.assertUpstreamSawNothing(self.up)
 
     def test_prefix_endpoint(self):
