@@ -345,14 +345,8 @@ static int request_path(gw_conn *c)
 
 static void method_not_allowed(gw_conn *c)
 {
-    char allow[160] = "Allow: ";
-    static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
-                                        "CONNECT", "TRACE"};
-    size_t n = strlen(allow);
-    for (int m = 1; m <= GW_METHOD_TRACE; m++)
-        if (c->route->methods & (1u << m))
-            n += (size_t)snprintf(allow + n, sizeof allow - n, "%s%s", n > 7 ? ", " : "", names[m]);
-    snprintf(allow + n, sizeof allow - n, "\r\n");
+    char allow[160];
+    gw_http_allow_line(c->route->methods, allow, sizeof allow);
     gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
 }
 
@@ -382,7 +376,7 @@ static bool dispatch_target(gw_conn *c)
     if (g->nendpoints && (c->rq.endpoint = gw_gen_endpoint(g, c->req->method_id, p, n, &known))) return true;
     if (known) {
         char allow[160];
-        gw_gen_endpoint_allow(g, p, n, allow, sizeof allow);
+        gw_http_allow_line(gw_gen_endpoint_methods(g, p, n), allow, sizeof allow);
         gw_respond_error_hdr(c, 405, "The method is not allowed on this endpoint", allow);
         return false;
     }

@@ -310,16 +310,11 @@ const gw_endpoint *gw_gen_endpoint(const gw_gen *g, int method, const char *path
     return NULL;
 }
 
-void gw_gen_endpoint_allow(const gw_gen *g, const char *path, size_t len, char *out, size_t cap)
+unsigned gw_gen_endpoint_methods(const gw_gen *g, const char *path, size_t len)
 {
-    static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
-                                        "CONNECT", "TRACE"};
     unsigned mask = 0;
     for (size_t i = 0; i < g->nendpoints; i++)
         if (endpoint_matches(&g->endpoints[i], path, len)) mask |= 1u << g->endpoints[i].method;
     if (mask & (1u << GW_METHOD_GET)) mask |= 1u << GW_METHOD_HEAD;
-    size_t n = (size_t)snprintf(out, cap, "Allow: ");
-    for (int m = 1; m <= GW_METHOD_TRACE && n < cap; m++)
-        if (mask & (1u << m)) n += (size_t)snprintf(out + n, cap - n, "%s%s", n > 7 ? ", " : "", names[m]);
-    if (n < cap) snprintf(out + n, cap - n, "\r\n");
+    return mask;
 }

@@ -79,8 +79,8 @@ int gw_gen_check(gw_config *cfg, const char *exe_dir, char **err);
 void gw_gen_free(gw_gen *g);
 
 const gw_endpoint *gw_gen_endpoint(const gw_gen *g, int method, const char *path, size_t len, bool *path_known);
-/* "Allow: GET, HEAD, ...\r\n" for the endpoints serving `path` (for a 405). */
-void gw_gen_endpoint_allow(const gw_gen *g, const char *path, size_t len, char *out, size_t cap);
+/* The methods the endpoints serving `path` accept, as (1u << enum gw_http_method) bits (GET implies HEAD). */
+unsigned gw_gen_endpoint_methods(const gw_gen *g, const char *path, size_t len);
 
 /* The host API table handed to filters. */
 const gw_host *gw_host_api(void);

@@ -2,6 +2,7 @@
  * Each verdict is taken at the first byte that settles it, so a prefix never contradicts the whole. */
 #include "http.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Character classes, one table lookup per byte on the hot path. */
@@ -694,19 +695,29 @@ bool gw_http_conn_lists(const gw_http_head *h, gw_str name)
     return false;
 }
 
+static const gw_str method_names[] = {
+    [GW_METHOD_GET] = {"GET", 3},         [GW_METHOD_HEAD] = {"HEAD", 4},
+    [GW_METHOD_POST] = {"POST", 4},       [GW_METHOD_PUT] = {"PUT", 3},
+    [GW_METHOD_DELETE] = {"DELETE", 6},   [GW_METHOD_PATCH] = {"PATCH", 5},
+    [GW_METHOD_OPTIONS] = {"OPTIONS", 7}, [GW_METHOD_CONNECT] = {"CONNECT", 7},
+    [GW_METHOD_TRACE] = {"TRACE", 5},
+};
+
 int gw_http_method_id(gw_str m)
 {
     /* Methods are case-sensitive (RFC 9110 9.1): "get" is an unknown method. */
-    static const gw_str names[] = {
-        [GW_METHOD_GET] = {"GET", 3},         [GW_METHOD_HEAD] = {"HEAD", 4},
-        [GW_METHOD_POST] = {"POST", 4},       [GW_METHOD_PUT] = {"PUT", 3},
-        [GW_METHOD_DELETE] = {"DELETE", 6},   [GW_METHOD_PATCH] = {"PATCH", 5},
-        [GW_METHOD_OPTIONS] = {"OPTIONS", 7}, [GW_METHOD_CONNECT] = {"CONNECT", 7},
-        [GW_METHOD_TRACE] = {"TRACE", 5},
-    };
     for (int id = GW_METHOD_GET; id <= GW_METHOD_TRACE; id++)
-        if (names[id].n == m.n && memcmp(names[id].p, m.p, m.n) == 0) return id;
+        if (method_names[id].n == m.n && memcmp(method_names[id].p, m.p, m.n) == 0) return id;
     return GW_METHOD_OTHER;
+}
+
+void gw_http_allow_line(unsigned methods, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "Allow: ");
+    for (int m = GW_METHOD_GET; m <= GW_METHOD_TRACE && n < cap; m++)
+        if (methods & (1u << m))
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", n > 7 ? ", " : "", method_names[m].p);
+    if (n < cap) snprintf(out + n, cap - n, "\r\n");
 }
 
 /* RFC 9110 section 15 and the registered extensions still in use. */

@@ -141,6 +141,8 @@ bool gw_http_is_hop_by_hop(gw_str name);
 /* True if `name` is listed as a token in any Connection field of h. */
 bool gw_http_conn_lists(const gw_http_head *h, gw_str name);
 int gw_http_method_id(gw_str method);
+/* "Allow: GET, POST\r\n" for a set of (1u << enum gw_http_method) bits, into out (cap bytes). */
+void gw_http_allow_line(unsigned methods, char *out, size_t cap);
 const char *gw_http_reason(int status); /* standard reason phrase, "Unknown" if none */
 
 #endif
