@@ -230,7 +230,10 @@ static int build_pipeline(gw_gen *g, char **err)
         f->d = &f->mod->desc;
         f->state_off = (g->state_size + 15) & ~(size_t)15;
         g->state_size = f->state_off + f->d->req_state_size;
-        if (f->d->on_upstream_response || f->d->on_response) g->has_response_phases = true;
+        gw_phase_fn fns[] = {f->d->on_request, f->d->on_upstream_request, f->d->on_upstream_response,
+                             f->d->on_response, f->d->on_log};
+        for (unsigned ph = 0; ph < sizeof fns / sizeof fns[0]; ph++)
+            if (fns[ph]) g->phases |= 1u << ph; /* same order as GW_PH_* */
         if (create_filter(g, f, err) != 0) return -1;
     }
     return 0;

@@ -64,7 +64,7 @@ struct gw_gen {
     gw_endpoint *endpoints;
     size_t nendpoints;
     size_t state_size; /* per-request state of all filters */
-    bool has_response_phases;
+    unsigned phases; /* bit (1u << GW_PH_*) for each phase some filter implements */
     gw_gen_worker *pw; /* [nworkers] */
     unsigned nworkers;
     atomic_uint workers_left; /* workers that have not retired it yet */

@@ -27,12 +27,10 @@ static gw_phase_fn phase_fn(const gw_filter *f, int phase)
     return NULL;
 }
 
+/* Computed once per generation: the per-request path only tests a bit. */
 bool gw_phase_present(const gw_conn *c, int phase)
 {
-    const gw_gen *g = c->gen;
-    for (size_t i = 0; g && i < g->nfilters; i++)
-        if (phase_fn(g->filters[i], phase)) return true;
-    return false;
+    return c->gen && (c->gen->phases & (1u << phase));
 }
 
 int gw_phase_request_init(gw_conn *c)
@@ -144,7 +142,7 @@ void gw_phase_resume(gw_req *r, gw_result result)
 void gw_phase_log(gw_conn *c)
 {
     gw_req *r = &c->rq;
-    if (!c->gen || !c->gen->nfilters || !r->active) return;
+    if (!gw_phase_present(c, GW_PH_LOG) || !r->active) return;
     r->phase = GW_PH_LOG;
     for (size_t k = 0; k < c->gen->nfilters; k++) {
         r->in_call = true;

@@ -208,7 +208,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
         u->keep_alive = h->keep_alive;
         set_framing(c, h);
         u->head_done = true;
-        if (c->gen->has_response_phases) {
+        if (c->gen->phases & (1u << GW_PH_UPSTREAM_RESPONSE | 1u << GW_PH_RESPONSE)) {
             int rc = stage_response(c, h);
             evbuffer_drain(in, head_len);
             if (rc != 0) {
