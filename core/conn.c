@@ -98,8 +98,8 @@ static void on_write(gw_io *bev, void *arg)
     gw_conn *c = arg;
     size_t out = evbuffer_get_length(gw_io_output(bev));
     if (c->state == GW_C_CLOSING) {
-        if (out == 0 && !c->pending_next) {
-            c->pending_next = true; /* reused as "linger started" in this state */
+        if (out == 0 && !c->lingering) {
+            c->lingering = true;
             start_linger(c);
         }
         return;

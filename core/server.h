@@ -209,6 +209,7 @@ struct gw_conn {
     bool req_valid;         /* c->req holds the current request's parsed head */
     bool retry_pending;     /* the timer starts the next upstream attempt */
     bool wait_drain;        /* the next pipelined request waits for our output to drain */
+    bool lingering;         /* closing: our side is shut, the client's leftovers are being read */
     bool for_endpoint;      /* the body is read for a registered endpoint, not proxied */
     bool resp_own;          /* the response being prepared is ours (not the upstream's) */
     int builtin;            /* 1 /health, 2 /info, 3 /services/health */
