@@ -7,7 +7,7 @@
  *       password: ${ADMIN_PASSWORD:-}          # required: a missing or empty password refuses the config
  *       realm: API Gateway Admin               # default
  *       path: /admin                           # protected prefix, matched at a '/' boundary; default /admin
- *       max_failures: 5                        # failures per client IP before it is throttled; 0 = never
+ *       max_failures: 5                        # wrong credentials per (client IP, username) before a block
  *       block: 60s                             # how long a throttled client waits after its last failure
  *
  * Requests below `path` must carry `Authorization: Basic base64(username:password)`. The presented username
@@ -16,12 +16,13 @@
  * 401 with `WWW-Authenticate: Basic realm="...", charset="UTF-8"` and the gateway's error JSON, and logged
  * (warn) with the client IP and the kind of failure, never with what the client sent.
  *
- * Throttling: failures are counted per client IP (the socket peer) while they come less than `block` apart.
- * Once a client has `max_failures` of them, its requests below `path` are answered 429 with Retry-After
- * (before any credential is looked at) until `block` has passed since its last failure; a success clears
- * its count. The counts live in a bounded table per worker (no locks, nothing shared between workers), so
- * a client spreading its attempts over N workers may get up to N x max_failures attempts per block; a
- * reload starts with empty tables.
+ * Throttling: only wrong credentials count (a request without credentials, or with malformed ones, names
+ * no username and is not counted), per (client IP, username tried), while they come less than `block`
+ * apart. The max_failures-th one blocks that pair: its requests below `path` are answered 429 with
+ * Retry-After, correct password included, until `block` has passed since its last counted failure; the
+ * block is logged once. A success clears the pair's count. The counts live in one bounded table per
+ * instance, shared by all workers behind a mutex (aa_throttle.c), so N workers still allow exactly
+ * max_failures attempts; a reload starts with an empty table.
  *
  * Requests outside `path` are not touched at all. */
 #include <gw/filter.h>
@@ -30,14 +31,16 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "aa_throttle.h"
+
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define AA_NAME "adminauth"
 #define AA_DIGEST_LEN 32 /* SHA-256 */
+_Static_assert(AA_DIGEST_LEN == AA_USER_MD_LEN, "the throttle keys on the username digest");
 
 #define AA_DEFAULT_USERNAME "admin"
 #define AA_DEFAULT_REALM "API Gateway Admin"
@@ -55,12 +58,6 @@
 /* Presented credentials longer than this (decoded) cannot match and are refused before decoding. */
 #define AA_MAX_CREDENTIALS 3072
 #define AA_MAX_B64 (AA_MAX_CREDENTIALS / 3 * 4)
-
-/* The per-worker failure table: AA_SETS sets of AA_WAYS entries (4096 clients per worker). */
-#define AA_SETS 1024
-#define AA_WAYS 4
-#define AA_IP_MAX 48 /* an IPv6 text address is at most 45 bytes; longer keys are cut (the hash covers all)  \
-                      */
 
 typedef enum {
     AA_OK = 0,
@@ -96,23 +93,6 @@ static const char *const kind_message[AA_NKINDS] = {
 };
 
 typedef struct {
-    uint64_t hash;
-    uint64_t last_ms;  /* host->now_ms() of the last failure */
-    uint32_t failures; /* 0 = free slot */
-    uint8_t iplen;
-    char ip[AA_IP_MAX];
-} aa_entry;
-
-typedef struct {
-    aa_entry e[AA_SETS * AA_WAYS];
-} aa_table;
-
-typedef struct {
-    unsigned n;
-    aa_table *t[]; /* t[w] is created, used and freed by worker w only */
-} aa_tables;
-
-typedef struct {
     unsigned char user_md[AA_DIGEST_LEN], pass_md[AA_DIGEST_LEN];
     char *challenge; /* the WWW-Authenticate value */
     char *path;      /* protected prefix without a trailing '/'; "" = everything */
@@ -125,9 +105,8 @@ typedef struct {
     const gw_host *host;
     gw_filter *self;
     aa_settings s;
-    uint64_t seed; /* hash seed of the failure tables */
     gw_metric *failures_total, *throttled_total;
-    _Atomic(aa_tables *) tables;
+    aa_throttle *throttle; /* NULL when max_failures is 0 */
 } aa_inst;
 
 /* --- small helpers --------------------------------------------------------------------------------- */
@@ -352,73 +331,6 @@ static int settings_read(const gw_host *h, const gw_conf *conf, aa_settings *s, 
     return 0;
 }
 
-/* --- the per-worker failure table ------------------------------------------------------------------ */
-
-static uint64_t ip_hash(const aa_inst *in, gw_strv ip)
-{
-    uint64_t h = 0xcbf29ce484222325u ^ in->seed; /* FNV-1a, seeded per instance */
-    for (size_t i = 0; i < ip.n; i++) {
-        h ^= (unsigned char)ip.p[i];
-        h *= 0x100000001b3u;
-    }
-    h ^= h >> 29; /* spread the high bits over the set index */
-    return h;
-}
-
-static size_t key_len(gw_strv ip)
-{
-    return ip.n < AA_IP_MAX ? ip.n : AA_IP_MAX;
-}
-
-static bool expired(const aa_inst *in, const aa_entry *e, uint64_t now)
-{
-    return now - e->last_ms >= in->s.block_ms;
-}
-
-/* The live entry of `ip`, or NULL; an entry whose last failure is `block` old is freed on the way. */
-static aa_entry *entry_find(const aa_inst *in, aa_table *t, gw_strv ip, uint64_t hash, uint64_t now)
-{
-    aa_entry *set = &t->e[(hash % AA_SETS) * AA_WAYS];
-    size_t klen = key_len(ip);
-    for (int i = 0; i < AA_WAYS; i++) {
-        aa_entry *e = &set[i];
-        if (!e->failures || e->hash != hash || e->iplen != klen || memcmp(e->ip, ip.p, klen) != 0) continue;
-        if (expired(in, e, now)) {
-            e->failures = 0;
-            return NULL;
-        }
-        return e;
-    }
-    return NULL;
-}
-
-/* A slot for a new client: a free or expired one of its set, else the one with the oldest failure. */
-static aa_entry *entry_new(const aa_inst *in, aa_table *t, gw_strv ip, uint64_t hash, uint64_t now)
-{
-    aa_entry *set = &t->e[(hash % AA_SETS) * AA_WAYS];
-    aa_entry *victim = &set[0];
-    for (int i = 0; i < AA_WAYS; i++) {
-        aa_entry *e = &set[i];
-        if (!e->failures || expired(in, e, now)) {
-            victim = e;
-            break;
-        }
-        if (e->last_ms < victim->last_ms) victim = e;
-    }
-    size_t klen = key_len(ip);
-    memset(victim, 0, sizeof *victim);
-    victim->hash = hash;
-    victim->iplen = (uint8_t)klen;
-    memcpy(victim->ip, ip.p, klen);
-    return victim;
-}
-
-static aa_table *table_of(aa_inst *in, unsigned worker)
-{
-    aa_tables *ts = atomic_load_explicit(&in->tables, memory_order_acquire);
-    return ts && worker < ts->n ? ts->t[worker] : NULL;
-}
-
 /* --- credentials ----------------------------------------------------------------------------------- */
 
 static bool ows(char c)
@@ -426,8 +338,9 @@ static bool ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Checks the request's Authorization header. Returns AA_OK, a failure kind, or -1 (internal error). */
-static int check_credentials(const aa_inst *in, gw_req *req)
+/* Checks the request's Authorization header. Returns AA_OK, a failure kind, or -1 (internal error). For
+ * AA_OK and AA_CREDENTIALS (the kinds that name a username), user_md is the SHA-256 of the username. */
+static int check_credentials(const aa_inst *in, gw_req *req, unsigned char user_md[AA_DIGEST_LEN])
 {
     const gw_host *h = in->host;
     gw_strv v;
@@ -458,14 +371,13 @@ static int check_credentials(const aa_inst *in, gw_req *req)
         return AA_NO_COLON;
     }
     size_t ulen = (size_t)(colon - buf);
-    unsigned char umd[AA_DIGEST_LEN], pmd[AA_DIGEST_LEN];
-    bool hashed = sha256(buf, ulen, umd) && sha256(colon + 1, (size_t)len - ulen - 1, pmd);
+    unsigned char pmd[AA_DIGEST_LEN];
+    bool hashed = sha256(buf, ulen, user_md) && sha256(colon + 1, (size_t)len - ulen - 1, pmd);
     OPENSSL_cleanse(buf, (size_t)len);
     if (!hashed) return -1;
     /* Both digests are always compared (no short circuit), each in constant time. */
-    int differ = CRYPTO_memcmp(umd, in->s.user_md, AA_DIGEST_LEN);
+    int differ = CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN);
     differ |= CRYPTO_memcmp(pmd, in->s.pass_md, AA_DIGEST_LEN);
-    OPENSSL_cleanse(umd, sizeof umd);
     OPENSSL_cleanse(pmd, sizeof pmd);
     return differ ? AA_CREDENTIALS : AA_OK;
 }
@@ -477,10 +389,18 @@ static int aa_config_check(const gw_host *host, const gw_conf *conf, char *err, 
     return settings_read(host, conf, NULL, err, errlen);
 }
 
+static void aa_destroy(void *inst)
+{
+    aa_inst *in = inst;
+    aa_throttle_free(in->throttle);
+    settings_clear(&in->s);
+    free(in);
+}
+
 static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
-    if (!host->log || !host->path || !host->method || !host->client_ip || !host->worker ||
-        !host->header_get || !host->header_set || !host->respond_error || !host->now_ms) {
+    if (!host->log || !host->path || !host->method || !host->client_ip || !host->header_get ||
+        !host->header_set || !host->respond_error || !host->now_ms) {
         snprintf(err, errlen, AA_NAME ": the host lacks a member this filter needs");
         return NULL;
     }
@@ -491,13 +411,21 @@ static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf
     }
     in->host = host;
     in->self = self;
-    atomic_init(&in->tables, NULL);
     if (settings_read(host, conf, &in->s, err, errlen) != 0) {
         free(in);
         return NULL;
     }
-    if (RAND_bytes((unsigned char *)&in->seed, sizeof in->seed) != 1)
-        in->seed = (uint64_t)(uintptr_t)in ^ host->now_ms();
+    if (in->s.max_failures) {
+        uint64_t seed;
+        if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
+            seed = (uint64_t)(uintptr_t)in ^ host->now_ms();
+        in->throttle = aa_throttle_new(in->s.max_failures, in->s.block_ms, seed);
+        if (!in->throttle) {
+            snprintf(err, errlen, AA_NAME ": out of memory");
+            aa_destroy(in);
+            return NULL;
+        }
+    }
     if (host->metric_register) {
         static const char *const labels[] = {"reason", NULL};
         in->failures_total =
@@ -505,56 +433,10 @@ static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf
                                   "Failed admin authentication attempts, by kind", labels, NULL, 0);
         in->throttled_total = host->metric_register(
             self, GW_METRIC_COUNTER, "gateway_admin_auth_throttled_total",
-            "Admin requests refused (429) while their client was throttled", NULL, NULL, 0);
+            "Admin requests refused (429) while their client address and username were blocked", NULL, NULL,
+            0);
     }
     return in;
-}
-
-static void aa_destroy(void *inst)
-{
-    aa_inst *in = inst;
-    aa_tables *ts = atomic_load(&in->tables);
-    if (ts) {
-        for (unsigned i = 0; i < ts->n; i++)
-            free(ts->t[i]);
-        free(ts);
-    }
-    settings_clear(&in->s);
-    free(in);
-}
-
-/* Workers may start concurrently: the first one to get here installs the slot array. */
-static int aa_worker_init(void *inst, unsigned worker, unsigned workers)
-{
-    aa_inst *in = inst;
-    aa_tables *ts = atomic_load_explicit(&in->tables, memory_order_acquire);
-    if (!ts) {
-        if (workers == 0) return -1;
-        aa_tables *mine = calloc(1, sizeof *mine + (size_t)workers * sizeof mine->t[0]);
-        if (!mine) return -1;
-        mine->n = workers;
-        aa_tables *expected = NULL;
-        if (atomic_compare_exchange_strong_explicit(&in->tables, &expected, mine, memory_order_acq_rel,
-                                                    memory_order_acquire)) {
-            ts = mine;
-        } else {
-            free(mine);
-            ts = expected;
-        }
-    }
-    if (worker >= ts->n) return -1;
-    free(ts->t[worker]); /* a repeated init on the same worker starts afresh */
-    ts->t[worker] = calloc(1, sizeof(aa_table));
-    return ts->t[worker] ? 0 : -1;
-}
-
-static void aa_worker_fini(void *inst, unsigned worker)
-{
-    aa_inst *in = inst;
-    aa_tables *ts = atomic_load_explicit(&in->tables, memory_order_acquire);
-    if (!ts || worker >= ts->n) return;
-    free(ts->t[worker]);
-    ts->t[worker] = NULL;
 }
 
 /* --- the request phase ----------------------------------------------------------------------------- */
@@ -576,6 +458,19 @@ static void count(gw_metric *m, gw_req *req, const aa_inst *in, const char *reas
         in->host->metric_add(m, req, NULL, 1);
 }
 
+/* 429 with Retry-After (seconds, rounded up); counted, not logged (the block was, once, when it began). */
+static gw_result throttled(aa_inst *in, gw_req *req, uint64_t left_ms)
+{
+    const gw_host *h = in->host;
+    char secs[24];
+    int k = snprintf(secs, sizeof secs, "%" PRIu64, (left_ms + 999) / 1000);
+    count(in->throttled_total, req, in, NULL);
+    if (h->header_set(req, GW_HDR_RESPONSE, "Retry-After", secs, (size_t)k) != 0 ||
+        h->respond_error(req, 429, "Too many failed authentication attempts; retry later") != 0)
+        return GW_ERROR;
+    return GW_RESPOND;
+}
+
 static gw_result aa_on_request(void *inst, void *route_conf, void *state, gw_req *req)
 {
     (void)route_conf;
@@ -585,48 +480,32 @@ static gw_result aa_on_request(void *inst, void *route_conf, void *state, gw_req
     gw_strv path = h->path(req);
     if (!is_protected(in, path)) return GW_CONTINUE;
 
-    aa_table *t = table_of(in, h->worker(req));
-    if (!t) return GW_ERROR; /* worker_init failed on this worker */
     gw_strv ip = h->client_ip(req);
-    uint64_t now = h->now_ms();
-    uint64_t hash = ip_hash(in, ip);
     int ipn = ip.n > 64 ? 64 : (int)ip.n;
-
-    aa_entry *e = entry_find(in, t, ip, hash, now);
-    if (e && in->s.max_failures && e->failures >= in->s.max_failures) {
-        uint64_t left_ms = e->last_ms + in->s.block_ms - now;
-        char secs[24];
-        int k = snprintf(secs, sizeof secs, "%" PRIu64, (left_ms + 999) / 1000);
-        count(in->throttled_total, req, in, NULL);
-        h->log(in->self, req, GW_LOG_DEBUG, "client %.*s throttled: %" PRIu32 " failed attempts, %s s left",
-               ipn, ip.p, e->failures, secs);
-        if (h->header_set(req, GW_HDR_RESPONSE, "Retry-After", secs, (size_t)k) != 0 ||
-            h->respond_error(req, 429, "Too many failed authentication attempts; retry later") != 0)
-            return GW_ERROR;
-        return GW_RESPOND;
-    }
-
-    int kind = check_credentials(in, req);
+    unsigned char user_md[AA_DIGEST_LEN];
+    int kind = check_credentials(in, req, user_md);
     if (kind < 0) return GW_ERROR;
-    if (kind == AA_OK) {
-        if (e) e->failures = 0; /* a success clears the client's count */
-        return GW_CONTINUE;
+    aa_throttle_info ti = {0};
+    aa_throttle_verdict tv = AA_T_FAILED;
+    /* Only attempts that name a username are looked up and counted: an anonymous or malformed request
+     * cannot use up anybody's attempts. */
+    if (in->throttle && (kind == AA_OK || kind == AA_CREDENTIALS)) {
+        tv = aa_throttle_attempt(in->throttle, ip, user_md, kind == AA_OK, h->now_ms(), &ti);
+        if (tv == AA_T_BLOCKED) return throttled(in, req, ti.left_ms);
     }
+    bool configured_user = kind == AA_CREDENTIALS && CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN) == 0;
+    OPENSSL_cleanse(user_md, sizeof user_md);
+    if (kind == AA_OK) return GW_CONTINUE;
 
     gw_strv method = h->method(req);
     h->log(in->self, req, GW_LOG_WARN, "admin authentication failed: %s (client %.*s, %.*s %.*s)",
            kind_log[kind], ipn, ip.p, (int)(method.n > 16 ? 16 : method.n), method.p,
            (int)(path.n > 256 ? 256 : path.n), path.p);
     count(in->failures_total, req, in, kind_reason[kind]);
-    if (in->s.max_failures) {
-        if (!e) e = entry_new(in, t, ip, hash, now);
-        if (e->failures < UINT32_MAX) e->failures++;
-        e->last_ms = now;
-        if (e->failures == in->s.max_failures)
-            h->log(in->self, req, GW_LOG_WARN,
-                   "client %.*s throttled for %" PRIu64 " ms after %" PRIu32 " failed attempts", ipn, ip.p,
-                   in->s.block_ms, e->failures);
-    }
+    if (tv == AA_T_BLOCKS) /* the username itself is never logged: it may be a mistyped password */
+        h->log(in->self, req, GW_LOG_WARN,
+               "client %.*s throttled for %" PRIu64 " ms after %" PRIu32 " failed attempts with %s username",
+               ipn, ip.p, in->s.block_ms, ti.failures, configured_user ? "the configured" : "another");
 
     const char *challenge = in->s.challenge;
     if (h->header_set(req, GW_HDR_RESPONSE, "WWW-Authenticate", challenge, strlen(challenge)) != 0 ||
@@ -644,8 +523,6 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .description = "HTTP Basic authentication for the admin endpoints, with per-client throttling",
     .config_check = aa_config_check,
     .create = aa_create,
-    .worker_init = aa_worker_init,
-    .worker_fini = aa_worker_fini,
     .destroy = aa_destroy,
     .on_request = aa_on_request,
 };

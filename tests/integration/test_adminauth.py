@@ -3,7 +3,8 @@
 """adminauth.so (plugins/adminauth) in a running gateway, over raw HTTP: every failure kind answered 401 with
 the Basic challenge and the error JSON, correct credentials reaching the upstream untouched, paths outside
 /admin not protected, failures logged with the client IP and never the password, throttling (429 with
-Retry-After, then back to normal), the gateway refusing to start without ADMIN_PASSWORD, and
+Retry-After, then back to normal; only wrong credentials count, per address and username, shared by the
+workers), the gateway refusing to start without ADMIN_PASSWORD, and
 ADMIN_AUTH_ENABLED=false leaving /admin open. The filter is found where the gateway looks by default
 (<directory of the binary>/plugins); /admin is routed to the test upstream for now."""
 
@@ -62,6 +63,12 @@ class AdminAuthTestCase(g.GatewayTestCase):
         self.assertEqual(resp.header_all("www-authenticate"), [CHALLENGE], resp.summary())
         self.assertIsNone(resp.header("retry-after"), resp.summary())
         self.assertNotIn(PASSWORD, resp.body.decode("latin-1"))
+
+    def assert429(self, resp, retry_after):
+        doc = self.assertErrorJson(resp, 429, "Too Many Requests")
+        self.assertEqual(doc["message"], "Too many failed authentication attempts; retry later")
+        self.assertIn(resp.header("retry-after"), retry_after, resp.summary())
+        self.assertIsNone(resp.header("www-authenticate"), resp.summary())
 
     def assertPassed(self, resp, authorization=None):
         """200 from the upstream's echo, which saw the request's Authorization exactly as sent."""
@@ -146,18 +153,17 @@ class AdminAuthTest(AdminAuthTestCase):
         self.assertTrue(gw.wait_log(r"\[filter:adminauth\] client 127\.0\.0\.1 throttled for 2000 ms after 3 failed",
                                     timeout=5.0), gw.log(6000))
 
-        # refused before any credential is looked at, the right ones included
-        for a in (auth, None, basic("admin", "guess")):
-            r = self.get(gw, "/admin/apikeys", a)
-            doc = self.assertErrorJson(r, 429, "Too Many Requests")
-            self.assertEqual(doc["message"], "Too many failed authentication attempts; retry later")
-            self.assertIn(r.header("retry-after"), ("1", "2"), r.summary())
-            self.assertIsNone(r.header("www-authenticate"), r.summary())
+        # the blocked (address, username) is refused whatever its password, the right one included
+        for a in (auth, basic("admin", "guess")):
+            self.assert429(self.get(gw, "/admin/apikeys", a), ("1", "2"))
+        # a request that names no username is not throttled: a plain 401, not counted either
+        self.assert401(self.get(gw, "/admin/apikeys"), "Authentication required: missing Authorization header")
         # paths outside /admin are not throttled
         self.assertPassed(self.get(gw, "/api/x"))
         time.sleep(0.2)
         self.assertEqual([q["path"] for q in self.up.requests()], ["/api/x"])
-        self.assertEqual(len(re.findall(r"admin authentication failed", gw.log(200000))), 3, gw.log(6000))
+        self.assertEqual(len(re.findall(r"admin authentication failed", gw.log(200000))), 4, gw.log(6000))
+        self.assertEqual(len(re.findall(r"throttled", gw.log(200000))), 1, gw.log(6000))  # logged once
 
         # block (2s) after the last failure: checked again
         time.sleep(max(0.0, t_last + 2.2 - time.monotonic()))
@@ -170,6 +176,47 @@ class AdminAuthTest(AdminAuthTestCase):
         for _ in range(2):
             self.assert401(self.get(gw, "/admin", basic("admin", "guess")), "Invalid username or password")
         self.assertPassed(self.get(gw, "/admin", auth), auth)
+
+    def test_anonymous_requests_do_not_lock_the_admin_out(self):
+        # two workers; every request on a new connection, so they land on both
+        gw = self.start_gateway(lambda p: g.base_config(
+            p, [{"name": "up", "targets": [self.up.url]}], [{"prefix": "/", "service": "up"}], workers=2,
+            pipeline=[entry()]), env=env())
+        auth = basic("admin", PASSWORD)
+        for _ in range(12):
+            self.assert401(self.get(gw, "/admin/apikeys"), "Authentication required: missing Authorization header")
+        for bad in ("Bearer x.y.z", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+            for _ in range(3):
+                self.assertEqual(self.get(gw, "/admin/apikeys", bad).status, 401)
+        self.assertPassed(self.get(gw, "/admin/apikeys", auth), auth)
+        self.assertNotIn("throttled", gw.log(200000))
+        # wrong passwords are still throttled (default max_failures 5, block 60s)
+        for _ in range(5):
+            self.assert401(self.get(gw, "/admin/apikeys", basic("admin", "guess")), "Invalid username or password")
+        self.assert429(self.get(gw, "/admin/apikeys", auth), ("60", "59"))
+
+    def test_failures_shared_by_workers(self):
+        """max_failures wrong passwords, each on a new connection (spread over both workers by SO_REUSEPORT),
+        block at exactly max_failures: with a count per worker, up to 2 x max_failures got through."""
+        max_failures = 6
+        gw = self.start_gateway(lambda p: g.base_config(
+            p, [{"name": "up", "targets": [self.up.url]}], [{"prefix": "/", "service": "up"}], workers=2,
+            pipeline=[entry(max_failures=max_failures, block="30s")]), env=env())
+        auth = basic("admin", PASSWORD)
+        statuses = []
+        for _ in range(3 * max_failures):
+            r = self.get(gw, "/admin/apikeys", basic("admin", "guess"))
+            statuses.append(r.status)
+            if r.status == 429:
+                break
+        self.assertEqual(statuses, [401] * max_failures + [429], gw.log(6000))
+        # and every later attempt, on whichever worker, is refused: the right password included
+        for _ in range(12):
+            self.assert429(self.get(gw, "/admin/apikeys", auth), ("30", "29"))
+        self.assertEqual(len(re.findall(r"client 127\.0\.0\.1 throttled for 30000 ms after %d failed attempts "
+                                        r"with the configured username" % max_failures, gw.log(200000))), 1,
+                         gw.log(6000))
+        self.assertUpstreamSawNothing(self.up)
 
     def test_username_from_environment(self):
         gw = self.start([entry()], username="ops")

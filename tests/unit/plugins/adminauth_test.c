@@ -1,5 +1,6 @@
 /* adminauth_test.c - unit tests of plugins/adminauth on the SDK test host: every failure kind, success,
- * the protected prefix, throttling on the fake clock, settings errors. GW_PLUGIN_SO is the built filter. */
+ * the protected prefix, throttling per (address, username) on the fake clock (anonymous and malformed
+ * requests not counted), settings errors. GW_PLUGIN_SO is the built filter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,13 +286,23 @@ static void test_throttled_after_max_failures(void **state)
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "client 10.0.0.1 throttled for 60000 ms after 5 failed"),
                      1);
 
-    /* refused before any credential is looked at: the right password, none, or a bad one */
+    /* the blocked (address, username) is refused whatever its password: the right one or a wrong one */
     assert_429(run(th, "GET", "/admin/x", basic(good), "10.0.0.1"), "60");
-    assert_429(run(th, "GET", "/admin", NULL, "10.0.0.1"), "60");
-    assert_429(run(th, "DELETE", "/admin/apikeys/1", "Bearer x", "10.0.0.1"), "60");
+    assert_429(run(th, "GET", "/admin", basic("admin:nope"), "10.0.0.1"), "60");
+    assert_429(run(th, "DELETE", "/admin/apikeys/1", basic("admin:other"), "10.0.0.1"), "60");
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "admin authentication failed"), 5);
+    /* the block is logged once, not once per refused request */
+    assert_int_equal(gw_th_log_find(th, GW_LOG_DEBUG, "throttled"), 1);
     if (gw_th_host(th)->metric_register)
         assert_true(gw_th_metric(th, "gateway_admin_auth_throttled_total", NULL) == 3.0);
+    /* requests that name no username are not throttled (nor counted): they are plain 401s */
+    assert_401(run(th, "GET", "/admin", NULL, "10.0.0.1"), "Authentication required: missing Authorization header",
+               NULL);
+    assert_401(run(th, "GET", "/admin", "Bearer x", "10.0.0.1"),
+               "Authentication required: unsupported authorization scheme (use Basic)", NULL);
+    /* another username from the same address is counted on its own */
+    assert_401(run(th, "GET", "/admin", basic("root:" PASSWORD), "10.0.0.1"), "Invalid username or password",
+               NULL);
 
     /* other clients and other paths are not affected */
     assert_passed(run(th, "GET", "/admin/x", basic(good), "10.0.0.2"));
@@ -345,7 +356,7 @@ static void test_spaced_failures_do_not_add_up(void **state)
     }
     fail_n(th, "10.0.0.4", 2);
     gw_th_advance(th, 9999); /* less than `block` since the last failure */
-    assert_429(run(th, "GET", "/admin", NULL, "10.0.0.4"), "1");
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.4"), "1");
 }
 
 static void test_max_failures_zero_never_throttles(void **state)
@@ -367,11 +378,80 @@ static void test_many_clients_bounded(void **state)
         snprintf(ip, sizeof ip, "fd00::%x", i);
         gw_req *r = gw_th_request(th, "GET", "/admin");
         gw_th_request_client_ip(r, ip);
+        assert_int_equal(gw_th_request_header(r, "Authorization", basic("admin:nope")), 0);
         assert_int_equal(gw_th_run(r), GW_TH_DONE);
         assert_int_equal(gw_th_status(r), 401);
         gw_th_advance(th, 1);
     }
     assert_429(run(th, "GET", "/admin", basic("admin:pw"), "fd00::176f"), "60"); /* the last one */
+}
+
+/* The same with one address cycling through usernames: the table is bounded by pairs, not addresses. */
+static void test_many_usernames_bounded(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 1\n");
+    for (int i = 0; i < 6000; i++) {
+        char cred[64];
+        snprintf(cred, sizeof cred, "user%d:nope", i);
+        assert_401(run(th, "GET", "/admin", basic(cred), "192.0.2.9"), "Invalid username or password", NULL);
+        gw_th_advance(th, 1);
+    }
+    assert_429(run(th, "GET", "/admin", basic("user5999:x"), "192.0.2.9"), "60"); /* the last one */
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.9"));  /* never tried: not blocked */
+}
+
+/* Requests that name no username (none, another scheme, malformed) are answered 401 but never counted, so
+ * nobody can lock the admin out without guessing at a username. */
+static void test_anonymous_not_counted(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    for (int i = 0; i < 12; i++)
+        assert_401(run(th, "GET", "/admin/apikeys", NULL, "203.0.113.5"),
+                   "Authentication required: missing Authorization header", NULL);
+    const char *const malformed[] = {"Bearer abc", "Basic !!!!", "Basic YWRtaW4=", "Digest x", "Basic"};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++)
+            assert_int_equal(gw_th_status(run(th, "GET", "/admin", malformed[i], "203.0.113.5")), 401);
+    assert_passed(run(th, "GET", "/admin/apikeys", basic("admin:" PASSWORD), "203.0.113.5"));
+    assert_int_equal(gw_th_log_find(th, GW_LOG_DEBUG, "throttled"), 0);
+    /* wrong passwords from there are still throttled, at exactly max_failures */
+    fail_n(th, "203.0.113.5", 5);
+    assert_429(run(th, "GET", "/admin/apikeys", basic("admin:" PASSWORD), "203.0.113.5"), "60");
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN,
+                                    "client 203.0.113.5 throttled for 60000 ms after 5 failed attempts with the "
+                                    "configured username"),
+                     1);
+}
+
+/* The throttle keys on (address, username): a block for one username leaves the others alone. */
+static void test_keyed_by_address_and_username(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures: 2\n");
+    for (int i = 0; i < 2; i++)
+        assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.7"), "Invalid username or password",
+                   NULL);
+    assert_int_equal(
+        gw_th_log_find(th, GW_LOG_WARN, "client 198.51.100.7 throttled for 60000 ms after 2 failed attempts with "
+                                        "another username"),
+        1);
+    assert_429(run(th, "GET", "/admin", basic("root:pw"), "198.51.100.7"), "60");
+    /* the configured username from the same address is not blocked by the guesses at "root" */
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
+    /* nor is "root" from another address */
+    assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.8"), "Invalid username or password", NULL);
+    /* one failure of "admin", a success clears it; two block it */
+    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password", NULL);
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
+    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password", NULL);
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
+    for (int i = 0; i < 2; i++)
+        assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password",
+                   NULL);
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"), "60");
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.8"));
 }
 
 /* --- settings -------------------------------------------------------------------------------------- */
@@ -457,6 +537,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spaced_failures_do_not_add_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_failures_zero_never_throttles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_clients_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_usernames_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anonymous_not_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyed_by_address_and_username, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
