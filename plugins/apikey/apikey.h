@@ -99,6 +99,15 @@ int ak_sha256(const char *in, size_t n, uint8_t out[AK_DIGEST_LEN]);
 int ak_parse_rfc3339(const char *s, int64_t *unix_ms);
 void ak_format_rfc3339(int64_t unix_ms, char *out, size_t outlen);
 
+/* --- apikey_json.c --- */
+bool ak_utf8_valid(const char *s, size_t n);                 /* strict RFC 3629 */
+size_t ak_utf8_repair(const char *s, char *out, size_t cap); /* invalid sequences -> U+FFFD; cap >= 3n+1 */
+bool ak_has_control(const char *s);                          /* C0, DEL or C1 (U+0080..U+009F) */
+/* An admin body: valid UTF-8, JSON (cJSON) with nothing after it, no raw control character or \u0000 in a
+ * string, no object with a key twice. 0 with *doc (a cJSON tree, the caller's); 1 with *why, the 400
+ * message (it names the field, or "the request body"; may point into msg); -1 out of memory. */
+int ak_json_parse_strict(gw_strv body, void **doc, const char **why, char *msg, size_t msglen);
+
 /* --- apikey_admin.c --- */
 gw_result ak_admin_endpoint(void *inst, void *route_conf, void *state, gw_req *req);
 int ak_respond_json(const gw_host *h, gw_req *req, int status, void *cjson_doc); /* takes the cJSON tree */

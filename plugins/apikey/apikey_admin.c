@@ -60,11 +60,16 @@ static gw_result method_not_allowed(const ak_inst *in, gw_req *req, const char *
     return answer_error(in, req, 405, "The method is not allowed on this endpoint");
 }
 
-/* The API view of a record: id, name, rate_limit (0 = none), active, created_at, expires_at when set. */
+/* The API view of a record: id, name, rate_limit (0 = none), active, created_at, expires_at when set. A
+ * name stored with invalid UTF-8 (by an older version, or written into the store directly) is listed with
+ * U+FFFD in place of each bad byte: cJSON would copy the bytes as they are, and the whole answer would not
+ * be JSON for a strict client. */
 static cJSON *api_key_json(const ak_record *r)
 {
+    char name[3 * AK_MAX_NAME + 1];
+    ak_utf8_repair(r->name, name, sizeof name);
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "id", r->id) || !cJSON_AddStringToObject(o, "name", r->name) ||
+    if (!o || !cJSON_AddStringToObject(o, "id", r->id) || !cJSON_AddStringToObject(o, "name", name) ||
         !cJSON_AddNumberToObject(o, "rate_limit", (double)r->rate_limit) ||
         !cJSON_AddBoolToObject(o, "active", r->active) || !cJSON_AddStringToObject(o, "created_at", r->created_at) ||
         (r->expires_at[0] && !cJSON_AddStringToObject(o, "expires_at", r->expires_at))) {
@@ -107,86 +112,80 @@ static void base64url(const uint8_t *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-/* Checks the body of a create call into rec (name, rate_limit, expires_at). NULL, or the 400 message. */
-static const char *parse_create(const gw_host *h, gw_strv body, ak_record *rec)
+/* Checks the body of a create call into rec (name, rate_limit, expires_at). 0, 1 with *why (the 400
+ * message, which may point into buf), or -1 (out of memory). */
+static int parse_create(const gw_host *h, gw_strv body, ak_record *rec, const char **why, char *buf, size_t buflen)
 {
-    const char *end = NULL;
-    cJSON *doc = body.n ? cJSON_ParseWithLengthOpts(body.p, body.n, &end, false) : NULL;
-    const char *msg = NULL;
-    if (!doc) {
-        msg = body.n ? "The request body is not valid JSON" : "The request body must be a JSON object";
-        goto done;
-    }
-    for (const char *p = end; p && p < body.p + body.n; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-            msg = "The request body is not valid JSON";
-            goto done;
-        }
+    void *tree = NULL;
+    int rc = ak_json_parse_strict(body, &tree, why, buf, buflen);
+    if (rc != 0) return rc;
+    cJSON *doc = tree;
+    const char *bad = NULL;
     if (!cJSON_IsObject(doc)) {
-        msg = "The request body must be a JSON object";
+        bad = "The request body must be a JSON object";
         goto done;
     }
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
     const cJSON *rl = cJSON_GetObjectItemCaseSensitive(doc, "rate_limit");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(doc, "expires_at");
     if (!name || cJSON_IsNull(name)) {
-        msg = "name is required";
+        bad = "name is required";
         goto done;
     }
     if (!cJSON_IsString(name)) {
-        msg = "name must be a string";
+        bad = "name must be a string";
         goto done;
     }
     size_t nlen = strlen(name->valuestring);
     if (nlen == 0) {
-        msg = "name must not be empty";
+        bad = "name must not be empty";
         goto done;
     }
     if (nlen > AK_MAX_NAME) {
-        msg = "name must be at most 256 bytes";
+        bad = "name must be at most 256 bytes";
         goto done;
     }
-    for (const unsigned char *c = (const unsigned char *)name->valuestring; *c; c++)
-        if (*c < 0x20 || *c == 0x7f) {
-            msg = "name must not contain control characters";
-            goto done;
-        }
+    if (ak_has_control(name->valuestring)) {
+        bad = "name must not contain control characters";
+        goto done;
+    }
     strcpy(rec->name, name->valuestring);
     if (rl && !cJSON_IsNull(rl)) {
         double v = cJSON_IsNumber(rl) ? rl->valuedouble : 0.5;
         bool integral = isfinite(v) && (v < -1e15 || v > 1e15 || (double)(int64_t)v == v); /* no libm */
         if (!integral) {
-            msg = "rate_limit must be an integer (requests per minute)";
+            bad = "rate_limit must be an integer (requests per minute)";
             goto done;
         }
         if (rl->valuedouble < 1) {
-            msg = "rate_limit must be at least 1 (leave it out for the default limit)";
+            bad = "rate_limit must be at least 1 (leave it out for the default limit)";
             goto done;
         }
         if (rl->valuedouble > (double)AK_MAX_RATE_LIMIT) {
-            msg = "rate_limit must be at most 1000000000";
+            bad = "rate_limit must be at most 1000000000";
             goto done;
         }
         rec->rate_limit = (int64_t)rl->valuedouble;
     }
     if (exp && !cJSON_IsNull(exp)) {
         if (!cJSON_IsString(exp)) {
-            msg = "expires_at must be an RFC 3339 date-time string";
+            bad = "expires_at must be an RFC 3339 date-time string";
             goto done;
         }
         if (ak_parse_rfc3339(exp->valuestring, &rec->expires_ms) != 0) {
-            msg = "expires_at must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z";
+            bad = "expires_at must be an RFC 3339 date-time such as 2030-01-01T00:00:00Z";
             goto done;
         }
         if (rec->expires_ms <= (int64_t)h->unix_ms()) {
-            msg = "expires_at must be in the future";
+            bad = "expires_at must be in the future";
             goto done;
         }
         ak_format_rfc3339(rec->expires_ms, rec->expires_at, sizeof rec->expires_at);
     }
 done:
     cJSON_Delete(doc);
-    return msg;
+    *why = bad;
+    return bad ? 1 : 0;
 }
 
 static void create_done(void *token, int status, const char *value, size_t len)
@@ -216,8 +215,11 @@ static gw_result do_create(ak_inst *in, gw_req *req)
     if (body.n > AK_MAX_BODY) return answer_error(in, req, 413, "The request body is larger than 64 KiB");
     ak_record rec;
     memset(&rec, 0, sizeof rec);
-    const char *bad = parse_create(h, body, &rec);
-    if (bad) return answer_error(in, req, 400, bad);
+    const char *bad = NULL;
+    char why[160];
+    int checked = parse_create(h, body, &rec, &bad, why, sizeof why);
+    if (checked < 0) return GW_ERROR;
+    if (checked) return answer_error(in, req, 400, bad);
 
     uint8_t id_bytes[AK_ID_BYTES], key_bytes[AK_KEY_BYTES], digest[AK_DIGEST_LEN];
     char raw[AK_MAX_PREFIX + AK_KEY_BYTES * 2 + 1];

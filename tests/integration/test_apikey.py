@@ -222,6 +222,34 @@ class ApiKeyTest(ApiKeyTestCase):
         self.assertUpstreamSawNothing(self.up)
 
 
+    def test_bad_text_refused_and_list_stays_json(self):
+        """Invalid UTF-8, a NUL escape or a duplicated key in a create body: 400 naming the field, nothing
+        stored. A record stored with bad bytes before (an older version let them in) is listed with U+FFFD, so
+        the list always parses as strict UTF-8 JSON."""
+        os.makedirs(self.data, exist_ok=True)
+        old = (b'{"id":"00112233445566778899aabbccddeeff","name":"old\xff\xfe\xc0\xafname","active":true,'
+               b'"created_at":"2020-01-01T00:00:00Z"}')
+        rkey = b"apikey:k:" + b"ab" * 32
+        with open(os.path.join(self.data, "store.db"), "wb") as f:
+            f.write(b"gateway-store 1\n%d %d\n%s%s\n" % (len(rkey), len(old), rkey, old))
+        gw = self.start()
+        for body, message in ((b'{"name":"\xff\xfe"}', "The request body is not valid UTF-8"),
+                              (b'{"name":"\xed\xa0\x80"}', "The request body is not valid UTF-8"),
+                              (b'{"name":"\xc0\xaf"}', "The request body is not valid UTF-8"),
+                              (b'{"name":"a\\u0000b"}', "name must not contain NUL characters (\\u0000)"),
+                              (b'{"name":"a","name":"b"}', "name is given more than once"),
+                              (b'{"name":"a\\u0085"}', "name must not contain control characters")):
+            with self.subTest(body=body):
+                doc = self.assertErrorJson(self.admin(gw, "POST", "/admin/apikeys", body), 400, "Bad Request")
+                self.assertEqual(doc["message"], message)
+        key, _ = self.create(gw, {"name": "caf\u00e9 \u2713"})
+        r = self.admin(gw, "GET", "/admin/apikeys")
+        self.assertEqual(r.status, 200, r.summary())
+        doc = json.loads(r.body.decode("utf-8", errors="strict"))
+        self.assertEqual([k["name"] for k in doc["data"]], ["old\ufffd\ufffd\ufffd\ufffdname", "caf\u00e9 \u2713"])
+        self.assertEqual(doc["data"][1], key)
+
+
 class ApiKeyDurabilityTest(ApiKeyTestCase):
     def test_survives_restart(self):
         gw = self.start()

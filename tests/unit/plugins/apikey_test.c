@@ -311,6 +311,112 @@ static void test_create_bad_requests(void **state)
     create_key(th, "{\"name\":\"ü\",\"rate_limit\":1000000000,\"expires_at\":\"2023-11-14 22:13:21-00:30\"}");
 }
 
+/* Strict RFC 3629 UTF-8, written independently of the filter's own check. */
+static bool strict_utf8(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i], len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (!len || i + len > n) return false;
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        for (unsigned k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += len;
+    }
+    return true;
+}
+
+/* Invalid UTF-8, NUL escapes, raw control characters and duplicate keys: 400 naming the field (or the
+ * body), nothing stored. cJSON alone took the bytes as they were and cut a name at \u0000. */
+static void test_create_refuses_bad_text(void **state)
+{
+    gw_th *th = *state;
+    standard(th);
+    const struct {
+        const char *body, *message;
+    } cases[] = {
+        {"{\"name\":\"\xff\xfe\"}", "The request body is not valid UTF-8"},
+        {"{\"name\":\"ok\xc3\"}", "The request body is not valid UTF-8"},             /* truncated */
+        {"{\"name\":\"\xc0\xaf\"}", "The request body is not valid UTF-8"},           /* overlong '/' */
+        {"{\"name\":\"\xe0\x80\xaf\"}", "The request body is not valid UTF-8"},       /* overlong, 3 bytes */
+        {"{\"name\":\"\xf0\x80\x80\xaf\"}", "The request body is not valid UTF-8"},   /* overlong, 4 bytes */
+        {"{\"name\":\"\xed\xa0\x80\"}", "The request body is not valid UTF-8"},       /* U+D800 */
+        {"{\"name\":\"\xed\xbf\xbf\"}", "The request body is not valid UTF-8"},       /* U+DFFF */
+        {"{\"name\":\"\xf4\x90\x80\x80\"}", "The request body is not valid UTF-8"},   /* above U+10FFFF */
+        {"{\"name\":\"\xf8\x88\x80\x80\x80\"}", "The request body is not valid UTF-8"},
+        {"{\"name\":\"a\",\"x\":\"\x80\"}", "The request body is not valid UTF-8"},     /* any field */
+        {"{\"name\":\"a\\u0000b\"}", "name must not contain NUL characters (\\\\u0000)"},
+        {"{\"name\":\"\\u0000\"}", "name must not contain NUL characters (\\\\u0000)"},
+        {"{\"name\":\"a\",\"expires_at\":\"2030\\u0000\"}", "expires_at must not contain NUL characters (\\\\u0000)"},
+        {"{\"name\":\"a\",\"x\":{\"y\":[\"\\u0000\"]}}", "x must not contain NUL characters (\\\\u0000)"},
+        {"{\"a\\u0000\":1,\"name\":\"a\"}", "The request body must not contain NUL characters (\\\\u0000)"},
+        {"{\"name\":\"a\tb\"}", "The request body is not valid JSON"}, /* a raw control character */
+        {"{\"name\":\"a\\u0085b\"}", "name must not contain control characters"},  /* C1, escaped */
+        {"{\"name\":\"a\xc2\x9b\"}", "name must not contain control characters"},  /* C1, raw */
+        {"{\"name\":\"a\\u007f\"}", "name must not contain control characters"},
+        {"{\"name\":\"a\",\"name\":\"b\"}", "name is given more than once"},
+        {"{\"name\":\"a\",\"rate_limit\":5,\"rate_limit\":7}", "rate_limit is given more than once"},
+        {"{\"name\":\"a\",\"x\":{\"k\":1,\"k\":2}}", "x has a key more than once"},
+        {"{\"name\":\"a\",\"x\":[{\"k\":1},{\"j\":1,\"k\":2,\"j\":3}]}", "x has a key more than once"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gw_req *r = admin(th, "POST", "/admin/apikeys", cases[i].body);
+        if (gw_th_status(r) != 400) fail_msg("case %zu: %d %s", i, gw_th_status(r), gw_th_body(r, NULL));
+        assert_error(r, 400, "Bad Request", cases[i].message);
+    }
+    gw_req *l = admin(th, "GET", "/admin/apikeys", NULL);
+    assert_string_equal(gw_th_body(l, NULL), "{\"status\":\"success\",\"data\":[]}");
+
+    /* well-formed text of every length is fine, and listed as it was given */
+    created k = create_key(th, "{\"name\":\"n\xc3\xa4me \xe2\x9c\x93 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \\u00e9\"}");
+    l = admin(th, "GET", "/admin/apikeys", NULL);
+    size_t len;
+    const char *body = gw_th_body(l, &len);
+    assert_true(strict_utf8((const unsigned char *)body, len));
+    assert_non_null(strstr(body, "\"name\":\"n\xc3\xa4me \xe2\x9c\x93 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xc3\xa9\""));
+    assert_non_null(strstr(body, k.id));
+    /* many distinct keys are not duplicates (and cost no n^2) */
+    static char wide[60000];
+    size_t o = (size_t)snprintf(wide, sizeof wide, "{\"name\":\"w\"");
+    for (int i = 0; i < 4000; i++) /* at most 14 bytes each */
+        o += (size_t)snprintf(wide + o, sizeof wide - o, ",\"k%d\":%d", i, i);
+    assert_true(o < sizeof wide - 2);
+    snprintf(wide + o, sizeof wide - o, "}");
+    create_key(th, wide);
+}
+
+/* A record stored with invalid UTF-8 in its name (an older version let it in; or written into the store
+ * directly) is listed with U+FFFD for the bad bytes: the list is valid JSON for a strict client. */
+static void test_list_repairs_stored_bad_text(void **state)
+{
+    gw_th *th = *state;
+    standard(th);
+    created good = create_key(th, "{\"name\":\"good\"}");
+    static const char rec[] = "{\"id\":\"0123456789abcdef0123456789abcdef\",\"name\":\"a\xff\xfe"
+                              "b\xc0\xaf\xed\xa0\x80\xe2\x82\",\"active\":true,\"created_at\":\"2020-01-01T00:00:00Z\"}";
+    assert_int_equal(gw_th_store_put(th, "apikey", "k:" "00000000000000000000000000000000"
+                                     "00000000000000000000000000000000", rec, sizeof rec - 1, 0), 0);
+    gw_req *l = admin(th, "GET", "/admin/apikeys", NULL);
+    assert_int_equal(gw_th_status(l), 200);
+    size_t len;
+    const char *body = gw_th_body(l, &len);
+    if (!strict_utf8((const unsigned char *)body, len)) fail_msg("not UTF-8: %s", body);
+    cJSON *doc = json_of(l);
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 2);
+    const cJSON *bad = cJSON_GetArrayItem(data, 0); /* created 2020: listed first */
+    assert_string_equal(str_of(bad, "id"), "0123456789abcdef0123456789abcdef");
+    /* each bad byte became U+FFFD */
+    assert_string_equal(str_of(bad, "name"), "a\xef\xbf\xbd\xef\xbf\xbd"
+                                             "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                                             "\xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(str_of(cJSON_GetArrayItem(data, 1), "id"), good.id);
+    cJSON_Delete(doc);
+}
+
 /* --- list, revoke, delete -------------------------------------------------------------------------- */
 
 static void test_list_revoke_delete(void **state)
@@ -726,6 +832,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_refuses_bad_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_repairs_stored_bad_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_revoke_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_on_admin_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
