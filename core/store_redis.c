@@ -24,7 +24,8 @@
 
 enum { K_GET = -2, K_SET = -3, K_DEL = -4, K_TAKE = -5, K_LIST = -6 };
 enum { W_DOWN, W_CONNECTING, W_UP };
-enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 5000, MAX_TIMEOUTS = 3, SCAN_COUNT = 1000, MGET_BATCH = 1000 };
+/* Backoff capped at 1 s: requests that need the store are back within about a second of Redis returning. */
+enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 1000, MAX_TIMEOUTS = 3, SCAN_COUNT = 1000, MGET_BATCH = 1000 };
 
 /* KEYS[1] = bucket; ARGV = capacity, rate per second, cost, n. The arithmetic of store.c bucket_take,
  * applied to n takes in a row (the first `granted` succeed): several requests on one bucket from one loop

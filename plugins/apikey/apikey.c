@@ -6,6 +6,7 @@
  *       header: X-API-Key        # where clients put the key (or Authorization: Bearer <prefix>...)
  *       prefix: gw_              # every key starts with it; a Bearer token without it is not ours
  *       cache_ttl: 5s            # how long a worker trusts a validated key without asking the store; 0 = never
+ *       stale_if_error: 5m       # while the store fails, a verdict it gave this recently still answers; 0 = off
  *       admin_path: /admin/apikeys
  *
  * Keys are 32 random bytes (OpenSSL RAND_bytes), shown once as <prefix><base64url>; the store keeps only
@@ -19,14 +20,12 @@
  * or expired is answered 401; a valid one is removed from the request and its id and name are forwarded
  * as X-Consumer-ID and X-Consumer-Name.
  *
- * Each worker caches what the store said about a key (valid, revoked or unknown) for cache_ttl. A revoke or
- * delete through this gateway bumps a generation counter shared by the instance's workers, and every worker
- * drops its cache when it sees the new generation, so the change applies at once to the whole gateway
- * (other gateways sharing a Redis store see it within cache_ttl).
+ * Each worker caches what the store said about a key (valid, revoked or unknown) for cache_ttl, and keeps
+ * it for stale_if_error to answer while the store fails (apikey_cache.c). A revoke or delete through this
+ * gateway makes every worker drop that key at once (other gateways sharing a Redis store see it within
+ * cache_ttl, or after an outage).
  *
- * Waiting requests: the store callbacks and the cleanup get a token, not a pointer; the contexts live in a
- * per-thread table. The callback of a request that ended is thus harmless whether the host still delivers
- * it or has cancelled it. */
+ * Waiting requests: the store callbacks and the cleanup get a token, not a pointer (apikey_pend.c). */
 #include "apikey.h"
 
 #include <cjson/cJSON.h>
@@ -46,188 +45,12 @@
 #define AK_DEFAULT_CACHE_TTL_MS 5000u
 #define AK_DEFAULT_ADMIN_PATH "/admin/apikeys"
 #define AK_MAX_CACHE_TTL_MS (3600u * 1000u)
+#define AK_DEFAULT_STALE_MS (300u * 1000u)
+#define AK_MAX_STALE_MS (24u * 3600u * 1000u)
 
-#define AK_CACHE_SETS 64
-#define AK_CACHE_WAYS 4
+#define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
 
-_Static_assert(sizeof(uintptr_t) >= 8, "tokens need 64-bit pointers");
 
-/* ---------------------------------------------------------------------------------------------------
- * small helpers */
-
-void ak_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-int ak_random(uint8_t *out, size_t n)
-{
-    return n <= (size_t)INT32_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;
-}
-
-int ak_sha256(const char *in, size_t n, uint8_t out[AK_DIGEST_LEN])
-{
-    unsigned len = 0;
-    return EVP_Digest(in, n, out, &len, EVP_sha256(), NULL) == 1 && len == AK_DIGEST_LEN ? 0 : -1;
-}
-
-static bool is_leap(int64_t y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int month_days(int64_t y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
-/* Leap years in [1, y]. */
-static int64_t leaps_through(int64_t y)
-{
-    return y / 4 - y / 100 + y / 400;
-}
-
-/* Days from 1970-01-01 to y-m-d (y >= 1970). */
-static int64_t days_since_epoch(int64_t y, int m, int d)
-{
-    int64_t days = 365 * (y - 1970) + leaps_through(y - 1) - leaps_through(1969);
-    for (int i = 1; i < m; i++)
-        days += month_days(y, i);
-    return days + d - 1;
-}
-
-/* n decimal digits at s into *out; false if any is not a digit. */
-static bool digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* RFC 3339 date-time ("2030-01-02T03:04:05Z", "2030-01-02t03:04:05.5+01:00", a space instead of the T),
- * years 1970..9999, into unix milliseconds (fractions beyond milliseconds are dropped; a leap second
- * counts as :59.999). 0 or -1. */
-int ak_parse_rfc3339(const char *s, int64_t *unix_ms)
-{
-    int y, mo, d, hh, mi, ss, ms = 0;
-    size_t len = strlen(s);
-    if (len < 20 || len > 64) return -1;
-    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d))
-        return -1;
-    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ') return -1;
-    if (!digits(s + 11, 2, &hh) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &ss))
-        return -1;
-    const char *p = s + 19;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (n < 3) ms = ms * 10 + (*p - '0');
-            n++;
-            p++;
-        }
-        if (n == 0) return -1;
-        for (int i = n; i < 3; i++)
-            ms *= 10;
-    }
-    int offset_min = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int oh, om;
-        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59) return -1;
-        offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-        p += 6;
-    } else {
-        return -1;
-    }
-    if (*p != '\0') return -1;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || hh > 23 || mi > 59 || ss > 60)
-        return -1;
-    if (ss == 60) {
-        ss = 59;
-        ms = 999;
-    }
-    int64_t secs = days_since_epoch(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss - (int64_t)offset_min * 60;
-    if (secs < 0) return -1;
-    *unix_ms = secs * 1000 + ms;
-    return 0;
-}
-
-/* UTC, "2030-01-02T03:04:05Z", or "...05.123Z" when there are milliseconds. */
-void ak_format_rfc3339(int64_t unix_ms, char *out, size_t outlen)
-{
-    time_t t = (time_t)(unix_ms / 1000);
-    int ms = (int)(unix_ms % 1000);
-    struct tm tm;
-    if (unix_ms < 0 || !gmtime_r(&t, &tm)) {
-        snprintf(out, outlen, "1970-01-01T00:00:00Z");
-        return;
-    }
-    if (ms)
-        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-    else
-        snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-static bool is_hex_id(const char *s, size_t n)
-{
-    if (n != AK_ID_LEN) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
-    return true;
-}
-
-/* A stored record; -1 when it is not one (the caller logs it). */
-int ak_record_parse(const char *json, size_t len, ak_record *out)
-{
-    memset(out, 0, sizeof *out);
-    cJSON *doc = cJSON_ParseWithLength(json, len);
-    int rc = -1;
-    if (!cJSON_IsObject(doc)) goto done;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
-    const cJSON *rl = cJSON_GetObjectItemCaseSensitive(doc, "rate_limit");
-    const cJSON *active = cJSON_GetObjectItemCaseSensitive(doc, "active");
-    const cJSON *created = cJSON_GetObjectItemCaseSensitive(doc, "created_at");
-    const cJSON *expires = cJSON_GetObjectItemCaseSensitive(doc, "expires_at");
-    if (!cJSON_IsString(id) || !is_hex_id(id->valuestring, strlen(id->valuestring))) goto done;
-    if (!cJSON_IsString(name) || strlen(name->valuestring) > AK_MAX_NAME) goto done;
-    if (!cJSON_IsBool(active) || !cJSON_IsString(created) || strlen(created->valuestring) >= sizeof out->created_at)
-        goto done;
-    if (ak_parse_rfc3339(created->valuestring, &out->created_ms) != 0) goto done;
-    if (rl && !cJSON_IsNull(rl)) {
-        if (!cJSON_IsNumber(rl) || rl->valuedouble < 0 || rl->valuedouble > (double)AK_MAX_RATE_LIMIT) goto done;
-        out->rate_limit = (int64_t)rl->valuedouble;
-    }
-    if (expires && !cJSON_IsNull(expires)) {
-        if (!cJSON_IsString(expires) || strlen(expires->valuestring) >= sizeof out->expires_at ||
-            ak_parse_rfc3339(expires->valuestring, &out->expires_ms) != 0)
-            goto done;
-        strcpy(out->expires_at, expires->valuestring);
-    }
-    strcpy(out->id, id->valuestring);
-    strcpy(out->name, name->valuestring);
-    strcpy(out->created_at, created->valuestring);
-    out->active = cJSON_IsTrue(active);
-    rc = 0;
-done:
-    cJSON_Delete(doc);
-    return rc;
-}
 
 /* ---------------------------------------------------------------------------------------------------
  * settings */
@@ -252,14 +75,28 @@ static int read_string(const gw_host *h, const gw_conf *conf, const char *key, c
     return 0;
 }
 
+/* A duration setting: NULL node = keep the default; an invalid value is refused naming the key. */
+static int read_duration(const gw_host *h, const gw_conf *conf, const char *key, uint64_t *out,
+                         const gw_conf **node, char *err, size_t errlen)
+{
+    const gw_conf *n = h->conf_get(conf, key);
+    *node = n;
+    if (!n || h->conf_duration_ms(n, out, NULL, 0) == 0) return 0;
+    const char *v = h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
+    return h->conf_error(n, err, errlen, "%s: expected a duration such as 250ms, 5s or 5m, got '%s'", key,
+                         v ? v : "(not a scalar)");
+}
+
 static int settings_read(const gw_host *h, const gw_conf *conf, ak_settings *s, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"require", "header", "prefix", "cache_ttl", "admin_path", NULL};
+    static const char *const keys[] = {"require",    "header",         "prefix", "cache_ttl",
+                                       "admin_path", "stale_if_error", NULL};
     memset(s, 0, sizeof *s);
     strcpy(s->header, AK_DEFAULT_HEADER);
     strcpy(s->prefix, AK_DEFAULT_PREFIX);
     strcpy(s->admin_path, AK_DEFAULT_ADMIN_PATH);
     s->cache_ttl_ms = AK_DEFAULT_CACHE_TTL_MS;
+    s->stale_ms = AK_DEFAULT_STALE_MS;
     if (conf && h->conf_kind(conf) != GW_CONF_MAP)
         return h->conf_error(conf, err, errlen, "apikey: expected a mapping of settings");
     if (!conf) goto derived;
@@ -291,12 +128,11 @@ static int settings_read(const gw_host *h, const gw_conf *conf, ak_settings *s, 
         }
     }
 
-    n = h->conf_get(conf, "cache_ttl");
-    if (n) {
-        if (h->conf_duration_ms(n, &s->cache_ttl_ms, err, errlen) != 0) return -1;
-        if (s->cache_ttl_ms > AK_MAX_CACHE_TTL_MS)
-            return h->conf_error(n, err, errlen, "cache_ttl: at most 1h (a revoke elsewhere must take effect)");
-    }
+    if (read_duration(h, conf, "cache_ttl", &s->cache_ttl_ms, &n, err, errlen) != 0) return -1;
+    if (n && s->cache_ttl_ms > AK_MAX_CACHE_TTL_MS)
+        return h->conf_error(n, err, errlen, "cache_ttl: at most 1h (a revoke elsewhere must take effect)");
+    if (read_duration(h, conf, "stale_if_error", &s->stale_ms, &n, err, errlen) != 0) return -1;
+    if (n && s->stale_ms > AK_MAX_STALE_MS) return h->conf_error(n, err, errlen, "stale_if_error: at most 24h");
 
     if (read_string(h, conf, "admin_path", s->admin_path, sizeof s->admin_path, &n, err, errlen) != 0) return -1;
     if (n) {
@@ -369,217 +205,6 @@ static void ak_route_destroy(void *inst, void *route_conf)
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * waiting requests: a per-thread table of contexts, addressed by tokens (slot index + sequence number) */
-
-#define AK_SLOT_BITS 20
-#define AK_MAX_SLOTS ((1u << AK_SLOT_BITS) - 1)
-
-typedef struct {
-    uint64_t seq;
-    ak_pend *p; /* NULL = free */
-    uint32_t next_free;
-} ak_slot;
-
-static _Thread_local ak_slot *tl_slots;
-static _Thread_local uint32_t tl_nslots, tl_cap, tl_live, tl_free = UINT32_MAX;
-static _Thread_local uint64_t tl_seq;
-
-static void pend_cleanup(void *token)
-{
-    ak_pend *p = ak_pend_find(token);
-    if (p) ak_pend_release(p);
-}
-
-ak_pend *ak_pend_find(void *token)
-{
-    uintptr_t t = (uintptr_t)token;
-    uint32_t idx = (uint32_t)(t & AK_MAX_SLOTS);
-    if (idx == 0 || idx > tl_nslots) return NULL;
-    ak_slot *s = &tl_slots[idx - 1];
-    return s->p && s->seq == (uint64_t)(t >> AK_SLOT_BITS) ? s->p : NULL;
-}
-
-void ak_pend_release(ak_pend *p)
-{
-    uint32_t idx = (uint32_t)(p->token & AK_MAX_SLOTS);
-    ak_slot *s = &tl_slots[idx - 1];
-    s->p = NULL;
-    s->next_free = tl_free;
-    tl_free = idx - 1;
-    if (p->response) {
-        OPENSSL_cleanse(p->response, strlen(p->response)); /* it held a raw key */
-        free(p->response);
-    }
-    free(p->record_json);
-    OPENSSL_cleanse(p->digest, sizeof p->digest);
-    free(p);
-    if (--tl_live == 0) { /* nothing pending on this thread: give the table back */
-        free(tl_slots);
-        tl_slots = NULL;
-        tl_nslots = tl_cap = 0;
-        tl_free = UINT32_MAX;
-    }
-}
-
-ak_pend *ak_pend_new(ak_inst *in, gw_req *req, int op)
-{
-    uint32_t idx;
-    if (tl_free != UINT32_MAX) {
-        idx = tl_free;
-        tl_free = tl_slots[idx].next_free;
-    } else {
-        if (tl_nslots == AK_MAX_SLOTS) return NULL;
-        if (tl_nslots == tl_cap) {
-            uint32_t cap = tl_cap ? tl_cap * 2 : 16;
-            if (cap > AK_MAX_SLOTS) cap = AK_MAX_SLOTS;
-            ak_slot *ns = realloc(tl_slots, cap * sizeof *ns);
-            if (!ns) return NULL;
-            tl_slots = ns;
-            tl_cap = cap;
-        }
-        idx = tl_nslots++;
-    }
-    ak_pend *p = calloc(1, sizeof *p);
-    if (!p) {
-        tl_slots[idx].p = NULL;
-        tl_slots[idx].next_free = tl_free;
-        tl_free = idx;
-        if (tl_live == 0) {
-            free(tl_slots);
-            tl_slots = NULL;
-            tl_nslots = tl_cap = 0;
-            tl_free = UINT32_MAX;
-        }
-        return NULL;
-    }
-    tl_seq = (tl_seq + 1) & ((UINT64_C(1) << (64 - AK_SLOT_BITS)) - 1);
-    if (tl_seq == 0) tl_seq = 1;
-    tl_slots[idx] = (ak_slot){.seq = tl_seq, .p = p, .next_free = UINT32_MAX};
-    tl_live++;
-    p->in = in;
-    p->req = req;
-    p->op = op;
-    p->token = ((uintptr_t)tl_seq << AK_SLOT_BITS) | (uintptr_t)(idx + 1);
-    if (in->h->on_cleanup(req, pend_cleanup, (void *)p->token) != 0) {
-        ak_pend_release(p);
-        return NULL;
-    }
-    return p;
-}
-
-void ak_finish(ak_pend *p, gw_result res)
-{
-    const gw_host *h = p->in->h;
-    gw_req *req = p->req;
-    ak_pend_release(p);
-    h->resume(req, res); /* may end the request: nothing of it is touched afterwards */
-}
-
-/* ---------------------------------------------------------------------------------------------------
- * the per-worker cache of what the store said about a key */
-
-enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED };
-
-typedef struct {
-    uint8_t state;
-    uint8_t digest[AK_DIGEST_LEN];
-    uint64_t until_ms;  /* host->now_ms() when the entry goes stale */
-    int64_t expires_ms; /* the key's own expiry (unix ms), 0 = never */
-    int64_t rate_limit;
-    char id[AK_ID_LEN + 1];
-    char name[AK_MAX_NAME + 1];
-} ak_ident;
-
-struct ak_cache {
-    uint64_t generation;
-    ak_ident e[AK_CACHE_SETS][AK_CACHE_WAYS];
-};
-
-struct ak_caches {
-    unsigned n;
-    ak_cache *c[];
-};
-
-void ak_cache_flush_all(ak_inst *in)
-{
-    atomic_fetch_add(&in->generation, 1);
-}
-
-/* This worker's cache, emptied first if a revoke or delete happened since it was last used. */
-static ak_cache *cache_of(ak_inst *in, gw_req *req)
-{
-    ak_caches *cs = atomic_load(&in->caches);
-    unsigned w = in->h->worker(req);
-    if (!cs || w >= cs->n || !cs->c[w]) return NULL;
-    ak_cache *c = cs->c[w];
-    uint64_t g = atomic_load(&in->generation);
-    if (c->generation != g) {
-        memset(c->e, 0, sizeof c->e);
-        c->generation = g;
-    }
-    return c;
-}
-
-static ak_ident *cache_find(ak_cache *c, const uint8_t *digest, uint64_t now)
-{
-    ak_ident *set = c->e[digest[0] % AK_CACHE_SETS];
-    for (int i = 0; i < AK_CACHE_WAYS; i++) {
-        ak_ident *e = &set[i];
-        if (e->state == AK_C_EMPTY || CRYPTO_memcmp(e->digest, digest, AK_DIGEST_LEN) != 0) continue;
-        if (e->until_ms <= now) {
-            memset(e, 0, sizeof *e);
-            return NULL;
-        }
-        return e;
-    }
-    return NULL;
-}
-
-static void cache_put(ak_cache *c, const ak_ident *id, uint64_t now)
-{
-    ak_ident *set = c->e[id->digest[0] % AK_CACHE_SETS];
-    ak_ident *slot = NULL;
-    for (int i = 0; i < AK_CACHE_WAYS && !slot; i++)
-        if (set[i].state == AK_C_EMPTY || set[i].until_ms <= now ||
-            memcmp(set[i].digest, id->digest, AK_DIGEST_LEN) == 0)
-            slot = &set[i];
-    if (!slot) { /* all live: replace the one that goes stale first */
-        slot = &set[0];
-        for (int i = 1; i < AK_CACHE_WAYS; i++)
-            if (set[i].until_ms < slot->until_ms) slot = &set[i];
-    }
-    *slot = *id;
-}
-
-static int ak_worker_init(void *inst, unsigned worker, unsigned workers)
-{
-    ak_inst *in = inst;
-    if (in->s.cache_ttl_ms == 0) return 0;
-    ak_caches *cs = atomic_load(&in->caches);
-    if (!cs) {
-        ak_caches *mine = calloc(1, sizeof *mine + (size_t)workers * sizeof mine->c[0]);
-        if (!mine) return -1;
-        mine->n = workers;
-        if (atomic_compare_exchange_strong(&in->caches, &cs, mine)) cs = mine;
-        else free(mine); /* another worker was first; cs is its table */
-    }
-    if (worker >= cs->n) return -1;
-    cs->c[worker] = calloc(1, sizeof(ak_cache));
-    if (!cs->c[worker]) return -1;
-    cs->c[worker]->generation = atomic_load(&in->generation);
-    return 0;
-}
-
-static void ak_worker_fini(void *inst, unsigned worker)
-{
-    ak_inst *in = inst;
-    ak_caches *cs = atomic_load(&in->caches);
-    if (!cs || worker >= cs->n) return;
-    free(cs->c[worker]);
-    cs->c[worker] = NULL;
-}
-
-/* ---------------------------------------------------------------------------------------------------
  * the request phase */
 
 static bool under_admin(const ak_inst *in, gw_strv path)
@@ -637,6 +262,29 @@ static void ident_from_record(ak_ident *id, const ak_record *rec)
     strcpy(id->name, rec->name);
 }
 
+/* The store could not answer about a key: the verdict it gave within stale_if_error answers (expiry still
+ * applies), else 503 as without a cache. The outage is logged when it starts and when it ends (not per
+ * request; the failed calls are counted in gateway_store_errors_total, the stale answers here). */
+static gw_result store_failed(ak_inst *in, gw_req *req, const uint8_t *digest, bool from_auth, int status)
+{
+    const gw_host *h = in->h;
+    if (!atomic_exchange(&in->store_down, true))
+        h->log(in->self, NULL, GW_LOG_WARN,
+               "key store unavailable (status %d): keys it confirmed within stale_if_error (%llu ms) are "
+               "answered from the cache, other keys get 503",
+               status, (unsigned long long)in->s.stale_ms);
+    const ak_ident *st = ak_cache_stale(in, req, digest);
+    if (!st) return store_unavailable(in, req);
+    if (in->stale_total && HAS(h, metric_add)) h->metric_add(in->stale_total, req, NULL, 1);
+    return judge(in, req, st, from_auth);
+}
+
+static void store_answered(ak_inst *in)
+{
+    if (atomic_load_explicit(&in->store_down, memory_order_relaxed) && atomic_exchange(&in->store_down, false))
+        in->h->log(in->self, NULL, GW_LOG_INFO, "key store available again: keys are checked with it again");
+}
+
 static void validate_done(void *token, int status, const char *value, size_t len)
 {
     ak_pend *p = ak_pend_find(token);
@@ -647,10 +295,10 @@ static void validate_done(void *token, int status, const char *value, size_t len
     ak_ident id = {0};
     memcpy(id.digest, p->digest, AK_DIGEST_LEN);
     if (status < 0) {
-        h->log(in->self, req, GW_LOG_WARN, "key store lookup failed (status %d)", status);
-        ak_finish(p, store_unavailable(in, req));
+        ak_finish(p, store_failed(in, req, p->digest, p->from_auth, status));
         return;
     }
+    store_answered(in);
     if (status == 0) {
         ak_record rec;
         if (ak_record_parse(value, len, &rec) != 0) {
@@ -662,14 +310,7 @@ static void validate_done(void *token, int status, const char *value, size_t len
     } else {
         id.state = AK_C_UNKNOWN;
     }
-    if (in->s.cache_ttl_ms && p->generation == atomic_load(&in->generation)) {
-        ak_cache *c = cache_of(in, req);
-        if (c) {
-            uint64_t now = h->now_ms();
-            id.until_ms = now + in->s.cache_ttl_ms;
-            cache_put(c, &id, now);
-        }
-    }
+    ak_cache_put(in, req, &id, p->generation);
     ak_finish(p, judge(in, req, &id, p->from_auth));
 }
 
@@ -729,11 +370,8 @@ static gw_result ak_on_request(void *inst, void *route_conf, void *state, gw_req
 
     uint8_t digest[AK_DIGEST_LEN];
     if (ak_sha256(key.p, key.n, digest) != 0) return GW_ERROR;
-    ak_cache *c = in->s.cache_ttl_ms ? cache_of(in, req) : NULL;
-    if (c) {
-        const ak_ident *hit = cache_find(c, digest, h->now_ms());
-        if (hit) return judge(in, req, hit, from_auth);
-    }
+    const ak_ident *hit = ak_cache_fresh(in, req, digest);
+    if (hit) return judge(in, req, hit, from_auth);
 
     ak_pend *p = ak_pend_new(in, req, AK_OP_VALIDATE);
     if (!p) return GW_ERROR;
@@ -744,9 +382,8 @@ static gw_result ak_on_request(void *inst, void *route_conf, void *state, gw_req
     memcpy(p->store_key, AK_STORE_PREFIX, 2);
     ak_hex(digest, AK_DIGEST_LEN, p->store_key + 2);
     if (h->store_get(req, p->store_key, validate_done, (void *)p->token) != 0) {
-        h->log(in->self, req, GW_LOG_WARN, "key store lookup could not be started");
         ak_pend_release(p);
-        return store_unavailable(in, req);
+        return store_failed(in, req, digest, from_auth, -1);
     }
     return GW_WAIT;
 }
@@ -754,7 +391,22 @@ static gw_result ak_on_request(void *inst, void *route_conf, void *state, gw_req
 /* ---------------------------------------------------------------------------------------------------
  * lifecycle */
 
-#define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
+static void ak_destroy(void *inst)
+{
+    ak_inst *in = inst;
+    ak_cache_destroy(in);
+    free(in);
+}
+
+static int ak_worker_init(void *inst, unsigned worker, unsigned workers)
+{
+    return ak_cache_worker_init(inst, worker, workers);
+}
+
+static void ak_worker_fini(void *inst, unsigned worker)
+{
+    ak_cache_worker_fini(inst, worker);
+}
 
 static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
@@ -774,8 +426,17 @@ static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     }
     in->h = h;
     in->self = self;
-    atomic_init(&in->generation, 0);
-    atomic_init(&in->caches, NULL);
+    atomic_init(&in->store_down, false);
+    if (ak_cache_create(in) != 0) {
+        snprintf(err, errlen, "apikey: out of memory");
+        free(in);
+        return NULL;
+    }
+    if (HAS(h, metric_register))
+        in->stale_total = h->metric_register(self, GW_METRIC_COUNTER, "gateway_apikey_stale_total",
+                                             "Requests whose API key was judged from a cached verdict because "
+                                             "the key store failed (stale_if_error)",
+                                             NULL, NULL, 0);
     /* every method, routed (and 405'd with Allow) by the handler; a host that does not take "*" gets the
      * three methods the endpoints use, and answers other methods itself */
     if (h->register_endpoint(self, "*", in->s.admin_path, true, ak_admin_endpoint) != 0 &&
@@ -783,23 +444,12 @@ static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
          h->register_endpoint(self, "POST", in->s.admin_path, true, ak_admin_endpoint) != 0 ||
          h->register_endpoint(self, "DELETE", in->s.admin_path, true, ak_admin_endpoint) != 0)) {
         snprintf(err, errlen, "apikey: cannot register the endpoints under %s", in->s.admin_path);
-        free(in);
+        ak_destroy(in);
         return NULL;
     }
     return in;
 }
 
-static void ak_destroy(void *inst)
-{
-    ak_inst *in = inst;
-    ak_caches *cs = atomic_load(&in->caches);
-    if (cs) {
-        for (unsigned i = 0; i < cs->n; i++)
-            free(cs->c[i]);
-        free(cs);
-    }
-    free(in);
-}
 
 GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .abi_major = GW_ABI_MAJOR,

@@ -1,5 +1,6 @@
-/* apikey.h - internals shared by apikey.c (settings, validation, cache, pending calls) and apikey_admin.c
- * (the /admin/apikeys endpoints). Not part of any public interface. */
+/* apikey.h - internals shared by the files of the apikey filter: apikey.c (settings, the request phase),
+ * apikey_cache.c, apikey_pend.c (waiting requests), apikey_record.c, apikey_json.c and apikey_admin.c (the
+ * /admin/apikeys endpoints). Not part of any public interface. */
 #ifndef GW_APIKEY_H
 #define GW_APIKEY_H
 
@@ -35,20 +36,41 @@ typedef struct {
     char prefix[AK_MAX_PREFIX + 1];
     size_t prefix_len;
     uint64_t cache_ttl_ms;
+    uint64_t stale_ms; /* stale_if_error: a cached verdict answers while the store fails, this long */
     char admin_path[AK_MAX_ADMIN_PATH + 1];
     size_t admin_len;
 } ak_settings;
 
 typedef struct ak_cache ak_cache;
 typedef struct ak_caches ak_caches;
+typedef struct ak_forgets ak_forgets;
+
+#define AK_FORGET_RING 64 /* revokes/deletes a worker can catch up with key by key */
 
 typedef struct {
     const gw_host *h;
     gw_filter *self;
     ak_settings s;
-    atomic_uint_fast64_t generation; /* bumped by revoke/delete: every worker drops its cache */
+    atomic_uint_fast64_t generation; /* bumped by revoke/delete: every worker drops that key */
     _Atomic(ak_caches *) caches;     /* one per worker, allocated on the first worker_init */
+    ak_forgets *forgets;             /* the keys of the last generations (apikey_cache.c) */
+    atomic_bool store_down;          /* the last lookup failed: logged on each change only */
+    gw_metric *stale_total;          /* requests answered from a stale entry (stale_if_error) */
 } ak_inst;
+
+/* What the store said about a key, as a worker caches it. */
+enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED };
+
+typedef struct {
+    uint8_t state;
+    uint8_t digest[AK_DIGEST_LEN];
+    uint64_t until_ms;  /* host->now_ms() until which the entry answers without asking the store */
+    uint64_t stale_ms;  /* ... and until which it answers when the store fails */
+    int64_t expires_ms; /* the key's own expiry (unix ms), 0 = never */
+    int64_t rate_limit;
+    char id[AK_ID_LEN + 1];
+    char name[AK_MAX_NAME + 1];
+} ak_ident;
 
 /* A key record as stored ("k:<hex>" -> JSON) and as listed. */
 typedef struct {
@@ -85,13 +107,27 @@ typedef struct {
     char *response;    /* create: the 201 body */
 } ak_pend;
 
-/* --- apikey.c --- */
+/* --- apikey_pend.c --- */
 ak_pend *ak_pend_new(ak_inst *in, gw_req *req, int op); /* registered with on_cleanup; NULL on failure */
 ak_pend *ak_pend_find(void *token);                      /* NULL once the request ended or it was released */
 void ak_pend_release(ak_pend *p);                        /* frees it; its token is dead from now on */
 void ak_finish(ak_pend *p, gw_result res);                /* release, then resume(res) */
-void ak_cache_flush_all(ak_inst *in);                    /* every worker's cache, from any worker */
 
+/* --- apikey_cache.c --- */
+int ak_cache_create(ak_inst *in); /* in create(); 0 or -1 */
+void ak_cache_destroy(ak_inst *in);
+int ak_cache_worker_init(ak_inst *in, unsigned worker, unsigned workers);
+void ak_cache_worker_fini(ak_inst *in, unsigned worker);
+/* The entry for `digest` on the request's worker: fresh (within cache_ttl), or usable while the store
+ * fails (within stale_if_error of the store's last word on it); NULL when there is none. */
+const ak_ident *ak_cache_fresh(ak_inst *in, gw_req *req, const uint8_t *digest);
+const ak_ident *ak_cache_stale(ak_inst *in, gw_req *req, const uint8_t *digest);
+/* Caches id (timestamps set here) unless a revoke or delete happened since `generation` was read. */
+void ak_cache_put(ak_inst *in, gw_req *req, const ak_ident *id, uint64_t generation);
+/* After a revoke or delete of the record "k:<hex>": every worker drops that key before its next lookup. */
+void ak_cache_forget(ak_inst *in, const char *store_key);
+
+/* --- apikey_record.c --- */
 int ak_record_parse(const char *json, size_t len, ak_record *out);
 void ak_hex(const uint8_t *in, size_t n, char *out);
 int ak_random(uint8_t *out, size_t n);

@@ -337,6 +337,9 @@ static void change_done(void *token, int status, const char *value, size_t len)
     gw_req *req = p->req;
     bool revoke = p->op == AK_OP_REVOKE;
     gw_result res;
+    /* whatever the answer: a write that timed out may still have been applied, and forgetting a key only
+     * makes the workers ask the store again */
+    ak_cache_forget(in, p->store_key);
     if (status < 0) {
         in->h->log(in->self, req, GW_LOG_WARN, "%s API key %s: key store write failed (status %d)",
                    revoke ? "revoking" : "deleting", p->id, status);
@@ -344,7 +347,6 @@ static void change_done(void *token, int status, const char *value, size_t len)
     } else if (status == 1) { /* deleted meanwhile */
         res = revoke ? answer_message(in, req, 200, "API key revoked") : answer_error(in, req, 404, "API key not found");
     } else {
-        ak_cache_flush_all(in);
         in->h->log(in->self, req, GW_LOG_INFO, "API key %s %s", p->id, revoke ? "revoked" : "deleted");
         res = answer_message(in, req, 200, revoke ? "API key revoked" : "API key deleted");
     }
@@ -395,7 +397,7 @@ static void list_done(void *token, int status, size_t n, const gw_strv *keys, co
     int started;
     if (p->op == AK_OP_REVOKE) {
         if (!rec.active) { /* already revoked: nothing to write; caches may still hold it as valid */
-            ak_cache_flush_all(in);
+            ak_cache_forget(in, p->store_key);
             ak_finish(p, answer_message(in, req, 200, "API key revoked"));
             return;
         }

@@ -5,7 +5,9 @@ redis-server started here on a free 127.0.0.1 port (no persistence, its own dire
 the seed README's session, two gateways on one Redis seeing each other's keys and revokes (within cache_ttl),
 keys surviving a gateway restart, Redis killed while a gateway runs (cached keys keep working, admin calls
 and uncached keys get a prompt 503, /info says "unavailable") and coming back on the same port (the gateway
-reconnects on its own), and a backend's JWT passed through untouched. Skipped when redis-server is missing."""
+reconnects on its own), keyed traffic under an outage (keys validated before are served stale, revoked
+ones stay refused, a few log lines in all, a new key working within about a second of Redis returning),
+and a backend's JWT passed through untouched. Skipped when redis-server is missing."""
 
 import base64
 import hashlib
@@ -179,10 +181,12 @@ class ApiKeyRedisTestCase(g.GatewayTestCase):
                 if p.name.startswith("redis"):
                     sys.stderr.write("\n----- %s log -----\n%s\n" % (p.name, p.log(3000)))
 
-    def config(self, port, workers=1, cache_ttl=None):
+    def config(self, port, workers=1, cache_ttl=None, stale_if_error=None):
         apikey = {"name": "apikey"}
         if cache_ttl is not None:
             apikey["cache_ttl"] = cache_ttl
+        if stale_if_error is not None:
+            apikey["stale_if_error"] = stale_if_error
         pipeline = [{"name": "adminauth", "password": PASSWORD}, apikey]
         services = [{"name": "auth-service", "targets": [self.up.url]}]
         routes = [{"prefix": "/api/auth", "service": "auth-service"},
@@ -191,8 +195,8 @@ class ApiKeyRedisTestCase(g.GatewayTestCase):
                              store={"type": "redis", "host": g.LOCALHOST, "port": self.redis.port,
                                     "command_timeout": "250ms"})
 
-    def start(self, workers=1, cache_ttl=None, port=None):
-        return self.start_gateway(lambda p: self.config(p, workers, cache_ttl), port=port)
+    def start(self, workers=1, cache_ttl=None, port=None, stale_if_error=None):
+        return self.start_gateway(lambda p: self.config(p, workers, cache_ttl, stale_if_error), port=port)
 
     # -- requests --
     def admin(self, gw, method, path, body=None, timeout=None):
@@ -467,6 +471,58 @@ class ApiKeyRedisTest(ApiKeyRedisTestCase):
         # the new Redis does not know the cold key; the cached one is still served from the cache
         self.assert401(self.call(gw, headers=[("X-API-Key", raw_cold)]), "Invalid API key")
         self.assertConsumer(self.call(gw, headers=[("X-API-Key", raw)]), key, raw)
+
+    def test_outage_served_stale(self):
+        """Redis killed under keyed load: a key validated before keeps answering 200 from the cache although
+        cache_ttl (100ms) is long past (stale_if_error, default 5m), a key revoked on this gateway stays
+        refused, a key never seen gets 503; the outage costs a few log lines, not one per request; once Redis
+        is back, a new key works within about a second (reconnect backoff capped at 1 s)."""
+        gw = self.start(workers=1, cache_ttl="100ms")
+        self.assertEqual(self.wait_store_state(gw, "ok"), {"type": "redis", "state": "ok"})
+        key, raw = self.create(gw, {"name": "in-use"})
+        revoked, raw_r = self.create(gw, {"name": "revoked-seen"})
+        gone, raw_g = self.create(gw, {"name": "revoked-unseen"})
+        _, raw_cold = self.create(gw, {"name": "never-used"})
+        for k, rk in ((key, raw), (revoked, raw_r), (gone, raw_g)):
+            self.assertConsumer(self.call(gw, headers=[("X-API-Key", rk)]), k, rk)
+        for k in (revoked, gone):
+            self.assertSuccess(self.admin(gw, "POST", "/admin/apikeys/%s/revoke" % k["id"]), "API key revoked")
+        self.assert401(self.call(gw, headers=[("X-API-Key", raw_r)]), "API key has been revoked")
+
+        off = gw.log_size()
+        self.redis.kill()
+        t_end = time.monotonic() + 3.0
+        calls = 0
+        while time.monotonic() < t_end and calls < 50000:
+            self.assertConsumer(self.call(gw, headers=[("X-API-Key", raw)]), key, raw)
+            self.assertConsumer(self.call(gw, headers=[("Authorization", "Bearer " + raw)]), key, raw)
+            self.assert401(self.call(gw, headers=[("X-API-Key", raw_r)]), "API key has been revoked")
+            self.assert503(self.call(gw, headers=[("X-API-Key", raw_g)]))  # forgotten at the revoke: not valid
+            self.assert503(self.call(gw, headers=[("X-API-Key", raw_cold)]))
+            calls += 5
+        self.assertGreater(calls, 50)
+        self.assertEqual(self.store_state(gw), {"type": "redis", "state": "unavailable"})
+        lines = gw.log_since(off).splitlines()
+        self.assertLess(len([ln for ln in lines if "redis" in ln or "store" in ln]), 10,
+                        "%d calls during the outage:\n%s" % (calls, "\n".join(lines[:40])))
+        self.assertLess(len(lines), 10, "\n".join(lines[:40]))
+        self.assertTrue(any("key store unavailable" in ln for ln in lines), "\n".join(lines))
+
+        # Redis back (empty): a key created now works within about a second; polled, with a bound
+        self.redis.start()
+        t0 = time.monotonic()
+
+        def new_key_works():
+            r = self.admin(gw, "POST", "/admin/apikeys", {"name": "after"})
+            if r.status == 503:
+                return None
+            self.assertEqual(r.status, 201, r.summary())
+            doc = r.json()["data"]
+            return doc["api_key"], doc["raw_key"]
+        new, raw_new = self.poll(new_key_works, 2.0 * g.SLOW, "a key created after Redis came back")
+        self.assertConsumer(self.call(gw, headers=[("X-API-Key", raw_new)]), new, raw_new)
+        self.assertLess(time.monotonic() - t0, 2.0 * g.SLOW)
+        self.assertTrue(gw.wait_log(r"\[filter:apikey\] key store available again", off), gw.log_since(off))
 
 
 if __name__ == "__main__":

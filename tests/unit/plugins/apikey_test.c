@@ -674,9 +674,8 @@ static void test_cache_expiry_and_revoke(void **state)
     gw_th_store_mode(th, GW_TH_STORE_FAIL);
     gw_th_advance(th, 4999);
     assert_consumer(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), k.id, "c");
-    gw_th_advance(th, 1); /* stale now: asked again */
-    assert_error(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), 503, "Service Unavailable",
-                 "the key store is unavailable");
+    gw_th_advance(th, 1); /* stale now: asked again; the store fails, so stale_if_error (5m) answers */
+    assert_consumer(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), k.id, "c");
     gw_th_store_mode(th, GW_TH_STORE_OK);
     assert_consumer(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), k.id, "c");
 
@@ -700,12 +699,102 @@ static void test_cache_expiry_and_revoke(void **state)
 static void test_cache_disabled(void **state)
 {
     gw_th *th = *state;
-    load(th, "name: apikey\ncache_ttl: 0\n");
+    load(th, "name: apikey\ncache_ttl: 0\nstale_if_error: 0\n");
     assert_int_equal(gw_th_route(th, "rest", "/", NULL), 0);
     created k = create_key(th, "{\"name\":\"c\"}");
     assert_consumer(call(th, "/x", "X-API-Key", k.raw, NULL), k.id, "c");
     gw_th_store_mode(th, GW_TH_STORE_FAIL);
     assert_error(call(th, "/x", "X-API-Key", k.raw, NULL), 503, "Service Unavailable", "the key store is unavailable");
+}
+
+/* cache_ttl 0 asks the store every time, and still has stale_if_error when it fails. */
+static void test_cache_ttl_zero_keeps_stale_if_error(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: apikey\ncache_ttl: 0\n");
+    assert_int_equal(gw_th_route(th, "rest", "/", NULL), 0);
+    created k = create_key(th, "{\"name\":\"c\"}");
+    assert_consumer(call(th, "/x", "X-API-Key", k.raw, NULL), k.id, "c");
+    /* every request asks: a record changed in the store shows at once */
+    char key[70] = "k:";
+    sha256_hex(k.raw, key + 2);
+    assert_int_equal(gw_th_store_put(th, "apikey", key, "x", 1, 0), 0);
+    assert_int_equal(gw_th_status(call(th, "/x", "X-API-Key", k.raw, NULL)), 500);
+    created k2 = create_key(th, "{\"name\":\"d\"}");
+    assert_consumer(call(th, "/x", "X-API-Key", k2.raw, NULL), k2.id, "d");
+    gw_th_store_mode(th, GW_TH_STORE_FAIL);
+    gw_th_advance(th, 299999);
+    assert_consumer(call(th, "/x", "X-API-Key", k2.raw, NULL), k2.id, "d");
+    gw_th_advance(th, 1); /* 5m since the store last confirmed it */
+    assert_error(call(th, "/x", "X-API-Key", k2.raw, NULL), 503, "Service Unavailable", "the key store is unavailable");
+}
+
+/* While the store fails, a verdict it gave within stale_if_error still answers: valid keys keep working,
+ * revoked ones stay refused, keys never seen get 503 as before, and a revoke or delete made on this gateway
+ * before the outage is not undone by a stale entry. The outage is logged when it starts and ends, once. */
+static void test_stale_if_error(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: apikey\ncache_ttl: 1s\nstale_if_error: 10s\n");
+    assert_int_equal(gw_th_route(th, "rest", "/", NULL), 0);
+    created a = create_key(th, "{\"name\":\"a\"}");
+    created never = create_key(th, "{\"name\":\"never\"}");
+    created revoked = create_key(th, "{\"name\":\"revoked\"}");
+    created gone = create_key(th, "{\"name\":\"gone\"}");
+    created deleted = create_key(th, "{\"name\":\"deleted\"}");
+    assert_consumer(call(th, "/x", "X-API-Key", a.raw, NULL), a.id, "a");
+    for (int i = 0; i < 2; i++) { /* cached as valid on the worker */
+        assert_consumer(call(th, "/x", "X-API-Key", revoked.raw, NULL), revoked.id, "revoked");
+        assert_consumer(call(th, "/x", "X-API-Key", gone.raw, NULL), gone.id, "gone");
+        assert_consumer(call(th, "/x", "X-API-Key", deleted.raw, NULL), deleted.id, "deleted");
+    }
+    char path[128];
+    snprintf(path, sizeof path, "/admin/apikeys/%s/revoke", revoked.id);
+    assert_success_message(admin(th, "POST", path, NULL), "API key revoked");
+    snprintf(path, sizeof path, "/admin/apikeys/%s/revoke", gone.id);
+    assert_success_message(admin(th, "POST", path, NULL), "API key revoked");
+    snprintf(path, sizeof path, "/admin/apikeys/%s", deleted.id);
+    assert_success_message(admin(th, "DELETE", path, NULL), "API key deleted");
+    assert_401(call(th, "/x", "X-API-Key", revoked.raw, NULL), "API key has been revoked"); /* cached so */
+
+    size_t warns = gw_th_log_find(th, GW_LOG_WARN, "");
+    gw_th_store_mode(th, GW_TH_STORE_FAIL);
+    gw_th_advance(th, 2000); /* past cache_ttl: every lookup asks the store, which fails */
+    for (int i = 0; i < 5; i++) {
+        assert_consumer(call(th, "/x", "X-API-Key", a.raw, NULL), a.id, "a");
+        assert_401(call(th, "/x", "X-API-Key", revoked.raw, NULL), "API key has been revoked");
+        /* revoked or deleted before the outage and not seen since: not in the cache, so not valid */
+        assert_error(call(th, "/x", "X-API-Key", gone.raw, NULL), 503, "Service Unavailable",
+                     "the key store is unavailable");
+        assert_error(call(th, "/x", "X-API-Key", deleted.raw, NULL), 503, "Service Unavailable",
+                     "the key store is unavailable");
+        assert_error(call(th, "/x", "X-API-Key", never.raw, NULL), 503, "Service Unavailable",
+                     "the key store is unavailable");
+    }
+    gw_th_store_mode(th, GW_TH_STORE_DOWN); /* calls that cannot even start: the same */
+    assert_consumer(call(th, "/x", "X-API-Key", a.raw, NULL), a.id, "a");
+    assert_error(call(th, "/x", "X-API-Key", never.raw, NULL), 503, "Service Unavailable",
+                 "the key store is unavailable");
+    if (gw_th_host(th)->metric_register) assert_true(gw_th_metric(th, "gateway_apikey_stale_total", NULL) == 11.0);
+    /* one line for the outage, not one per request */
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, ""), warns + 1);
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "key store unavailable (status -1): keys it confirmed within "
+                                                     "stale_if_error (10000 ms) are answered from the cache"),
+                     1);
+
+    /* 10 s after the store last confirmed it, a stale verdict answers no more */
+    gw_th_store_mode(th, GW_TH_STORE_FAIL);
+    gw_th_advance(th, 8000);
+    assert_error(call(th, "/x", "X-API-Key", a.raw, NULL), 503, "Service Unavailable", "the key store is unavailable");
+    assert_error(call(th, "/x", "X-API-Key", revoked.raw, NULL), 503, "Service Unavailable",
+                 "the key store is unavailable");
+    /* the store back: checked with it again, logged once */
+    gw_th_store_mode(th, GW_TH_STORE_OK);
+    assert_consumer(call(th, "/x", "X-API-Key", a.raw, NULL), a.id, "a");
+    assert_consumer(call(th, "/x", "X-API-Key", never.raw, NULL), never.id, "never");
+    assert_401(call(th, "/x", "X-API-Key", gone.raw, NULL), "API key has been revoked");
+    assert_401(call(th, "/x", "X-API-Key", deleted.raw, NULL), "Invalid API key");
+    assert_int_equal(gw_th_log_find(th, GW_LOG_INFO, "key store available again"), 1);
 }
 
 /* --- requests that end while waiting --------------------------------------------------------------- */
@@ -743,7 +832,7 @@ static void test_client_gone_while_waiting(void **state)
 static void test_custom_settings(void **state)
 {
     gw_th *th = *state;
-    load(th, "name: apikey\nheader: X-Key\nprefix: acme.\ncache_ttl: 1s\nadmin_path: /ops/keys\n");
+    load(th, "name: apikey\nheader: X-Key\nprefix: acme.\ncache_ttl: 1s\nadmin_path: /ops/keys\nstale_if_error: 2s\n");
     assert_int_equal(gw_th_route(th, "rest", "/", NULL), 0);
     gw_req *r = admin(th, "POST", "/ops/keys", "{\"name\":\"ops\"}");
     assert_int_equal(gw_th_status(r), 201);
@@ -771,11 +860,13 @@ static void test_custom_settings(void **state)
     r = call(th, "/admin/apikeys", NULL);
     assert_int_equal(gw_th_status(r), 200);
     assert_true(gw_th_upstream_called(r));
-    /* the shorter cache_ttl */
+    /* the shorter cache_ttl and stale_if_error */
     gw_th_store_mode(th, GW_TH_STORE_FAIL);
     gw_th_advance(th, 999);
     assert_consumer(call(th, "/x", "X-Key", raw, NULL), id, "ops");
-    gw_th_advance(th, 1);
+    gw_th_advance(th, 1); /* asked: the store fails, the entry is 1 s old */
+    assert_consumer(call(th, "/x", "X-Key", raw, NULL), id, "ops");
+    gw_th_advance(th, 1000);
     assert_int_equal(gw_th_status(call(th, "/x", "X-Key", raw, NULL)), 503);
 }
 
@@ -796,9 +887,13 @@ static void test_settings_errors(void **state)
          "pipeline.yaml:2:9: prefix: must not be empty (Bearer tokens are recognised by it)"},
         {"name: apikey\nprefix: 'a b'\n", "pipeline.yaml:2:9: prefix: only letters, digits, '_', '-' and '.' are allowed"},
         {"name: apikey\nprefix: abcdefghijklmnopqrstuvwxyz0123456789\n", "pipeline.yaml:2:9: prefix: longer than 32 bytes"},
-        {"name: apikey\ncache_ttl: soon\n", NULL},
+        {"name: apikey\ncache_ttl: soon\n",
+         "pipeline.yaml:2:12: cache_ttl: expected a duration such as 250ms, 5s or 5m, got 'soon'"},
         {"name: apikey\ncache_ttl: 2h\n",
          "pipeline.yaml:2:12: cache_ttl: at most 1h (a revoke elsewhere must take effect)"},
+        {"name: apikey\nstale_if_error: 25h\n", "pipeline.yaml:2:17: stale_if_error: at most 24h"},
+        {"name: apikey\nstale_if_error: later\n",
+         "pipeline.yaml:2:17: stale_if_error: expected a duration such as 250ms, 5s or 5m, got 'later'"},
         {"name: apikey\nadmin_path: admin\n",
          "pipeline.yaml:2:13: admin_path: expected a path like /admin/apikeys (no trailing '/')"},
         {"name: apikey\nadmin_path: /admin/\n",
@@ -842,6 +937,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_expiry_and_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_disabled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_ttl_zero_keeps_stale_if_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_if_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_errors, setup, teardown),
