@@ -28,17 +28,10 @@
  * Waiting requests: the store callbacks and the cleanup get a token, not a pointer (apikey_pend.c). */
 #include "apikey.h"
 
-#include <cjson/cJSON.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #define AK_DEFAULT_HEADER "X-API-Key"
 #define AK_DEFAULT_PREFIX "gw_"
