@@ -443,6 +443,7 @@ void gw_config_free(gw_config *cfg)
         free(cfg->listeners[i].key_file);
     }
     free(cfg->listeners);
+    free(cfg->trusted_proxies);
     free_services(cfg->services, cfg->nservices);
     for (size_t i = 0; cfg->routes && i < cfg->nroutes; i++) {
         free(cfg->routes[i].name);

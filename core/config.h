@@ -56,6 +56,12 @@ typedef struct {
     int line;
 } gw_route_conf;
 
+/* An address block; IPv4 is kept as IPv4-mapped IPv6 (::ffff:a.b.c.d), its prefix length plus 96. */
+typedef struct {
+    uint8_t addr[16];
+    unsigned bits;
+} gw_cidr;
+
 typedef enum { GW_STORE_EMBEDDED = 0, GW_STORE_REDIS } gw_store_type;
 
 typedef struct {
@@ -104,6 +110,12 @@ typedef struct {
     /* upstream pools */
     unsigned upstream_keepalive;       /* idle connections kept per target per worker (default 64) */
     uint64_t upstream_keepalive_ms;    /* idle pooled connection lifetime (default 60 s) */
+
+    /* proxy: what the gateway believes of the client's forwarding fields */
+    gw_cidr *trusted_proxies; /* peers whose X-Forwarded-For / X-Real-IP name the client */
+    size_t ntrusted_proxies;
+    bool trust_request_id;       /* keep a sane client X-Request-Id (default true) */
+    bool underscores_in_headers; /* forward fields whose names contain '_' (default false) */
 
     gw_service_conf *services;
     size_t nservices;

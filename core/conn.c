@@ -313,20 +313,17 @@ static bool sane_request_id(gw_str v)
     return true;
 }
 
-/* Absolute-form ("http://host/path") keeps only its path; "*" and authority-form are not for us. */
+/* Absolute-form ("http://host/path"): its authority is the request's host (RFC 9112 3.2.2: the Host
+ * field is ignored then), for routing and for everything forwarded. "*" and authority-form are not for us. */
 static int request_path(gw_conn *c)
 {
     gw_str t = c->req->target;
     if (t.n && t.p[0] != '/') {
-        size_t skip = 0;
-        if (t.n > 7 && strncasecmp(t.p, "http://", 7) == 0) skip = 7;
-        else if (t.n > 8 && strncasecmp(t.p, "https://", 8) == 0) skip = 8;
-        if (!skip) return c->req->method_id == GW_METHOD_CONNECT ? 501 : 400;
-        const char *slash = memchr(t.p + skip, '/', t.n - skip);
-        const char *q = memchr(t.p + skip, '?', t.n - skip);
-        if (q && (!slash || q < slash)) slash = q;
-        t = slash ? (gw_str){slash, t.n - (size_t)(slash - t.p)} : (gw_str){"/", 1};
-        if (t.p[0] == '?') return 400;
+        if (c->req->method_id == GW_METHOD_CONNECT) return 501;
+        gw_str authority;
+        int st = gw_http_absolute_form(c->req->target, &authority, &t);
+        if (st) return st;
+        c->req->host = authority;
     }
     size_t cap = cfg_of(c)->max_request_line + 1;
     if (c->path_cap < cap) {
@@ -353,7 +350,7 @@ static void method_not_allowed(gw_conn *c)
 static void set_request_id(gw_conn *c)
 {
     const gw_http_field *rid = gw_http_find(c->req, "X-Request-Id");
-    if (rid && sane_request_id(rid->value)) {
+    if (cfg_of(c)->trust_request_id && rid && sane_request_id(rid->value)) {
         size_t n = rid->value.n < 39 ? rid->value.n : 39;
         memcpy(c->request_id, rid->value.p, n);
         c->request_id[n] = '\0';

@@ -313,8 +313,7 @@ static void note_conn(facts *f, gw_str v)
 static void note_host(facts *f, gw_str v)
 {
     if (f->nhost++ == 0) f->host = v;
-    for (size_t i = 0; i < v.n; i++)
-        if (!(cls[(unsigned char)v.p[i]] & C_HOST)) f->host_bad = true;
+    if (v.n && !gw_http_authority_valid(v)) f->host_bad = true; /* empty: RFC 9112 3.2 allows it */
 }
 
 /* Dispatch on the name length first: most fields are none of these and cost one switch. */

@@ -91,7 +91,8 @@ typedef struct {
  * CTLs except HTAB in values, no obs-fold, no whitespace before a colon or in a name, method is a token,
  * version exactly HTTP/1.0 or HTTP/1.1 (other HTTP/x.y -> 505), Content-Length digits only and all copies
  * equal, Transfer-Encoding exactly "chunked" (other codings -> 501, TE with CL -> 400, TE in 1.0 -> 400),
- * exactly one Host in HTTP/1.1 (none or several -> 400). Leading empty lines (CRLF) before the request line
+ * exactly one Host in HTTP/1.1 (none or several -> 400), a Host that is empty or a valid authority
+ * (gw_http_authority_valid, else 400). Leading empty lines (CRLF) before the request line
  * are tolerated and counted in the return value. */
 ssize_t gw_http_parse_request(const char *buf, size_t len, const gw_http_limits *lim, gw_http_head *out);
 
@@ -144,5 +145,13 @@ int gw_http_method_id(gw_str method);
 /* "Allow: GET, POST\r\n" for a set of (1u << enum gw_http_method) bits, into out (cap bytes). */
 void gw_http_allow_line(unsigned methods, char *out, size_t cap);
 const char *gw_http_reason(int status); /* standard reason phrase, "Unknown" if none */
+
+/* --- authority (http_authority.c) ----------------------------------------------------------------- */
+/* host [":" port] per RFC 3986: a reg-name (unreserved and sub-delims, no percent-encoding) or an IPv6
+ * literal in brackets, then an optional port 1..65535 in digits. Empty is not valid here. */
+bool gw_http_authority_valid(gw_str authority);
+/* Splits an absolute-form target "http[s]://authority[/path][?query]" (RFC 9112 3.2.2). Returns 0 and
+ * sets authority and path ("/" when the target has none), or 400 (other scheme, userinfo, bad host). */
+int gw_http_absolute_form(gw_str target, gw_str *authority, gw_str *path);
 
 #endif

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "forward.h"
 #include "hbuf.h"
 #include "log.h"
 #include "phases.h"
@@ -60,16 +61,6 @@ void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char
     gw_phase_start(c, GW_PH_UPSTREAM_RESPONSE);
 }
 
-static bool skip_request_field(const gw_http_head *h, const gw_http_field *f)
-{
-    static const char *const own[] = {"Host", "Content-Length", "Expect", "X-Forwarded-For",
-                                      "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id"};
-    if (gw_http_is_hop_by_hop(f->name)) return true;
-    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
-        if (gw_str_eq_ci(f->name, own[i])) return true;
-    return gw_http_conn_lists(h, f->name);
-}
-
 static bool websocket_upgrade(const gw_http_head *h)
 {
     const gw_http_field *up = gw_http_find(h, "Upgrade");
@@ -77,22 +68,6 @@ static bool websocket_upgrade(const gw_http_head *h)
 }
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
-
-/* X-Forwarded-For: every value the client sent, in order, then the socket peer. */
-static void add_forwarded_for(gw_conn *c, gw_hbuf *b)
-{
-    const gw_http_head *h = c->req;
-    GW_HB_LIT(b, "X-Forwarded-For: ");
-    for (size_t i = 0; i < h->nfields; i++) {
-        const gw_http_field *f = &h->fields[i];
-        if (f->value.n && gw_str_eq_ci(f->name, "X-Forwarded-For")) {
-            gw_hb_add(b, f->value.p, f->value.n);
-            GW_HB_LIT(b, ", ");
-        }
-    }
-    gw_hb_str(b, c->peer_ip);
-    GW_HB_LIT(b, "\r\n");
-}
 
 static void write_request_line(gw_conn *c, gw_hbuf *b)
 {
@@ -128,12 +103,9 @@ static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
     size_t nfields = r->hup_on ? r->hup.n : r->hreq_on ? r->hreq.n : h->nfields;
     for (size_t i = 0; i < nfields; i++) {
         const gw_http_field *f = &fields[i];
-        if (!skip_request_field(h, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
+        if (!gw_fwd_skip_field(c, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);
     }
-    add_forwarded_for(c, &b);
-    if (c->tls) GW_HB_LIT(&b, "X-Forwarded-Proto: https\r\n");
-    else GW_HB_LIT(&b, "X-Forwarded-Proto: http\r\n");
-    if (h->host.n) gw_hb_field(&b, "X-Forwarded-Host", 16, h->host.p, h->host.n);
+    gw_fwd_add_fields(c, &b);
     gw_hb_field(&b, "X-Request-Id", 12, c->request_id, strlen(c->request_id));
     if (websocket_upgrade(h)) {
         const gw_http_field *up = gw_http_find(h, "Upgrade");

@@ -1,0 +1,186 @@
+/* forward.c - header hygiene on the way upstream: hop-by-hop fields, fields the client names in
+ * Connection (RFC 9110 7.6.1), names with '_', and the fields only the gateway may set. X-Forwarded-For and
+ * Forwarded (RFC 7239) are chains: what the client sent stays (claims nobody checked) and this hop is
+ * appended. X-Real-IP is one answer, the gateway's: the peer, or, when the peer is one of
+ * proxy.trusted_proxies, the client that peer reports (right-most untrusted X-Forwarded-For entry, as
+ * nginx's realip module with real_ip_recursive does). */
+#include "forward.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Set by the gateway alone: whatever the client sent under these names is dropped. */
+static const char *const own[] = {"Host",          "Content-Length",    "Expect",       "X-Forwarded-For",
+                                  "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "X-Real-IP",
+                                  "Forwarded"};
+
+static bool ours_or_hop(gw_str name)
+{
+    if (gw_http_is_hop_by_hop(name)) return true;
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (gw_str_eq_ci(name, own[i])) return true;
+    return false;
+}
+
+bool gw_fwd_skip_field(const gw_conn *c, const gw_http_field *f)
+{
+    if (ours_or_hop(f->name) || gw_http_conn_lists(c->req, f->name)) return true;
+    if (!memchr(f->name.p, '_', f->name.n)) return false;
+    /* nginx's underscores_in_headers off: CGI-style upstreams map '-' and '_' to the same variable, so
+     * "Transfer_Encoding" or "X_Real_IP" would pass for the real thing there. */
+    if (!c->gen->cfg->underscores_in_headers) return true;
+    char buf[24]; /* longer than any name in the lists above */
+    if (f->name.n > sizeof buf) return false;
+    for (size_t i = 0; i < f->name.n; i++)
+        buf[i] = f->name.p[i] == '_' ? '-' : f->name.p[i];
+    return ours_or_hop((gw_str){buf, f->name.n}); /* allowed, but never as one of those */
+}
+
+/* The client's own values of a chain field, unless the client declared the field hop-by-hop. */
+static void add_client_values(const gw_conn *c, gw_hbuf *b, const char *name)
+{
+    const gw_http_head *h = c->req;
+    gw_str n = {name, strlen(name)};
+    if (gw_http_conn_lists(h, n)) return;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (f->value.n && gw_str_eq_ci(f->name, name)) {
+            gw_hb_add(b, f->value.p, f->value.n);
+            GW_HB_LIT(b, ", ");
+        }
+    }
+}
+
+/* ---- addresses: 16 bytes, IPv4 as IPv4-mapped IPv6 ---- */
+
+static bool parse_ip(const char *p, size_t n, uint8_t out[16])
+{
+    char buf[INET6_ADDRSTRLEN + 1];
+    struct in_addr a4;
+    if (n == 0 || n >= sizeof buf) return false;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    if (inet_pton(AF_INET, buf, &a4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        return true;
+    }
+    return inet_pton(AF_INET6, buf, out) == 1;
+}
+
+static bool trusted(const gw_config *cfg, const uint8_t a[16])
+{
+    for (size_t i = 0; i < cfg->ntrusted_proxies; i++) {
+        const gw_cidr *r = &cfg->trusted_proxies[i];
+        unsigned full = r->bits / 8, rest = r->bits % 8;
+        if (memcmp(a, r->addr, full) != 0) continue;
+        if (rest && ((a[full] ^ r->addr[full]) & (0xff00u >> rest) & 0xff)) continue;
+        return true;
+    }
+    return false;
+}
+
+static void ip_text(const uint8_t a[16], char out[INET6_ADDRSTRLEN])
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, 12) == 0) inet_ntop(AF_INET, a + 12, out, INET6_ADDRSTRLEN);
+    else inet_ntop(AF_INET6, a, out, INET6_ADDRSTRLEN);
+}
+
+static gw_str trim(const char *p, size_t s, size_t e)
+{
+    while (s < e && (p[s] == ' ' || p[s] == '\t'))
+        s++;
+    while (e > s && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+        e--;
+    return (gw_str){p + s, e - s};
+}
+
+/* Walks the X-Forwarded-For entries right to left from a trusted peer (ip holds it). Returns true and
+ * leaves the client in ip when the walk ended; false when there was no entry at all. An entry that does
+ * not parse ends the walk at the last trusted hop: nobody trusted vouches for what lies beyond it. */
+static bool walk_xff(const gw_conn *c, uint8_t ip[16])
+{
+    const gw_http_head *h = c->req;
+    bool any = false;
+    if (gw_http_conn_lists(h, (gw_str){"X-Forwarded-For", 15})) return false;
+    for (size_t i = h->nfields; i-- > 0;) {
+        const gw_http_field *f = &h->fields[i];
+        if (!gw_str_eq_ci(f->name, "X-Forwarded-For")) continue;
+        size_t end = f->value.n;
+        for (int guard = 0; guard < 1024; guard++) {
+            size_t s = end;
+            while (s > 0 && f->value.p[s - 1] != ',')
+                s--;
+            gw_str e = trim(f->value.p, s, end);
+            if (e.n) {
+                uint8_t a[16];
+                any = true;
+                if (!parse_ip(e.p, e.n, a)) return true;
+                memcpy(ip, a, 16);
+                if (!trusted(c->gen->cfg, a)) return true;
+            }
+            if (s == 0) break;
+            end = s - 1;
+        }
+    }
+    return any;
+}
+
+/* The client's address as this gateway believes it, as text. */
+static void real_ip(const gw_conn *c, char out[INET6_ADDRSTRLEN])
+{
+    uint8_t ip[16];
+    snprintf(out, INET6_ADDRSTRLEN, "%s", c->peer_ip);
+    if (!c->gen->cfg->ntrusted_proxies || !parse_ip(c->peer_ip, strlen(c->peer_ip), ip) ||
+        !trusted(c->gen->cfg, ip))
+        return;
+    if (!walk_xff(c, ip)) {
+        const gw_http_field *x = gw_http_find(c->req, "X-Real-IP");
+        uint8_t a[16];
+        if (x && !gw_http_conn_lists(c->req, x->name) && parse_ip(x->value.p, x->value.n, a)) memcpy(ip, a, 16);
+    }
+    ip_text(ip, out);
+}
+
+/* RFC 7239 4: for=, proto=, host=; an IPv6 node is a quoted "[...]", the host always a quoted-string
+ * (it may hold ':', which a token may not; the authority check leaves no '"' or '\' in it). */
+static void add_forwarded(const gw_conn *c, gw_hbuf *b)
+{
+    const gw_http_head *h = c->req;
+    GW_HB_LIT(b, "Forwarded: ");
+    add_client_values(c, b, "Forwarded");
+    bool v6 = strchr(c->peer_ip, ':') != NULL;
+    GW_HB_LIT(b, "for=");
+    if (v6) GW_HB_LIT(b, "\"[");
+    gw_hb_str(b, c->peer_ip);
+    if (v6) GW_HB_LIT(b, "]\"");
+    if (c->tls) GW_HB_LIT(b, ";proto=https");
+    else GW_HB_LIT(b, ";proto=http");
+    if (h->host.n) {
+        GW_HB_LIT(b, ";host=\"");
+        gw_hb_add(b, h->host.p, h->host.n);
+        GW_HB_LIT(b, "\"");
+    }
+    GW_HB_LIT(b, "\r\n");
+}
+
+void gw_fwd_add_fields(const gw_conn *c, gw_hbuf *b)
+{
+    const gw_http_head *h = c->req;
+    GW_HB_LIT(b, "X-Forwarded-For: ");
+    add_client_values(c, b, "X-Forwarded-For");
+    gw_hb_str(b, c->peer_ip);
+    GW_HB_LIT(b, "\r\n");
+    if (c->tls) GW_HB_LIT(b, "X-Forwarded-Proto: https\r\n");
+    else GW_HB_LIT(b, "X-Forwarded-Proto: http\r\n");
+    if (h->host.n) gw_hb_field(b, "X-Forwarded-Host", 16, h->host.p, h->host.n);
+    char ip[INET6_ADDRSTRLEN];
+    real_ip(c, ip);
+    GW_HB_LIT(b, "X-Real-IP: ");
+    gw_hb_str(b, ip);
+    GW_HB_LIT(b, "\r\n");
+    add_forwarded(c, b);
+}
