@@ -328,6 +328,66 @@ bool gw_cfg_section(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, voi
     return gw_cfg_map(c, n, c->at, f->aux, false, (char *)rec + f->off);
 }
 
+/* Open-addressing set of item indexes (+1, 0 = empty) keyed by a string member: duplicates in O(n),
+ * where comparing each item with all before it made 200k routes take minutes. */
+typedef struct {
+    size_t *slots;
+    size_t mask;
+} uniq_set;
+
+static const char *uniq_key(const gw_list_desc *d, const char *items, size_t i)
+{
+    const char *s;
+    memcpy(&s, items + i * d->elem_size + d->unique_off, sizeof s);
+    return s ? s : "";
+}
+
+/* Adds item i; returns the index of an earlier item with the same key, or SIZE_MAX. */
+static size_t uniq_add(uniq_set *u, const gw_list_desc *d, const char *items, size_t i)
+{
+    const char *key = uniq_key(d, items, i);
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    size_t k = (size_t)h & u->mask;
+    for (; u->slots[k]; k = (k + 1) & u->mask)
+        if (strcmp(uniq_key(d, items, u->slots[k] - 1), key) == 0) return u->slots[k] - 1;
+    u->slots[k] = i + 1;
+    return SIZE_MAX;
+}
+
+static bool uniq_check(gw_cfg_ctx *c, uniq_set *u, const gw_list_desc *d, const char *list,
+                       const gw_yaml_node *item, const char *items, size_t i)
+{
+    size_t j = uniq_add(u, d, items, i);
+    if (j == SIZE_MAX) return true;
+    size_t mark = gw_cfg_push(c, d->unique_key);
+    gw_cfg_fail(c, gw_yaml_get(item, d->unique_key), "duplicate %s '%s' (also %s[%zu])", d->unique_what,
+                uniq_key(d, items, i), list, j);
+    gw_cfg_pop(c, mark);
+    return false;
+}
+
+static bool list_items(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, char *items, uniq_set *u)
+{
+    const gw_list_desc *d = f->aux;
+    for (size_t i = 0; i < n->n; i++) {
+        const gw_yaml_node *item = n->items[i];
+        char *elem = items + i * d->elem_size;
+        size_t mark = gw_cfg_push_index(c, i);
+        bool ok = item->kind == GW_YAML_MAP ? gw_cfg_map(c, item, item, d->fields, d->open, elem)
+                                            : gw_cfg_fail(c, item, "must be a mapping");
+        if (ok) {
+            memcpy(elem + d->line_off, &item->line, sizeof item->line);
+            ok = (!u->slots || uniq_check(c, u, d, f->name, item, items, i)) &&
+                 (!d->check || d->check(c, item, items, i));
+        }
+        gw_cfg_pop(c, mark);
+        if (!ok) return false;
+    }
+    return true;
+}
+
 bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const gw_list_desc *d = f->aux;
@@ -339,20 +399,17 @@ bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
     /* Published before the items are bound so that gw_config_free can clean up a half-built list. */
     gw_cfg_store_ptr((char *)rec + f->off, items);
     memcpy((char *)rec + d->count_off, &n->n, sizeof n->n);
-    for (size_t i = 0; i < n->n; i++) {
-        const gw_yaml_node *item = n->items[i];
-        char *elem = items + i * d->elem_size;
-        size_t mark = gw_cfg_push_index(c, i);
-        bool ok = item->kind == GW_YAML_MAP ? gw_cfg_map(c, item, item, d->fields, d->open, elem)
-                                            : gw_cfg_fail(c, item, "must be a mapping");
-        if (ok) {
-            memcpy(elem + d->line_off, &item->line, sizeof item->line);
-            ok = !d->check || d->check(c, item, items, i);
-        }
-        gw_cfg_pop(c, mark);
-        if (!ok) return false;
+    uniq_set u = {NULL, 0};
+    if (d->unique_key) {
+        size_t slots = 8;
+        while (slots < n->n * 2)
+            slots *= 2;
+        if (!(u.slots = calloc(slots, sizeof *u.slots))) return gw_cfg_fail(c, n, "out of memory");
+        u.mask = slots - 1;
     }
-    return true;
+    bool ok = list_items(c, f, n, items, &u);
+    free(u.slots);
+    return ok;
 }
 
 /* Digits then a unit from the table; the digits may not overflow once multiplied. */

@@ -267,27 +267,15 @@ static const gw_field service_fields[] = {
     END,
 };
 
-static bool service_item(gw_cfg_ctx *c, const gw_yaml_node *item, void *items, size_t i)
-{
-    gw_service_conf *s = items;
-    for (size_t j = 0; j < i; j++) {
-        if (strcmp(s[j].name, s[i].name) != 0) continue;
-        size_t mark = gw_cfg_push(c, "name");
-        gw_cfg_fail(c, gw_yaml_get(item, "name"), "duplicate service name '%s' (also services[%zu])",
-                    s[i].name, j);
-        gw_cfg_pop(c, mark);
-        return false;
-    }
-    return true;
-}
-
 static const gw_list_desc services_desc = {
     .what = "service",
     .elem_size = sizeof(gw_service_conf),
     .count_off = offsetof(gw_config, nservices),
     .line_off = offsetof(gw_service_conf, line),
     .fields = service_fields,
-    .check = service_item,
+    .unique_key = "name",
+    .unique_what = "service name",
+    .unique_off = offsetof(gw_service_conf, name),
 };
 
 /* ---- routes ---- */
@@ -387,14 +375,6 @@ static const gw_field route_fields[] = {
 static bool route_item(gw_cfg_ctx *c, const gw_yaml_node *item, void *items, size_t i)
 {
     gw_route_conf *r = items;
-    for (size_t j = 0; j < i; j++) {
-        if (strcmp(r[j].prefix, r[i].prefix) != 0) continue;
-        size_t mark = gw_cfg_push(c, "prefix");
-        gw_cfg_fail(c, gw_yaml_get(item, "prefix"), "duplicate prefix '%s' (also routes[%zu])", r[i].prefix,
-                    j);
-        gw_cfg_pop(c, mark);
-        return false;
-    }
     if (!r[i].name && !(r[i].name = strdup(c->cfg->services[r[i].service].name)))
         return gw_cfg_fail(c, item, "out of memory");
     return true;
@@ -406,6 +386,9 @@ static const gw_list_desc routes_desc = {
     .count_off = offsetof(gw_config, nroutes),
     .line_off = offsetof(gw_route_conf, line),
     .fields = route_fields,
+    .unique_key = "prefix",
+    .unique_what = "prefix",
+    .unique_off = offsetof(gw_route_conf, prefix),
     .check = route_item,
 };
 

@@ -45,6 +45,11 @@ typedef struct {
     const gw_field *fields;
     bool open;     /* keys not in `fields` are allowed (a filter's own settings) */
     bool nonempty; /* at least one item */
+    /* Items must differ in the string at unique_off (a char * in the item, keyed unique_key in the file),
+     * checked with a hash set as each item is bound: "duplicate <unique_what> 'x' (also <list>[j])". */
+    const char *unique_key; /* NULL: no such rule */
+    const char *unique_what;
+    size_t unique_off;
     gw_item_check check;
 } gw_list_desc;
 

@@ -95,9 +95,13 @@ static char *find_filter(const gw_config *cfg, const char *exe_dir, const gw_pip
     return found;
 }
 
+/* Points at the entry's `file` when it has one (that is what was looked for), else at its `name`. */
 static char *entry_error(const gw_config *cfg, const gw_pipeline_entry *e, const char *msg)
 {
-    return gw_strdupf("%s:%d: pipeline filter '%s': %s", cfg->file, e->line, e->name, msg);
+    const gw_yaml_node *at = gw_yaml_get(e->settings, "file");
+    if (!at) at = gw_yaml_get(e->settings, "name");
+    if (!at) at = e->settings;
+    return gw_strdupf("%s:%d:%d: pipeline filter '%s': %s", cfg->file, at->line, at->col, e->name, msg);
 }
 
 /* Loads one entry's module and runs its checks; returns the module or NULL with *err. */

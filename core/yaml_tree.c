@@ -404,20 +404,29 @@ static char *read_file(const char *path, size_t *len, char **err)
     gw_buf o = {0};
     char chunk[8192];
     size_t got;
-    bool ok = buf_add(&o, "", 0);
-    while (ok && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        ok = o.n + got <= GW_YAML_MAX_FILE && buf_add(&o, chunk, got);
+    bool ok = buf_add(&o, "", 0), big = false;
+    while (ok && !big && (got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        big = o.n + got > GW_YAML_MAX_FILE; /* keep what fits: the message says where reading stopped */
+        ok = buf_add(&o, chunk, big ? GW_YAML_MAX_FILE - o.n : got);
+    }
     int rerr = ferror(f) ? errno : 0;
     fclose(f);
-    if (ok && !rerr) {
+    if (ok && !big && !rerr) {
         *len = o.n;
         return o.p;
     }
-    free(o.p);
-    if (rerr)
+    if (rerr) {
         *err = dupf("%s: cannot read: %s", path, strerror(rerr));
-    else
-        *err = dupf("%s: file too large or out of memory (limit %u bytes)", path, GW_YAML_MAX_FILE);
+    } else if (big) {
+        gw_builder at = {.text = o.p, .len = o.n};
+        int line, col;
+        offset_pos(&at, o.n, &line, &col);
+        *err = dupf("%s:%d:%d: the file is larger than the limit of %u bytes (16 MiB): reading stopped here",
+                    path, line, col, GW_YAML_MAX_FILE);
+    } else {
+        *err = dupf("%s: out of memory", path);
+    }
+    free(o.p);
     return NULL;
 }
 

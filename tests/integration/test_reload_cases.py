@@ -143,6 +143,15 @@ class ReloadCasesTest(gf.FilterTestCase):
             self.assertEqual(info["reloads"], {"success": 0, "failure": n})
             self.assertTags(self.get(gw.port, "/api/x"), ["a"], ["a"], "after: " + what)
 
+    def test_missing_filter_error_names_line_and_column(self):
+        gw = self.start([tagger("a")])
+        off = gw.log_size()
+        self.reload_fails(gw, self.cfg(gw.port, [tagger("b"), {"name": "nosuchfilter"}]), ["nosuchfilter"],
+                          "missing filter")
+        text = gw.log_since(off)
+        self.assertRegex(text, r"reload failed.*\.yaml:\d+:\d+: pipeline filter 'nosuchfilter': ",
+                         "file:line:col expected:\n" + text[-2000:])
+
     def test_incompatible_so_copied_over_plugin(self):
         pd = self.private_plugin_dir({"tagger.so": "tagger"})
         gw = self.start([tagger("a")], plugin_dir=pd)
