@@ -7,13 +7,13 @@
 #include "forward.h"
 
 #include <arpa/inet.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Set by the gateway alone: whatever the client sent under these names is dropped. */
-static const char *const own[] = {"Host",          "Content-Length",    "Expect",       "X-Forwarded-For",
-                                  "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "X-Real-IP",
-                                  "Forwarded"};
+static const char *const own[] = {
+    "Host", "Content-Length", "Expect", "X-Forwarded-For", "X-Forwarded-Proto",
+    "X-Forwarded-Host", "X-Request-Id", "X-Real-IP", "Forwarded",
+};
 
 static bool ours_or_hop(gw_str name)
 {
@@ -129,20 +129,21 @@ static bool walk_xff(const gw_conn *c, uint8_t ip[16])
     return any;
 }
 
-/* The client's address as this gateway believes it, as text. */
-static void real_ip(const gw_conn *c, char out[INET6_ADDRSTRLEN])
+/* The client's address as this gateway believes it, as text: the peer's, or written into out. */
+static const char *real_ip(const gw_conn *c, char out[INET6_ADDRSTRLEN])
 {
     uint8_t ip[16];
-    snprintf(out, INET6_ADDRSTRLEN, "%s", c->peer_ip);
     if (!c->gen->cfg->ntrusted_proxies || !parse_ip(c->peer_ip, strlen(c->peer_ip), ip) ||
         !trusted(c->gen->cfg, ip))
-        return;
+        return c->peer_ip;
     if (!walk_xff(c, ip)) {
         const gw_http_field *x = gw_http_find(c->req, "X-Real-IP");
         uint8_t a[16];
-        if (x && !gw_http_conn_lists(c->req, x->name) && parse_ip(x->value.p, x->value.n, a)) memcpy(ip, a, 16);
+        if (x && !gw_http_conn_lists(c->req, x->name) && parse_ip(x->value.p, x->value.n, a))
+            memcpy(ip, a, 16);
     }
     ip_text(ip, out);
+    return out;
 }
 
 /* RFC 7239 4: for=, proto=, host=; an IPv6 node is a quoted "[...]", the host always a quoted-string
@@ -178,9 +179,8 @@ void gw_fwd_add_fields(const gw_conn *c, gw_hbuf *b)
     else GW_HB_LIT(b, "X-Forwarded-Proto: http\r\n");
     if (h->host.n) gw_hb_field(b, "X-Forwarded-Host", 16, h->host.p, h->host.n);
     char ip[INET6_ADDRSTRLEN];
-    real_ip(c, ip);
     GW_HB_LIT(b, "X-Real-IP: ");
-    gw_hb_str(b, ip);
+    gw_hb_str(b, real_ip(c, ip));
     GW_HB_LIT(b, "\r\n");
     add_forwarded(c, b);
 }

@@ -10,7 +10,7 @@ enum {
     C_TCHAR = 1, /* token (RFC 9110 5.6.2): method, field name, coding */
     C_VCHAR = 2, /* visible ASCII 0x21-0x7E: request-target */
     C_FVAL = 4,  /* field-value / reason-phrase byte: HTAB, SP, VCHAR, obs-text */
-    C_HOST = 8,  /* RFC 3986 host and port: unreserved, sub-delims, ':', '[', ']', '%' */
+    C_HOST = 8,  /* host characters; the Host check itself is gw_http_authority_valid (http_authority.c) */
 };
 
 static const unsigned char cls[256] = {
