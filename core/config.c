@@ -467,6 +467,7 @@ gw_config *gw_config_load(const char *path, char **err)
     bool ok = root->kind == GW_YAML_MAP
                   ? gw_cfg_map(&c, root, root, gw_cfg_top, false, cfg) && gw_cfg_finish(&c, root)
                   : gw_cfg_fail(&c, root, "the top level must be a mapping");
+    free(c.svc_index);
     if (!ok) {
         *err = c.err ? c.err : strdup("out of memory");
         gw_config_free(cfg);

@@ -302,16 +302,37 @@ static bool p_prefix(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, vo
     return true;
 }
 
+typedef struct {
+    const char *name;
+    size_t i;
+} svc_ent;
+
+static int svc_cmp(const void *a, const void *b)
+{
+    return strcmp(((const svc_ent *)a)->name, ((const svc_ent *)b)->name);
+}
+
+/* A binary search over the sorted names: a scan per route made many routes times many services slow. */
 static bool p_service_ref(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec)
 {
     const char *s = gw_cfg_scalar(c, n, "a service name");
     if (!s) return false;
-    /* services come before routes in the table, so they are all known here */
-    for (size_t i = 0; i < c->cfg->nservices; i++)
-        if (strcmp(c->cfg->services[i].name, s) == 0) {
-            ((gw_route_conf *)rec)->service = i;
-            return true;
-        }
+    /* services come before routes in the table, so they are all known (and unique) here */
+    const gw_config *cfg = c->cfg;
+    if (!c->svc_index && cfg->nservices) {
+        svc_ent *e = malloc(cfg->nservices * sizeof *e);
+        if (!e) return gw_cfg_fail(c, n, "out of memory");
+        for (size_t i = 0; i < cfg->nservices; i++)
+            e[i] = (svc_ent){cfg->services[i].name, i};
+        qsort(e, cfg->nservices, sizeof *e, svc_cmp);
+        c->svc_index = e;
+    }
+    svc_ent key = {s, 0};
+    const svc_ent *hit = c->svc_index ? bsearch(&key, c->svc_index, cfg->nservices, sizeof key, svc_cmp) : NULL;
+    if (hit) {
+        ((gw_route_conf *)rec)->service = hit->i;
+        return true;
+    }
     return gw_cfg_fail(c, n, "no service named '%s'", s);
 }
 

@@ -59,7 +59,8 @@ struct gw_cfg_ctx {
     const gw_yaml_node *at; /* enclosing mapping: where to point when a key is missing */
     char *err;
     size_t plen;
-    char path[512]; /* key path for messages: "routes[1].service" */
+    char path[512];   /* key path for messages: "routes[1].service" */
+    void *svc_index;  /* service names sorted, built by the first route that names one (freed by the loader) */
 };
 
 /* "file:line:col: <path>: <message>" into c->err (first error wins); always returns false. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Configuration files at scale and their errors from `gateway -t`: 200,000 routes load well within a
-bound (the duplicate check was quadratic: over 60 s), a file too large to read is refused with the position
+"""Configuration files at scale and their errors from `gateway -t`: 200,000 routes, or 100,000 routes each
+naming one of 100,000 services, load well within a bound (the duplicate check and the service lookup were
+quadratic: over 60 s), a file too large to read is refused with the position
 where reading stopped, and a filter that cannot be found is reported with file:line:col."""
 
 import os
@@ -44,6 +45,19 @@ class ConfigScaleTest(g.GatewayTestCase):
         self.assertEqual(rc, 1)
         self.assertIn("dup.yaml:%d:14: routes[%d].prefix: duplicate prefix '/r7/x' (also routes[7])"
                       % (ROUTES + 4, ROUTES), out)
+
+    def test_many_services_and_routes_load_within_bound(self):
+        n = ROUTES // 2  # each route names its own service: the lookup used to scan every service
+        text = ["listeners: [{address: 127.0.0.1, port: %d}]\nservices:\n" % g.free_port()]
+        text += ["  - {name: s%d, targets: ['http://127.0.0.1:9']}\n" % i for i in range(n)]
+        text += ["routes:\n"] + ["  - {prefix: /r%d, service: s%d}\n" % (i, n - 1 - i) for i in range(n)]
+        text += ["  - {prefix: /nope, service: s%d}\n" % n]
+        path = self.write("services.yaml", "".join(text))
+        t0 = time.monotonic()
+        rc, out = self.check(path)
+        print("gateway -t with %d services and routes: %.2f s" % (n, time.monotonic() - t0))
+        self.assertEqual(rc, 1)
+        self.assertIn("services.yaml:%d:30: routes[%d].service: no service named 's%d'" % (2 * n + 4, n, n), out)
 
     def test_too_large_file_names_position(self):
         line = "#" + "x" * 98 + "\n"
