@@ -220,7 +220,9 @@ static int build_pipeline(gw_gen *g, char **err)
         const gw_pipeline_entry *e = &cfg->pipeline[i];
         if (!e->enabled) {
             /* Said loudly: a disabled policy (admin authentication, say) is a choice worth seeing. */
-            gw_warn("%s:%d: filter '%s' is disabled (enabled: false)", cfg->file, e->line, e->name);
+            const gw_yaml_node *at = gw_yaml_get(e->settings, "enabled");
+            gw_warn("%s:%d:%d: filter '%s' is disabled (enabled: false)", cfg->file, at ? at->line : e->line,
+                    at ? at->col : 1, e->name);
             continue;
         }
         gw_filter *f = calloc(1, sizeof *f);
