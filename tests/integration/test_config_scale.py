@@ -5,7 +5,6 @@ quadratic: over 60 s), a file too large to read is refused with the position
 where reading stopped, and a filter that cannot be found is reported with file:line:col."""
 
 import os
-import re
 import subprocess
 import time
 

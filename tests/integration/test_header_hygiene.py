@@ -5,7 +5,6 @@ gateway adds its own, X-Real-IP is the gateway's answer (trusted_proxies), Forwa
 absolute-form target's authority is the request's host, Host is a valid authority, names with '_' are
 dropped unless allowed, and trust_request_id decides whether a client's X-Request-Id is kept."""
 
-
 import gwtest as g
 
 
