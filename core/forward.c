@@ -110,7 +110,7 @@ static bool walk_xff(const gw_conn *c, uint8_t ip[16])
         const gw_http_field *f = &h->fields[i];
         if (!gw_str_eq_ci(f->name, "X-Forwarded-For")) continue;
         size_t end = f->value.n;
-        for (int guard = 0; guard < 1024; guard++) {
+        for (size_t k = 0; k <= f->value.n; k++) { /* each turn consumes a comma: n + 1 turns at most */
             size_t s = end;
             while (s > 0 && f->value.p[s - 1] != ',')
                 s--;
