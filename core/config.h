@@ -97,6 +97,7 @@ typedef struct {
     size_t max_header_fields;  /* 100 */
     uint64_t max_body;         /* 413 above; 0 = unlimited; default 10 MiB? see docs */
     size_t body_buffer;        /* request bodies up to this are buffered before the upstream is contacted */
+    unsigned max_connections_per_client; /* open connections per client address; 0 = unlimited */
 
     /* timeouts, milliseconds */
     uint64_t request_head_ms;   /* 10 s: whole request head -> 408 */

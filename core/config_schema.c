@@ -460,6 +460,7 @@ static const gw_field limits_fields[] = {
     UINTF("header_fields", "100", gw_config, max_header_fields, 1, GW_HTTP_MAX_FIELDS_HARD, 0),
     SIZEF("request_body", "1GiB", gw_config, max_body, 0, UINT64_MAX),
     SIZEF("body_buffer", "64KiB", gw_config, body_buffer, 0, GIB),
+    UINTF("max_connections_per_client", "1024", gw_config, max_connections_per_client, 0, INT_MAX, 0),
     END,
 };
 

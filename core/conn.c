@@ -75,8 +75,9 @@ void gw_conn_free(gw_conn *c)
     else
         w->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    struct gw_client_slot *client = c->client;
     free(c);
-    gw_worker_conn_closed(w);
+    gw_worker_conn_closed(w, client);
 }
 
 /* After the last response byte is flushed: stop sending, keep reading (and discarding) for a while so
@@ -208,16 +209,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener)
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener,
+                    struct gw_client_slot *client)
 {
     gw_server *srv = w->srv;
     gw_conn *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
+        gw_worker_conn_closed(w, client);
         return;
     }
     c->w = w;
     c->listener = listener;
+    c->client = client;
     format_peer(c, sa);
     SSL_CTX *ctx = srv->listener_ssl_ctx ? srv->listener_ssl_ctx[listener] : NULL;
     SSL *ssl = NULL;
@@ -226,6 +230,7 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t
         if (!(ssl = SSL_new(ctx))) {
             close(fd);
             free(c);
+            gw_worker_conn_closed(w, client);
             return;
         }
     }
@@ -234,7 +239,6 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t
     c->next = w->conns;
     if (w->conns) w->conns->prev = c;
     w->conns = c;
-    w->nconns++;
     if (!c->bev || !c->timer) {
         gw_conn_free(c);
         return;

@@ -10,10 +10,12 @@
 #include <string.h>
 #include <time.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "connlimit.h"
 #include "health.h"
 #include "log.h"
 #include "module.h"
@@ -29,6 +31,30 @@ static char *exe_directory(void)
     char *slash = strrchr(buf, '/');
     if (slash) *slash = '\0';
     return strdup(buf);
+}
+
+#define FD_MARGIN 64 /* listeners, eventfds, the log, the store, health checks, filters' files */
+
+/* systemd's default soft limit (1024) is far below what max_connections allows: take what the hard limit
+ * permits, and say so when even that is short. A proxied connection holds two descriptors (the client's
+ * and the upstream's); at the limit accept fails and the workers pause accepting briefly. */
+static void fit_fd_limit(const gw_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            gw_debug("cannot raise the file descriptor limit to %llu: %s", (unsigned long long)rl.rlim_max,
+                     strerror(errno));
+    }
+    unsigned long long need = (unsigned long long)cfg->max_connections * 2 + FD_MARGIN;
+    if (cfg->max_connections && rl.rlim_cur != RLIM_INFINITY && need > (unsigned long long)rl.rlim_cur)
+        gw_warn("max_connections %u may need up to %llu file descriptors (two per proxied connection) but the "
+                "limit is %llu: past it, accepting pauses; raise the limit (ulimit -n, LimitNOFILE=) or lower "
+                "max_connections", cfg->max_connections, need, (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(FILE *f)
@@ -70,6 +96,8 @@ static int build_server(gw_server *srv, char **err)
     srv->m_store_errors = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_store_errors_total",
                                               "Store operations that failed (store unavailable or too slow)",
                                               op_label, NULL, 0, &merr);
+    srv->climit = gw_connlimit_new(srv->metrics);
+    if (!srv->climit) return asprintf(err, "out of memory"), -1;
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */
     char *e2 = NULL;
     gw_config *gcfg = gw_config_load(srv->config_path, &e2);
@@ -89,6 +117,7 @@ static void free_server(gw_server *srv)
     gw_gen_free(srv->gen);
     gw_metrics_free(srv->metrics);
     gw_store_free(srv->store);
+    gw_connlimit_free(srv->climit);
     if (srv->listener_ssl_ctx)
         for (size_t i = 0; i < srv->cfg->nlisteners; i++)
             if (srv->listener_ssl_ctx[i]) SSL_CTX_free(srv->listener_ssl_ctx[i]);
@@ -290,6 +319,7 @@ int main(int argc, char **argv)
         return rc == 0 ? 0 : 1;
     }
     gw_log_set_level(cfg->log_level);
+    fit_fd_limit(cfg);
     /* Buffers come and go at up to 64 KiB per read: keep them on the heap and keep the heap, instead of
      * mapping, faulting in and trimming pages on every response (measured: a third of the CPU time). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);

@@ -22,6 +22,7 @@ struct event_base;
 struct event;
 struct evbuffer;
 struct gw_listen;
+struct gw_client_slot;
 
 typedef struct gw_server gw_server;
 typedef struct gw_worker gw_worker;
@@ -71,6 +72,8 @@ struct gw_server {
     struct gw_store *store; /* process-wide: shared by all workers and generations */
     gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
     gw_metric *m_store_errors; /* gateway_store_errors_total{op} */
+    struct gw_connlimit *climit; /* max_connections budget and per-client counts, shared by the workers */
+    atomic_uint npaused;  /* workers that stopped accepting because the budget is full */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
     SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
     gw_worker *workers;
@@ -108,8 +111,11 @@ struct gw_worker {
     size_t nretiring;
     gw_conn *conns;   /* all client connections (for drain) */
     unsigned nconns;
-    unsigned max_conns; /* this worker's share of max_connections; 0 = unlimited */
-    bool paused;
+    _Atomic bool wants_slot; /* paused for the budget and not yet woken: a closing connection wakes it */
+    bool paused;      /* listeners off: the process-wide budget was full */
+    bool fd_backoff;  /* listeners off for a moment: accept ran out of file descriptors */
+    bool listening;
+    struct event *backoff_ev; /* ends fd_backoff */
     bool draining;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
     int64_t date_sec;
@@ -178,6 +184,7 @@ struct gw_conn {
     bool tls;
     char peer_ip[48];
     size_t listener;
+    struct gw_client_slot *client; /* this address's connection count, released at close */
 
     /* request head: a copy of the raw bytes, reused across requests on this connection */
     char *head_buf;
@@ -256,12 +263,14 @@ int gw_workers_start(gw_server *srv, char **err);
 void gw_workers_wake(gw_server *srv); /* after setting draining or next_gen */
 void gw_worker_request_end(gw_worker *w, gw_gen *g);
 void gw_workers_join(gw_server *srv);
-void gw_worker_conn_closed(gw_worker *w);
+void gw_worker_conn_closed(gw_worker *w, struct gw_client_slot *client);
 const char *gw_worker_date(gw_worker *w, size_t *len);
 void gw_worker_request_id(gw_worker *w, char out[40]);
 
 /* conn.c */
-void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener);
+/* Every call ends in exactly one gw_worker_conn_closed(w, client), at once on failure. */
+void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener,
+                    struct gw_client_slot *client);
 void gw_conn_free(gw_conn *c);
 void gw_conn_drain(gw_conn *c);
 void gw_conn_request_done(gw_conn *c);

@@ -1,5 +1,7 @@
-/* worker.c - worker threads: each owns an event base, its own SO_REUSEPORT listening sockets, its share
- * of the connection budget and its upstream pools; drains on request from the main thread. */
+/* worker.c - worker threads: each owns an event base, its own SO_REUSEPORT listening sockets (paused
+ * while the process-wide connection budget is full) and its upstream pools; drains on request from the
+ * main thread. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -15,9 +17,12 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "connlimit.h"
 #include "log.h"
 #include "server.h"
 #include "store.h"
+
+#define ACCEPT_BACKOFF_MS 250 /* pause after EMFILE/ENFILE */
 
 typedef struct gw_listen {
     gw_worker *w;
@@ -62,8 +67,11 @@ static int open_listen_fd(const struct sockaddr_storage *ss, socklen_t len, bool
     return fd;
 }
 
-static void listen_set(gw_worker *w, bool on)
+/* Listeners are on unless the budget is full, descriptors ran out a moment ago, or we drain. */
+static void listen_update(gw_worker *w)
 {
+    bool on = !w->paused && !w->fd_backoff && !w->draining;
+    if (on == w->listening) return;
     struct gw_listen **ls = w->listeners;
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (!ls[i]->ev) continue;
@@ -72,41 +80,137 @@ static void listen_set(gw_worker *w, bool on)
         else
             event_del(ls[i]->ev);
     }
-    w->paused = !on;
+    w->listening = on;
+}
+
+static void resume(gw_worker *w)
+{
+    if (!w->paused) return;
+    w->paused = false;
+    atomic_fetch_sub(&w->srv->npaused, 1);
+    listen_update(w); /* a backlog that is still there fires on_accept, which takes a slot or pauses again */
+}
+
+/* The budget is full: stop accepting (the kernel keeps new clients in this worker's backlog) until a
+ * connection closes anywhere. The order (announce, then look again) pairs with wake_paused: either the
+ * closer sees our flag or we see its slot. */
+static void pause_for_budget(gw_worker *w, unsigned max)
+{
+    if (!w->paused) {
+        w->paused = true;
+        atomic_fetch_add(&w->srv->npaused, 1);
+        gw_connlimit_hit(w->srv->climit, GW_LIMIT_MAX_CONNECTIONS, max, NULL);
+    }
+    atomic_store(&w->wants_slot, true);
+    listen_update(w);
+    if (gw_connlimit_open(w->srv->climit) < max && atomic_exchange(&w->wants_slot, false)) resume(w);
+}
+
+/* A slot came free: every worker waiting for one gets a chance (the kernel may have queued the next
+ * client on any of their sockets); those that find the budget full again pause again. */
+static void wake_paused(gw_worker *self)
+{
+    gw_server *srv = self->srv;
+    if (atomic_load(&srv->npaused) == 0) return;
+    uint64_t one = 1;
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        gw_worker *o = &srv->workers[i];
+        if (!atomic_exchange(&o->wants_slot, false)) continue;
+        if (o == self)
+            resume(self);
+        else if (write(o->drain_fd, &one, sizeof one) != sizeof one)
+            gw_error("cannot wake worker %u: %s", o->id, strerror(errno));
+    }
+}
+
+static void on_backoff_end(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker *w = arg;
+    w->fd_backoff = false;
+    listen_update(w);
+}
+
+/* Out of descriptors: the pending connection stays in the backlog and the listener stays readable, so
+ * retrying at once would spin; wait a little (as nginx does) for connections to close. */
+static void backoff_descriptors(gw_worker *w, int err)
+{
+    gw_connlimit_hit(w->srv->climit, GW_LIMIT_DESCRIPTORS, 0, strerror(err));
+    w->fd_backoff = true;
+    listen_update(w);
+    struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
+    evtimer_add(w->backoff_ev, &tv);
+}
+
+/* Takes a budget slot and a per-address count for a connection about to be accepted; false with the
+ * connection closed (or left in the backlog) otherwise. */
+static bool admit(gw_worker *w, int fd, const struct sockaddr_storage *ss, gw_client_slot **client)
+{
+    const gw_config *cfg = w->gen->cfg;
+    bool over = false;
+    *client = gw_connlimit_client_take(w->srv->climit, (const struct sockaddr *)ss,
+                                       cfg->max_connections_per_client, &over);
+    if (!over) return true;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    const struct sockaddr *sa = (const struct sockaddr *)ss;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+    gw_connlimit_hit(w->srv->climit, GW_LIMIT_PER_CLIENT, cfg->max_connections_per_client, ip);
+    close(fd);
+    return false;
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     gw_listen *l = arg;
     gw_worker *w = l->w;
+    gw_connlimit *cl = w->srv->climit;
     /* Bounded batch so one busy listener cannot starve the connections already open. */
     for (int i = 0; i < 64; i++) {
-        if (w->max_conns && w->nconns >= w->max_conns) {
-            listen_set(w, false);
+        unsigned max = w->gen->cfg->max_connections;
+        if (!gw_connlimit_take(cl, max)) {
+            pause_for_budget(w, max);
             return;
         }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int cfd = accept4(fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                gw_warn("accept: %s (raise the file limit or lower max_connections)", strerror(errno));
+            int e = errno;
+            gw_connlimit_put(cl);
+            wake_paused(w); /* someone may have seen our slot as taken */
+            if (e == EMFILE || e == ENFILE) backoff_descriptors(w, e);
             return;
+        }
+        gw_client_slot *client;
+        if (!admit(w, cfd, &ss, &client)) {
+            gw_connlimit_put(cl);
+            wake_paused(w);
+            continue;
         }
         int one = 1;
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        gw_conn_accept(w, cfd, (struct sockaddr *)&ss, (int)sl, l->index);
+        w->nconns++;
+        gw_metric *open = gw_connlimit_open_gauge(cl);
+        if (open) gw_metric_set(open, w->id, NULL, w->nconns);
+        gw_conn_accept(w, cfd, (struct sockaddr *)&ss, (int)sl, l->index, client);
     }
 }
 
-void gw_worker_conn_closed(gw_worker *w)
+void gw_worker_conn_closed(gw_worker *w, gw_client_slot *client)
 {
+    gw_connlimit *cl = w->srv->climit;
     w->nconns--;
+    gw_connlimit_client_put(cl, client);
+    gw_connlimit_put(cl);
+    gw_metric *open = gw_connlimit_open_gauge(cl);
+    if (open) gw_metric_set(open, w->id, NULL, w->nconns);
     if (w->draining) {
         if (w->nconns == 0) event_base_loopexit(w->base, NULL);
         return;
     }
-    if (w->paused && (!w->max_conns || w->nconns < w->max_conns)) listen_set(w, true);
+    wake_paused(w);
 }
 
 static void close_listeners(gw_worker *w)
@@ -222,6 +326,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     gw_gen *next = atomic_exchange(&w->next_gen, NULL);
     if (next) swap_generation(w, next);
     if (atomic_load(&w->srv->draining) && !w->draining) start_drain(w);
+    /* A slot came free elsewhere (or a new generation changed the budget): try again. */
+    if (w->paused) {
+        atomic_store(&w->wants_slot, false);
+        resume(w);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -252,13 +361,14 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     if (!w->base) return asprintf(err, "cannot create an event base"), -1;
     if (RAND_bytes((unsigned char *)w->rng, sizeof w->rng) != 1) w->rng[0] = (uint64_t)time(NULL) ^ id;
     w->rng[1] |= 1;
-    if (cfg->max_connections)
-        w->max_conns = (cfg->max_connections + srv->nworkers - 1) / srv->nworkers;
     /* The main thread wakes the worker through an eventfd: libevent runs without its thread locks. */
     w->drain_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->drain_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
     w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_wake, w);
     w->retire_ev = event_new(w->base, -1, 0, on_retire, w);
+    w->backoff_ev = evtimer_new(w->base, on_backoff_end, w);
+    if (!w->drain_ev || !w->retire_ev || !w->backoff_ev)
+        return asprintf(err, "cannot create worker events"), -1;
     event_add(w->drain_ev, NULL);
     w->nlisteners = cfg->nlisteners;
     w->listeners = calloc(cfg->nlisteners, sizeof(gw_listen *));
@@ -281,6 +391,7 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
         l->ev = event_new(w->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
         event_add(l->ev, NULL);
     }
+    w->listening = true;
     w->gen = srv->gen;
     return 0;
 }
@@ -344,6 +455,7 @@ void gw_workers_join(gw_server *srv)
         free(w->listeners);
         event_free(w->drain_ev);
         event_free(w->retire_ev);
+        if (w->backoff_ev) event_free(w->backoff_ev);
         close(w->drain_fd);
         event_base_free(w->base);
     }
