@@ -18,6 +18,7 @@
 
 #define LINGER_MS 2000
 #define LINGER_BYTES (1u << 20)
+#define IDLE_KEEP_BYTES 4096 /* a head buffer above this is freed between requests */
 
 static void arm_timer(gw_conn *c, uint64_t ms)
 {
@@ -265,6 +266,17 @@ void gw_conn_resume_read(gw_conn *c)
 }
 
 /* The response is fully queued. Either close after flushing, or get ready for the next request. */
+/* An idle keep-alive connection keeps a head buffer of the usual size only: one large head must not pin
+ * its buffer for as long as the client keeps the connection (thousands of idle clients add up). */
+static void shrink_idle(gw_conn *c)
+{
+    if (c->head_cap > IDLE_KEEP_BYTES) {
+        free(c->head_buf);
+        c->head_buf = NULL;
+        c->head_cap = 0;
+    }
+}
+
 void gw_conn_request_done(gw_conn *c)
 {
     end_request(c);
@@ -301,6 +313,7 @@ void gw_conn_request_done(gw_conn *c)
             arm_timer(c, 0);
         }
     } else {
+        shrink_idle(c);
         arm_timer(c, cfg_of(c)->keepalive_idle_ms);
     }
 }

@@ -323,7 +323,7 @@ int main(int argc, char **argv)
     /* Buffers come and go at up to 64 KiB per read: keep them on the heap and keep the heap, instead of
      * mapping, faulting in and trimming pages on every response (measured: a third of the CPU time). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 4 << 20);
     signal(SIGPIPE, SIG_IGN);
     gw_server srv = {.cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1};
     int rc = run(&srv);

@@ -111,11 +111,13 @@ struct gw_worker {
     size_t nretiring;
     gw_conn *conns;   /* all client connections (for drain) */
     unsigned nconns;
+    unsigned peak_conns; /* since the last trim */
     _Atomic bool wants_slot; /* paused for the budget and not yet woken: a closing connection wakes it */
     bool paused;      /* listeners off: the process-wide budget was full */
     bool fd_backoff;  /* listeners off for a moment: accept ran out of file descriptors */
     bool listening;
     struct event *backoff_ev; /* ends fd_backoff */
+    struct event *trim_ev;    /* returns freed memory to the system once the worker is idle */
     bool draining;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
     int64_t date_sec;

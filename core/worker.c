@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -23,6 +24,8 @@
 #include "store.h"
 
 #define ACCEPT_BACKOFF_MS 250 /* pause after EMFILE/ENFILE */
+#define TRIM_MIN_PEAK 64      /* connections open at once before an idle worker trims */
+#define TRIM_IDLE_S 1         /* ... and for how long it must have stayed below a quarter of that */
 
 typedef struct gw_listen {
     gw_worker *w;
@@ -192,10 +195,30 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         int one = 1;
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         w->nconns++;
+        if (w->nconns > w->peak_conns) w->peak_conns = w->nconns;
         gw_metric *open = gw_connlimit_open_gauge(cl);
         if (open) gw_metric_set(open, w->id, NULL, w->nconns);
         gw_conn_accept(w, cfd, (struct sockaddr *)&ss, (int)sl, l->index, client);
     }
+}
+
+/* Freed connection memory stays in malloc's arenas (the trim threshold keeps the heap for speed);
+ * once a worker has been idle for a moment after a busy spell, give it back. Never on the request path. */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker *w = arg;
+    static _Atomic int64_t last_trim;
+    int64_t now = (int64_t)time(NULL);
+    int64_t last = atomic_load(&last_trim);
+    if (w->nconns > w->peak_conns / 4) return; /* busy again */
+    if (now - last < 1 || !atomic_compare_exchange_strong(&last_trim, &last, now)) {
+        struct timeval tv = {1, 0}; /* another worker trimmed a moment ago: ours is freed since */
+        evtimer_add(w->trim_ev, &tv);
+        return;
+    }
+    malloc_trim(0);
+    gw_debug("worker %u: idle after %u connections, freed memory returned to the system", w->id, w->peak_conns);
+    w->peak_conns = w->nconns;
 }
 
 void gw_worker_conn_closed(gw_worker *w, gw_client_slot *client)
@@ -211,6 +234,11 @@ void gw_worker_conn_closed(gw_worker *w, gw_client_slot *client)
         return;
     }
     wake_paused(w);
+    if (w->peak_conns >= TRIM_MIN_PEAK && w->nconns <= w->peak_conns / 4 && w->trim_ev &&
+        !evtimer_pending(w->trim_ev, NULL)) {
+        struct timeval tv = {TRIM_IDLE_S, 0};
+        evtimer_add(w->trim_ev, &tv);
+    }
 }
 
 static void close_listeners(gw_worker *w)
@@ -367,7 +395,8 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     w->drain_ev = event_new(w->base, w->drain_fd, EV_READ | EV_PERSIST, on_wake, w);
     w->retire_ev = event_new(w->base, -1, 0, on_retire, w);
     w->backoff_ev = evtimer_new(w->base, on_backoff_end, w);
-    if (!w->drain_ev || !w->retire_ev || !w->backoff_ev)
+    w->trim_ev = evtimer_new(w->base, on_trim, w);
+    if (!w->drain_ev || !w->retire_ev || !w->backoff_ev || !w->trim_ev)
         return asprintf(err, "cannot create worker events"), -1;
     event_add(w->drain_ev, NULL);
     w->nlisteners = cfg->nlisteners;
@@ -456,6 +485,7 @@ void gw_workers_join(gw_server *srv)
         event_free(w->drain_ev);
         event_free(w->retire_ev);
         if (w->backoff_ev) event_free(w->backoff_ev);
+        if (w->trim_ev) event_free(w->trim_ev);
         close(w->drain_fd);
         event_base_free(w->base);
     }
