@@ -277,6 +277,20 @@ static void shrink_idle(gw_conn *c)
     }
 }
 
+void gw_conn_release_idle(gw_conn *c)
+{
+    if (c->state != GW_C_IDLE || c->pending_next || c->wait_drain || c->gen) return;
+    free(c->head_buf);
+    c->head_buf = NULL;
+    c->head_cap = 0;
+    free(c->req); /* req_valid is false between requests */
+    c->req = NULL;
+    free(c->path_buf);
+    c->path_buf = NULL;
+    c->path_cap = 0;
+    gw_req_free(&c->rq); /* its first chunk; allocated again on demand */
+}
+
 void gw_conn_request_done(gw_conn *c)
 {
     end_request(c);

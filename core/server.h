@@ -118,6 +118,7 @@ struct gw_worker {
     bool listening;
     struct event *backoff_ev; /* ends fd_backoff */
     struct event *trim_ev;    /* returns freed memory to the system once the worker is idle */
+    struct event *sweep_ev;   /* periodic: idle keep-alive connections give back their buffers */
     bool draining;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
     int64_t date_sec;
@@ -277,6 +278,8 @@ void gw_conn_free(gw_conn *c);
 void gw_conn_drain(gw_conn *c);
 void gw_conn_request_done(gw_conn *c);
 void gw_conn_resume_read(gw_conn *c);
+/* Between requests: frees the buffers the next request allocates again (the worker's idle sweep). */
+void gw_conn_release_idle(gw_conn *c);
 
 /* respond.c */
 void gw_respond_own(gw_conn *c); /* the response a filter set with host->respond */

@@ -26,6 +26,7 @@
 #define ACCEPT_BACKOFF_MS 250 /* pause after EMFILE/ENFILE */
 #define TRIM_MIN_PEAK 64      /* connections open at once before an idle worker trims */
 #define TRIM_IDLE_S 1         /* ... and for how long it must have stayed below a quarter of that */
+#define SWEEP_S 2             /* idle keep-alive connections give back their buffers this often */
 
 typedef struct gw_listen {
     gw_worker *w;
@@ -221,6 +222,15 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     w->peak_conns = w->nconns;
 }
 
+/* Thousands of idle keep-alive clients would each keep ~20 KiB of buffers (parsed head, path, head
+ * copy, arena chunk) that only a request needs. A sweep rather than a free at each request's end: a busy
+ * connection then allocates them again at most once per sweep, never once per request. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    gw_worker *w = arg;
+    for (gw_conn *c = w->conns; c; c = c->next) gw_conn_release_idle(c);
+}
+
 void gw_worker_conn_closed(gw_worker *w, gw_client_slot *client)
 {
     gw_connlimit *cl = w->srv->climit;
@@ -396,9 +406,12 @@ static int worker_init(gw_server *srv, gw_worker *w, unsigned id, const int *pro
     w->retire_ev = event_new(w->base, -1, 0, on_retire, w);
     w->backoff_ev = evtimer_new(w->base, on_backoff_end, w);
     w->trim_ev = evtimer_new(w->base, on_trim, w);
-    if (!w->drain_ev || !w->retire_ev || !w->backoff_ev || !w->trim_ev)
+    w->sweep_ev = event_new(w->base, -1, EV_PERSIST, on_sweep, w);
+    if (!w->drain_ev || !w->retire_ev || !w->backoff_ev || !w->trim_ev || !w->sweep_ev)
         return asprintf(err, "cannot create worker events"), -1;
     event_add(w->drain_ev, NULL);
+    struct timeval sweep = {SWEEP_S, 0};
+    event_add(w->sweep_ev, &sweep);
     w->nlisteners = cfg->nlisteners;
     w->listeners = calloc(cfg->nlisteners, sizeof(gw_listen *));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
@@ -486,6 +499,7 @@ void gw_workers_join(gw_server *srv)
         event_free(w->retire_ev);
         if (w->backoff_ev) event_free(w->backoff_ev);
         if (w->trim_ev) event_free(w->trim_ev);
+        if (w->sweep_ev) event_free(w->sweep_ev);
         close(w->drain_fd);
         event_base_free(w->base);
     }
