@@ -265,7 +265,6 @@ void gw_conn_resume_read(gw_conn *c)
     }
 }
 
-/* The response is fully queued. Either close after flushing, or get ready for the next request. */
 /* An idle keep-alive connection keeps a head buffer of the usual size only: one large head must not pin
  * its buffer for as long as the client keeps the connection (thousands of idle clients add up). */
 static void shrink_idle(gw_conn *c)
@@ -291,6 +290,7 @@ void gw_conn_release_idle(gw_conn *c)
     gw_req_free(&c->rq); /* its first chunk; allocated again on demand */
 }
 
+/* The response is fully queued. Either close after flushing, or get ready for the next request. */
 void gw_conn_request_done(gw_conn *c)
 {
     end_request(c);
