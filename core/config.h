@@ -60,7 +60,7 @@ typedef struct {
 typedef struct {
     uint8_t addr[16];
     unsigned bits;
-} gw_cidr;
+} gw_addr_block;
 
 typedef enum { GW_STORE_EMBEDDED = 0, GW_STORE_REDIS } gw_store_type;
 
@@ -113,7 +113,7 @@ typedef struct {
     uint64_t upstream_keepalive_ms;    /* idle pooled connection lifetime (default 60 s) */
 
     /* proxy: what the gateway believes of the client's forwarding fields */
-    gw_cidr *trusted_proxies; /* peers whose X-Forwarded-For / X-Real-IP name the client */
+    gw_addr_block *trusted_proxies; /* peers whose X-Forwarded-For / X-Real-IP name the client */
     size_t ntrusted_proxies;
     bool trust_request_id;       /* keep a sane client X-Request-Id (default true) */
     bool underscores_in_headers; /* forward fields whose names contain '_' (default false) */

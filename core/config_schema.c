@@ -485,7 +485,7 @@ static const gw_field upstream_fields[] = {
 
 /* "10.0.0.0/8", "2001:db8::/32" or a bare address (a host). Host bits must be zero: "10.1.2.3/8" is
  * more likely a typo than a wish for 10.0.0.0/8. */
-static bool parse_cidr(const char *s, gw_cidr *out)
+static bool parse_cidr(const char *s, gw_addr_block *out)
 {
     char buf[INET6_ADDRSTRLEN + 8];
     size_t n = strlen(s);

@@ -73,7 +73,7 @@ static bool parse_ip(const char *p, size_t n, uint8_t out[16])
 static bool trusted(const gw_config *cfg, const uint8_t a[16])
 {
     for (size_t i = 0; i < cfg->ntrusted_proxies; i++) {
-        const gw_cidr *r = &cfg->trusted_proxies[i];
+        const gw_addr_block *r = &cfg->trusted_proxies[i];
         unsigned full = r->bits / 8, rest = r->bits % 8;
         if (memcmp(a, r->addr, full) != 0) continue;
         if (rest && ((a[full] ^ r->addr[full]) & (0xff00u >> rest) & 0xff)) continue;

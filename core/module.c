@@ -65,7 +65,8 @@ static char *check_desc(const char *file, const gw_filter_desc *d)
     if (d->abi_minor > GW_ABI_MINOR)
         return gw_strdupf("%s: built for filter ABI %u.%u, this gateway has %u.%u (the filter is newer)", file,
                    d->abi_major, d->abi_minor, GW_ABI_MAJOR, GW_ABI_MINOR);
-    if (d->struct_size < offsetof(gw_filter_desc, reserved) || d->struct_size > 65536)
+    /* every 1.x descriptor reaches at least the end of 1.0's last named member */
+    if (d->struct_size < offsetof(gw_filter_desc, settings) || d->struct_size > 65536)
         return gw_strdupf("%s: descriptor size %u is not valid for filter ABI %u.%u", file, d->struct_size,
                    d->abi_major, d->abi_minor);
     if (!valid_name(d->name)) return gw_strdupf("%s: the descriptor's name is missing or not [a-z0-9_-]+", file);
@@ -106,6 +107,13 @@ gw_module *gw_module_load(const char *file, char **err)
     m->path = strdup(file);
     size_t n = d->struct_size < sizeof m->desc ? d->struct_size : sizeof m->desc;
     memcpy(&m->desc, d, n); /* members the filter does not know about stay zero (NULL) */
+    if (d->abi_minor < 1) {
+        /* 1.0 had reserved slots where 1.1's members are: whatever a 1.0 filter left there means nothing */
+        m->desc.settings = NULL;
+        m->desc.settings_size = 0;
+        m->desc.on_request_body = NULL;
+        m->desc.on_response_body = NULL;
+    }
     m->desc.struct_size = (uint32_t)sizeof m->desc;
     m->built_major = d->abi_major;
     m->built_minor = d->abi_minor;

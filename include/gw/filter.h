@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define GW_ABI_MAJOR 1
-#define GW_ABI_MINOR 0
+#define GW_ABI_MINOR 1
 
 /* The one symbol a filter exports: `const gw_filter_desc gw_filter_descriptor = {...};` */
 #define GW_FILTER_SYMBOL "gw_filter_descriptor"
@@ -97,6 +97,111 @@ typedef void (*gw_store_list_cb)(void *arg, int status, size_t n, const gw_strv 
 typedef struct gw_host gw_host;
 
 /* ---------------------------------------------------------------------------------------------------
+ * ABI 1.1: settings as data. A filter may describe its settings as a table (gw_filter_desc.settings); the
+ * host then checks the pipeline entry against it (unknown key, wrong type, out of range, bad enum name:
+ * refused with "file:line:col: <filter>.<key>: ..." naming what is allowed), fills a struct of
+ * settings_size bytes once per instance (defaults first), and frees what it allocated for it when the
+ * instance goes away. The filter reads the struct with host->settings(). */
+typedef enum {
+    GW_SET_END = 0,  /* (name NULL) ends the table */
+    GW_SET_INT,      /* int64_t */
+    GW_SET_NUMBER,   /* double */
+    GW_SET_BOOL,     /* bool: true/false (also yes/no, on/off) */
+    GW_SET_DURATION, /* uint64_t milliseconds: "250ms", "10s", "2m", "1h", or a bare number of seconds */
+    GW_SET_SIZE,     /* uint64_t bytes: "512", "64k", "64KiB", "10m", "1g" (binary units) */
+    GW_SET_ENUM,     /* int: the index in `names` of the name given */
+    GW_SET_STRING,   /* const char * (NUL-terminated, host-owned; NULL when unset and no default) */
+    GW_SET_STRINGS,  /* gw_list of const char * (a YAML sequence of scalars) */
+    GW_SET_CIDRS,    /* gw_list of gw_cidr ("10.0.0.0/8", "::1", "192.168.1.7": a host without /bits) */
+    GW_SET_PREFIXES, /* gw_list of const char *: path prefixes, each starting with '/', normalised (no
+                        trailing '/', no dot segments), matched at a '/' boundary by the filter */
+    GW_SET_RAW,      /* const gw_conf *: the node itself (NULL when absent); the filter reads it */
+} gw_setting_type;
+
+/* gw_setting.flags */
+enum {
+    GW_SET_REQUIRED = 1u << 0, /* must be present */
+    GW_SET_ROUTE = 1u << 1,    /* may also be set per route (routes[].filters.<name>.<key>) */
+    GW_SET_SECRET = 1u << 2,   /* never printed (--describe-filter shows whether it has a default only) */
+};
+
+typedef struct {
+    const void *v; /* n items: const char *[n] (STRINGS, PREFIXES) or gw_cidr[n] (CIDRS) */
+    size_t n;
+} gw_list;
+
+typedef struct {
+    uint8_t family; /* 4 or 6 */
+    uint8_t bits;   /* prefix length: 0..32 or 0..128 */
+    uint8_t addr[16]; /* network byte order; IPv4 in the first 4 bytes; bits past the prefix are zero */
+} gw_cidr;
+
+typedef struct gw_setting {
+    const char *name;  /* the YAML key; NULL ends the table */
+    int type;          /* gw_setting_type */
+    size_t offset;     /* offsetof(<your settings struct>, <field>) */
+    const char *def;   /* default, written as it would be in YAML ("10", "30s", "64k", "true", one of
+                          `names`; lists: items separated by ','); NULL: zero / false / NULL / empty */
+    double min, max;   /* INT, NUMBER, DURATION (ms), SIZE (bytes): allowed range, checked when min < max;
+                          STRINGS, CIDRS, PREFIXES: number of items, likewise */
+    const char *const *names; /* ENUM: the allowed names, NULL-terminated */
+    unsigned flags;    /* GW_SET_* */
+    const char *help;  /* one line, for --describe-filter and docs/filters.md */
+} gw_setting;
+
+/* ABI 1.1: a piece of a request or response body, for the body phases. */
+typedef struct {
+    gw_strv data;    /* this piece (decoded payload: no chunk framing); may be empty when only `last` is news */
+    uint64_t offset; /* payload bytes of this body before this piece */
+    bool last;       /* the body ends with this piece */
+} gw_body_chunk;
+
+/* Body phase callback (ABI 1.1): sees the body as it streams, read-only. Returns CONTINUE (pass it on),
+ * RESPOND (request_body only, and only while nothing of the request went upstream: the response set with
+ * host->respond() is sent and the upstream is not contacted; later it counts as ERROR), or ERROR (nothing
+ * sent yet: 500; else the body is cut: both connections closed). WAIT is not allowed in body phases. */
+typedef gw_result (*gw_body_fn)(void *inst, void *route_conf, void *state, gw_req *req,
+                                const gw_body_chunk *chunk);
+
+/* ABI 1.1: store_incr result. status as gw_store_cb; value the counter after the addition. */
+typedef void (*gw_incr_cb)(void *arg, int status, int64_t value);
+
+/* ABI 1.1: an outbound HTTP call (host->http_call) through the gateway's own upstream client and pools. */
+typedef struct {
+    const char *service;   /* a configured service by name (its targets, round-robin, health, pools) ... */
+    const char *url;       /* ... or, when service is NULL, an absolute http:// or https:// URL */
+    const char *method;    /* NULL = "GET" */
+    const char *path;      /* path and query; NULL = "/" (service) or the URL's own path */
+    const gw_strv *headers; /* nheaders (name, value) pairs: 2 * nheaders items; Host and framing fields are
+                              the host's */
+    size_t nheaders;
+    const char *body;      /* sent with Content-Length; NULL/0 = no body */
+    size_t body_len;
+    uint64_t timeout_ms;   /* the whole call, connect included; 0 = the gateway's upstream_response timeout */
+    uint64_t max_body;     /* response bodies over this fail the call (GW_CALL_TOO_LARGE); 0 = 1 MiB */
+} gw_http_call;
+
+typedef struct {
+    int status;             /* the upstream's HTTP status */
+    const gw_strv *headers; /* nheaders (name, value) pairs */
+    size_t nheaders;
+    gw_strv body;           /* the whole response body (de-chunked) */
+} gw_http_response;
+
+/* Outbound call failures (the `status` argument of gw_http_call_cb). */
+enum {
+    GW_CALL_OK = 0,
+    GW_CALL_CONNECT = -1,   /* no connection (refused, unreachable, no healthy target, DNS) */
+    GW_CALL_TIMEOUT = -2,
+    GW_CALL_INVALID = -3,   /* the upstream's answer was not valid HTTP/1.1 */
+    GW_CALL_TOO_LARGE = -4, /* response body over max_body */
+    GW_CALL_CLOSED = -5,    /* the connection closed before a complete response */
+};
+/* Runs later on the calling worker (never inside the call); resp (and all it points to) is valid during the
+ * callback only, and NULL unless status is GW_CALL_OK. Dropped, never called, when its request ends first. */
+typedef void (*gw_http_call_cb)(void *arg, int status, const gw_http_response *resp);
+
+/* ---------------------------------------------------------------------------------------------------
  * The descriptor a filter exports. Designated initialisers, please: members are appended over time. */
 typedef struct gw_filter_desc {
     uint16_t abi_major;   /* GW_ABI_MAJOR the filter was built against */
@@ -148,7 +253,24 @@ typedef struct gw_filter_desc {
 
     size_t req_state_size; /* bytes of zeroed per-request state the host keeps for this filter */
 
-    void *reserved[8]; /* must be NULL */
+    /* --- ABI 1.1 (these took reserved slots: a 1.0 filter has them NULL) ---
+     * settings: the settings table (NULL = the filter reads its YAML itself, as in 1.0); with a table the
+     *   host checks the entry before config_check runs, fills a zeroed struct of settings_size bytes
+     *   (host->settings() returns it), and, when create is NULL, that struct is the instance. For a route
+     *   with settings for this filter (only keys flagged GW_SET_ROUTE are allowed there) the host fills a
+     *   copy merged over the pipeline's; phases get it as route_conf, and get the pipeline's struct as
+     *   route_conf on other routes (so route_conf is never NULL), unless the filter has route_create, whose
+     *   result is used as before. route_check, if set, runs after the table's checks. */
+    const gw_setting *settings;
+    size_t settings_size;
+    /* Body phases (NULL = unused; no cost then). request_body: pieces of the client's body in order, the
+     * last one marked, before they go upstream (bodies up to limits.body_buffer, or what host->body_buffer
+     * asked for, are complete before the upstream is contacted). response_body: pieces of the upstream's
+     * body before they go to the client, in reverse pipeline order. */
+    gw_body_fn on_request_body;
+    gw_body_fn on_response_body;
+
+    void *reserved[4]; /* must be NULL */
 } gw_filter_desc;
 
 /* ---------------------------------------------------------------------------------------------------
@@ -284,7 +406,24 @@ struct gw_host {
     int (*req_set)(gw_req *req, const char *key, const char *value, size_t len);
     bool (*req_get)(const gw_req *req, const char *key, gw_strv *out);
 
-    void *reserved[16];
+    /* --- ABI 1.1 (these took reserved slots: check host->abi_minor >= 1 or the member for NULL) --- */
+    /* The settings struct the host filled from the filter's table (see gw_filter_desc.settings); valid
+     * from before create() until destroy(). NULL for a filter without a table. */
+    const void *(*settings)(gw_filter *self);
+    /* Atomic counter: adds delta (may be negative) and returns the new value; a key that does not exist
+     * starts at 0 and gets ttl_ms (0 = no expiry) on that first write only. Exact across workers and, on
+     * Redis, across gateway instances. Counters are not persisted by the embedded store. */
+    int (*store_incr)(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg);
+    /* An outbound HTTP call bound to the request (from any phase but log); 0 if started. The call's
+     * strings are copied. Pair it with GW_WAIT and resume() from the callback. */
+    int (*http_call)(gw_req *req, const gw_http_call *call, gw_http_call_cb cb, void *arg);
+    /* Request phase: read the whole request body (up to max bytes; larger: 413) before the upstream is
+     * contacted, so on_request_body sees all of it first. 0 if accepted, -1 too late (the body streams). */
+    int (*body_buffer)(gw_req *req, uint64_t max);
+    /* Typed reader for sizes ("64k", "10MiB", bare bytes), like conf_duration_ms. */
+    int (*conf_size)(const gw_conf *n, uint64_t *out, char *err, size_t errlen);
+
+    void *reserved[11];
 };
 
 #ifdef __cplusplus
