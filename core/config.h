@@ -102,6 +102,10 @@ typedef struct {
     /* timeouts, milliseconds */
     uint64_t request_head_ms;   /* 10 s: whole request head -> 408 */
     uint64_t body_idle_ms;      /* 30 s: no body byte from the client -> 408 */
+    uint64_t request_body_ms;   /* 30 s: a buffered request body must be complete by then -> 408 */
+    uint64_t body_min_rate;     /* 1 KiB/s: streamed bodies, bytes per second over each window; 0 = off */
+    uint64_t body_rate_window_ms; /* 10 s: the window body_min_rate is measured over (first check at its end) */
+    uint64_t send_idle_ms;      /* 60 s: the client takes none of a paused response -> closed */
     uint64_t keepalive_idle_ms; /* 60 s: idle client connection between requests */
     uint64_t upstream_connect_ms;  /* 5 s -> 504 (refused -> 502) */
     uint64_t upstream_response_ms; /* 30 s: response head -> 504 */

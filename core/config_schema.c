@@ -467,6 +467,10 @@ static const gw_field limits_fields[] = {
 static const gw_field timeouts_fields[] = {
     DURF("request_head", "10s", gw_config, request_head_ms, 1, DAY_MS),
     DURF("body_idle", "30s", gw_config, body_idle_ms, 1, DAY_MS),
+    DURF("request_body", "30s", gw_config, request_body_ms, 1, DAY_MS),
+    SIZEF("body_min_rate", "1KiB", gw_config, body_min_rate, 0, GIB),
+    DURF("body_rate_window", "10s", gw_config, body_rate_window_ms, 1, DAY_MS),
+    DURF("send_idle", "60s", gw_config, send_idle_ms, 1, DAY_MS),
     DURF("keepalive_idle", "60s", gw_config, keepalive_idle_ms, 1, DAY_MS),
     DURF("upstream_connect", "5s", gw_config, upstream_connect_ms, 1, DAY_MS),
     DURF("upstream_response", "30s", gw_config, upstream_response_ms, 1, DAY_MS),

@@ -195,11 +195,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         if (c->retry_pending) { /* a filter asked for another attempt after a delay */
             c->retry_pending = false;
             gw_proxy_connect(c);
-        } else if (c->response_started || c->body_complete) {
-            gw_conn_free(c);
         } else {
-            gw_proxy_abort(c);
-            gw_respond_error_close(c, 408, "The request body was not received in time");
+            gw_proxy_timer(c); /* the body's limits, or a client that takes none of the response */
         }
         break;
     case GW_C_TUNNEL:
@@ -302,7 +299,7 @@ void gw_conn_request_done(gw_conn *c)
         c->state = GW_C_CLOSING;
         c->pending_next = false;
         gw_io_read_enable(c->bev, false);
-        evtimer_del(c->timer);
+        arm_timer(c, cfg_of(c)->send_idle_ms); /* a client that never takes the rest is dropped */
         if (evbuffer_get_length(gw_io_output(c->bev)) == 0) on_write(c->bev, c);
         return;
     }

@@ -1,6 +1,6 @@
-/* proxy.c - the request side of proxying: request body buffering/streaming, target choice, the
- * re-framed upstream request head, upstream connection events and failures (502/504, one replay on a
- * stale pooled connection). The response side lives in proxy_response.c. */
+/* proxy.c - the request side of proxying: target choice, the re-framed upstream request head, upstream
+ * connection events, timers and failures (502/504, one replay on a stale pooled connection when that is
+ * safe). The request body is in proxy_body.c, the response side in proxy_response.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +45,22 @@ void gw_proxy_fail(gw_conn *c, int status, const char *message)
     gw_respond_error(c, status, message);
 }
 
+/* After a failed attempt the response view goes back to what filters set before any response: fields of
+ * an upstream head that was staged (then found broken, or retried) must not end up in our error. */
+static void reset_response_view(gw_req *r)
+{
+    if (!r->staged) return;
+    r->hresp_on = false;
+    r->hresp = (gw_hlist){0};
+    for (size_t i = 0; i < r->hset.n; i++)
+        gw_hdr_put(r, GW_HDR_RESPONSE, r->hset.v[i].name.p, r->hset.v[i].value.p, r->hset.v[i].value.n, false);
+}
+
 /* A failed upstream attempt: filters see it in the upstream_response phase (a retry filter may ask for
  * another attempt); otherwise the client gets the error. */
 void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message)
 {
+    reset_response_view(&c->rq);
     if (c->response_started || !gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) {
         gw_proxy_fail(c, status, message);
         return;
@@ -214,7 +226,6 @@ void gw_after_upstream_request(gw_conn *c, gw_result r)
         else gw_respond_error(c, 500, "A filter failed to process the request");
         return;
     }
-    const gw_config *cfg = c->gen->cfg;
     gw_upconn *u = c->up;
     c->state = GW_C_PROXY;
     uint64_t buffered = c->body ? evbuffer_get_length(c->body) : 0;
@@ -228,154 +239,37 @@ void gw_after_upstream_request(gw_conn *c, gw_result r)
         if (c->req->body == GW_BODY_CHUNKED) ADD_LIT(out, "\r\n");
     }
     if (c->body_complete && c->body_streaming && c->req->body == GW_BODY_CHUNKED) ADD_LIT(out, "0\r\n\r\n");
-    gw_proxy_arm(u->timer, u->connected ? cfg->upstream_response_ms : cfg->upstream_connect_ms);
-    if (c->body_streaming && !c->body_complete) gw_proxy_client_readable(c); /* bytes that waited */
+    u->req_queued = evbuffer_get_length(out);
+    u->req_sent = false;
+    gw_proxy_request_timer(c, u);
+    if (c->body_streaming && !c->body_complete) gw_proxy_body_continue(c); /* bytes that waited */
 }
 
-static void body_done(gw_conn *c)
-{
-    c->body_complete = true;
-    evtimer_del(c->timer);
-    if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
-        ADD_LIT(gw_io_output(c->up->bev), "0\r\n\r\n");
-    if (c->for_endpoint) {
-        c->state = GW_C_FILTER;
-        gw_phase_start(c, GW_PH_ENDPOINT);
-    } else if (c->state == GW_C_BODY) {
-        c->state = GW_C_PROXY;
-        gw_proxy_connect(c);
-    }
-}
-
-/* Moves n payload bytes from the client to wherever the body goes now. */
-static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
-{
-    if (c->body_streaming && c->up) {
-        struct evbuffer *out = gw_io_output(c->up->bev);
-        bool chunked = c->req->body == GW_BODY_CHUNKED;
-        if (chunked) evbuffer_add_printf(out, "%zx\r\n", n);
-        evbuffer_remove_buffer(in, out, n);
-        if (chunked) ADD_LIT(out, "\r\n");
-    } else {
-        evbuffer_remove_buffer(in, c->body, n);
-    }
-    c->body_seen += n;
-}
-
-/* Returns -1 on malformed chunked framing, -2 past the body limit, 0 otherwise. */
-static int pump_chunked(gw_conn *c, struct evbuffer *in)
-{
-    uint64_t max_body = c->gen->cfg->max_body;
-    for (int guard = 0; guard < 100000; guard++) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0) return 0;
-        if (gw_chunked_in_data(&c->req_chunked)) {
-            size_t n = avail < c->req_chunked.remaining ? avail : (size_t)c->req_chunked.remaining;
-            move_payload(c, in, n);
-            gw_chunked_consumed(&c->req_chunked, n);
-            if (max_body && c->body_seen > max_body) return -2;
-            continue;
-        }
-        size_t take = avail < 4096 ? avail : 4096, used = 0;
-        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
-        int r = gw_chunked_feed(&c->req_chunked, p, take, &used);
-        evbuffer_drain(in, used);
-        if (r == GW_CHUNKED_ERROR) return -1;
-        if (r == GW_CHUNKED_DONE) {
-            body_done(c);
-            return 0;
-        }
-        if (r == GW_CHUNKED_AGAIN && used == take && take == avail) return 0;
-        if (r == GW_CHUNKED_AGAIN && used == 0) return 0;
-    }
-    return 0;
-}
-
-static void pump_body(gw_conn *c)
+/* The upstream's timer until its response head: the connect timeout; none while the body streams (the
+ * body's own limits apply, and a stalled write when the upstream stops reading it); then the response
+ * timeout, counted again from the last request byte written (gw_proxy_up_write). */
+void gw_proxy_request_timer(gw_conn *c, gw_upconn *u)
 {
     const gw_config *cfg = c->gen->cfg;
-    struct evbuffer *in = gw_io_input(c->bev);
-    if (c->req->body == GW_BODY_LENGTH) {
-        size_t avail = evbuffer_get_length(in);
-        size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
-        if (n) move_payload(c, in, n);
-        c->body_left -= n;
-        if (c->body_left == 0) {
-            body_done(c);
-            return;
-        }
-    } else {
-        int r = pump_chunked(c, in);
-        if (r == -1) {
-            gw_proxy_fail(c, 400, "The chunked request body is malformed");
-            return;
-        }
-        if (r == -2) {
-            gw_proxy_fail(c, 413, "The request body is larger than allowed");
-            return;
-        }
-    }
-    if (c->body_complete) return;
-    gw_proxy_arm(c->timer, cfg->body_idle_ms);
-    if (c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
-        gw_proxy_fail(c, 413, "The request body is larger than this endpoint accepts");
-        return;
-    }
-    if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
-        c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
-        c->state = GW_C_PROXY;
-        gw_proxy_connect(c);
-        return;
-    }
-    if (c->body_streaming && c->up &&
-        evbuffer_get_length(gw_io_output(c->up->bev)) > GW_HIGH_WATER) {
-        gw_io_read_enable(c->bev, false);
-        c->read_paused = true;
-    }
+    if (u->head_done) return; /* the response's own timers run */
+    if (!u->connected) gw_proxy_arm(u->timer, cfg->upstream_connect_ms);
+    else if (c->body_complete) gw_proxy_arm(u->timer, cfg->upstream_response_ms);
+    else if (c->read_paused) gw_proxy_arm(u->timer, cfg->upstream_idle_ms);
+    else evtimer_del(u->timer);
 }
 
-void gw_proxy_start(gw_conn *c)
+/* Methods whose repetition has the effect of one request (RFC 9110 9.2.2). */
+static bool idempotent(int method)
 {
-    const gw_config *cfg = c->gen->cfg;
-    gw_http_head *rq = c->req;
-    c->body_seen = 0;
-    c->body_streaming = false;
-    c->attempts = 0;
-    if (c->body_complete) {
-        c->state = GW_C_PROXY;
-        gw_proxy_connect(c);
-        return;
-    }
-    if (rq->body == GW_BODY_LENGTH) c->body_left = rq->content_length;
-    else gw_chunked_init(&c->req_chunked);
-    if (!c->body && !(c->body = evbuffer_new())) {
-        gw_conn_free(c);
-        return;
-    }
-    if (rq->expect_continue && rq->minor_version == 1) {
-        ADD_LIT(gw_io_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
-        c->sent_continue = true;
-    }
-    if (rq->body == GW_BODY_LENGTH && rq->content_length > cfg->body_buffer && !c->for_endpoint) {
-        c->body_streaming = true;
-        c->state = GW_C_PROXY;
-        gw_proxy_connect(c);
-        if (c->state != GW_C_PROXY || !c->up) return; /* failed and answered */
-    } else {
-        c->state = GW_C_BODY;
-    }
-    gw_proxy_arm(c->timer, cfg->body_idle_ms);
-    if (evbuffer_get_length(gw_io_input(c->bev))) pump_body(c);
+    return method == GW_METHOD_GET || method == GW_METHOD_HEAD || method == GW_METHOD_OPTIONS ||
+           method == GW_METHOD_TRACE || method == GW_METHOD_PUT || method == GW_METHOD_DELETE;
 }
 
-void gw_proxy_client_readable(gw_conn *c)
+/* A stale pooled connection may have consumed the request before it closed: only a request that is safe
+ * to repeat, or one of which no byte left our output buffer, is sent again. */
+static bool replay_safe(const gw_conn *c, gw_upconn *u)
 {
-    if (c->state == GW_C_TUNNEL) {
-        gw_proxy_tunnel_move(c, true);
-        return;
-    }
-    if (!c->body_complete) pump_body(c);
-    /* else: the next pipelined request waits in the input buffer until this response is done */
+    return idempotent(c->req->method_id) || evbuffer_get_length(gw_io_output(u->bev)) >= u->req_queued;
 }
 
 void gw_proxy_up_write(gw_io *bev, void *arg)
@@ -386,7 +280,15 @@ void gw_proxy_up_write(gw_io *bev, void *arg)
         shutdown(gw_io_fd(bev), SHUT_WR);
         return;
     }
-    if (u->owner) gw_conn_resume_read(u->owner);
+    gw_conn *c = u->owner;
+    if (!c) return;
+    if (!u->req_sent && !u->head_done && c->body_complete && c->state == GW_C_PROXY &&
+        evbuffer_get_length(gw_io_output(bev)) == 0) {
+        u->req_sent = true;
+        gw_proxy_arm(u->timer, c->gen->cfg->upstream_response_ms);
+    }
+    if (c->read_paused && c->state == GW_C_PROXY && !c->body_complete) gw_proxy_body_continue(c);
+    else gw_conn_resume_read(c);
 }
 
 static void log_up_error(gw_upconn *u, int what, const char *stage)
@@ -410,7 +312,7 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
     const gw_config *cfg = c->gen->cfg;
     if (what & GW_IO_CONNECTED) {
         u->connected = true;
-        gw_proxy_arm(u->timer, cfg->upstream_response_ms);
+        gw_proxy_request_timer(c, u);
         return;
     }
     if (c->state == GW_C_TUNNEL) {
@@ -434,10 +336,14 @@ void gw_proxy_up_event(gw_io *bev, int what, void *arg)
     }
     if (!u->got_bytes && u->reused && c->body_complete && !c->body_streaming && c->attempts < 2) {
         /* The pooled connection was closed by the upstream while idle: replay once on a new one. */
-        gw_debug("upstream %s: pooled connection was closed; retrying on a new one", u->pool->target->conf->url);
-        gw_proxy_abort(c);
-        gw_proxy_connect(c);
-        return;
+        if (replay_safe(c, u)) {
+            gw_debug("upstream %s: pooled connection was closed; retrying on a new one", u->pool->target->conf->url);
+            gw_proxy_abort(c);
+            gw_proxy_connect(c);
+            return;
+        }
+        gw_warn("upstream %s: pooled connection closed after the request was sent; not replaying a %.*s",
+                u->pool->target->conf->url, (int)c->req->method.n, c->req->method.p);
     }
     log_up_error(u, what, u->head_done ? "response body cut short" : "no response");
     if (!u->head_done) {
@@ -455,8 +361,12 @@ void gw_proxy_up_timeout(gw_upconn *u)
         gw_warn("upstream %s: connect timed out", u->pool->target->conf->url);
         gw_proxy_attempt_failed(c, 504, "timeout", "The upstream service did not accept the connection in time");
     } else if (!u->head_done) {
-        gw_warn("upstream %s: no response within %llu ms", u->pool->target->conf->url,
-                (unsigned long long)c->gen->cfg->upstream_response_ms);
+        if (!c->body_complete)
+            gw_warn("upstream %s: took none of the request body for %llu ms", u->pool->target->conf->url,
+                    (unsigned long long)c->gen->cfg->upstream_idle_ms);
+        else
+            gw_warn("upstream %s: no response within %llu ms", u->pool->target->conf->url,
+                    (unsigned long long)c->gen->cfg->upstream_response_ms);
         gw_proxy_attempt_failed(c, 504, "timeout", "The upstream service did not answer in time");
     } else if (c->state == GW_C_TUNNEL) {
         gw_conn_free(c);

@@ -54,9 +54,11 @@ static bool skip_view_field(const gw_conn *c, const gw_http_field *f)
 static void emit_head(gw_conn *c, int status, gw_str reason, const gw_http_head *h, const gw_hlist *view)
 {
     bool http10 = c->req->minor_version == 0;
+    struct evbuffer *out = gw_io_output(c->bev);
+    size_t before = evbuffer_get_length(out);
     c->response_started = true;
     gw_hbuf b;
-    gw_hb_init(&b, gw_io_output(c->bev));
+    gw_hb_init(&b, out);
     GW_HB_LIT(&b, "HTTP/1.1 ");
     gw_hb_u64(&b, (uint64_t)status, 10);
     GW_HB_LIT(&b, " ");
@@ -82,6 +84,30 @@ static void emit_head(gw_conn *c, int status, gw_str reason, const gw_http_head 
     else if (http10) GW_HB_LIT(&b, "Connection: keep-alive\r\n");
     GW_HB_LIT(&b, "\r\n");
     gw_hb_flush(&b);
+    c->resp_queued = evbuffer_get_length(out) - before; /* nothing is written before the loop turn ends */
+}
+
+/* Takes the current response back when none of it has left for the client (the output is flushed once
+ * per loop turn): its bytes are the last resp_queued of the output, after what earlier responses left. */
+static bool take_back_response(gw_conn *c)
+{
+    struct evbuffer *out = gw_io_output(c->bev);
+    size_t len = evbuffer_get_length(out);
+    if (!c->response_started || !c->resp_queued || len < c->resp_queued) return false;
+    size_t keep = len - c->resp_queued;
+    if (keep) {
+        struct evbuffer *earlier = evbuffer_new();
+        if (!earlier) return false;
+        evbuffer_remove_buffer(out, earlier, keep);
+        evbuffer_drain(out, evbuffer_get_length(out));
+        evbuffer_add_buffer(out, earlier);
+        evbuffer_free(earlier);
+    } else {
+        evbuffer_drain(out, len);
+    }
+    c->resp_queued = 0;
+    c->response_started = false;
+    return true;
 }
 
 static gw_str arena_str(gw_req *r, gw_str s)
@@ -216,6 +242,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
                 return -1;
             }
             gw_io_read_enable(u->bev, false); /* the body waits until the filters are done */
+            evtimer_del(u->timer);            /* ... and the upstream is not idle meanwhile */
             u->held = true;
             c->state = GW_C_FILTER;
             if (gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) gw_phase_start(c, GW_PH_UPSTREAM_RESPONSE);
@@ -234,6 +261,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
 static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
     struct evbuffer *out = gw_io_output(c->bev);
+    size_t before = evbuffer_get_length(out);
     if (c->resp_chunk_out) {
         char line[24];
         int k = (int)sizeof line;
@@ -248,6 +276,7 @@ static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
     }
     evbuffer_remove_buffer(in, out, n);
     if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
+    c->resp_queued += evbuffer_get_length(out) - before;
 }
 
 /* Returns 1 when the body is complete, 0 when more is needed, -1 on malformed framing. */
@@ -303,18 +332,27 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
     int r = pump_response_body(c, gw_io_input(bev));
     if (r < 0) {
         gw_warn("upstream %s: malformed chunked response body", u->pool->target->conf->url);
-        gw_conn_free(c);
+        /* Nothing reached the client yet: it gets a 502 instead, and filters see a failed attempt. */
+        if (take_back_response(c))
+            gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent an invalid response");
+        else
+            gw_conn_free(c);
         return;
     }
     if (r == 1) {
         finish_response(c);
         return;
     }
-    gw_proxy_arm(u->timer, c->gen->cfg->upstream_idle_ms);
     if (evbuffer_get_length(gw_io_output(c->bev)) > GW_HIGH_WATER) {
+        /* Waiting on the client now, not on the upstream: its idle time stops counting until the client
+         * takes part of the output, and the client has send_idle to do so. */
         gw_io_read_enable(bev, false);
         u->read_paused = true;
+        evtimer_del(u->timer);
+        if (c->body_complete) gw_proxy_arm(c->timer, c->gen->cfg->send_idle_ms);
+        return;
     }
+    gw_proxy_arm(u->timer, c->gen->cfg->upstream_idle_ms);
 }
 
 /* The client's output drained below the low watermark: let the upstream side flow again. */
@@ -324,8 +362,10 @@ void gw_proxy_client_drained(gw_conn *c)
     if (u && u->read_paused && !u->held) {
         u->read_paused = false;
         gw_io_read_enable(u->bev, true);
-        if (c->state != GW_C_TUNNEL && evbuffer_get_length(gw_io_input(u->bev)))
-            gw_proxy_up_read(u->bev, u);
+        if (c->state == GW_C_TUNNEL) return;
+        if (c->body_complete) evtimer_del(c->timer); /* the client took some: send_idle is met */
+        gw_proxy_arm(u->timer, c->gen->cfg->upstream_idle_ms);
+        if (evbuffer_get_length(gw_io_input(u->bev))) gw_proxy_up_read(u->bev, u);
     }
 }
 

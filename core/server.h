@@ -209,6 +209,10 @@ struct gw_conn {
     uint64_t body_left;     /* Content-Length bodies: bytes still to read */
     gw_chunked req_chunked;
     struct evbuffer *body;  /* buffered request body (kept for a replay on a stale pooled connection) */
+    uint64_t body_start_ms; /* monotonic: the body began (a buffered body's deadline counts from here) */
+    uint64_t body_last_ms;  /* body bytes last arrived (or reading resumed after a pause of ours) */
+    uint64_t rate_start_ms; /* streamed body: the current rate window began */
+    uint64_t rate_bytes;    /* streamed body: payload bytes in the current rate window */
     bool body_complete;     /* whole request body read */
     bool body_streaming;    /* body goes upstream as it arrives */
     bool keep_alive;        /* the client connection may carry another request after this one */
@@ -237,6 +241,7 @@ struct gw_conn {
     bool resp_chunk_out;    /* we chunk-encode towards the client */
     bool resp_close_out;    /* close-delimited towards the client */
     uint64_t resp_left;
+    size_t resp_queued;     /* bytes of this response put in the client output (none sent while all there) */
     gw_chunked resp_chunked;
     int status;
 };
@@ -252,12 +257,13 @@ struct gw_upconn {
     bool reused;
     bool got_bytes;   /* any response byte arrived for the current request */
     bool head_done;   /* response head parsed */
-    bool req_sent;    /* request head (and buffered body) fully written */
+    bool req_sent;    /* the last request byte was written: the response deadline counts from here */
     bool keep_alive;  /* the response allows another request on this connection */
     bool read_paused; /* reads stopped by back-pressure from the client */
     bool held;        /* reads stopped while response-side filters work on the head */
     bool shut_pending; /* tunnel: shut our write side once the output is flushed */
     size_t scan_from;
+    size_t req_queued; /* head + buffered body queued at once; output that long = nothing was written */
     unsigned requests;
 };
 
@@ -295,10 +301,13 @@ const char *gw_status_title(int status);
 bool gw_builtin_handle(gw_conn *c);
 int gw_builtin_prepare(gw_server *srv);
 
-/* proxy.c */
+/* proxy_body.c */
 void gw_proxy_start(gw_conn *c);
-void gw_proxy_connect(gw_conn *c);
+void gw_proxy_timer(gw_conn *c);
 void gw_proxy_client_readable(gw_conn *c);
+
+/* proxy.c */
+void gw_proxy_connect(gw_conn *c);
 void gw_proxy_client_drained(gw_conn *c);
 void gw_proxy_abort(gw_conn *c);
 void gw_proxy_tunnel_client_eof(gw_conn *c);

@@ -1,0 +1,242 @@
+/* proxy_body.c - the request body on its way to the upstream: buffered up to body_buffer (whole, within
+ * the request_body deadline) or streamed (at least body_min_rate per window), with back-pressure from
+ * the upstream, and the client connection's timer while a request is in the proxy. */
+#include <stdio.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include "io.h"
+#include <event2/event.h>
+
+#include "log.h"
+#include "phases.h"
+#include "proxy_internal.h"
+
+#define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
+
+uint64_t gw_proxy_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t left_ms(uint64_t since, uint64_t now, uint64_t limit)
+{
+    uint64_t used = now - since;
+    return used >= limit ? 0 : limit - used;
+}
+
+/* The body's next limit: idle since the last byte, and the buffered body's deadline or the end of the
+ * streamed body's rate window, whichever comes first. */
+static void arm_body_timer(gw_conn *c, uint64_t now)
+{
+    const gw_config *cfg = c->gen->cfg;
+    uint64_t ms = left_ms(c->body_last_ms, now, cfg->body_idle_ms), other = UINT64_MAX;
+    if (!c->body_streaming) other = left_ms(c->body_start_ms, now, cfg->request_body_ms);
+    else if (cfg->body_min_rate) other = left_ms(c->rate_start_ms, now, cfg->body_rate_window_ms);
+    gw_proxy_arm(c->timer, ms < other ? ms : other);
+}
+
+/* Which body limit has passed, if any; a rate window that was met starts the next one. */
+static const char *body_late(gw_conn *c, uint64_t now)
+{
+    const gw_config *cfg = c->gen->cfg;
+    if (now - c->body_last_ms >= cfg->body_idle_ms) return "no body byte within the idle timeout";
+    if (!c->body_streaming)
+        return now - c->body_start_ms >= cfg->request_body_ms ? "body not complete within the deadline" : NULL;
+    uint64_t span = now - c->rate_start_ms;
+    if (!cfg->body_min_rate || span < cfg->body_rate_window_ms) return NULL;
+    if (c->rate_bytes * 1000u < cfg->body_min_rate * span) return "body slower than the minimum rate";
+    c->rate_start_ms = now;
+    c->rate_bytes = 0;
+    return NULL;
+}
+
+/* c->timer fired while the request is in the proxy (a filter's retry delay is handled by the caller). */
+void gw_proxy_timer(gw_conn *c)
+{
+    if (c->body_complete || c->response_started) {
+        /* Either the client took nothing of a paused response for send_idle, or its body stalled after
+         * the response began: no answer is possible any more. */
+        gw_debug("client %s: %s", c->peer_ip, c->body_complete ? "not reading the response" : "body stalled");
+        gw_conn_free(c);
+        return;
+    }
+    uint64_t now = gw_proxy_now_ms();
+    const char *why = body_late(c, now);
+    if (!why) {
+        arm_body_timer(c, now);
+        return;
+    }
+    gw_debug("client %s: %s (%llu bytes)", c->peer_ip, why, (unsigned long long)c->body_seen);
+    gw_proxy_abort(c); /* the upstream saw part of a request: its connection cannot be reused */
+    gw_respond_error_close(c, 408, "The request body was not received in time");
+}
+
+static void body_done(gw_conn *c)
+{
+    c->body_complete = true;
+    evtimer_del(c->timer);
+    if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
+        ADD_LIT(gw_io_output(c->up->bev), "0\r\n\r\n");
+    if (c->body_streaming && c->up && c->state == GW_C_PROXY) gw_proxy_request_timer(c, c->up);
+    if (c->for_endpoint) {
+        c->state = GW_C_FILTER;
+        gw_phase_start(c, GW_PH_ENDPOINT);
+    } else if (c->state == GW_C_BODY) {
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+    }
+}
+
+/* Moves n payload bytes from the client to wherever the body goes now. */
+static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
+{
+    if (c->body_streaming && c->up) {
+        struct evbuffer *out = gw_io_output(c->up->bev);
+        bool chunked = c->req->body == GW_BODY_CHUNKED;
+        if (chunked) evbuffer_add_printf(out, "%zx\r\n", n);
+        evbuffer_remove_buffer(in, out, n);
+        if (chunked) ADD_LIT(out, "\r\n");
+    } else {
+        evbuffer_remove_buffer(in, c->body, n);
+    }
+    c->body_seen += n;
+    c->rate_bytes += n;
+}
+
+/* Returns -1 on malformed chunked framing, -2 past the body limit, 0 otherwise. */
+static int pump_chunked(gw_conn *c, struct evbuffer *in)
+{
+    uint64_t max_body = c->gen->cfg->max_body;
+    for (int guard = 0; guard < 100000; guard++) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) return 0;
+        if (gw_chunked_in_data(&c->req_chunked)) {
+            size_t n = avail < c->req_chunked.remaining ? avail : (size_t)c->req_chunked.remaining;
+            move_payload(c, in, n);
+            gw_chunked_consumed(&c->req_chunked, n);
+            if (max_body && c->body_seen > max_body) return -2;
+            continue;
+        }
+        size_t take = avail < 4096 ? avail : 4096, used = 0;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
+        int r = gw_chunked_feed(&c->req_chunked, p, take, &used);
+        evbuffer_drain(in, used);
+        if (r == GW_CHUNKED_ERROR) return -1;
+        if (r == GW_CHUNKED_DONE) {
+            body_done(c);
+            return 0;
+        }
+        if (r == GW_CHUNKED_AGAIN && used == take && take == avail) return 0;
+        if (r == GW_CHUNKED_AGAIN && used == 0) return 0;
+    }
+    return 0;
+}
+
+/* Moves what the client sent; false when the request ended or moved on (complete, failed). */
+static bool pump_framing(gw_conn *c)
+{
+    struct evbuffer *in = gw_io_input(c->bev);
+    if (c->req->body == GW_BODY_LENGTH) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
+        if (n) move_payload(c, in, n);
+        c->body_left -= n;
+        if (c->body_left == 0) body_done(c);
+        return !c->body_complete;
+    }
+    int r = pump_chunked(c, in);
+    if (r == -1) gw_proxy_fail(c, 400, "The chunked request body is malformed");
+    else if (r == -2) gw_proxy_fail(c, 413, "The request body is larger than allowed");
+    return r == 0 && !c->body_complete;
+}
+
+static void pump_body(gw_conn *c)
+{
+    const gw_config *cfg = c->gen->cfg;
+    if (!pump_framing(c)) return;
+    uint64_t now = gw_proxy_now_ms();
+    c->body_last_ms = now;
+    if (c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
+        gw_proxy_fail(c, 413, "The request body is larger than this endpoint accepts");
+        return;
+    }
+    if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
+        c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
+        c->rate_start_ms = now;
+        c->rate_bytes = 0;
+        c->state = GW_C_PROXY;
+        arm_body_timer(c, now);
+        gw_proxy_connect(c);
+        return;
+    }
+    if (c->body_streaming && c->up && evbuffer_get_length(gw_io_output(c->up->bev)) > GW_HIGH_WATER) {
+        /* The upstream is not taking the body: the client is not to blame while we stop reading it. */
+        gw_io_read_enable(c->bev, false);
+        c->read_paused = true;
+        evtimer_del(c->timer);
+        gw_proxy_request_timer(c, c->up);
+        return;
+    }
+    arm_body_timer(c, now);
+}
+
+/* The streamed body flows again after a pause that was not the client's doing (upstream back-pressure,
+ * the upstream_request phase): the rate window restarts and bytes that waited move on. */
+void gw_proxy_body_continue(gw_conn *c)
+{
+    c->rate_start_ms = gw_proxy_now_ms();
+    c->rate_bytes = 0;
+    gw_conn_resume_read(c);
+    if (c->up && c->state == GW_C_PROXY) gw_proxy_request_timer(c, c->up);
+    pump_body(c);
+}
+
+void gw_proxy_start(gw_conn *c)
+{
+    gw_http_head *rq = c->req;
+    c->body_seen = 0;
+    c->body_streaming = false;
+    c->attempts = 0;
+    if (c->body_complete) {
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+        return;
+    }
+    uint64_t now = gw_proxy_now_ms();
+    c->body_start_ms = c->body_last_ms = c->rate_start_ms = now;
+    c->rate_bytes = 0;
+    if (rq->body == GW_BODY_LENGTH) c->body_left = rq->content_length;
+    else gw_chunked_init(&c->req_chunked);
+    if (!c->body && !(c->body = evbuffer_new())) {
+        gw_conn_free(c);
+        return;
+    }
+    if (rq->expect_continue && rq->minor_version == 1) {
+        ADD_LIT(gw_io_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+        c->sent_continue = true;
+    }
+    if (rq->body == GW_BODY_LENGTH && rq->content_length > c->gen->cfg->body_buffer && !c->for_endpoint) {
+        c->body_streaming = true;
+        c->state = GW_C_PROXY;
+        gw_proxy_connect(c);
+        /* failed and answered, a filter waits, or the whole body had arrived with the head */
+        if (c->state != GW_C_PROXY || !c->up || c->body_complete) return;
+    } else {
+        c->state = GW_C_BODY;
+    }
+    arm_body_timer(c, now);
+    if (evbuffer_get_length(gw_io_input(c->bev))) pump_body(c);
+}
+
+void gw_proxy_client_readable(gw_conn *c)
+{
+    if (c->state == GW_C_TUNNEL) {
+        gw_proxy_tunnel_move(c, true);
+        return;
+    }
+    if (!c->body_complete) pump_body(c);
+    /* else: the next pipelined request waits in the input buffer until this response is done */
+}
