@@ -206,7 +206,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
             u->scan_from = window;
             if (window < MAX_RESPONSE_HEAD) return 0;
             gw_warn("upstream %s: response head larger than %u bytes", u->pool->target->conf->url, MAX_RESPONSE_HEAD);
-            gw_proxy_fail(c, 502, "The upstream service sent an invalid response");
+            gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent an invalid response");
             return -1;
         }
         size_t head_len = (size_t)(end - p) + 4;
@@ -216,7 +216,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
         ssize_t r = gw_http_parse_response(p, head_len, &lim, c->req->method_id, h);
         if (r <= 0 || (size_t)r != head_len) {
             gw_warn("upstream %s: malformed response head (%d)", u->pool->target->conf->url, (int)r);
-            gw_proxy_fail(c, 502, "The upstream service sent an invalid response");
+            gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent an invalid response");
             return -1;
         }
         if (h->status == 101) {
@@ -224,7 +224,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
                 start_tunnel(c, u, p, head_len);
                 return -1;
             }
-            gw_proxy_fail(c, 502, "The upstream service switched protocols unasked");
+            gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service switched protocols unasked");
             return -1;
         }
         if (h->status < 200) {
@@ -253,7 +253,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
         evbuffer_drain(in, head_len);
         return 1;
     }
-    gw_proxy_fail(c, 502, "The upstream service sent too many interim responses");
+    gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent too many interim responses");
     return -1;
 }
 
@@ -332,11 +332,14 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
     int r = pump_response_body(c, gw_io_input(bev));
     if (r < 0) {
         gw_warn("upstream %s: malformed chunked response body", u->pool->target->conf->url);
-        /* Nothing reached the client yet: it gets a 502 instead, and filters see a failed attempt. */
-        if (take_back_response(c))
+        /* Nothing reached the client yet: it gets a 502 instead (and the connection closes after it, as it
+         * would have without the take-back), and filters see a failed attempt. */
+        if (take_back_response(c)) {
+            c->keep_alive = false;
             gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent an invalid response");
-        else
+        } else {
             gw_conn_free(c);
+        }
         return;
     }
     if (r == 1) {

@@ -242,6 +242,8 @@ typedef struct gw_filter_desc {
      *  upstream_request:  per attempt, before the request head goes to the chosen target.
      *  upstream_response: per attempt, the upstream's response head arrived (no body read yet), or the
      *                     attempt failed: then host->status() is 502 or 504 and host->attempt_error() says why.
+     *                     A response found broken (e.g. its first chunk) before any byte of it reached the
+     *                     client also fails its attempt, after this phase saw its head.
      *  response:          before the response head goes to the client (also for host->respond()).
      *  log:               after the last byte went out (or the client went away). Cannot change anything;
      *                     WAIT is not allowed here. */

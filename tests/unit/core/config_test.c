@@ -128,6 +128,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->body_buffer, 65536);
     assert_int_equal(cfg->request_head_ms, 10000);
     assert_int_equal(cfg->body_idle_ms, 30000);
+    assert_int_equal(cfg->request_body_ms, 30000);
+    assert_int_equal(cfg->body_min_rate, 1024);
+    assert_int_equal(cfg->body_rate_window_ms, 10000);
+    assert_int_equal(cfg->send_idle_ms, 60000);
     assert_int_equal(cfg->keepalive_idle_ms, 60000);
     assert_int_equal(cfg->upstream_connect_ms, 5000);
     assert_int_equal(cfg->upstream_response_ms, 30000);
@@ -165,6 +169,10 @@ static void check_limits_and_timeouts(const gw_config *cfg)
     assert_int_equal(cfg->body_buffer, 512);
     assert_int_equal(cfg->request_head_ms, 250);
     assert_int_equal(cfg->body_idle_ms, 120000);
+    assert_int_equal(cfg->request_body_ms, 5000);
+    assert_int_equal(cfg->body_min_rate, 0);
+    assert_int_equal(cfg->body_rate_window_ms, 500);
+    assert_int_equal(cfg->send_idle_ms, 120000);
     assert_int_equal(cfg->keepalive_idle_ms, 3600000);
     assert_int_equal(cfg->upstream_connect_ms, 7000);
     assert_int_equal(cfg->upstream_response_ms, 86400000);
@@ -186,7 +194,8 @@ static void test_every_key(void **state)
                 "limits: {request_line: 1k, header_block: 1M, header_fields: 256, request_body: 0,\n"
                 "         body_buffer: 512}\n"
                 "timeouts: {request_head: 250ms, body_idle: 2m, keepalive_idle: 1h, upstream_connect: 7,\n"
-                "           upstream_response: 24h, upstream_idle: 1ms, shutdown: 0}\n"
+                "           upstream_response: 24h, upstream_idle: 1ms, shutdown: 0, request_body: 5s,\n"
+                "           body_min_rate: 0, body_rate_window: 500ms, send_idle: 2m}\n"
                 "upstream: {keepalive: 0, keepalive_idle: 90s}\n"
                 "services:\n"
                 "  - name: svc.A_1\n"
@@ -208,7 +217,7 @@ static void test_every_key(void **state)
     check_limits_and_timeouts(cfg);
     const gw_service_conf *s = &cfg->services[0];
     assert_string_equal(s->name, "svc.A_1");
-    assert_int_equal(s->line, 13);
+    assert_int_equal(s->line, 14);
     assert_false(s->tls_verify);
     assert_null(s->tls_ca_file);
     assert_string_equal(s->health.path, "/hc?x=1");
@@ -676,6 +685,11 @@ static void test_errors_durations_sizes(void **state)
         {L "timeouts:\n  upstream_idle: 99999999999999999999h\n",
          "3:18: timeouts.upstream_idle: invalid duration '99999999999999999999h'"},
         {L "timeouts:\n  shutdown: 2d\n", "3:13: timeouts.shutdown: invalid duration '2d'"},
+        {L "timeouts:\n  request_body: 0\n", "3:17: timeouts.request_body: must be 1ms..24h"},
+        {L "timeouts:\n  body_min_rate: fast\n", "3:18: timeouts.body_min_rate: invalid size 'fast'"},
+        {L "timeouts:\n  body_min_rate: 2GiB\n", "3:18: timeouts.body_min_rate: must be 0..1GiB"},
+        {L "timeouts:\n  body_rate_window: 0\n", "3:21: timeouts.body_rate_window: must be 1ms..24h"},
+        {L "timeouts:\n  send_idle: 1.5s\n", "3:14: timeouts.send_idle: invalid duration '1.5s'"},
         {L "timeouts:\n  shutdown: 86400001ms\n", "3:13: timeouts.shutdown: must be 0ms..24h"},
         {L "timeouts:\n  shutdown: [1s]\n", "3:13: timeouts.shutdown: must be a duration, not a sequence"},
         {L "upstream:\n  keepalive_idle: 0\n", "3:19: upstream.keepalive_idle: must be 1ms..24h"},
