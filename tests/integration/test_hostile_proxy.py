@@ -8,12 +8,16 @@ that pauses reading a download (the upstream's idle time does not count meanwhil
 reads is dropped after send_idle). Each case failed on the code before the fix."""
 
 import hashlib
+import shutil
 import socket
+import ssl
 import threading
 import time
+import unittest
 
 import gwfilters as gf
 import gwtest as g
+import test_tls
 
 
 def pattern_sha256(n):
@@ -379,6 +383,35 @@ class HostileProxyTest(gf.FilterTestCase):
         self.assertEqual(g.simple_request(gw.port, "GET", "/health").status, 200)
         self.assertTrue(g.wait_until(lambda: any(q[1] == "eof" for q in up.seen), 5 * g.SLOW),
                         "the gateway kept the broken upstream connection open")
+
+    @unittest.skipUnless(shutil.which("openssl"), "the openssl command line tool is needed")
+    def test_broken_chunk_size_before_anything_sent_is_502_over_tls(self):
+        # TLS streams are bufferevent_openssl: its writes also wait for the loop, so the head queued for
+        # the client can still be taken back
+        def script(up, index, s):
+            buf = bytearray()
+            if up.read_request(index, s, buf) is None:
+                return
+            s.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+            up.wait_eof(s)
+
+        up = self.scripted(script)
+        cert, key = test_tls.make_cert()
+
+        def cfg(port):
+            c = g.base_config(port, [{"name": "up", "targets": [up.url]}], [{"prefix": "/", "service": "up"}])
+            c["listeners"] = [{"address": "127.0.0.1", "port": port, "tls": {"cert": cert, "key": key}}]
+            return c
+
+        gw = self.start_gateway(cfg, tls=True)
+        ctx = ssl.create_default_context(cafile=cert)
+        with g.RawConn(gw.port, timeout=10, tls_context=ctx, server_hostname="localhost") as c:
+            c.send(g.request_bytes("GET", "/broken"))
+            try:
+                r = c.read_response(timeout=5 * g.SLOW)
+            except g.ConnClosed as e:
+                self.fail("the client got no answer, only a closed connection (%r)" % e.partial)
+            self.assertErrorJson(r, 502, "Bad Gateway")
 
     def test_broken_chunk_is_a_failed_attempt_for_filters(self):
         # upstream_response runs for the head, then again for the failed attempt; our 502 carries what
