@@ -2,7 +2,8 @@
 # ctest-labels: asan
 """What hostile clients and broken upstreams did to the proxy path: request bodies dripped or streamed too
 slowly (408, upstream connection closed), uploads that take longer than the upstream response timeout
-(the deadline counts from the end of the body), a POST replayed on a fresh connection after a pooled one
+(the deadline counts from the end of the body), an upstream that stops reading a body (its failure, 504,
+not the client's 408), a POST replayed on a fresh connection after a pooled one
 closed having read it, a broken chunked response before anything reached the client (502), and a client
 that pauses reading a download (the upstream's idle time does not count meanwhile; a client that never
 reads is dropped after send_idle). Each case failed on the code before the fix."""
@@ -318,6 +319,43 @@ class HostileProxyTest(gf.FilterTestCase):
         r = c.read_response(timeout=8 * g.SLOW)
         self.assertEqual((r.status, r.body), (413, b"big!"), r.summary())
         self.assertIn("close", r.tokens("connection"), r.summary())
+
+    def test_upstream_not_reading_the_body_is_its_failure_not_the_clients(self):
+        # The upstream takes the head and then reads nothing: the client is held back (not read) and
+        # must not get a 408 for it; the upstream gets upstream_idle to take more, then 504.
+        def script(up, index, s):
+            with up.lock:
+                up.seen.append((index, "accepted", "", b""))
+            up.stopping.wait(60)
+
+        up = self.scripted(script)
+        gw = self.gateway(up.url, body_idle="1s", upstream_idle="2s", upstream_response="30s")
+        c = g.RawConn(gw.port, timeout=30)
+        self.addCleanup(c.close)
+        size = 64 * 1024 * 1024
+        c.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def upload():
+            piece = b"u" * 65536
+            try:
+                for _ in range(size // len(piece)):
+                    if stop.is_set() or not c.try_send(piece):
+                        return
+            except OSError:
+                return  # the gateway gave up on the connection
+
+        th = threading.Thread(target=upload, daemon=True)
+        th.start()
+        try:
+            r = c.read_response(timeout=20 * g.SLOW)
+        except g.ConnClosed as e:
+            self.fail("connection closed without an answer (%r)" % e.partial)
+        stop.set()
+        self.assertErrorJson(r, 504, "Gateway Timeout")
+        self.assertTrue(c.closed_within(5 * g.SLOW))
+        th.join(10)
 
     # ----------------------------------------------------------------------------------------------
     # item 9: no replay of a request that is not safe to repeat
