@@ -3,10 +3,12 @@
 """What hostile clients and broken upstreams did to the proxy path: request bodies dripped or streamed too
 slowly (408, upstream connection closed), uploads that take longer than the upstream response timeout
 (the deadline counts from the end of the body), an upstream that stops reading a body (its failure, 504,
-not the client's 408), a POST replayed on a fresh connection after a pooled one
-closed having read it, a broken chunked response before anything reached the client (502), and a client
-that pauses reading a download (the upstream's idle time does not count meanwhile; a client that never
-reads is dropped after send_idle). Each case failed on the code before the fix."""
+not the client's 408), a POST replayed on a fresh connection after a pooled one closed having read it, a
+broken chunked response before anything reached the client (502, also through filters and on TLS), and
+a client that pauses reading a download (the upstream's idle time does not count meanwhile; a client that
+never reads is dropped after send_idle). Those cases failed on the code before the fix; the others (an
+early 413 during an upload, the replay of a PUT, a chunk broken after the head went out) guard what has
+to keep working."""
 
 import hashlib
 import shutil
