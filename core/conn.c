@@ -103,6 +103,8 @@ static void on_write(gw_io *bev, void *arg)
         if (out == 0 && !c->lingering) {
             c->lingering = true;
             start_linger(c);
+        } else if (out) {
+            arm_timer(c, cfg_of(c)->send_idle_ms); /* progress: the client is still reading */
         }
         return;
     }
