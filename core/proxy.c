@@ -252,10 +252,16 @@ void gw_proxy_request_timer(gw_conn *c, gw_upconn *u)
 {
     const gw_config *cfg = c->gen->cfg;
     if (u->head_done) return; /* the response's own timers run */
-    if (!u->connected) gw_proxy_arm(u->timer, cfg->upstream_connect_ms);
-    else if (c->body_complete) gw_proxy_arm(u->timer, cfg->upstream_response_ms);
-    else if (c->read_paused) gw_proxy_arm(u->timer, cfg->upstream_idle_ms);
-    else evtimer_del(u->timer);
+    if (!u->connected) {
+        /* armed once per attempt: body progress must not extend the connect timeout */
+        if (!evtimer_pending(u->timer, NULL)) gw_proxy_arm(u->timer, cfg->upstream_connect_ms);
+    } else if (c->body_complete) {
+        gw_proxy_arm(u->timer, cfg->upstream_response_ms);
+    } else if (c->read_paused) {
+        gw_proxy_arm(u->timer, cfg->upstream_idle_ms);
+    } else {
+        evtimer_del(u->timer);
+    }
 }
 
 /* Methods whose repetition has the effect of one request (RFC 9110 9.2.2). */
