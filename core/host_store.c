@@ -17,6 +17,7 @@ typedef struct gw_store_call {
     gw_filter *f;
     gw_store_cb cb;
     gw_bucket_cb bcb;
+    gw_incr_cb icb;
     void *arg;
     const char *opname; /* for gateway_store_errors_total */
     bool done;
@@ -133,6 +134,30 @@ static int h_take(gw_req *r, const char *key, double capacity, double rate_per_s
     return 0;
 }
 
+static void done_incr(void *arg, int status, int64_t v)
+{
+    gw_store_call *sc = arg;
+    sc->done = true;
+    sc->r->cur = sc->f;
+    count_error(sc, status);
+    sc->icb(sc->arg, status, v);
+}
+
+static int h_incr(gw_req *r, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg)
+{
+    char k[MAX_KEY];
+    size_t kl;
+    gw_store_call *sc;
+    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "incr", NULL, NULL, arg)))
+        return -1;
+    sc->icb = cb;
+    uint64_t now = gw_host_api()->unix_ms();
+    gw_store_op *op = gw_store_incr(store_of(r), r->c->w->id, k, kl, delta, ttl_ms, now, done_incr, sc);
+    if (!op) return -1;
+    track(r, sc, op);
+    return 0;
+}
+
 typedef struct {
     gw_store_call call;
     gw_store_list_cb lcb;
@@ -186,4 +211,5 @@ void gw_host_store_fill(gw_host *h)
     h->store_del = h_del;
     h->store_take = h_take;
     h->store_list = h_list;
+    h->store_incr = h_incr;
 }

@@ -44,7 +44,7 @@ typedef struct {
     size_t cap, n;
 } shard;
 
-enum { OP_GET, OP_SET, OP_DEL, OP_TAKE, OP_LIST };
+enum { OP_GET, OP_SET, OP_DEL, OP_TAKE, OP_LIST, OP_INCR };
 
 struct gw_store_op {
     int kind; /* first: negative for ops of another backend (see gw_store_cancel) */
@@ -58,6 +58,8 @@ struct gw_store_op {
     gw_store_cb cb;
     gw_bucket_cb bcb;
     gw_store_list_cb lcb;
+    gw_incr_cb icb;
+    int64_t ival; /* OP_INCR result */
     void *arg;
     unsigned worker;
     atomic_bool cancelled;
@@ -191,6 +193,7 @@ static void deliver(gw_store_op *op)
     if (!atomic_load(&op->cancelled)) {
         if (op->kind == OP_TAKE) op->bcb(op->arg, op->status, op->status == GW_STORE_OK ? &op->br : NULL);
         else if (op->kind == OP_LIST) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
+        else if (op->kind == OP_INCR) op->icb(op->arg, op->status, op->status == GW_STORE_OK ? op->ival : 0);
         else op->cb(op->arg, op->status, op->val, op->vlen);
     }
     op_free(op);
@@ -381,6 +384,56 @@ gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t
     if (!r && !find(s, sh, h, key, klen, now_ms, NULL)) r = insert(s, sh, h, key, klen);
     if (r) bucket_take(r, capacity, rate_per_s, cost, now_ms, &op->br);
     else op->status = GW_STORE_ERROR;
+    pthread_mutex_unlock(&sh->mu);
+    complete_local(s, op);
+    return op;
+}
+
+/* A counter is a value record holding decimal text (what GET returns, as on Redis). Under the shard lock,
+ * so concurrent increments from any worker are exact. A new counter is memory-only, like any record with a
+ * TTL; incrementing a stored integer value keeps that record's persistence (written with the next
+ * persisted write, not waited for). */
+static int counter_add(rec *r, bool fresh, int64_t delta, int64_t *out)
+{
+    long long cur = 0;
+    if (!fresh) {
+        char buf[24], *end;
+        if (r->bucket || r->vlen == 0 || r->vlen >= sizeof buf) return -1;
+        memcpy(buf, r->val, r->vlen);
+        buf[r->vlen] = '\0';
+        errno = 0;
+        cur = strtoll(buf, &end, 10);
+        if (errno || *end || buf[0] == '+' || buf[0] == ' ') return -1; /* not an integer: as Redis refuses */
+    }
+    int64_t v;
+    if (__builtin_add_overflow((int64_t)cur, delta, &v)) return -1;
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", (long long)v);
+    char *copy = malloc((size_t)n + 1);
+    if (!copy) return -1;
+    memcpy(copy, text, (size_t)n + 1);
+    free(r->val);
+    r->val = copy;
+    r->vlen = (size_t)n;
+    *out = v;
+    return 0;
+}
+
+gw_store_op *gw_store_incr(gw_store *s, unsigned worker, const char *key, size_t klen, int64_t delta,
+                           uint64_t ttl_ms, uint64_t now_ms, gw_incr_cb cb, void *arg)
+{
+    if (s->be) return s->be->incr(s->impl, worker, key, klen, delta, ttl_ms, now_ms, cb, arg);
+    gw_store_op *op = new_op(s, worker, OP_INCR, NULL, NULL, arg);
+    if (!op) return NULL;
+    op->icb = cb;
+    uint64_t h = hash_key(key, klen);
+    shard *sh = shard_of(s, h);
+    pthread_mutex_lock(&sh->mu);
+    rec *r = find(s, sh, h, key, klen, now_ms, NULL);
+    bool fresh = !r;
+    if (fresh && (r = insert(s, sh, h, key, klen))) r->expires_ms = ttl_ms ? now_ms + ttl_ms : 0;
+    if (!r || counter_add(r, fresh, delta, &op->ival) != 0) op->status = GW_STORE_ERROR;
+    if (fresh && r && op->status != GW_STORE_OK) r->expires_ms = 1; /* gone at the next look */
     pthread_mutex_unlock(&sh->mu);
     complete_local(s, op);
     return op;

@@ -42,6 +42,10 @@ gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t 
 gw_store_op *gw_store_del(gw_store *s, unsigned worker, const char *key, size_t klen, gw_store_cb cb, void *arg);
 gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t klen, double capacity,
                            double rate_per_s, double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg);
+/* Adds delta to the integer at key (a missing key starts at 0 and expires ttl_ms after this first write;
+ * 0 = never); the callback gets the new value. Counters are kept in memory, not persisted. */
+gw_store_op *gw_store_incr(gw_store *s, unsigned worker, const char *key, size_t klen, int64_t delta,
+                           uint64_t ttl_ms, uint64_t now_ms, gw_incr_cb cb, void *arg);
 gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, size_t plen, gw_store_list_cb cb,
                            void *arg);
 /* Drops a pending operation's callback (the request it belonged to ended). Its effect may still happen. */

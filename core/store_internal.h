@@ -19,6 +19,8 @@ typedef struct {
                          uint64_t now_ms, gw_bucket_cb cb, void *arg);
     gw_store_op *(*list)(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb, void *arg);
     void (*cancel)(gw_store_op *op);
+    gw_store_op *(*incr)(void *impl, unsigned w, const char *k, size_t kl, int64_t delta, uint64_t ttl_ms,
+                         uint64_t now_ms, gw_incr_cb cb, void *arg);
     size_t (*count)(void *impl);
     bool (*available)(void *impl); /* can serve operations now (for /info) */
 } gw_store_backend;

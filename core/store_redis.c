@@ -1,12 +1,12 @@
 /* store_redis.c - the store on Redis (hiredis async, one connection per worker on its own loop): timeouts,
- * reconnect with backoff, fail-fast while down, and token buckets as a Lua script on the server's clock. */
+ * reconnect with backoff, fail-fast while down, values and listings. The scripts (token buckets, counters)
+ * are in store_redis_script.c. */
 #include "store.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,107 +19,10 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
-#include "store_internal.h"
+#include "store_redis_internal.h"
 #include "util.h"
 
-enum { K_GET = -2, K_SET = -3, K_DEL = -4, K_TAKE = -5, K_LIST = -6 };
-enum { W_DOWN, W_CONNECTING, W_UP };
-/* Backoff capped at 1 s: requests that need the store are back within about a second of Redis returning. */
-enum { BACKOFF_MIN_MS = 100, BACKOFF_MAX_MS = 1000, MAX_TIMEOUTS = 3, SCAN_COUNT = 1000, MGET_BATCH = 1000 };
-
-/* KEYS[1] = bucket; ARGV = capacity, rate per second, cost, n. The arithmetic of store.c bucket_take,
- * applied to n takes in a row (the first `granted` succeed): several requests on one bucket from one loop
- * turn cost one round trip, with exactly the answers n separate calls would have had. Returns granted,
- * tokens after, reset (ms), retry (ms, for the refused), tokens before taking, now (ms). */
-static const char take_script[] =
-    "local cap, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local n = tonumber(ARGV[4] or '1')\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local ty = redis.call('TYPE', KEYS[1])['ok']\n"
-    "local tokens, last\n"
-    "if ty == 'hash' then\n"
-    "  local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts')\n"
-    "  tokens, last = tonumber(h[1]), tonumber(h[2])\n"
-    "elseif ty ~= 'none' then\n"
-    "  return redis.error_reply('WRONGTYPE not a bucket')\n"
-    "end\n"
-    "if tokens == nil or last == nil then tokens, last = cap, now\n"
-    "elseif now > last then tokens = math.min(cap, tokens + (now - last) * rate / 1000.0); last = now end\n"
-    "if tokens > cap then tokens = cap end\n"
-    "local before = tokens\n"
-    "local allowed = n\n"
-    "if cost > 0 then allowed = math.min(n, math.floor(tokens / cost)) end\n"
-    "while allowed > 0 and before - allowed * cost < 0 do allowed = allowed - 1 end\n"
-    "tokens = before - allowed * cost\n"
-    "local to_full = 0\n"
-    "if rate > 0 then to_full = (cap - tokens) / rate * 1000.0 end\n"
-    "local reset = now + math.ceil(to_full)\n"
-    "local retry = 0\n"
-    "if allowed < n and rate > 0 then retry = math.ceil((cost - tokens) / rate * 1000.0) end\n"
-    "if allowed < n and retry == 0 then retry = 1 end\n"
-    "redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', last))\n"
-    "redis.call('PEXPIRE', KEYS[1], reset - now + 1000)\n"
-    "return {allowed, string.format('%.17g', tokens), string.format('%d', reset), string.format('%d', retry),\n"
-    "        string.format('%.17g', before), string.format('%d', now)}\n";
-
-typedef struct rstore rstore;
-typedef struct rworker rworker;
-typedef struct rop rop;
-
-struct rop {
-    int kind; /* first, negative (store_internal.h) */
-    rop *next; /* in the worker's ready queue */
-    rworker *w;
-    struct event *timer;
-    int refs; /* replies hiredis still owes us */
-    bool finished, queued, user_done, cancelled;
-    int status;
-    gw_store_cb cb;
-    gw_bucket_cb bcb;
-    gw_store_list_cb lcb;
-    void *arg;
-    char *val;
-    size_t vlen;
-    gw_bucket_result br;
-    char *key; /* take: kept for the EVAL fallback; list: the MATCH pattern */
-    size_t klen;
-    char nums[4][40];
-    double bcap, brate, bcost; /* take */
-    rop *follow;            /* take: the ops riding on this one's script call, in order */
-    rop *bnext;             /* in the worker's batch of takes not sent yet */
-    char cursor[32];
-    gw_strv *keys, *vals;
-    size_t n, cap, pos;
-};
-
-struct rworker {
-    rstore *s;
-    unsigned id;
-    struct event_base *base;
-    redisAsyncContext *ac;
-    int state;
-    atomic_bool up; /* state == W_UP, readable from any thread (for /info) */
-    bool first, bad, detaching;
-    int logged; /* last state logged: 0 none, W_DOWN, W_UP */
-    struct event *ready_ev, *conn_tmo, *retry_ev, *drop_ev;
-    rop *ready_head, *ready_tail;
-    rop *batch_head, *batch_tail; /* takes of this loop turn, sent together by flush_ev */
-    struct event *flush_ev;
-    unsigned backoff_ms, timeouts, seed;
-    char sha[48];
-};
-
-struct rstore {
-    char *host, *addr, *password;
-    unsigned port;
-    int db;
-    uint64_t connect_timeout_ms, command_timeout_ms;
-    rworker *w;
-    unsigned nw;
-};
-
-static struct timeval tv_ms(uint64_t ms)
+struct timeval gw_rs_tv_ms(uint64_t ms)
 {
     return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 }
@@ -162,7 +65,7 @@ static void op_free(rop *op)
     free(op);
 }
 
-static void maybe_free(rop *op)
+void gw_rs_maybe_free(rop *op)
 {
     if (op->refs == 0 && op->user_done && !op->queued) op_free(op);
 }
@@ -174,10 +77,11 @@ static void deliver(rop *op)
         bool ok = op->status == GW_STORE_OK;
         if (op->kind == K_TAKE) op->bcb(op->arg, op->status, ok ? &op->br : NULL);
         else if (op->kind == K_LIST) op->lcb(op->arg, op->status, ok ? op->n : 0, op->keys, op->vals);
+        else if (op->kind == K_INCR) op->icb(op->arg, op->status, ok ? op->ival : 0);
         else op->cb(op->arg, op->status, op->val, op->vlen);
     }
     op->user_done = true;
-    maybe_free(op);
+    gw_rs_maybe_free(op);
 }
 
 static void run_ready(rworker *w)
@@ -198,14 +102,14 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The op's result is known (or it timed out): its callback runs from the loop. May free op. */
-static void finish(rop *op, int status)
+void gw_rs_finish(rop *op, int status)
 {
     if (op->finished) return;
     op->finished = true;
     if (op->timer) event_del(op->timer);
     if (op->cancelled) {
         op->user_done = true;
-        maybe_free(op);
+        gw_rs_maybe_free(op);
         return;
     }
     rworker *w = op->w;
@@ -227,7 +131,7 @@ static void on_redis_cancel(gw_store_op *h)
         if (op->timer) event_del(op->timer);
     }
     if (!op->queued) op->user_done = true;
-    maybe_free(op);
+    gw_rs_maybe_free(op);
 }
 
 /* --- connection ------------------------------------------------------------------------------------ */
@@ -241,7 +145,7 @@ static void schedule_reconnect(rworker *w)
     unsigned b = w->backoff_ms ? w->backoff_ms : BACKOFF_MIN_MS;
     unsigned delay = b - (unsigned)rand_r(&w->seed) % (b / 4 + 1); /* jitter: up to a quarter less */
     w->backoff_ms = b * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b * 2;
-    struct timeval tv = tv_ms(delay);
+    struct timeval tv = gw_rs_tv_ms(delay);
     evtimer_add(w->retry_ev, &tv);
 }
 
@@ -332,13 +236,13 @@ static void on_select(redisAsyncContext *ac, void *reply, void *priv)
     log_up(w);
 }
 
-static void on_script(redisAsyncContext *ac, void *reply, void *priv)
+void gw_rs_on_script(redisAsyncContext *ac, void *reply, void *priv)
 {
-    rworker *w = priv;
+    char *sha = priv; /* char[48] */
     redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_STRING && r->len < sizeof w->sha) {
-        memcpy(w->sha, r->str, r->len);
-        w->sha[r->len] = '\0';
+    if (r && r->type == REDIS_REPLY_STRING && r->len < 48) {
+        memcpy(sha, r->str, r->len);
+        sha[r->len] = '\0';
     }
 }
 
@@ -375,10 +279,8 @@ static void start_connect(rworker *w)
     const char *argv[3] = {"SELECT", db, NULL};
     size_t lens[3] = {6, strlen(db), 0};
     redisAsyncCommandArgv(ac, on_select, w, 2, argv, lens);
-    argv[0] = "SCRIPT", argv[1] = "LOAD", argv[2] = take_script;
-    lens[0] = 6, lens[1] = 4, lens[2] = sizeof take_script - 1;
-    redisAsyncCommandArgv(ac, on_script, w, 3, argv, lens);
-    struct timeval tv = tv_ms(s->connect_timeout_ms ? s->connect_timeout_ms : 1000);
+    gw_rs_load_scripts(w);
+    struct timeval tv = gw_rs_tv_ms(s->connect_timeout_ms ? s->connect_timeout_ms : 1000);
     evtimer_add(w->conn_tmo, &tv);
 }
 
@@ -387,14 +289,14 @@ static void start_connect(rworker *w)
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
 /* Sends one command of op; -1 when the connection is not usable (fail fast). */
-static int issue(rop *op, int argc, const char **argv, const size_t *lens)
+int gw_rs_issue(rop *op, int argc, const char **argv, const size_t *lens)
 {
     rworker *w = op->w;
     bool usable = w->ac && !w->bad && (w->state == W_UP || (w->state == W_CONNECTING && w->first));
     if (!usable || redisAsyncCommandArgv(w->ac, on_reply, op, argc, argv, lens) != REDIS_OK) return -1;
     op->refs++;
     if (op->timer) {
-        struct timeval tv = tv_ms(w->s->command_timeout_ms ? w->s->command_timeout_ms : 1000);
+        struct timeval tv = gw_rs_tv_ms(w->s->command_timeout_ms ? w->s->command_timeout_ms : 1000);
         evtimer_add(op->timer, &tv);
     }
     return 0;
@@ -404,11 +306,11 @@ static void on_op_timeout(evutil_socket_t fd, short what, void *arg)
 {
     rop *op = arg;
     rworker *w = op->w;
-    finish(op, GW_STORE_ERROR); /* a late reply is dropped: op lives until hiredis hands it back */
+    gw_rs_finish(op, GW_STORE_ERROR); /* a late reply is dropped: op lives until hiredis hands it back */
     if (w->state == W_UP && ++w->timeouts >= MAX_TIMEOUTS) drop_conn(w, "commands time out");
 }
 
-static rop *new_op(rstore *s, unsigned worker, int kind, void *arg)
+rop *gw_rs_new_op(rstore *s, unsigned worker, int kind, void *arg)
 {
     if (worker >= s->nw || !s->w[worker].base || s->w[worker].detaching) return NULL;
     rop *op = calloc(1, sizeof *op);
@@ -427,7 +329,7 @@ static void send_scan(rop *op)
 {
     const char *argv[6] = {"SCAN", op->cursor, "MATCH", op->key, "COUNT", "1000"};
     size_t lens[6] = {4, strlen(op->cursor), 5, op->klen, 5, 4};
-    if (issue(op, 6, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+    if (gw_rs_issue(op, 6, argv, lens) != 0) gw_rs_finish(op, GW_STORE_ERROR);
 }
 
 static void send_mget(rop *op)
@@ -437,27 +339,12 @@ static void send_mget(rop *op)
     size_t lens[MGET_BATCH + 1];
     argv[0] = "MGET", lens[0] = 4;
     for (size_t i = 0; i < nb; i++) argv[i + 1] = op->keys[op->pos + i].p, lens[i + 1] = op->keys[op->pos + i].n;
-    if (issue(op, (int)nb + 1, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+    if (gw_rs_issue(op, (int)nb + 1, argv, lens) != 0) gw_rs_finish(op, GW_STORE_ERROR);
 }
 
-static void release_followers(rop *op, int status);
 
-static void send_take(rop *op, bool by_sha)
-{
-    size_t n = 1;
-    for (rop *f = op->follow; f; f = f->follow) n++;
-    snprintf(op->nums[3], sizeof op->nums[3], "%zu", n);
-    const char *argv[8] = {by_sha ? "EVALSHA" : "EVAL", by_sha ? op->w->sha : take_script, "1", op->key,
-                           op->nums[0], op->nums[1], op->nums[2], op->nums[3]};
-    size_t lens[8] = {strlen(argv[0]), by_sha ? strlen(op->w->sha) : sizeof take_script - 1, 1, op->klen,
-                      strlen(op->nums[0]), strlen(op->nums[1]), strlen(op->nums[2]), strlen(op->nums[3])};
-    if (issue(op, 8, argv, lens) != 0) {
-        release_followers(op, GW_STORE_ERROR);
-        finish(op, GW_STORE_ERROR);
-    }
-}
 
-static char *dup_mem(const char *p, size_t n)
+char *gw_rs_dup_mem(const char *p, size_t n)
 {
     char *c = malloc(n + 1);
     if (c) {
@@ -490,7 +377,7 @@ static int list_scan(rop *op, const redisReply *r)
             op->keys = k;
             op->cap = nc;
         }
-        char *c = dup_mem(ks->element[i]->str, ks->element[i]->len);
+        char *c = gw_rs_dup_mem(ks->element[i]->str, ks->element[i]->len);
         if (!c) return -1;
         op->keys[op->n++] = (gw_strv){c, ks->element[i]->len};
     }
@@ -509,7 +396,7 @@ static int list_scan(rop *op, const redisReply *r)
     op->n = m;
     if (!(op->vals = calloc(op->n ? op->n : 1, sizeof *op->vals))) return -1;
     op->cursor[0] = '\0'; /* now fetching values */
-    if (op->n == 0) finish(op, GW_STORE_OK);
+    if (op->n == 0) gw_rs_finish(op, GW_STORE_OK);
     else send_mget(op);
     return 0;
 }
@@ -522,7 +409,7 @@ static int list_mget(rop *op, const redisReply *r)
     for (size_t i = 0; i < nb; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING) continue;
-        char *c = dup_mem(e->str, e->len);
+        char *c = gw_rs_dup_mem(e->str, e->len);
         if (!c) return -1;
         op->vals[op->pos + i] = (gw_strv){c, e->len};
     }
@@ -541,63 +428,11 @@ static int list_mget(rop *op, const redisReply *r)
         }
     }
     op->n = m;
-    finish(op, GW_STORE_OK);
+    gw_rs_finish(op, GW_STORE_OK);
     return 0;
 }
 
-static int take_result(rop *op, const redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) { /* script cache flushed */
-        const char *argv[3] = {"SCRIPT", "LOAD", take_script};
-        size_t lens[3] = {6, 4, sizeof take_script - 1};
-        if (op->w->ac) redisAsyncCommandArgv(op->w->ac, on_script, op->w, 3, argv, lens);
-        send_take(op, false);
-        return 0;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6 || r->element[0]->type != REDIS_REPLY_INTEGER)
-        return -1;
-    for (int i = 1; i < 6; i++)
-        if (r->element[i]->type != REDIS_REPLY_STRING) return -1;
-    long long granted = r->element[0]->integer;
-    double after = strtod(r->element[1]->str, NULL), before = strtod(r->element[4]->str, NULL);
-    uint64_t reset = strtoull(r->element[2]->str, NULL, 10), retry = strtoull(r->element[3]->str, NULL, 10);
-    uint64_t now = strtoull(r->element[5]->str, NULL, 10);
-    /* The i-th take in order: the first `granted` succeeded, each leaving one cost less. */
-    long long i = 0;
-    for (rop *t = op, *nx; t; t = nx, i++) {
-        nx = t->follow;
-        gw_bucket_result *br = &t->br;
-        br->allowed = i < granted;
-        br->remaining = br->allowed ? before - (double)(i + 1) * op->bcost : after;
-        if (br->remaining < 0) br->remaining = 0;
-        br->reset_ms = br->allowed && op->brate > 0
-                           ? now + (uint64_t)ceil((op->bcap - br->remaining) / op->brate * 1000.0)
-                           : reset;
-        br->retry_ms = br->allowed ? 0 : retry;
-        if (t != op) {
-            t->refs--;
-            t->follow = NULL;
-            finish(t, GW_STORE_OK);
-            maybe_free(t);
-        }
-    }
-    op->follow = NULL;
-    finish(op, GW_STORE_OK);
-    return 0;
-}
 
-/* The ops riding on op's call get `status` (they are done waiting for it). */
-static void release_followers(rop *op, int status)
-{
-    for (rop *t = op->follow, *nx; t; t = nx) {
-        nx = t->follow;
-        t->follow = NULL;
-        t->refs--;
-        finish(t, status);
-        maybe_free(t);
-    }
-    op->follow = NULL;
-}
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -606,21 +441,22 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     op->refs--;
     if (r) op->w->timeouts = 0;
     if (!r) {
-        release_followers(op, GW_STORE_ERROR);
-        if (op->finished) maybe_free(op);
-        else finish(op, GW_STORE_ERROR);
+        gw_rs_release_followers(op, GW_STORE_ERROR);
+        if (op->finished) gw_rs_maybe_free(op);
+        else gw_rs_finish(op, GW_STORE_ERROR);
         return;
     }
     if (op->finished) { /* timed out or cancelled: its riders still get their answers */
-        if (op->kind == K_TAKE && op->follow && take_result(op, r) != 0) release_followers(op, GW_STORE_ERROR);
-        maybe_free(op);
+        if (op->kind == K_TAKE && op->follow && gw_rs_take_result(op, r) != 0)
+            gw_rs_release_followers(op, GW_STORE_ERROR);
+        gw_rs_maybe_free(op);
         return;
     }
     int st = GW_STORE_ERROR;
     switch (op->kind) {
     case K_GET:
         if (r->type == REDIS_REPLY_STRING) {
-            if ((op->val = dup_mem(r->str, r->len))) op->vlen = r->len, st = GW_STORE_OK;
+            if ((op->val = gw_rs_dup_mem(r->str, r->len))) op->vlen = r->len, st = GW_STORE_OK;
         } else if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "WRONGTYPE", 9))) {
             st = GW_STORE_NOT_FOUND; /* a bucket is not a value */
         }
@@ -630,14 +466,17 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
         if (r->type == REDIS_REPLY_INTEGER) st = r->integer > 0 ? GW_STORE_OK : GW_STORE_NOT_FOUND;
         break;
     case K_TAKE:
-        if (take_result(op, r) == 0) return;
-        release_followers(op, GW_STORE_ERROR);
+        if (gw_rs_take_result(op, r) == 0) return;
+        gw_rs_release_followers(op, GW_STORE_ERROR);
+        break;
+    case K_INCR:
+        if (gw_rs_incr_result(op, r) == 0) return;
         break;
     case K_LIST:
         if ((op->cursor[0] ? list_scan(op, r) : list_mget(op, r)) == 0) return;
         break;
     }
-    finish(op, st);
+    gw_rs_finish(op, st);
 }
 
 /* --- backend operations ---------------------------------------------------------------------------- */
@@ -645,7 +484,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 static gw_store_op *r_kv(void *impl, unsigned wk, int kind, const char *k, size_t kl, const char *v, size_t vl,
                          uint64_t ttl_ms, gw_store_cb cb, void *arg)
 {
-    rop *op = new_op(impl, wk, kind, arg);
+    rop *op = gw_rs_new_op(impl, wk, kind, arg);
     if (!op) return NULL;
     op->cb = cb;
     char ttl[24];
@@ -653,7 +492,7 @@ static gw_store_op *r_kv(void *impl, unsigned wk, int kind, const char *k, size_
     const char *argv[5] = {kind == K_GET ? "GET" : kind == K_DEL ? "DEL" : "SET", k, v, "PX", ttl};
     size_t lens[5] = {3, kl, vl, 2, strlen(ttl)};
     int argc = kind != K_SET ? 2 : ttl_ms ? 5 : 3;
-    if (issue(op, argc, argv, lens) != 0) finish(op, GW_STORE_ERROR);
+    if (gw_rs_issue(op, argc, argv, lens) != 0) gw_rs_finish(op, GW_STORE_ERROR);
     return (gw_store_op *)op;
 }
 
@@ -673,86 +512,17 @@ static gw_store_op *r_del(void *impl, unsigned w, const char *k, size_t kl, gw_s
     return r_kv(impl, w, K_DEL, k, kl, NULL, 0, 0, cb, arg);
 }
 
-static gw_store_op *r_take(void *impl, unsigned w, const char *k, size_t kl, double cap, double rate,
-                           double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg)
-{
-    rop *op = new_op(impl, w, K_TAKE, arg);
-    if (!op) return NULL;
-    op->bcb = cb;
-    if (!(cap > 0) || !(rate >= 0) || !(cost >= 0) || !(op->key = dup_mem(k, kl))) {
-        finish(op, GW_STORE_ERROR);
-        return (gw_store_op *)op;
-    }
-    op->klen = kl;
-    op->bcap = cap, op->brate = rate, op->bcost = cost;
-    snprintf(op->nums[0], sizeof op->nums[0], "%.17g", cap);
-    snprintf(op->nums[1], sizeof op->nums[1], "%.17g", rate);
-    snprintf(op->nums[2], sizeof op->nums[2], "%.17g", cost);
-    rworker *wk = op->w;
-    op->bnext = NULL;
-    op->refs++; /* the batch holds it until flushed (a cancel meanwhile must not free it) */
-    if (wk->batch_tail) wk->batch_tail->bnext = op;
-    else wk->batch_head = op;
-    wk->batch_tail = op;
-    event_active(wk->flush_ev, EV_TIMEOUT, 1);
-    return (gw_store_op *)op;
-}
 
-static bool same_take(const rop *a, const rop *b)
-{
-    return a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0 && a->bcap == b->bcap && a->brate == b->brate &&
-           a->bcost == b->bcost;
-}
 
-/* End of the loop turn: one script call per bucket for the takes made meanwhile (in their order). */
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    rworker *w = arg;
-    rop *list = w->batch_head;
-    w->batch_head = w->batch_tail = NULL;
-    struct timeval tv = tv_ms(w->s->command_timeout_ms ? w->s->command_timeout_ms : 1000);
-    while (list) {
-        rop *lead = list;
-        list = lead->bnext;
-        lead->bnext = NULL;
-        lead->refs--; /* the batch's hold */
-        if (lead->finished) { /* cancelled while waiting for the flush */
-            maybe_free(lead);
-            continue;
-        }
-        /* This bucket's takes ride on the leader's call (their batch hold becomes the ride's); the rest
-         * wait for a later round of this loop. */
-        rop *rest = NULL, **rest_tail = &rest, *tail = lead;
-        size_t n = 1;
-        for (rop *t = list, *nx; t; t = nx) {
-            nx = t->bnext;
-            t->bnext = NULL;
-            if (t->finished) {
-                t->refs--;
-                maybe_free(t);
-            } else if (n < 512 && same_take(lead, t)) {
-                tail->follow = t;
-                tail = t;
-                evtimer_add(t->timer, &tv);
-                n++;
-            } else {
-                *rest_tail = t;
-                rest_tail = &t->bnext;
-            }
-        }
-        list = rest;
-        send_take(lead, w->sha[0] != '\0');
-    }
-}
 
 static gw_store_op *r_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb,
                            void *arg)
 {
-    rop *op = new_op(impl, w, K_LIST, arg);
+    rop *op = gw_rs_new_op(impl, w, K_LIST, arg);
     if (!op) return NULL;
     op->lcb = cb;
     if (!(op->key = malloc(plen * 2 + 2))) {
-        finish(op, GW_STORE_ERROR);
+        gw_rs_finish(op, GW_STORE_ERROR);
         return (gw_store_op *)op;
     }
     for (size_t i = 0; i < plen; i++) { /* glob-escape the prefix */
@@ -784,7 +554,7 @@ static int r_attach(void *impl, unsigned worker, struct event_base *base)
     w->conn_tmo = evtimer_new(base, on_conn_timeout, w);
     w->retry_ev = evtimer_new(base, on_retry, w);
     w->drop_ev = evtimer_new(base, on_drop, w);
-    w->flush_ev = event_new(base, -1, 0, on_flush, w);
+    w->flush_ev = event_new(base, -1, 0, gw_rs_flush, w);
     if (!w->ready_ev || !w->conn_tmo || !w->retry_ev || !w->drop_ev || !w->flush_ev) return -1;
     start_connect(w);
     return 0;
@@ -796,7 +566,7 @@ static void r_detach(void *impl, unsigned worker)
     if (worker >= s->nw) return;
     rworker *w = &s->w[worker];
     w->detaching = true;
-    if (w->flush_ev) on_flush(-1, 0, w); /* takes not sent yet fail fast (or go out before the drop) */
+    if (w->flush_ev) gw_rs_flush(-1, 0, w); /* takes not sent yet fail fast (or go out before the drop) */
     drop_conn(w, NULL); /* pending replies complete (-1) */
     run_ready(w);       /* deliver (or drop, if cancelled) what is left */
     struct event **evs[5] = {&w->ready_ev, &w->conn_tmo, &w->retry_ev, &w->drop_ev, &w->flush_ev};
@@ -829,7 +599,7 @@ static bool r_available(void *impl)
 
 static const gw_store_backend redis_backend = {
     .free = r_free, .attach = r_attach, .detach = r_detach, .get = r_get, .set = r_set, .del = r_del,
-    .take = r_take, .list = r_list, .cancel = on_redis_cancel, .count = r_count, .available = r_available,
+    .take = gw_rs_take, .list = r_list, .cancel = on_redis_cancel, .incr = gw_rs_incr, .count = r_count, .available = r_available,
 };
 
 /* hiredis resolves names synchronously: do it once here, on the main thread, preferring IPv4. */

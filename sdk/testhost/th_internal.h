@@ -202,6 +202,8 @@ struct th_op {
     size_t len;
     bool has_bucket;
     gw_bucket_result br;
+    gw_incr_cb icb; /* store_incr: result in ival */
+    int64_t ival;
     gw_store_list_cb lcb; /* store_list: results below */
     size_t n;
     gw_strv *keys, *vals;

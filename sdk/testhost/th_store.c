@@ -2,7 +2,9 @@
  * queued and delivered later (never inside the call), and failure modes. */
 #include "th_internal.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,6 +213,7 @@ size_t gw_th_run_pending(gw_th *th)
         if (op->r->ended) /* like the gateway: a request's pending store calls die with it */
             ;
         else if (op->bcb) op->bcb(op->arg, op->status, op->has_bucket ? &op->br : NULL);
+        else if (op->icb) op->icb(op->arg, op->status, op->status == 0 ? op->ival : 0);
         else if (op->lcb) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
         else if (op->cb) op->cb(op->arg, op->status, op->value, op->len);
         list_free(op);
@@ -340,6 +343,46 @@ static int h_store_take(gw_req *req, const char *key, double capacity, double ra
     return 0;
 }
 
+/* Counters are values holding decimal text, as in the gateway's stores; a missing key starts at 0 and gets
+ * the TTL (on the fake clock) with that first write only. A value that is not an integer fails (-1). */
+static int incr(gw_th *th, const char *ns, const char *key, int64_t delta, uint64_t ttl_ms, int64_t *out)
+{
+    th_kv *e = kv_find(th, ns, key);
+    long long cur = 0;
+    if (e) {
+        char *end;
+        errno = 0;
+        cur = strtoll(e->value, &end, 10);
+        bool digits = e->len && (e->value[0] == '-' || (e->value[0] >= '0' && e->value[0] <= '9'));
+        if (errno || !digits || *end) return -1;
+    }
+    int64_t v;
+    if (__builtin_add_overflow((int64_t)cur, delta, &v)) return -1;
+    char text[24];
+    int n = snprintf(text, sizeof text, "%lld", (long long)v);
+    uint64_t expires = e ? e->expires : 0;
+    kv_put(th, ns, key, text, (size_t)n, e ? 0 : ttl_ms);
+    if (e) kv_find(th, ns, key)->expires = expires; /* an existing counter keeps its expiry */
+    *out = v;
+    return 0;
+}
+
+static int h_store_incr(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg)
+{
+    if (!cb) return -1; /* as in the gateway: the result is the point of the call */
+    const char *ns = store_ns(req, key, "store_incr");
+    if (!ns) return -1;
+    th_op *op = enqueue(req);
+    op->icb = cb;
+    op->arg = arg;
+    if (req->th->store_mode == GW_TH_STORE_FAIL) {
+        op->status = -1;
+        return 0;
+    }
+    op->status = incr(req->th, ns, key, delta, ttl_ms, &op->ival) == 0 ? 0 : -1;
+    return 0;
+}
+
 static int h_store_list(gw_req *req, const char *prefix, gw_store_list_cb cb, void *arg)
 {
     const char *ns = store_ns(req, prefix, "store_list");
@@ -374,4 +417,5 @@ void th_store_fill(gw_host *h)
     h->store_del = h_store_del;
     h->store_take = h_store_take;
     h->store_list = h_store_list;
+    h->store_incr = h_store_incr;
 }
