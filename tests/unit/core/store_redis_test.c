@@ -1,5 +1,5 @@
 /* store_redis_test.c - the Redis store against a real redis-server on a free loopback port: values, TTLs,
- * exact shared token buckets, listing, cancel, and a server killed, restarted and frozen (SIGSTOP). */
+ * exact shared token buckets and counters, listing, cancel, and a server killed, restarted and frozen (SIGSTOP). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +21,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include <hiredis/hiredis.h>
+
 #include "store.h"
 
 #define REDIS_BIN "/usr/bin/redis-server"
@@ -37,6 +39,7 @@ typedef struct {
     size_t len, n;
     char keys[8][32];
     gw_bucket_result br;
+    int64_t ival;
 } result;
 
 static uint64_t mono_ms(void)
@@ -182,6 +185,38 @@ static result do_take(gw_store *s, const char *k, double cap, double rate, doubl
     return r;
 }
 
+static void on_incr(void *arg, int status, int64_t v)
+{
+    result *r = arg;
+    r->calls++;
+    r->status = status;
+    r->ival = v;
+}
+
+static result do_incr(gw_store *s, const char *k, int64_t delta, uint64_t ttl)
+{
+    result r = {0};
+    assert_non_null(gw_store_incr(s, 0, k, strlen(k), delta, ttl, wall_ms(), on_incr, &r));
+    assert_int_equal(r.calls, 0); /* never inside the call */
+    wait_for(&r, 3000);
+    return r;
+}
+
+/* A command straight to the server (what an operator or another client would do). */
+static long long redis_cmd(const char *cmd)
+{
+    redisContext *rc = redisConnect("127.0.0.1", (int)redis_port);
+    assert_non_null(rc);
+    assert_int_equal(rc->err, 0);
+    freeReplyObject(redisCommand(rc, "SELECT 3")); /* the stores' database (open_store) */
+    redisReply *r = redisCommand(rc, cmd);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    redisFree(rc);
+    return v;
+}
+
 /* Polls with writes until the store works (reconnected), bounded. */
 static void wait_up(gw_store *s, unsigned limit_ms)
 {
@@ -302,6 +337,45 @@ static void test_batched_takes(void **state)
     assert_false(r[20].br.allowed);
 }
 
+/* Two gateways (two stores) on one counter, increments interleaved and all in flight at once: every value
+ * 1..N handed out exactly once. */
+static void test_incr_shared(void **state)
+{
+    enum { N = 60 };
+    result r[N];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < N; i++)
+        assert_non_null(gw_store_incr(i % 2 ? s2 : s1, 0, "c:shared", 8, 1, 0, wall_ms(), on_incr, &r[i]));
+    bool seen[N + 1] = {false};
+    for (int i = 0; i < N; i++) {
+        wait_for(&r[i], 3000);
+        assert_int_equal(r[i].status, 0);
+        assert_true(r[i].ival >= 1 && r[i].ival <= N);
+        assert_false(seen[r[i].ival]);
+        seen[r[i].ival] = true;
+    }
+    assert_int_equal(do_incr(s1, "c:shared", -N, 0).ival, 0);
+}
+
+/* The TTL comes with the write that creates the key, and only with it; counters also work after the
+ * server's script cache was flushed (NOSCRIPT: loaded again, sent as EVAL). */
+static void test_incr_ttl_and_noscript(void **state)
+{
+    assert_int_equal(do_incr(s1, "c:ttl", 5, 60000).ival, 5);
+    long long pttl = redis_cmd("PTTL c:ttl");
+    assert_true(pttl > 50000 && pttl <= 60000);
+    assert_int_equal(do_incr(s2, "c:ttl", -5, 1000).ival, 0);
+    assert_true(redis_cmd("PTTL c:ttl") > 50000); /* not moved by the second write */
+    assert_int_equal(do_incr(s1, "c:none", 1, 0).ival, 1);
+    assert_int_equal(redis_cmd("PTTL c:none"), -1); /* ttl 0: no expiry */
+    redis_cmd("SCRIPT FLUSH");
+    assert_int_equal(do_incr(s1, "c:none", 2, 0).ival, 3);
+    assert_int_equal(do_incr(s1, "c:none", 2, 0).ival, 5); /* by SHA again */
+    assert_int_equal(do_set(s1, "c:text", "abc", 3, 0), 0);
+    assert_int_equal(do_incr(s1, "c:text", 1, 0).status, -1); /* not an integer */
+    assert_int_equal(do_get(s2, "c:none").status, 0);
+}
+
 static void test_cancel(void **state)
 {
     result r = {0};
@@ -409,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_values),      cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_list),        cmocka_unit_test(test_take_exact),
         cmocka_unit_test(test_shared_bucket), cmocka_unit_test(test_batched_takes), cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_incr_shared), cmocka_unit_test(test_incr_ttl_and_noscript),
         cmocka_unit_test(test_killed_and_restarted), cmocka_unit_test(test_frozen),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
