@@ -50,6 +50,7 @@ typedef struct {
     bool adopted;      /* worker_init ran */
     bool retired;      /* no longer current on this worker */
     bool *init_ok;     /* [nfilters] worker_init result */
+    struct gw_call_origins *origins; /* host->http_call's pools for URL origins (http_call.c) */
 } gw_gen_worker;
 
 struct gw_gen {

@@ -95,6 +95,7 @@ static char *dup_mem(gw_req *r, const char *p, size_t n)
 void gw_req_end(gw_req *r)
 {
     gw_host_store_cancel_all(r);
+    gw_http_call_cancel_all(r);
     /* Cleanups first: they disarm async work and may still use the request's timers and memory. */
     while (r->cleanups) {
         gw_cleanup_rec *k = r->cleanups;
@@ -490,6 +491,7 @@ const gw_host *gw_host_api(void)
     h->upstream = h_upstream;
     gw_host_headers_fill(h);
     gw_host_store_fill(h);
+    gw_host_http_call_fill(h);
     h->respond = h_respond;
     h->respond_error = h_respond_error;
     h->retry_after = h_retry_after;

@@ -28,6 +28,7 @@ typedef struct gw_server gw_server;
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
 typedef struct gw_upconn gw_upconn;
+typedef struct gw_call gw_call;
 
 /* Output above this stops reading from the other side until it drains below half of it. */
 #define GW_HIGH_WATER (256u * 1024u)
@@ -125,6 +126,7 @@ struct gw_worker {
     char date[40]; /* "Date: ...\r\n" cached per second */
     size_t date_len;
     gw_http_head scratch; /* response heads are parsed here and consumed at once */
+    struct evdns_base *dns; /* host->http_call's resolver, made on first use */
 };
 
 typedef struct gw_timer_rec gw_timer_rec;
@@ -162,6 +164,7 @@ struct gw_req {
     gw_timer_rec *timers;
     gw_cleanup_rec *cleanups;
     struct gw_store_call *store_calls; /* pending store operations, cancelled if the request ends */
+    struct gw_call *calls; /* pending outbound calls (http_call.c), closed if the request ends */
     gw_filter *cur;    /* the filter whose code is running (store keys are namespaced by it) */
     struct gw_req_kv *kv; /* host->req_set values */
     uint64_t bytes_out;
@@ -324,6 +327,10 @@ void gw_upstream_release(gw_upconn *u, bool reusable);
 void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
 int gw_upstream_connect(gw_worker *w, gw_upconn *u);
 SSL *gw_upstream_ssl(const gw_target *t);
+
+/* http_call.c: host->http_call's URL pools: idle connections closed (drain), everything freed (retire) */
+void gw_http_call_pools_idle_free(gw_worker *w, gw_gen *g);
+void gw_http_call_origins_free(gw_worker *w, gw_gen *g);
 
 /* tls.c */
 SSL_CTX *gw_tls_server_ctx(const char *cert, const char *key, char **err);

@@ -162,4 +162,5 @@ void gw_upstream_pools_free(gw_worker *w, gw_gen *g)
             }
             p->nidle = 0;
         }
+    gw_http_call_pools_idle_free(w, g);
 }

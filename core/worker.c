@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/rand.h>
 
@@ -294,6 +295,7 @@ static void retire(gw_worker *w, gw_gen *g)
         if (pw->init_ok && pw->init_ok[i] && f->d->worker_fini) f->d->worker_fini(f->inst, w->id);
     }
     gw_upstream_pools_free(w, g);
+    gw_http_call_origins_free(w, g);
     for (size_t s = 0; pw->pools && s < g->nservices; s++) free(pw->pools[s]);
     free(pw->pools);
     free(pw->rr);
@@ -501,6 +503,7 @@ void gw_workers_join(gw_server *srv)
         if (w->trim_ev) event_free(w->trim_ev);
         if (w->sweep_ev) event_free(w->sweep_ev);
         close(w->drain_fd);
+        if (w->dns) evdns_base_free(w->dns, 0);
         event_base_free(w->base);
     }
     free(srv->workers);
