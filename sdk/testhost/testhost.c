@@ -212,6 +212,7 @@ gw_th *gw_th_new(void)
     th_metrics_fill(h);
     th_store_fill(h);
     th_request_fill(h);
+    th_call_fill(h);
     h->register_endpoint = register_endpoint;
     th->store_auto = true;
     if (g_live++ == 0) th_clock_reset();
@@ -290,6 +291,7 @@ void gw_th_free(gw_th *th)
     }
     free(th->eps);
     th_store_free(th);
+    th_call_free(th);
     th_metrics_free(th);
     th_logs_free(th);
     free(th);

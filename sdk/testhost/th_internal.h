@@ -204,6 +204,7 @@ struct th_op {
     gw_bucket_result br;
     gw_incr_cb icb; /* store_incr: result in ival */
     int64_t ival;
+    struct th_call *call; /* http_call answered from the queue (th_call.c) */
     gw_store_list_cb lcb; /* store_list: results below */
     size_t n;
     gw_strv *keys, *vals;
@@ -263,6 +264,11 @@ struct gw_th {
     gw_metric **fams;
     size_t nfams;
 
+    struct th_callee *callees; /* http_call answers by target (th_call.c) */
+    size_t ncallees, ccallees;
+    struct th_call **calls;    /* every http_call made */
+    size_t ncalls, ccalls;
+
     th_log *logs;
     size_t nlogs, clogs;
     bool echo;
@@ -293,7 +299,16 @@ void th_store_fill(gw_host *h);
 void th_store_free(gw_th *th);
 void th_auto_pending(gw_th *th);
 
+/* outbound calls (th_call.c) */
+typedef struct th_callee th_callee;
+typedef struct th_call th_call;
+void th_call_fill(gw_host *h);
+void th_call_free(gw_th *th);
+void th_call_deliver(th_call *k);
+th_op *th_enqueue(gw_req *r); /* a callback queued like a store callback (th_store.c) */
+
 /* requests (th_request.c) */
+int th_parse_header_lines(th_hdrs *h, const char *text); /* "Name: value\n..." */
 void th_request_fill(gw_host *h);
 void *th_req_alloc(gw_req *r, size_t n); /* host->alloc */
 void th_request_free(gw_req *r);

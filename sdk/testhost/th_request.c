@@ -122,7 +122,7 @@ static th_reply *new_reply(gw_req *r)
     return p;
 }
 
-static int parse_header_lines(th_hdrs *h, const char *text)
+int th_parse_header_lines(th_hdrs *h, const char *text)
 {
     const char *p = text;
     while (p && *p) {
@@ -151,7 +151,7 @@ int gw_th_upstream_reply(gw_req *r, int status, const char *headers, const char 
 {
     if (status < 100 || status > 599) return -1;
     th_hdrs h = {0};
-    if (parse_header_lines(&h, headers) != 0) {
+    if (th_parse_header_lines(&h, headers) != 0) {
         th_hdrs_clear(&h);
         return -1;
     }

@@ -183,7 +183,7 @@ static void list_free(th_op *op)
     free(op->vals);
 }
 
-static th_op *enqueue(gw_req *r)
+th_op *th_enqueue(gw_req *r)
 {
     gw_th *th = r->th;
     th_op *op = th_xcalloc(1, sizeof *op);
@@ -213,6 +213,7 @@ size_t gw_th_run_pending(gw_th *th)
         if (op->r->ended) /* like the gateway: a request's pending store calls die with it */
             ;
         else if (op->bcb) op->bcb(op->arg, op->status, op->has_bucket ? &op->br : NULL);
+        else if (op->call) th_call_deliver(op->call);
         else if (op->icb) op->icb(op->arg, op->status, op->status == 0 ? op->ival : 0);
         else if (op->lcb) op->lcb(op->arg, op->status, op->n, op->keys, op->vals);
         else if (op->cb) op->cb(op->arg, op->status, op->value, op->len);
@@ -275,7 +276,7 @@ static int h_store_get(gw_req *req, const char *key, gw_store_cb cb, void *arg)
 {
     const char *ns = store_ns(req, key, "store_get");
     if (!ns) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->cb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {
@@ -297,7 +298,7 @@ static int h_store_set(gw_req *req, const char *key, const char *value, size_t l
     if (!value && len) return -1;
     const char *ns = store_ns(req, key, "store_set");
     if (!ns) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->cb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {
@@ -312,7 +313,7 @@ static int h_store_del(gw_req *req, const char *key, gw_store_cb cb, void *arg)
 {
     const char *ns = store_ns(req, key, "store_del");
     if (!ns) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->cb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {
@@ -331,7 +332,7 @@ static int h_store_take(gw_req *req, const char *key, double capacity, double ra
         return -1;
     const char *ns = store_ns(req, key, "store_take");
     if (!ns) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->bcb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {
@@ -372,7 +373,7 @@ static int h_store_incr(gw_req *req, const char *key, int64_t delta, uint64_t tt
     if (!cb) return -1; /* as in the gateway: the result is the point of the call */
     const char *ns = store_ns(req, key, "store_incr");
     if (!ns) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->icb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {
@@ -387,7 +388,7 @@ static int h_store_list(gw_req *req, const char *prefix, gw_store_list_cb cb, vo
 {
     const char *ns = store_ns(req, prefix, "store_list");
     if (!ns || !cb) return -1;
-    th_op *op = enqueue(req);
+    th_op *op = th_enqueue(req);
     op->lcb = cb;
     op->arg = arg;
     if (req->th->store_mode == GW_TH_STORE_FAIL) {

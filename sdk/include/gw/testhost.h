@@ -212,7 +212,7 @@ uint64_t gw_th_retry_delay(const gw_req *r, unsigned attempt);
 void gw_th_advance(gw_th *th, uint64_t ms);
 
 /* ------------------------------------------------------------------------------------------------------
- * The store (host->store_get/set/del/take), in memory, with TTLs on the fake clock. Keys are namespaced
+ * The store (host->store_get/set/del/take/incr/list), in memory, with TTLs on the fake clock. Keys are namespaced
  * by filter name (the filter whose phase, timer or store callback makes the call). Results are computed
  * when the call is made; callbacks are queued and delivered later, in call order: by gw_th_run_pending(),
  * and automatically at the end of gw_th_run() and gw_th_advance() (and after each timer callback) unless
@@ -221,7 +221,10 @@ void gw_th_advance(gw_th *th, uint64_t ms);
  * rate_per_s up to capacity; a take of `cost` is allowed when that many tokens are there. remaining = the
  * tokens left; reset_ms = unix time when the bucket is full again; retry_ms (refused) = ms until the take
  * would succeed, i.e. until one token is back for the usual cost 1 (until full if cost > capacity).
- * capacity <= 0, rate_per_s <= 0 or cost < 0: the call returns -1. */
+ * capacity <= 0, rate_per_s <= 0 or cost < 0: the call returns -1.
+ * store_incr keeps a counter as a value holding its decimal text (gw_th_store_peek reads it): a missing
+ * key starts at 0 and expires ttl_ms after that first write (on the fake clock; later calls do not move
+ * it); a value that is not an integer, or an overflow, gets status -1; a NULL callback returns -1. */
 
 enum {
     GW_TH_STORE_OK = 0,   /* normal operation */
@@ -252,6 +255,44 @@ int gw_th_store_put(gw_th *th, const char *filter, const char *key, const char *
 /* Tokens in a bucket of filter `filter` now (refilled with the capacity and rate of its last store_take),
  * or -1 if the bucket does not exist (a missing bucket counts as full at the next store_take). */
 double gw_th_bucket_tokens(gw_th *th, const char *filter, const char *key);
+
+/* ------------------------------------------------------------------------------------------------------
+ * Outbound calls (host->http_call). No network: a call is answered from what the test registered for its
+ * target, the call's service name or URL (exact, or a registered target ending in '*' as a prefix; the
+ * longest such prefix wins). The answer is worked out when the call is made and delivered later, as in the
+ * gateway: with the store callbacks (see gw_th_store_auto), or after the target's latency on the fake
+ * clock (gw_th_advance). The gateway's rules apply: an answer body over max_body (default 1 MiB) fails
+ * with GW_CALL_TOO_LARGE; a latency of timeout_ms or more (default 30 s) fails with GW_CALL_TIMEOUT once
+ * timeout_ms has passed; a call still pending when its request ends is dropped, never called back. A
+ * target with nothing registered answers GW_CALL_CONNECT (and logs a warning). Misuse is reported like
+ * the rest (calls from the log phase or on a request that ended, neither service nor URL, a method that
+ * is not a token, a path not starting with '/', a header with CR/LF/NUL, body_len without body): the call
+ * returns -1, as in the gateway. */
+
+/* A canned answer for `target`: status, header lines "Name: value\n..." (NULL = none), body (NULL =
+ * empty). Registering a target again replaces its answer (its latency stays). Returns 0 or -1. */
+int gw_th_call_reply(gw_th *th, const char *target, int status, const char *headers, const char *body);
+/* Calls to `target` fail with `code` (GW_CALL_CONNECT ... GW_CALL_CLOSED). Returns 0 or -1. */
+int gw_th_call_fail(gw_th *th, const char *target, int code);
+
+/* What a handler answers: status (default 200), header lines, body (body_len 0: strlen(body)). The strings
+ * are copied when the handler returns. */
+typedef struct {
+    int status;
+    const char *headers;
+    const char *body;
+    size_t body_len;
+} gw_th_call_answer;
+/* The handler sees the call as the filter made it and returns GW_CALL_OK (answer filled) or a failure. */
+typedef int (*gw_th_call_fn)(void *arg, const gw_http_call *call, gw_th_call_answer *answer);
+int gw_th_call_handler(gw_th *th, const char *target, gw_th_call_fn fn, void *arg);
+
+/* Answers to `target` (registered first) arrive `ms` later on the fake clock (0 = with the store callbacks). */
+int gw_th_call_latency(gw_th *th, const char *target, uint64_t ms);
+
+/* Calls made so far, and the i-th one as the filter made it (strings copied; method never NULL), or NULL. */
+size_t gw_th_call_count(const gw_th *th);
+const gw_http_call *gw_th_call_made(const gw_th *th, size_t i);
 
 /* ------------------------------------------------------------------------------------------------------
  * Metrics, as the filters record them with host->metric_*. `label_values` lists the values in the order of
