@@ -159,9 +159,9 @@ static void call_event(gw_io *io, int what, void *arg)
         finish(c, GW_CALL_CONNECT, false);
         return;
     }
-    if (c->head_done && c->kind == GW_BODY_CLOSE && !(what & GW_IO_ERROR)) {
-        call_read(io, arg); /* whatever came with the close */
-        if (c->head_done) finish(c, GW_CALL_OK, false);
+    if (c->head_done && c->kind == GW_BODY_CLOSE && !(what & GW_IO_ERROR)) { /* the end of the body */
+        evbuffer_add_buffer(c->body, gw_io_input(io));
+        finish(c, evbuffer_get_length(c->body) > c->max_body ? GW_CALL_TOO_LARGE : GW_CALL_OK, false);
         return;
     }
     if (!u->got_bytes && u->reused && !c->retried) { /* closed by the upstream while pooled */
@@ -527,7 +527,7 @@ static int h_http_call(gw_req *r, const gw_http_call *call, gw_http_call_cb cb, 
         (call->body_len && !call->body))
         return -1;
     const char *method = call->method ? call->method : "GET";
-    if (!token(method) || (call->path && !target_ok(call->path, strlen(call->path)))) return -1;
+    if (!token(method)) return -1;
     gw_call *c = calloc(1, sizeof *c);
     if (!c) return -1;
     *c = (gw_call){.r = r, .f = r->cur, .w = r->c->w, .cb = cb, .arg = arg,
@@ -538,7 +538,7 @@ static int h_http_call(gw_req *r, const gw_http_call *call, gw_http_call_cb cb, 
     c->body = evbuffer_new();
     if (!c->timer || !c->body || choose(c, call, &path) != 0) goto fail;
     if (call->path) path = (gw_str){call->path, strlen(call->path)};
-    if (build(c, call, method, path) != 0) goto fail;
+    if (!target_ok(path.p, path.n) || build(c, call, method, path) != 0) goto fail;
     uint64_t ms = call->timeout_ms ? call->timeout_ms : r->c->gen->cfg->upstream_response_ms;
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)((ms % 1000) * 1000)};
     evtimer_add(c->timer, &tv);

@@ -163,7 +163,8 @@ typedef struct {
 typedef gw_result (*gw_body_fn)(void *inst, void *route_conf, void *state, gw_req *req,
                                 const gw_body_chunk *chunk);
 
-/* ABI 1.1: store_incr result. status as gw_store_cb; value the counter after the addition. */
+/* ABI 1.1: store_incr result. status as gw_store_cb (< 0 also when the key holds something that is not an
+ * integer, or the addition would overflow); value the counter after the addition (0 when status < 0). */
 typedef void (*gw_incr_cb)(void *arg, int status, int64_t value);
 
 /* ABI 1.1: an outbound HTTP call (host->http_call) through the gateway's own upstream client and pools. */
@@ -414,10 +415,12 @@ struct gw_host {
     const void *(*settings)(gw_filter *self);
     /* Atomic counter: adds delta (may be negative) and returns the new value; a key that does not exist
      * starts at 0 and gets ttl_ms (0 = no expiry) on that first write only. Exact across workers and, on
-     * Redis, across gateway instances. Counters are not persisted by the embedded store. */
+     * Redis, across gateway instances. Counters are not persisted by the embedded store. cb is required. */
     int (*store_incr)(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg);
-    /* An outbound HTTP call bound to the request (from any phase but log); 0 if started. The call's
-     * strings are copied. Pair it with GW_WAIT and resume() from the callback. */
+    /* An outbound HTTP call bound to the request (from any phase but log); 0 if started, -1 if it cannot
+     * start (no callback, an unknown service, a URL that is not absolute http(s), a method that is not a
+     * token, a path not starting with '/', a header name that is not a token or a value with CR/LF/NUL).
+     * The call's strings are copied. Pair it with GW_WAIT and resume() from the callback. */
     int (*http_call)(gw_req *req, const gw_http_call *call, gw_http_call_cb cb, void *arg);
     /* Request phase: read the whole request body (up to max bytes; larger: 413) before the upstream is
      * contacted, so on_request_body sees all of it first. 0 if accepted, -1 too late (the body streams). */
