@@ -1,10 +1,9 @@
-/* store.c - the embedded store (see store.h): sharded hash table, lazy expiry plus a periodic sweep,
- * exact token buckets, and a persistence thread that writes every record without a TTL to one file
- * (write-temp, fsync, rename, fsync dir) before the writes that changed it are reported done. */
+/* store.c - the embedded store (see store.h): sharded hash table, lazy expiry, values, exact token buckets
+ * and counters, listings, and results delivered on the calling worker's loop. The persistence thread,
+ * loading, start and stop are in store_persist.c. */
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,96 +11,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "log.h"
-#include "store_file.h"
 #include "store_internal.h"
+#include "store_table.h"
 #include "util.h"
 
-#define NSHARDS 64
-
-typedef struct rec rec;
-struct rec {
-    rec *next;
-    uint64_t hash;
-    char *key, *val;
-    size_t klen, vlen;
-    uint64_t expires_ms; /* 0 = never */
-    bool persistent;
-    bool bucket;
-    double tokens;
-    uint64_t last_ms;
-};
-
-typedef struct {
-    pthread_mutex_t mu;
-    rec **tab;
-    size_t cap, n;
-} shard;
-
-enum { OP_GET, OP_SET, OP_DEL, OP_TAKE, OP_LIST, OP_INCR };
-
-struct gw_store_op {
-    int kind; /* first: negative for ops of another backend (see gw_store_cancel) */
-    gw_store_op *next;
-    int status;
-    char *val;
-    size_t vlen;
-    gw_bucket_result br;
-    gw_strv *keys, *vals; /* OP_LIST results (each string malloc'd) */
-    size_t n;
-    gw_store_cb cb;
-    gw_bucket_cb bcb;
-    gw_store_list_cb lcb;
-    gw_incr_cb icb;
-    int64_t ival; /* OP_INCR result */
-    void *arg;
-    unsigned worker;
-    atomic_bool cancelled;
-};
-
-typedef struct {
-    struct event_base *base;
-    struct event *ev;
-    int efd;
-    pthread_mutex_t mu;
-    gw_store_op *inbox; /* from the persistence thread */
-    gw_store_op *ready; /* completed on this worker, delivered from the loop */
-} slot;
-
-struct gw_store {
-    const gw_store_backend *be; /* NULL: the embedded table below */
-    void *impl;
-    shard shards[NSHARDS];
-    slot *slots;
-    unsigned nslots;
-    char *dir, *file, *tmp;
-    pthread_t thread;
-    pthread_mutex_t pmu;
-    pthread_cond_t pcv;
-    gw_store_op *pending; /* waiting for the next write to disk */
-    bool stop;
-    atomic_size_t count;
-};
-
-static uint64_t hash_key(const char *k, size_t n)
+uint64_t gw_st_hash(const char *k, size_t n)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
     return h;
 }
 
-static shard *shard_of(gw_store *s, uint64_t h)
+shard *gw_st_shard(gw_store *s, uint64_t h)
 {
     return &s->shards[h % NSHARDS];
 }
 
-static void rec_free(rec *r)
+void gw_st_rec_free(rec *r)
 {
     free(r->key);
     free(r->val);
@@ -109,7 +41,7 @@ static void rec_free(rec *r)
 }
 
 /* Finds a live record (removing it if expired) in a locked shard; *pp is its link. */
-static rec *find(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n, uint64_t now, rec ***pp)
+rec *gw_st_find(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n, uint64_t now, rec ***pp)
 {
     if (!sh->cap) return NULL;
     rec **p = &sh->tab[(h >> 6) % sh->cap];
@@ -118,7 +50,7 @@ static rec *find(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n, ui
         if (r->hash != h || r->klen != n || memcmp(r->key, k, n) != 0) continue;
         if (r->expires_ms && r->expires_ms <= now) {
             *p = r->next;
-            rec_free(r);
+            gw_st_rec_free(r);
             sh->n--;
             atomic_fetch_sub(&s->count, 1);
             return NULL;
@@ -148,7 +80,7 @@ static bool grow(shard *sh)
 }
 
 /* A new empty record in a locked shard. */
-static rec *insert(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n)
+rec *gw_st_insert(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n)
 {
     if (sh->n >= sh->cap && !grow(sh)) return NULL;
     rec *r = calloc(1, sizeof *r);
@@ -167,7 +99,7 @@ static rec *insert(gw_store *s, shard *sh, uint64_t h, const char *k, size_t n)
     return r;
 }
 
-static uint64_t wall_ms(void)
+uint64_t gw_st_wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -176,7 +108,7 @@ static uint64_t wall_ms(void)
 
 /* --- delivery on the worker ------------------------------------------------------------------------ */
 
-static void op_free(gw_store_op *op)
+void gw_st_op_free(gw_store_op *op)
 {
     for (size_t i = 0; i < op->n; i++) {
         free((char *)op->keys[i].p);
@@ -196,7 +128,7 @@ static void deliver(gw_store_op *op)
         else if (op->kind == OP_INCR) op->icb(op->arg, op->status, op->status == GW_STORE_OK ? op->ival : 0);
         else op->cb(op->arg, op->status, op->val, op->vlen);
     }
-    op_free(op);
+    gw_st_op_free(op);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
@@ -232,15 +164,6 @@ static void complete_local(gw_store *s, gw_store_op *op)
     event_active(sl->ev, EV_READ, 1);
 }
 
-static void queue_persist(gw_store *s, gw_store_op *op)
-{
-    pthread_mutex_lock(&s->pmu);
-    op->next = s->pending;
-    s->pending = op;
-    pthread_cond_signal(&s->pcv);
-    pthread_mutex_unlock(&s->pmu);
-}
-
 static gw_store_op *new_op(gw_store *s, unsigned worker, int kind, gw_store_cb cb, gw_bucket_cb bcb, void *arg)
 {
     if (worker >= s->nslots || !s->slots[worker].ev) return NULL;
@@ -261,10 +184,10 @@ gw_store_op *gw_store_get(gw_store *s, unsigned worker, const char *key, size_t 
     if (s->be) return s->be->get(s->impl, worker, key, klen, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_GET, cb, NULL, arg);
     if (!op) return NULL;
-    uint64_t h = hash_key(key, klen);
-    shard *sh = shard_of(s, h);
+    uint64_t h = gw_st_hash(key, klen);
+    shard *sh = gw_st_shard(s, h);
     pthread_mutex_lock(&sh->mu);
-    rec *r = find(s, sh, h, key, klen, wall_ms(), NULL);
+    rec *r = gw_st_find(s, sh, h, key, klen, gw_st_wall_ms(), NULL);
     if (!r || r->bucket) {
         op->status = GW_STORE_NOT_FOUND;
     } else if ((op->val = malloc(r->vlen + 1))) {
@@ -290,12 +213,12 @@ gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t 
         return NULL;
     }
     memcpy(copy, val, vlen);
-    uint64_t h = hash_key(key, klen);
-    shard *sh = shard_of(s, h);
+    uint64_t h = gw_st_hash(key, klen);
+    shard *sh = gw_st_shard(s, h);
     pthread_mutex_lock(&sh->mu);
-    rec *r = find(s, sh, h, key, klen, now_ms, NULL);
+    rec *r = gw_st_find(s, sh, h, key, klen, now_ms, NULL);
     bool was_persistent = r && r->persistent;
-    if (!r) r = insert(s, sh, h, key, klen);
+    if (!r) r = gw_st_insert(s, sh, h, key, klen);
     if (r) {
         free(r->val);
         r->val = copy;
@@ -310,7 +233,7 @@ gw_store_op *gw_store_set(gw_store *s, unsigned worker, const char *key, size_t 
         op->status = GW_STORE_ERROR;
         complete_local(s, op);
     } else if (ttl_ms == 0 || was_persistent) {
-        queue_persist(s, op); /* reported done once it is on disk */
+        gw_st_queue_persist(s, op); /* reported done once it is on disk */
     } else {
         complete_local(s, op);
     }
@@ -322,23 +245,23 @@ gw_store_op *gw_store_del(gw_store *s, unsigned worker, const char *key, size_t 
     if (s->be) return s->be->del(s->impl, worker, key, klen, cb, arg);
     gw_store_op *op = new_op(s, worker, OP_DEL, cb, NULL, arg);
     if (!op) return NULL;
-    uint64_t h = hash_key(key, klen);
-    shard *sh = shard_of(s, h);
+    uint64_t h = gw_st_hash(key, klen);
+    shard *sh = gw_st_shard(s, h);
     rec **pp = NULL;
     bool persistent = false;
     pthread_mutex_lock(&sh->mu);
-    rec *r = find(s, sh, h, key, klen, wall_ms(), &pp);
+    rec *r = gw_st_find(s, sh, h, key, klen, gw_st_wall_ms(), &pp);
     if (r) {
         persistent = r->persistent;
         *pp = r->next;
-        rec_free(r);
+        gw_st_rec_free(r);
         sh->n--;
         atomic_fetch_sub(&s->count, 1);
     } else {
         op->status = GW_STORE_NOT_FOUND;
     }
     pthread_mutex_unlock(&sh->mu);
-    if (persistent) queue_persist(s, op);
+    if (persistent) gw_st_queue_persist(s, op);
     else complete_local(s, op);
     return op;
 }
@@ -376,12 +299,12 @@ gw_store_op *gw_store_take(gw_store *s, unsigned worker, const char *key, size_t
         complete_local(s, op);
         return op;
     }
-    uint64_t h = hash_key(key, klen);
-    shard *sh = shard_of(s, h);
+    uint64_t h = gw_st_hash(key, klen);
+    shard *sh = gw_st_shard(s, h);
     pthread_mutex_lock(&sh->mu);
-    rec *r = find(s, sh, h, key, klen, now_ms, NULL);
+    rec *r = gw_st_find(s, sh, h, key, klen, now_ms, NULL);
     if (r && !r->bucket) r = NULL; /* never turn a value into a bucket */
-    if (!r && !find(s, sh, h, key, klen, now_ms, NULL)) r = insert(s, sh, h, key, klen);
+    if (!r && !gw_st_find(s, sh, h, key, klen, now_ms, NULL)) r = gw_st_insert(s, sh, h, key, klen);
     if (r) bucket_take(r, capacity, rate_per_s, cost, now_ms, &op->br);
     else op->status = GW_STORE_ERROR;
     pthread_mutex_unlock(&sh->mu);
@@ -426,12 +349,12 @@ gw_store_op *gw_store_incr(gw_store *s, unsigned worker, const char *key, size_t
     gw_store_op *op = new_op(s, worker, OP_INCR, NULL, NULL, arg);
     if (!op) return NULL;
     op->icb = cb;
-    uint64_t h = hash_key(key, klen);
-    shard *sh = shard_of(s, h);
+    uint64_t h = gw_st_hash(key, klen);
+    shard *sh = gw_st_shard(s, h);
     pthread_mutex_lock(&sh->mu);
-    rec *r = find(s, sh, h, key, klen, now_ms, NULL);
+    rec *r = gw_st_find(s, sh, h, key, klen, now_ms, NULL);
     bool fresh = !r;
-    if (fresh && (r = insert(s, sh, h, key, klen))) r->expires_ms = ttl_ms ? now_ms + ttl_ms : 0;
+    if (fresh && (r = gw_st_insert(s, sh, h, key, klen))) r->expires_ms = ttl_ms ? now_ms + ttl_ms : 0;
     if (!r || counter_add(r, fresh, delta, &op->ival) != 0) op->status = GW_STORE_ERROR;
     if (fresh && r && op->status != GW_STORE_OK) r->expires_ms = 1; /* gone at the next look */
     pthread_mutex_unlock(&sh->mu);
@@ -471,7 +394,7 @@ gw_store_op *gw_store_list(gw_store *s, unsigned worker, const char *prefix, siz
     gw_store_op *op = new_op(s, worker, OP_LIST, NULL, NULL, arg);
     if (!op) return NULL;
     op->lcb = cb;
-    uint64_t now = wall_ms();
+    uint64_t now = gw_st_wall_ms();
     size_t cap = 0;
     bool ok = true;
     for (int i = 0; i < NSHARDS && ok; i++) {
@@ -530,184 +453,6 @@ size_t gw_store_count(gw_store *s)
 {
     if (s->be) return s->be->count ? s->be->count(s->impl) : 0;
     return atomic_load(&s->count);
-}
-
-/* --- persistence thread ---------------------------------------------------------------------------- */
-
-static void sweep(gw_store *s, uint64_t now)
-{
-    for (int i = 0; i < NSHARDS; i++) {
-        shard *sh = &s->shards[i];
-        pthread_mutex_lock(&sh->mu);
-        for (size_t b = 0; b < sh->cap; b++)
-            for (rec **p = &sh->tab[b]; *p;) {
-                rec *r = *p;
-                if (r->expires_ms && r->expires_ms <= now) {
-                    *p = r->next;
-                    rec_free(r);
-                    sh->n--;
-                    atomic_fetch_sub(&s->count, 1);
-                } else {
-                    p = &r->next;
-                }
-            }
-        pthread_mutex_unlock(&sh->mu);
-    }
-}
-
-/* Copies every persistent record (under each shard's lock, briefly) and writes the file. */
-static int persist(gw_store *s)
-{
-    gw_store_file_writer wr;
-    if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) return -1; /* made on the first durable write */
-    if (gw_store_file_begin(&wr, s->tmp) != 0) return -1;
-    int rc = 0;
-    for (int i = 0; i < NSHARDS && rc == 0; i++) {
-        shard *sh = &s->shards[i];
-        pthread_mutex_lock(&sh->mu);
-        for (size_t b = 0; b < sh->cap && rc == 0; b++)
-            for (rec *r = sh->tab[b]; r && rc == 0; r = r->next)
-                if (r->persistent) rc = gw_store_file_record(&wr, r->key, r->klen, r->val, r->vlen);
-        pthread_mutex_unlock(&sh->mu);
-    }
-    if (gw_store_file_commit(&wr, rc == 0, s->file, s->dir) != 0) rc = -1;
-    return rc;
-}
-
-static void post(gw_store *s, gw_store_op *op, int status)
-{
-    if (status != 0) op->status = GW_STORE_ERROR;
-    slot *sl = &s->slots[op->worker];
-    pthread_mutex_lock(&sl->mu);
-    op->next = sl->inbox;
-    sl->inbox = op;
-    int efd = sl->efd;
-    pthread_mutex_unlock(&sl->mu);
-    uint64_t one = 1;
-    if (efd >= 0 && write(efd, &one, sizeof one) != sizeof one) gw_warn("store: cannot wake worker %u", op->worker);
-}
-
-static void *persist_main(void *arg)
-{
-    gw_store *s = arg;
-    uint64_t last_sweep = wall_ms();
-    pthread_mutex_lock(&s->pmu);
-    for (;;) {
-        while (!s->pending && !s->stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 5;
-            pthread_cond_timedwait(&s->pcv, &s->pmu, &until);
-            if (wall_ms() - last_sweep >= 5000) break;
-        }
-        gw_store_op *batch = s->pending;
-        s->pending = NULL;
-        bool stop = s->stop;
-        pthread_mutex_unlock(&s->pmu);
-        if (batch) {
-            int rc = persist(s);
-            if (rc != 0) gw_error("store: cannot write %s: %s", s->file, strerror(errno));
-            for (gw_store_op *op = batch, *nx; op; op = nx) {
-                nx = op->next;
-                post(s, op, rc);
-            }
-        }
-        if (wall_ms() - last_sweep >= 5000) {
-            sweep(s, wall_ms());
-            last_sweep = wall_ms();
-        }
-        pthread_mutex_lock(&s->pmu);
-        if (stop && !s->pending) break;
-    }
-    pthread_mutex_unlock(&s->pmu);
-    return NULL;
-}
-
-static int load_record(void *arg, const char *k, size_t kl, const char *v, size_t vl)
-{
-    gw_store *s = arg;
-    uint64_t h = hash_key(k, kl);
-    shard *sh = shard_of(s, h);
-    rec *r = find(s, sh, h, k, kl, 0, NULL);
-    if (!r && !(r = insert(s, sh, h, k, kl))) return -1;
-    free(r->val);
-    if (!(r->val = malloc(vl ? vl : 1))) return -1;
-    memcpy(r->val, v, vl);
-    r->vlen = vl;
-    r->persistent = true;
-    return 0;
-}
-
-gw_store *gw_store_new(const char *dir, unsigned nworkers, char **err)
-{
-    gw_store *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    for (int i = 0; i < NSHARDS; i++) pthread_mutex_init(&s->shards[i].mu, NULL);
-    pthread_mutex_init(&s->pmu, NULL);
-    pthread_cond_init(&s->pcv, NULL);
-    s->nslots = nworkers + 1;
-    s->slots = calloc(s->nslots, sizeof *s->slots);
-    s->dir = strdup(dir && *dir ? dir : ".");
-    s->file = gw_strdupf("%s/store.db", s->dir);
-    s->tmp = gw_strdupf("%s/store.db.tmp", s->dir);
-    if (!s->slots || !s->dir || !s->file || !s->tmp) goto fail_oom;
-    for (unsigned i = 0; i < s->nslots; i++) {
-        pthread_mutex_init(&s->slots[i].mu, NULL);
-        s->slots[i].efd = -1;
-    }
-    if (gw_store_file_load(s->file, load_record, s, err) != 0) goto fail;
-    if (pthread_create(&s->thread, NULL, persist_main, s) != 0) {
-        *err = gw_strdupf("store: cannot start its thread");
-        goto fail;
-    }
-    return s;
-fail_oom:
-    *err = gw_strdupf("store: out of memory");
-fail:
-    s->thread = 0;
-    gw_store_free(s);
-    return NULL;
-}
-
-void gw_store_free(gw_store *s)
-{
-    if (!s) return;
-    if (s->be) {
-        s->be->free(s->impl);
-        free(s);
-        return;
-    }
-    if (s->thread) {
-        pthread_mutex_lock(&s->pmu);
-        s->stop = true;
-        pthread_cond_signal(&s->pcv);
-        pthread_mutex_unlock(&s->pmu);
-        pthread_join(s->thread, NULL);
-    }
-    for (int i = 0; i < NSHARDS; i++) {
-        shard *sh = &s->shards[i];
-        for (size_t b = 0; b < sh->cap; b++)
-            for (rec *r = sh->tab[b], *nx; r; r = nx) {
-                nx = r->next;
-                rec_free(r);
-            }
-        free(sh->tab);
-        pthread_mutex_destroy(&sh->mu);
-    }
-    for (unsigned i = 0; s->slots && i < s->nslots; i++) {
-        gw_store_op *l[2] = {s->slots[i].inbox, s->slots[i].ready};
-        for (int k = 0; k < 2; k++)
-            for (gw_store_op *op = l[k], *nx; op; op = nx) {
-                nx = op->next;
-                op_free(op);
-            }
-        pthread_mutex_destroy(&s->slots[i].mu);
-    }
-    free(s->slots);
-    free(s->dir);
-    free(s->file);
-    free(s->tmp);
-    free(s);
 }
 
 int gw_store_worker_attach(gw_store *s, unsigned worker, struct event_base *base)
