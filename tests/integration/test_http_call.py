@@ -6,18 +6,22 @@ and body). Cases: a configured service by name (round-robin over its targets, ke
 filter's headers sent, Host and framing the gateway's), an absolute URL (an IP literal and `localhost`
 through the worker's async resolver), a POST body, an upstream that never answers (GW_CALL_TIMEOUT),
 connection refused (GW_CALL_CONNECT), malformed answers (GW_CALL_INVALID), bodies over max_body
-(GW_CALL_TOO_LARGE; chunked ones de-chunked when they fit), and clients that go away while their call is
+(GW_CALL_TOO_LARGE; chunked ones de-chunked when they fit), https (a service with its own CA, pooled;
+a URL checked against the system CA store, so a self-signed certificate is refused), and clients that go away while their call is
 pending (reset): the call's connection is closed, the gateway carries on (and, in the ASan build, reports nothing)."""
 
 import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import struct
+import unittest
 
 import gwfilters as gf
 import gwtest as g
+from test_upstream_tls import TlsUpstream, localhost_cert
 from upstream import pattern_bytes
 
 CODES = {"connect": -1, "timeout": -2, "invalid": -3, "too_large": -4, "closed": -5}
@@ -141,6 +145,35 @@ class HttpCallTest(gf.FilterTestCase):
         r = g.simple_request(gw.port, "GET", "/plain")
         self.assertEqual(r.status, 200, r.summary())
         self.assertEqual(json.loads(r.body)["path"], "/plain")
+
+
+@unittest.skipUnless(shutil.which("openssl"), "the openssl command line tool is needed")
+class HttpsCallTest(gf.FilterTestCase):
+    """https: a service with its own CA (SNI and verification as for proxied requests), and a URL, which is
+    verified against the system's CA store (the test's self-signed certificate is refused there)."""
+
+    def test_https_service_and_url(self):
+        cert, key = localhost_cert()
+        tls = TlsUpstream(self.tmp, cert, key, "tls-side")
+        self._upstreams.append(tls)
+        up = self.start_upstream("up")
+        services = [{"name": "up", "targets": [up.url]},
+                    {"name": "secure", "targets": [tls.url_localhost], "tls_ca": cert}]
+        gw = self.start_filters([{"name": "caller"}], up=up, services=services, workers=1)
+        for i in range(2):
+            r = g.simple_request(gw.port, "GET", "/c", [("X-Call-Service", "secure"),
+                                                       ("X-Call-Path", "/echo/tls?hdr=X-Up:tls")], timeout=10 * g.SLOW)
+            self.assertEqual(r.status, 200, r.summary() + gw.log(3000))
+            self.assertEqual(r.header("x-call-up"), "tls")
+        st = tls.state()
+        self.assertEqual(st["accepted"], 1, st)  # the TLS connection was pooled and reused
+        self.assertTrue(st["conns"][0]["tls"])
+        self.assertEqual(st["conns"][0]["sni"], "localhost")
+        r = g.simple_request(gw.port, "GET", "/c", [("X-Call-Url", tls.url_localhost + "/echo/url")],
+                             timeout=10 * g.SLOW)
+        self.assertEqual(r.status, 502, r.summary())
+        self.assertEqual(r.header("x-call-status"), str(CODES["connect"]), r.summary())
+        self.assertEqual(len(tls.requests()), 2)  # nothing went over the unverified connection
 
 
 if __name__ == "__main__":
