@@ -599,7 +599,8 @@ static bool r_available(void *impl)
 
 static const gw_store_backend redis_backend = {
     .free = r_free, .attach = r_attach, .detach = r_detach, .get = r_get, .set = r_set, .del = r_del,
-    .take = gw_rs_take, .list = r_list, .cancel = on_redis_cancel, .incr = gw_rs_incr, .count = r_count, .available = r_available,
+    .take = gw_rs_take, .list = r_list, .cancel = on_redis_cancel, .incr = gw_rs_incr, .count = r_count,
+    .available = r_available,
 };
 
 /* hiredis resolves names synchronously: do it once here, on the main thread, preferring IPv4. */

@@ -91,8 +91,8 @@ void gw_rs_on_script(redisAsyncContext *ac, void *reply, void *priv);
 
 /* store_redis_script.c */
 void gw_rs_load_scripts(rworker *w); /* pipelined on a new connection */
-gw_store_op *gw_rs_take(void *impl, unsigned w, const char *k, size_t kl, double cap, double rate, double cost,
-                        uint64_t now_ms, gw_bucket_cb cb, void *arg);
+gw_store_op *gw_rs_take(void *impl, unsigned w, const char *k, size_t kl, double cap, double rate,
+                        double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg);
 void gw_rs_flush(evutil_socket_t fd, short what, void *arg); /* end of the loop turn: send batched takes */
 int gw_rs_take_result(rop *op, const redisReply *r);        /* 0 = handled (maybe re-sent) */
 void gw_rs_release_followers(rop *op, int status);

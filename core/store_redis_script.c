@@ -133,7 +133,7 @@ void gw_rs_release_followers(rop *op, int status)
 }
 
 gw_store_op *gw_rs_take(void *impl, unsigned w, const char *k, size_t kl, double cap, double rate,
-                           double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg)
+                        double cost, uint64_t now_ms, gw_bucket_cb cb, void *arg)
 {
     rop *op = gw_rs_new_op(impl, w, K_TAKE, arg);
     if (!op) return NULL;

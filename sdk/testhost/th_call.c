@@ -127,8 +127,8 @@ static void answer(th_call *k, const th_callee *c)
     if (c->fn) {
         gw_th_call_answer a = {.status = 200};
         k->result = c->fn(c->arg, &k->call, &a);
-        if (k->result == GW_CALL_OK && (a.status < 100 || a.status > 599 ||
-                                        th_parse_header_lines(&k->hdrs, a.headers) != 0)) {
+        if (k->result == GW_CALL_OK &&
+            (a.status < 100 || a.status > 599 || th_parse_header_lines(&k->hdrs, a.headers) != 0)) {
             th_violation(k->r->th, k->r, "http_call handler for '%s': bad status or header lines", c->target);
             k->result = GW_CALL_INVALID;
         }
@@ -181,19 +181,21 @@ static bool token(const char *s, size_t n)
 /* What the gateway refuses with -1, reported here as misuse (the filter has a bug). */
 static const char *misuse(const gw_req *r, const gw_http_call *call)
 {
-    if (r->stage == TH_NEW || r->ended) return r->ended ? "on a request that has ended" : "before the request ran";
+    if (r->stage == TH_NEW || r->ended)
+        return r->ended ? "on a request that has ended" : "before the request ran";
     if (r->stage == TH_LOG) return "in the log phase";
     if (!call->service && !call->url) return "with neither a service nor a URL";
     if (call->url && strncmp(call->url, "http://", 7) != 0 && strncmp(call->url, "https://", 8) != 0)
         return "with a URL that is not http:// or https://";
-    if (call->method && !token(call->method, strlen(call->method))) return "with a method that is not a token";
+    if (call->method && !token(call->method, strlen(call->method)))
+        return "with a method that is not a token";
     if (call->path && (call->path[0] != '/' || strpbrk(call->path, " \t\r\n")))
         return "with a path that does not start with '/' or holds blanks";
     if (call->body_len && !call->body) return "with body_len but no body";
     for (size_t i = 0; i < call->nheaders; i++) {
         gw_strv n = call->headers[2 * i], v = call->headers[2 * i + 1];
-        if (!token(n.p, n.n) || (v.n && !v.p) || (v.n && (memchr(v.p, '\r', v.n) || memchr(v.p, '\n', v.n) ||
-                                                       memchr(v.p, '\0', v.n))))
+        if (!token(n.p, n.n) || (v.n && !v.p) ||
+            (v.n && (memchr(v.p, '\r', v.n) || memchr(v.p, '\n', v.n) || memchr(v.p, '\0', v.n))))
             return "with a header name that is not a token or a value with CR, LF or NUL";
     }
     return NULL;
@@ -237,7 +239,8 @@ static int h_http_call(gw_req *r, const gw_http_call *call, gw_http_call_cb cb, 
     th_call *k = record(r, call, cb, arg);
     const char *target = call->service ? call->service : call->url;
     const th_callee *c = callee_find(r->th, target, false);
-    if (!c) th_note(r->th, r, GW_LOG_WARN, "http_call to '%s': no answer registered: GW_CALL_CONNECT", target);
+    if (!c)
+        th_note(r->th, r, GW_LOG_WARN, "http_call to '%s': no answer registered: GW_CALL_CONNECT", target);
     answer(k, c);
     uint64_t timeout = call->timeout_ms ? call->timeout_ms : DEFAULT_TIMEOUT_MS;
     uint64_t latency = c ? c->latency_ms : 0;
@@ -276,7 +279,8 @@ void th_call_free(gw_th *th)
         free((char *)k->call.method);
         free((char *)k->call.path);
         free((char *)k->call.body);
-        for (size_t j = 0; j < 2 * k->call.nheaders; j++) free((char *)k->headers[j].p);
+        for (size_t j = 0; j < 2 * k->call.nheaders; j++)
+            free((char *)k->headers[j].p);
         free(k->headers);
         th_hdrs_clear(&k->hdrs);
         free(k->body);

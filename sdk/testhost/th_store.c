@@ -368,7 +368,8 @@ static int incr(gw_th *th, const char *ns, const char *key, int64_t delta, uint6
     return 0;
 }
 
-static int h_store_incr(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg)
+static int h_store_incr(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb,
+                        void *arg)
 {
     if (!cb) return -1; /* as in the gateway: the result is the point of the call */
     const char *ns = store_ns(req, key, "store_incr");

@@ -6,9 +6,10 @@ and body). Cases: a configured service by name (round-robin over its targets, ke
 filter's headers sent, Host and framing the gateway's), an absolute URL (an IP literal and `localhost`
 through the worker's async resolver), a POST body, an upstream that never answers (GW_CALL_TIMEOUT),
 connection refused (GW_CALL_CONNECT), malformed answers (GW_CALL_INVALID), bodies over max_body
-(GW_CALL_TOO_LARGE; chunked ones de-chunked when they fit), https (a service with its own CA, pooled;
-a URL checked against the system CA store, so a self-signed certificate is refused), and clients that go away while their call is
-pending (reset): the call's connection is closed, the gateway carries on (and, in the ASan build, reports nothing)."""
+(GW_CALL_TOO_LARGE; chunked ones de-chunked when they fit), https (a service with its own CA, pooled; a
+URL checked against the system CA store, so a self-signed certificate is refused), and clients that go
+away (reset) while their call is pending: the call's connection is closed and the gateway carries on
+(in the ASan build the harness also fails on any sanitizer report)."""
 
 import base64
 import hashlib
@@ -57,7 +58,8 @@ class HttpCallTest(gf.FilterTestCase):
         gw = self.start()
         seen = []
         for i in range(4):
-            r = self.call(gw, {"X-Call-Service": "side", "X-Call-Path": "/echo/n%d?hdr=X-Up:yes&status=201" % i})
+            r = self.call(gw, {"X-Call-Service": "side",
+                               "X-Call-Path": "/echo/n%d?hdr=X-Up:yes&status=201" % i})
             self.assertEqual(r.status, 201, r.summary())
             self.assertEqual(r.header("x-call-status"), "0")
             self.assertEqual(r.header("x-call-up"), "yes")
@@ -85,8 +87,8 @@ class HttpCallTest(gf.FilterTestCase):
         self.assertEqual(r.header("x-call-up"), "lit")
         self.assertEqual(r.json()["path"], "/echo/url")
         # a host name: resolved on the worker's loop (localhost may give ::1 first: the next address is tried)
-        r = self.call(gw, {"X-Call-Url": "http://localhost:%d/ignored" % self.side.port, "X-Call-Path": "/echo/dns",
-                           "X-Call-Method": "POST", "X-Call-Body": "hello"})
+        r = self.call(gw, {"X-Call-Url": "http://localhost:%d/ignored" % self.side.port,
+                           "X-Call-Path": "/echo/dns", "X-Call-Method": "POST", "X-Call-Body": "hello"})
         self.assertEqual(r.status, 200, r.summary())
         doc = r.json()
         self.assertEqual(doc["path"], "/echo/dns")
@@ -109,13 +111,13 @@ class HttpCallTest(gf.FilterTestCase):
         self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": raw_path(bad)}), "invalid")
         bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
         self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": raw_path(bad)}), "invalid")
-        self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": raw_path(b"SSH-2.0-x\r\n")}),
-                          "invalid")
+        ssh = raw_path(b"SSH-2.0-x\r\n")
+        self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": ssh}), "invalid")
         cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
         self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": raw_path(cut)}), "closed")
         for path in ("/bytes/5000", "/chunked/5000", "/close/5000"):
-            self.assertFailed(self.call(gw, {"X-Call-Service": "side", "X-Call-Path": path, "X-Call-Max": "1000"}),
-                              "too_large")
+            hdrs = {"X-Call-Service": "side", "X-Call-Path": path, "X-Call-Max": "1000"}
+            self.assertFailed(self.call(gw, hdrs), "too_large")
         r = self.call(gw, {"X-Call-Service": "nosuch"})
         self.assertEqual(r.status, 500, r.summary())  # refused at once: not a configured service
         r = self.call(gw, {"X-Call-Service": "side", "X-Call-Path": "/echo/after"})
@@ -126,8 +128,8 @@ class HttpCallTest(gf.FilterTestCase):
         conns = []
         for i in range(10):
             c = g.RawConn(gw.port, timeout=5.0 * g.SLOW)
-            c.send(g.request_bytes("GET", "/gone%d" % i, [("X-Call-Service", "side"), ("X-Call-Path", "/hang"),
-                                                           ("X-Call-Timeout", "60000")]))
+            hdrs = [("X-Call-Service", "side"), ("X-Call-Path", "/hang"), ("X-Call-Timeout", "60000")]
+            c.send(g.request_bytes("GET", "/gone%d" % i, hdrs))
             conns.append(c)
         # both targets hold the pending calls' connections
         ok = g.wait_until(lambda: len(self.side.requests()) + len(self.side2.requests()) == 10, 5 * g.SLOW)
@@ -161,8 +163,8 @@ class HttpsCallTest(gf.FilterTestCase):
                     {"name": "secure", "targets": [tls.url_localhost], "tls_ca": cert}]
         gw = self.start_filters([{"name": "caller"}], up=up, services=services, workers=1)
         for i in range(2):
-            r = g.simple_request(gw.port, "GET", "/c", [("X-Call-Service", "secure"),
-                                                       ("X-Call-Path", "/echo/tls?hdr=X-Up:tls")], timeout=10 * g.SLOW)
+            hdrs = [("X-Call-Service", "secure"), ("X-Call-Path", "/echo/tls?hdr=X-Up:tls")]
+            r = g.simple_request(gw.port, "GET", "/c", hdrs, timeout=10 * g.SLOW)
             self.assertEqual(r.status, 200, r.summary() + gw.log(3000))
             self.assertEqual(r.header("x-call-up"), "tls")
         st = tls.state()

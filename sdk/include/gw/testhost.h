@@ -212,7 +212,8 @@ uint64_t gw_th_retry_delay(const gw_req *r, unsigned attempt);
 void gw_th_advance(gw_th *th, uint64_t ms);
 
 /* ------------------------------------------------------------------------------------------------------
- * The store (host->store_get/set/del/take/incr/list), in memory, with TTLs on the fake clock. Keys are namespaced
+ * The store (host->store_get/set/del/take/incr/list), in memory, with TTLs on the fake clock. Keys are
+ * namespaced
  * by filter name (the filter whose phase, timer or store callback makes the call). Results are computed
  * when the call is made; callbacks are queued and delivered later, in call order: by gw_th_run_pending(),
  * and automatically at the end of gw_th_run() and gw_th_advance() (and after each timer callback) unless
@@ -287,7 +288,8 @@ typedef struct {
 typedef int (*gw_th_call_fn)(void *arg, const gw_http_call *call, gw_th_call_answer *answer);
 int gw_th_call_handler(gw_th *th, const char *target, gw_th_call_fn fn, void *arg);
 
-/* Answers to `target` (registered first) arrive `ms` later on the fake clock (0 = with the store callbacks). */
+/* Answers to `target` (registered first) arrive `ms` later on the fake clock (0: with the store
+ * callbacks). */
 int gw_th_call_latency(gw_th *th, const char *target, uint64_t ms);
 
 /* Calls made so far, and the i-th one as the filter made it (strings copied; method never NULL), or NULL. */

@@ -1,5 +1,6 @@
 /* store_redis_test.c - the Redis store against a real redis-server on a free loopback port: values, TTLs,
- * exact shared token buckets and counters, listing, cancel, and a server killed, restarted and frozen (SIGSTOP). */
+ * exact shared token buckets and counters, listing, cancel, and a server killed, restarted and frozen
+ * (SIGSTOP). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,6 @@
-/* store_test.c - the embedded store: values, TTLs, exact token buckets, exact counters, durable writes reported only after
- * they are on disk, reload from the file, corrupt files refused, cancelled callbacks never run. */
+/* store_test.c - the embedded store: values, TTLs, exact token buckets, exact counters, durable writes
+ * reported only after they are on disk, reload from the file, corrupt files refused, cancelled callbacks
+ * never run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -282,7 +283,8 @@ static void *incr_main(void *arg)
     struct event_base *base = event_base_new();
     assert_int_equal(gw_store_worker_attach(t->s, t->worker, base), 0);
     for (int i = 0; i < PER_THREAD; i++)
-        assert_non_null(gw_store_incr(t->s, t->worker, "shared", 6, 1, 0, 4102444800000ull, on_thread_incr, t));
+        assert_non_null(
+            gw_store_incr(t->s, t->worker, "shared", 6, 1, 0, 4102444800000ull, on_thread_incr, t));
     for (int i = 0; i < 500 && t->done < PER_THREAD; i++) {
         struct timeval tv = {0, 10000};
         event_base_loopexit(base, &tv);

@@ -38,7 +38,8 @@ static void add_ok(gw_th *th, const gw_filter_desc *d)
 static void no_violations(gw_th *th)
 {
     if (gw_th_violations(th)) {
-        for (size_t i = 0; i < gw_th_log_count(th); i++) print_error("%s\n", gw_th_log_line(th, i, NULL));
+        for (size_t i = 0; i < gw_th_log_count(th); i++)
+            print_error("%s\n", gw_th_log_line(th, i, NULL));
         fail_msg("%u violation(s)", gw_th_violations(th));
     }
 }
@@ -73,9 +74,13 @@ static gw_result incr_req(void *inst, void *rc, void *state, gw_req *req)
     return st->h->store_incr(req, "n", delta, 1000, counted, st) == 0 ? GW_WAIT : GW_ERROR;
 }
 
-static const gw_filter_desc incr_desc = {.abi_major = GW_ABI_MAJOR, .abi_minor = GW_ABI_MINOR,
-                                         .struct_size = sizeof(gw_filter_desc), .name = "inc", .version = "1",
-                                         .create = host_as_inst, .on_request = incr_req,
+static const gw_filter_desc incr_desc = {.abi_major = GW_ABI_MAJOR,
+                                         .abi_minor = GW_ABI_MINOR,
+                                         .struct_size = sizeof(gw_filter_desc),
+                                         .name = "inc",
+                                         .version = "1",
+                                         .create = host_as_inst,
+                                         .on_request = incr_req,
                                          .req_state_size = sizeof(st_t)};
 
 static int64_t incr_once(gw_th *th, const char *target)
@@ -147,16 +152,28 @@ static gw_result call_req(void *inst, void *rc, void *state, gw_req *req)
     st->req = req;
     gw_strv p = st->h->path(req);
     const gw_strv hdrs[] = {{"Authorization", 13}, {"Bearer t", 8}};
-    gw_http_call call = {.method = "POST", .path = "/check", .headers = hdrs, .nheaders = 1, .body = "{}",
-                         .body_len = 2, .timeout_ms = call_timeout, .max_body = call_max};
-    if (p.n == 4 && !memcmp(p.p, "/url", 4)) call.url = "http://auth.example:8080/introspect";
-    else call.service = "auth";
+    gw_http_call call = {.method = "POST",
+                         .path = "/check",
+                         .headers = hdrs,
+                         .nheaders = 1,
+                         .body = "{}",
+                         .body_len = 2,
+                         .timeout_ms = call_timeout,
+                         .max_body = call_max};
+    if (p.n == 4 && !memcmp(p.p, "/url", 4))
+        call.url = "http://auth.example:8080/introspect";
+    else
+        call.service = "auth";
     return st->h->http_call(req, &call, answered, st) == 0 ? GW_WAIT : GW_ERROR;
 }
 
-static const gw_filter_desc call_desc = {.abi_major = GW_ABI_MAJOR, .abi_minor = GW_ABI_MINOR,
-                                         .struct_size = sizeof(gw_filter_desc), .name = "ext", .version = "1",
-                                         .create = host_as_inst, .on_request = call_req,
+static const gw_filter_desc call_desc = {.abi_major = GW_ABI_MAJOR,
+                                         .abi_minor = GW_ABI_MINOR,
+                                         .struct_size = sizeof(gw_filter_desc),
+                                         .name = "ext",
+                                         .version = "1",
+                                         .create = host_as_inst,
+                                         .on_request = call_req,
                                          .req_state_size = sizeof(st_t)};
 
 static void test_call_canned(void **state)
@@ -266,7 +283,8 @@ static gw_result bad_call_req(void *inst, void *rc, void *state, gw_req *req)
     gw_http_call none = {0}, bad_hdr = {.service = "auth", .headers = hdrs, .nheaders = 1};
     gw_http_call bad_path = {.service = "auth", .path = "no-slash"}, bad_url = {.url = "ftp://x/"};
     int rc1 = h->http_call(req, &none, answered, state), rc2 = h->http_call(req, &bad_hdr, answered, state);
-    int rc3 = h->http_call(req, &bad_path, answered, state), rc4 = h->http_call(req, &bad_url, answered, state);
+    int rc3 = h->http_call(req, &bad_path, answered, state),
+        rc4 = h->http_call(req, &bad_url, answered, state);
     return rc1 == -1 && rc2 == -1 && rc3 == -1 && rc4 == -1 ? GW_CONTINUE : GW_ERROR;
 }
 
@@ -281,9 +299,15 @@ static gw_result log_call(void *inst, void *rc, void *state, gw_req *req)
 static void test_call_misuse(void **state)
 {
     gw_th *th = *state;
-    gw_filter_desc d = {.abi_major = GW_ABI_MAJOR, .abi_minor = GW_ABI_MINOR, .struct_size = sizeof d,
-                        .name = "bad", .version = "1", .create = host_as_inst, .on_request = bad_call_req,
-                        .on_log = log_call, .req_state_size = sizeof(st_t)};
+    gw_filter_desc d = {.abi_major = GW_ABI_MAJOR,
+                        .abi_minor = GW_ABI_MINOR,
+                        .struct_size = sizeof d,
+                        .name = "bad",
+                        .version = "1",
+                        .create = host_as_inst,
+                        .on_request = bad_call_req,
+                        .on_log = log_call,
+                        .req_state_size = sizeof(st_t)};
     add_ok(th, &d);
     gw_req *r = gw_th_request(th, "GET", "/");
     assert_int_equal(gw_th_run(r), GW_TH_DONE);
