@@ -19,8 +19,8 @@
 #include "server.h"
 #include "util.h"
 
-#define MAX_ORIGINS 64         /* URL origins pooled per worker and generation */
-#define MAX_HEAD (64u * 1024u) /* response head, as for proxied responses */
+#define MAX_ORIGINS 64                /* URL origins pooled per worker and generation */
+#define MAX_HEAD (64u * 1024u)        /* response head, as for proxied responses */
 #define DEFAULT_MAX_BODY (1024u * 1024u)
 
 typedef struct {
@@ -57,8 +57,8 @@ struct gw_call {
     uint64_t left; /* GW_BODY_LENGTH: bytes still to come */
     gw_chunked ch;
     int status;
-    char *head;      /* the response head's bytes; the header views point into it */
-    gw_strv *fields; /* (name, value) pairs */
+    char *head;       /* the response head's bytes; the header views point into it */
+    gw_strv *fields;  /* (name, value) pairs */
     size_t nfields;
     struct evbuffer *body;
 };
@@ -187,9 +187,8 @@ static int read_head(gw_call *c, struct evbuffer *in)
         struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
         if (end.pos < 0) { /* a prefix that is already invalid fails now, not at the timeout */
             size_t win = len < MAX_HEAD ? len : MAX_HEAD;
-            if (len > MAX_HEAD ||
-                (win && gw_http_parse_response((const char *)evbuffer_pullup(in, (ssize_t)win), win, &lim,
-                                               c->method_id, h) < 0))
+            const char *pre = win ? (const char *)evbuffer_pullup(in, (ssize_t)win) : "";
+            if (len > MAX_HEAD || (win && gw_http_parse_response(pre, win, &lim, c->method_id, h) < 0))
                 goto invalid;
             return 0;
         }
@@ -267,9 +266,7 @@ static void call_read(gw_io *io, void *arg)
     if (!c->head_done && read_head(c, in) != 1) return;
     int done = 0;
     switch (c->kind) {
-    case GW_BODY_NONE:
-        done = 1;
-        break;
+    case GW_BODY_NONE: done = 1; break;
     case GW_BODY_LENGTH: {
         size_t n = evbuffer_get_length(in);
         if (n > c->left) n = (size_t)c->left;
@@ -278,12 +275,8 @@ static void call_read(gw_io *io, void *arg)
         done = c->left == 0;
         break;
     }
-    case GW_BODY_CHUNKED:
-        done = read_chunked(c, in);
-        break;
-    case GW_BODY_CLOSE:
-        evbuffer_add_buffer(c->body, in);
-        break;
+    case GW_BODY_CHUNKED: done = read_chunked(c, in); break;
+    case GW_BODY_CLOSE: evbuffer_add_buffer(c->body, in); break;
     }
     if (evbuffer_get_length(c->body) > c->max_body) {
         gw_warn("http_call %s: response body over %llu bytes", c->pool->target->conf->url,
@@ -364,9 +357,8 @@ static gw_origin *origin_get(gw_req *r, bool https, gw_str auth)
     gw_origin *spare = NULL;
     for (size_t i = 0; i < t->n; i++) {
         gw_origin *o = t->v[i];
-        if (o->conf.https == https && strlen(o->conf.authority) == auth.n &&
-            !memcmp(o->conf.authority, auth.p, auth.n))
-            return o;
+        bool same = strlen(o->conf.authority) == auth.n && !memcmp(o->conf.authority, auth.p, auth.n);
+        if (o->conf.https == https && same) return o;
         if (!o->busy && !spare) spare = o;
     }
     size_t slot = t->n;
@@ -446,7 +438,7 @@ static void resolve(gw_call *c)
 {
     gw_worker *w = c->w;
     if (!w->dns && !(w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                          EVDNS_BASE_DISABLE_WHEN_INACTIVE))) {
+                                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE))) {
         fail_later(c, GW_CALL_CONNECT);
         return;
     }
@@ -540,11 +532,7 @@ static int h_http_call(gw_req *r, const gw_http_call *call, gw_http_call_cb cb, 
     if (!token(method)) return -1;
     gw_call *c = calloc(1, sizeof *c);
     if (!c) return -1;
-    *c = (gw_call){.r = r,
-                   .f = r->cur,
-                   .w = r->c->w,
-                   .cb = cb,
-                   .arg = arg,
+    *c = (gw_call){.r = r, .f = r->cur, .w = r->c->w, .cb = cb, .arg = arg,
                    .max_body = call->max_body ? call->max_body : DEFAULT_MAX_BODY,
                    .method_id = gw_http_method_id((gw_str){method, strlen(method)})};
     gw_str path;
@@ -558,10 +546,8 @@ static int h_http_call(gw_req *r, const gw_http_call *call, gw_http_call_cb cb, 
     evtimer_add(c->timer, &tv);
     c->next = r->calls;
     r->calls = c;
-    if (c->origin && !c->origin->resolved)
-        resolve(c);
-    else
-        send_request(c, false);
+    if (c->origin && !c->origin->resolved) resolve(c);
+    else send_request(c, false);
     return 0;
 fail:
     if (c->origin) c->origin->busy--;
@@ -598,8 +584,7 @@ void gw_http_call_origins_free(gw_worker *w, gw_gen *g)
     struct gw_call_origins *t = g->pw[w->id].origins;
     if (!t) return;
     gw_http_call_pools_idle_free(w, g);
-    for (size_t i = 0; i < t->n; i++)
-        origin_free(t->v[i]);
+    for (size_t i = 0; i < t->n; i++) origin_free(t->v[i]);
     free(t);
     g->pw[w->id].origins = NULL;
 }
