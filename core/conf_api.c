@@ -42,6 +42,21 @@ static int conf_error(const gw_conf *n, char *err, size_t errlen, const char *fm
     return -1;
 }
 
+/* The typed readers' messages name the setting: "file:line:col: burst: must be 1..1000". */
+static int reader_error(const gw_conf *n, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int reader_error(const gw_conf *n, char *err, size_t errlen, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const gw_yaml_node *y = N(n);
+    if (y && y->key) return conf_error(n, err, errlen, "%s: %s", y->key, msg);
+    return conf_error(n, err, errlen, "%s", msg);
+}
+
 static const gw_conf *conf_get(const gw_conf *map, const char *key)
 {
     const gw_yaml_node *m = N(map);
@@ -86,7 +101,7 @@ static const char *conf_str(const gw_conf *node)
 static const char *scalar_or_fail(const gw_conf *n, const char *what, char *err, size_t errlen)
 {
     const char *s = conf_str(n);
-    if (!s || !*s) conf_error(n, err, errlen, "expected %s", what);
+    if (!s || !*s) reader_error(n, err, errlen, "expected %s", what);
     return s && *s ? s : NULL;
 }
 
@@ -98,9 +113,9 @@ static int conf_int(const gw_conf *n, int64_t min, int64_t max, int64_t *out, ch
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || *end || end == s || s[0] == '+' || s[0] == ' ')
-        return conf_error(n, err, errlen, "invalid integer '%s'", s);
+        return reader_error(n, err, errlen, "invalid integer '%s'", s);
     if (v < min || v > max)
-        return conf_error(n, err, errlen, "must be %lld..%lld", (long long)min, (long long)max);
+        return reader_error(n, err, errlen, "must be %lld..%lld", (long long)min, (long long)max);
     *out = v;
     return 0;
 }
@@ -112,7 +127,7 @@ static int conf_double(const gw_conf *n, double *out, char *err, size_t errlen)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v)) return conf_error(n, err, errlen, "invalid number '%s'", s);
+    if (errno || *end || end == s || !isfinite(v)) return reader_error(n, err, errlen, "invalid number '%s'", s);
     *out = v;
     return 0;
 }
@@ -123,7 +138,7 @@ static int conf_bool(const gw_conf *n, bool *out, char *err, size_t errlen)
     if (!s) return -1;
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) *out = true;
     else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) *out = false;
-    else return conf_error(n, err, errlen, "expected true or false, got '%s'", s);
+    else return reader_error(n, err, errlen, "expected true or false, got '%s'", s);
     return 0;
 }
 
@@ -131,7 +146,16 @@ static int conf_duration_ms(const gw_conf *n, uint64_t *out, char *err, size_t e
 {
     const char *s = scalar_or_fail(n, "a duration", err, errlen);
     if (!s) return -1;
-    if (!gw_parse_duration_ms(s, out)) return conf_error(n, err, errlen, "invalid duration '%s'", s);
+    if (!gw_parse_duration_ms(s, out)) return reader_error(n, err, errlen, "invalid duration '%s'", s);
+    return 0;
+}
+
+static int conf_size(const gw_conf *n, uint64_t *out, char *err, size_t errlen)
+{
+    const char *s = scalar_or_fail(n, "a size", err, errlen);
+    if (!s) return -1;
+    if (!gw_parse_size(s, out))
+        return reader_error(n, err, errlen, "invalid size '%s' (bytes, or with k, m, g: 64k, 10m)", s);
     return 0;
 }
 
@@ -169,4 +193,5 @@ void gw_conf_api_fill(gw_host *h)
     h->conf_duration_ms = conf_duration_ms;
     h->conf_error = conf_error;
     h->conf_only = conf_only;
+    h->conf_size = conf_size;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf_api.h"
+#include "conf_settings.h"
 #include "log.h"
 #include "util.h"
 #include "server.h"
@@ -128,8 +129,14 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
         return NULL;
     }
     char ebuf[ERRLEN] = "";
-    if (m->desc.config_check &&
-        m->desc.config_check(gw_host_api(), gw_conf_of(e->settings), ebuf, sizeof ebuf) != 0) {
+    const gw_filter_desc *d = &m->desc;
+    /* The table's checks come first: config_check then sees only well-typed settings. */
+    if (d->settings && gw_settings_check(e->name, d->settings, e->settings, false, ebuf, sizeof ebuf) != 0) {
+        *err = gw_strdupf("%s", ebuf);
+        gw_module_free(m);
+        return NULL;
+    }
+    if (d->config_check && d->config_check(gw_host_api(), gw_conf_of(e->settings), ebuf, sizeof ebuf) != 0) {
         *err = gw_strdupf("%s", ebuf[0] ? ebuf : "configuration refused by the filter");
         gw_module_free(m);
         return NULL;
@@ -137,13 +144,15 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const gw_yaml_node *rc = cfg->routes[r].filters ? gw_yaml_get(cfg->routes[r].filters, e->name) : NULL;
         if (!rc) continue;
-        if (!m->desc.route_create) {
+        bool by_table = d->settings && gw_settings_has_route(d->settings);
+        if (!d->route_create && !by_table) {
             *err = gw_strdupf("%s:%d:%d: routes[%zu].filters.%s: filter '%s' has no per-route settings", cfg->file,
                        rc->line, rc->col, r, e->name, e->name);
             gw_module_free(m);
             return NULL;
         }
-        if (m->desc.route_check && m->desc.route_check(gw_host_api(), NULL, gw_conf_of(rc), ebuf, sizeof ebuf) != 0) {
+        if ((by_table && gw_settings_check(e->name, d->settings, rc, true, ebuf, sizeof ebuf) != 0) ||
+            (d->route_check && d->route_check(gw_host_api(), NULL, gw_conf_of(rc), ebuf, sizeof ebuf) != 0)) {
             *err = gw_strdupf("%s", ebuf[0] ? ebuf : "route settings refused by the filter");
             gw_module_free(m);
             return NULL;
@@ -184,28 +193,49 @@ int gw_gen_check(gw_config *cfg, const char *exe_dir, char **err)
     return 0;
 }
 
+/* Route r's route_conf: route_create's result, or for a table filter a merged copy (routes with settings)
+ * or the pipeline's struct (the others). */
+static int route_conf_make(gw_filter *f, const gw_yaml_node *rc, size_t r, char *ebuf, char **err)
+{
+    if (f->d->route_create) {
+        if (!rc) return 0;
+        f->route_conf[r] = f->d->route_create(gw_host_api(), f->inst, gw_conf_of(rc), ebuf, ERRLEN);
+    } else if (!f->settings) {
+        return 0;
+    } else if (!rc) {
+        f->route_conf[r] = f->settings;
+        return 0;
+    } else {
+        f->route_conf[r] = gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, rc, ebuf, ERRLEN);
+    }
+    if (!f->route_conf[r]) return (*err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")), -1;
+    return 0;
+}
+
 static int create_filter(gw_gen *g, gw_filter *f, char **err)
 {
     char ebuf[ERRLEN] = "";
     const gw_config *cfg = g->cfg;
+    if (f->d->settings) {
+        f->settings = gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, NULL, ebuf, ERRLEN);
+        if (!f->settings) return (*err = gw_strdupf("%s", ebuf)), -1;
+        if (!f->d->route_create) f->route_default = f->settings;
+    }
     if (f->d->create) {
         f->inst = f->d->create(gw_host_api(), f, gw_conf_of(f->conf), ebuf, sizeof ebuf);
         if (!f->inst) {
             *err = gw_strdupf("filter '%s': %s", f->name, ebuf[0] ? ebuf : "create failed");
             return -1;
         }
+    } else {
+        f->inst = f->settings; /* a table-only filter: the struct is the instance */
     }
     f->created = true;
     f->route_conf = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(void *));
     if (!f->route_conf) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const gw_yaml_node *rc = cfg->routes[r].filters ? gw_yaml_get(cfg->routes[r].filters, f->name) : NULL;
-        if (!rc || !f->d->route_create) continue;
-        f->route_conf[r] = f->d->route_create(gw_host_api(), f->inst, gw_conf_of(rc), ebuf, sizeof ebuf);
-        if (!f->route_conf[r]) {
-            *err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
-            return -1;
-        }
+        if (route_conf_make(f, rc, r, ebuf, err) != 0) return -1;
     }
     return 0;
 }
@@ -275,10 +305,14 @@ void gw_gen_free(gw_gen *g)
     if (!g) return;
     for (size_t i = g->nfilters; i-- > 0;) {
         gw_filter *f = g->filters[i];
-        for (size_t r = 0; f->route_conf && r < g->cfg->nroutes; r++)
-            if (f->route_conf[r] && f->d->route_destroy) f->d->route_destroy(f->inst, f->route_conf[r]);
+        for (size_t r = 0; f->route_conf && r < g->cfg->nroutes; r++) {
+            void *rc = f->route_conf[r];
+            if (rc && f->d->route_create && f->d->route_destroy) f->d->route_destroy(f->inst, rc);
+            else if (rc && !f->d->route_create && rc != f->settings) gw_settings_free(rc);
+        }
         free(f->route_conf);
         if (f->created && f->d->destroy) f->d->destroy(f->inst);
+        gw_settings_free(f->settings); /* after destroy: the instance may read it to the end */
         gw_module_free(f->mod);
         free(f);
     }

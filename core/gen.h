@@ -28,6 +28,8 @@ struct gw_filter {
     const gw_yaml_node *conf;
     void *inst;
     void **route_conf; /* [gen->cfg->nroutes] */
+    void *settings;      /* ABI 1.1: the struct filled from the filter's settings table (NULL without one) */
+    void *route_default; /* route_conf on routes without settings: `settings` unless route_create is set */
     size_t index;      /* position among enabled filters */
     size_t state_off;  /* offset of its per-request state */
     bool created;

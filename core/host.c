@@ -465,6 +465,11 @@ static int h_metrics_render(gw_req *r, int format, gw_strv *out)
     return 0;
 }
 
+static const void *h_settings(gw_filter *self)
+{
+    return self ? self->settings : NULL;
+}
+
 static gw_host host_table;
 
 const gw_host *gw_host_api(void)
@@ -512,6 +517,7 @@ const gw_host *gw_host_api(void)
     h->metric_set = h_metric_set;
     h->metric_observe = h_metric_observe;
     h->metrics_render = h_metrics_render;
+    h->settings = h_settings;
     h->struct_size = sizeof *h; /* last: marks the table ready */
     return h;
 }

@@ -63,6 +63,7 @@ static void usage(FILE *f)
                "  -c, --config FILE   configuration file (default conf/gateway.yaml)\n"
                "  -t, --test          check the configuration (and every filter's settings) and exit\n"
                "  --check-filter SO   print a filter's descriptor and whether this gateway can load it\n"
+               "  --describe-filter SO [--json]  print a filter's phases and settings (type, default, range)\n"
                "  -v, --version       print the version and exit\n");
 }
 
@@ -280,12 +281,15 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
                                          {"check-filter", required_argument, NULL, 'F'},
+                                         {"describe-filter", required_argument, NULL, 'D'},
+                                         {"json", no_argument, NULL, 'J'},
                                          {"test", no_argument, NULL, 't'},
                                          {"version", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     const char *file = "conf/gateway.yaml";
-    bool test_only = false;
+    bool test_only = false, json = false;
+    const char *describe = NULL;
     int o;
     while ((o = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
         switch (o) {
@@ -294,13 +298,16 @@ int main(int argc, char **argv)
         case 'v': printf("gateway %s\n", GW_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         case 'F': return gw_module_check_cli(optarg);
+        case 'D': describe = optarg; break;
+        case 'J': json = true; break;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc) {
+    if (optind < argc || (json && !describe)) {
         usage(stderr);
         return 2;
     }
+    if (describe) return gw_module_describe_cli(describe, json);
     char *err = NULL;
     gw_config *cfg = gw_config_load(file, &err);
     if (!cfg) {

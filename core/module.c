@@ -3,6 +3,7 @@
  * checked before anything else is touched: ABI major equal, minor not newer, size sane, name valid. */
 #include "module.h"
 
+#include "conf_settings.h"
 #include "util.h"
 
 #include <dlfcn.h>
@@ -115,6 +116,12 @@ gw_module *gw_module_load(const char *file, char **err)
         m->desc.on_response_body = NULL;
     }
     m->desc.struct_size = (uint32_t)sizeof m->desc;
+    char terr[512];
+    if (gw_settings_table_check(m->desc.name, m->desc.settings, m->desc.settings_size, terr, sizeof terr) != 0) {
+        *err = gw_strdupf("%s: %s", file, terr);
+        gw_module_free(m);
+        return NULL;
+    }
     m->built_major = d->abi_major;
     m->built_minor = d->abi_minor;
     m->file_struct_size = d->struct_size;

@@ -4,6 +4,8 @@
 
 #include <gw/filter.h>
 
+#include <stdbool.h>
+
 typedef struct gw_module {
     void *handle;         /* dlopen handle of the private copy */
     char *path;           /* the file as configured */
@@ -19,5 +21,9 @@ void gw_module_free(gw_module *m);
 
 /* `gateway --check-filter FILE`: prints the descriptor and the verdict; returns the exit code. */
 int gw_module_check_cli(const char *file);
+
+/* `gateway --describe-filter FILE [--json]` (describe.c): the descriptor and its settings table; returns
+ * the exit code (as --check-filter: 0, or 1 when the filter cannot be loaded). */
+int gw_module_describe_cli(const char *file, bool json);
 
 #endif

@@ -68,14 +68,14 @@ static gw_result call(gw_conn *c, int phase, size_t k)
         const gw_filter *f = e->f;
         if (!g->pw[c->w->id].init_ok[f->index]) return GW_ERROR;
         r->cur = (gw_filter *)f;
-        return e->handler(f->inst, NULL, r->state ? r->state + f->state_off : NULL, r);
+        return e->handler(f->inst, f->route_default, r->state ? r->state + f->state_off : NULL, r);
     }
     size_t i = forward(phase) ? k : g->nfilters - 1 - k;
     const gw_filter *f = g->filters[i];
     gw_phase_fn fn = phase_fn(f, phase);
     if (!fn) return GW_CONTINUE;
     if (!g->pw[c->w->id].init_ok[i]) return GW_ERROR;
-    void *rc = c->route && f->route_conf ? f->route_conf[c->route - g->cfg->routes] : NULL;
+    void *rc = c->route && f->route_conf ? f->route_conf[c->route - g->cfg->routes] : f->route_default;
     r->cur = (gw_filter *)f;
     return fn(f->inst, rc, r->state && f->d->req_state_size ? r->state + f->state_off : NULL, r);
 }

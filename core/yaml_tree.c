@@ -202,6 +202,7 @@ static bool attach(gw_builder *b, gw_yaml_node *nd, const yaml_mark_t *m)
             node_free(nd);
             return fail_at(b, m, "out of memory");
         }
+        nd->key = p->key;
         p->items[p->n++] = nd;
         return true;
     }
@@ -226,6 +227,7 @@ static bool attach(gw_builder *b, gw_yaml_node *nd, const yaml_mark_t *m)
         return fail_at(b, m, "out of memory");
     }
     p->keys[p->n] = f->key;
+    nd->key = f->key->scalar;
     p->items[p->n++] = nd;
     f->key = NULL;
     return true;

@@ -16,6 +16,8 @@ struct gw_yaml_node {
     const char *file;  /* the document's file name (owned by the doc), for messages */
     char *scalar;      /* GW_YAML_SCALAR: value after interpolation (NUL-terminated) */
     bool quoted;       /* scalar was quoted ('...' or "...") */
+    const char *key;   /* the mapping key this node is the value of (a sequence item: its sequence's); NULL
+                          at the root. For messages that name the setting. */
     /* GW_YAML_SEQ: items; GW_YAML_MAP: keys[i] -> items[i] (keys are scalars) */
     gw_yaml_node **items;
     gw_yaml_node **keys;

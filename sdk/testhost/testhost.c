@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "conf_api.h"
+#include "conf_settings.h"
 #include "router.h"
 
 #define ERRLEN 1024
@@ -72,130 +73,6 @@ const char *gw_th_error(const gw_th *th)
 }
 
 /* ------------------------------------------------------------------------------------------------------
- * header lists */
-
-bool th_hdr_name_ok(const char *name)
-{
-    if (!name || !*name) return false;
-    for (const char *p = name; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              strchr("!#$%&'*+-.^_`|~", c)))
-            return false;
-    }
-    return true;
-}
-
-bool th_hdr_value_ok(const char *value, size_t len)
-{
-    if (!value) return len == 0;
-    for (size_t i = 0; i < len; i++)
-        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') return false;
-    return true;
-}
-
-int th_hdrs_add(th_hdrs *h, const char *name, const char *value, size_t len, bool from_upstream)
-{
-    if (!th_hdr_name_ok(name) || !th_hdr_value_ok(value, len)) return -1;
-    h->v = th_grow(h->v, &h->cap, h->n + 1, sizeof *h->v);
-    th_hdr *e = &h->v[h->n++];
-    e->name = th_xstrdup(name);
-    e->value = th_xmemdup(value ? value : "", len);
-    e->vlen = len;
-    e->from_upstream = from_upstream;
-    return 0;
-}
-
-static void hdr_free(th_hdr *e)
-{
-    free(e->name);
-    free(e->value);
-}
-
-static void hdrs_delete_at(th_hdrs *h, size_t i)
-{
-    hdr_free(&h->v[i]);
-    memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof *h->v);
-    h->n--;
-}
-
-int th_hdrs_set(th_hdrs *h, const char *name, const char *value, size_t len)
-{
-    if (!th_hdr_name_ok(name) || !th_hdr_value_ok(value, len)) return -1;
-    size_t first = h->n;
-    for (size_t i = 0; i < h->n;) {
-        if (strcasecmp(h->v[i].name, name) != 0) {
-            i++;
-        } else if (first == h->n) {
-            first = i++;
-        } else {
-            hdrs_delete_at(h, i);
-        }
-    }
-    if (first == h->n) return th_hdrs_add(h, name, value, len, false);
-    th_hdr *e = &h->v[first];
-    free(e->value);
-    e->value = th_xmemdup(value ? value : "", len);
-    e->vlen = len;
-    e->from_upstream = false;
-    return 0;
-}
-
-size_t th_hdrs_remove(th_hdrs *h, const char *name)
-{
-    size_t removed = 0;
-    for (size_t i = 0; i < h->n;)
-        if (strcasecmp(h->v[i].name, name) == 0) {
-            hdrs_delete_at(h, i);
-            removed++;
-        } else {
-            i++;
-        }
-    return removed;
-}
-
-void th_hdrs_remove_upstream(th_hdrs *h)
-{
-    for (size_t i = 0; i < h->n;)
-        if (h->v[i].from_upstream) hdrs_delete_at(h, i);
-        else i++;
-}
-
-const th_hdr *th_hdrs_get(const th_hdrs *h, const char *name)
-{
-    for (size_t i = 0; name && i < h->n; i++)
-        if (strcasecmp(h->v[i].name, name) == 0) return &h->v[i];
-    return NULL;
-}
-
-size_t th_hdrs_count(const th_hdrs *h, const char *name)
-{
-    if (!name) return h->n;
-    size_t n = 0;
-    for (size_t i = 0; i < h->n; i++)
-        if (strcasecmp(h->v[i].name, name) == 0) n++;
-    return n;
-}
-
-int th_hdrs_copy(th_hdrs *dst, const th_hdrs *src)
-{
-    th_hdrs_clear(dst);
-    for (size_t i = 0; i < src->n; i++)
-        if (th_hdrs_add(dst, src->v[i].name, src->v[i].value, src->v[i].vlen, src->v[i].from_upstream) != 0)
-            return -1;
-    return 0;
-}
-
-void th_hdrs_clear(th_hdrs *h)
-{
-    for (size_t i = 0; i < h->n; i++)
-        hdr_free(&h->v[i]);
-    free(h->v);
-    h->v = NULL;
-    h->n = h->cap = 0;
-}
-
-/* ------------------------------------------------------------------------------------------------------
  * lifecycle */
 
 static int register_endpoint(gw_filter *self, const char *method, const char *path, bool prefix,
@@ -213,6 +90,7 @@ gw_th *gw_th_new(void)
     th_store_fill(h);
     th_request_fill(h);
     th_call_fill(h);
+    th_settings_fill(h);
     h->register_endpoint = register_endpoint;
     th->store_auto = true;
     if (g_live++ == 0) th_clock_reset();
@@ -247,6 +125,7 @@ static void unload(void *dl)
 static void filter_free(gw_filter *f)
 {
     if (!f) return;
+    gw_settings_free(f->settings);
     gw_yaml_free(f->doc);
     unload(f->dl);
     free(f->source);
@@ -272,7 +151,7 @@ void gw_th_free(gw_th *th)
         gw_filter *f = th->filters[i];
         for (size_t k = 0; k < th->nroutes; k++) {
             th_route *rt = &th->routes[k];
-            if (i < rt->nconf && rt->conf[i] && f->d.route_destroy) f->d.route_destroy(f->inst, rt->conf[i]);
+            if (i < rt->nconf) th_route_conf_free(f, rt->conf[i]);
         }
         if (f->created && f->d.destroy) f->d.destroy(f->inst);
         filter_free(f);
@@ -423,6 +302,10 @@ static int add_filter(gw_th *th, const gw_filter_desc *src, const char *source, 
     }
     const gw_conf *conf = gw_conf_of(f->doc->root);
     char ebuf[ERRLEN] = "";
+    if (th_settings_entry(th, f) != 0) { /* the table's checks come before config_check, as in the gateway */
+        filter_free(f);
+        return -1;
+    }
     if (f->d.config_check && f->d.config_check(&th->host, conf, ebuf, sizeof ebuf) != 0) {
         th_fail(th, "%s", ebuf[0] ? ebuf : "configuration refused by the filter");
         filter_free(f);
@@ -439,6 +322,8 @@ static int add_filter(gw_th *th, const gw_filter_desc *src, const char *source, 
             filter_free(f);
             return -1;
         }
+    } else {
+        f->inst = f->settings; /* a table-only filter: the struct is the instance */
     }
     f->created = true;
     if (f->d.worker_init && f->d.worker_init(f->inst, 0, 1) != 0) {
@@ -483,7 +368,7 @@ static void route_release(gw_th *th, th_route *rt)
 {
     for (size_t i = 0; i < rt->nconf; i++) {
         gw_filter *f = i < th->nfilters ? th->filters[i] : NULL;
-        if (f && rt->conf[i] && f->d.route_destroy) f->d.route_destroy(f->inst, rt->conf[i]);
+        if (f) th_route_conf_free(f, rt->conf[i]);
     }
     free(rt->conf);
     free(rt->name);
@@ -536,8 +421,10 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
         int rc = 0;
         if (!f) {
             rc = conf_fail(th, key, "filters: '%s' is not in the pipeline", key->scalar);
-        } else if (!f->d.route_create) {
+        } else if (!f->d.route_create && !th_settings_per_route(f)) {
             rc = conf_fail(th, key, "filters.%s: filter '%s' has no per-route settings", key->scalar, key->scalar);
+        } else if (th_settings_route_check(th, f, val) != 0) {
+            rc = -1;
         } else if (f->d.route_check && f->d.route_check(&th->host, NULL, conf, ebuf, sizeof ebuf) != 0) {
             rc = th_fail(th, "%s", ebuf[0] ? ebuf : "route settings refused by the filter");
         }
@@ -545,8 +432,11 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
         for (size_t i = 0; rc == 0 && i < rt.nconf; i++) {
             gw_filter *g = th->filters[i];
             if (strcmp(g->d.name, key->scalar) != 0) continue;
-            rt.conf[i] = g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf);
-            if (!rt.conf[i]) rc = th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter");
+            rt.conf[i] = g->d.route_create ? g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf)
+                                           : th_settings_route_conf(th, g, val);
+            if (!rt.conf[i])
+                rc = g->d.route_create ? th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")
+                                       : -1; /* th->error says why */
         }
         if (rc != 0) {
             route_release(th, &rt);

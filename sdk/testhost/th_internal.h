@@ -41,6 +41,8 @@ struct gw_filter {
     void *dl;         /* dlopen handle, NULL for a linked descriptor */
     gw_yaml_doc *doc; /* the pipeline entry; the filter may keep nodes until destroy */
     void *inst;
+    void *settings;      /* ABI 1.1: filled from the settings table (conf_settings.c), NULL without one */
+    void *route_default; /* route_conf where a route has none: `settings` unless route_create is set */
     size_t index;
     bool created, worker_ok;
 };
@@ -309,6 +311,14 @@ th_op *th_enqueue(gw_req *r); /* a callback queued like a store callback (th_sto
 
 /* requests (th_request.c) */
 int th_parse_header_lines(th_hdrs *h, const char *text); /* "Name: value\n..." */
+/* th_settings.c: the gateway's settings-table checks (core/conf_settings.c) applied by the test host. */
+int th_settings_entry(gw_th *th, gw_filter *f);         /* check f->doc, fill f->settings; -1 + th->error */
+bool th_settings_per_route(const gw_filter *f);          /* the table has GW_SET_ROUTE keys */
+int th_settings_route_check(gw_th *th, const gw_filter *f, const gw_yaml_node *conf);
+void *th_settings_route_conf(gw_th *th, const gw_filter *f, const gw_yaml_node *conf); /* merged copy */
+void th_route_conf_free(gw_filter *f, void *rc);         /* route_destroy, or the merged copy */
+void th_settings_fill(gw_host *h);
+
 void th_request_fill(gw_host *h);
 void *th_req_alloc(gw_req *r, size_t n); /* host->alloc */
 void th_request_free(gw_req *r);

@@ -257,7 +257,7 @@ static void test_config_errors(void **state)
                         .create = failing_create,
                         .worker_init = failing_worker_init};
     assert_int_equal(gw_th_add(th, &d, "name: f\nsize: 11\n"), -1);
-    assert_string_equal(gw_th_error(th), "pipeline.yaml:2:7: must be 1..10");
+    assert_string_equal(gw_th_error(th), "pipeline.yaml:2:7: size: must be 1..10");
     assert_int_equal(gw_th_add(th, &d, "name: f\nsize: [1\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "pipeline.yaml:"));
     assert_int_equal(gw_th_add(th, &d, "name: g\n"), -1);
