@@ -29,13 +29,9 @@
 #include <string.h>
 
 #define RL_NAME "ratelimit"
-#define RL_DEFAULT_RPM 60.0
-#define RL_DEFAULT_BURST 10.0
-#define RL_DEFAULT_STORE_TIMEOUT_MS 100u
 #define RL_MAX_RATE 1e9
 #define RL_MAX_TRUSTED 256
 #define RL_MAX_EXEMPT 64
-#define RL_MAX_PREFIX 256
 #define RL_MAX_ID 128 /* consumer ids longer than this are hashed into the identity */
 #define RL_KEY_MAX 320
 #define RL_PROBE_INTERVAL_MS 1000u
@@ -45,18 +41,44 @@
 
 enum { RL_HDR_LEGACY = 1, RL_HDR_IETF = 2 };
 enum { RL_ERR_LOCAL = 0, RL_ERR_ALLOW = 1, RL_ERR_DENY = 2 };
-static const char *const err_names[] = {"local", "allow", "deny"};
+static const char *const err_names[] = {"local", "allow", "deny", NULL};
+static const char *const header_names[] = {"legacy", "ietf", "both", "none", NULL};
+static const unsigned header_bits[] = {RL_HDR_LEGACY, RL_HDR_IETF, RL_HDR_LEGACY | RL_HDR_IETF, 0};
 
+/* The settings, filled by the host from the table below: the pipeline's, and per route a copy merged over
+ * them (route_conf). */
 typedef struct {
-    double rpm, burst;
-    unsigned headers; /* RL_HDR_* bits */
-    int on_error;
+    double rpm;
+    int64_t burst;
+    gw_list trusted; /* gw_cidr */
+    int headers;     /* index in header_names */
+    int on_error;    /* RL_ERR_* */
     uint64_t store_timeout_ms;
-    rl_cidr *trusted;
-    size_t ntrusted;
-    char (*exempt)[RL_MAX_PREFIX + 1];
-    size_t nexempt;
-} rl_settings;
+    gw_list exempt; /* const char *: normalised path prefixes */
+    bool disabled;  /* per route only */
+} rl_conf;
+
+#define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                            \
+    {key, type, offsetof(rl_conf, field), def, lo, hi, names, flags, help}
+static const gw_setting rl_settings_table[] = {
+    RL_SET("rpm", GW_SET_NUMBER, rpm, "60", 0, RL_MAX_RATE, NULL, GW_SET_ROUTE,
+           "Tokens added per minute, continuously (fractions count); above 0"),
+    RL_SET("burst", GW_SET_INT, burst, "10", 1, RL_MAX_RATE, NULL, GW_SET_ROUTE,
+           "Bucket capacity: requests allowed at once; a new bucket starts full"),
+    RL_SET("trusted_proxies", GW_SET_CIDRS, trusted, NULL, 0, RL_MAX_TRUSTED, NULL, 0,
+           "Peers whose X-Forwarded-For / X-Real-IP are believed (a bare address is /32 or /128)"),
+    RL_SET("headers", GW_SET_ENUM, headers, "legacy", 0, 0, header_names, 0,
+           "Rate-limit headers: X-RateLimit-* (legacy), RateLimit and RateLimit-Policy (ietf), both or none"),
+    RL_SET("on_store_error", GW_SET_ENUM, on_error, "local", 0, 0, err_names, 0,
+           "Who decides when the store fails or is late: a local bucket, allow, or deny (503)"),
+    RL_SET("store_timeout", GW_SET_DURATION, store_timeout_ms, "100ms", 1, 60000, NULL, 0,
+           "How long a request waits for the store before on_store_error decides"),
+    RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health", 0, RL_MAX_EXEMPT, NULL, 0,
+           "Path prefixes (matched at a '/' boundary) never limited; [] limits everything"),
+    RL_SET("disabled", GW_SET_BOOL, disabled, "false", 0, 0, NULL, GW_SET_ROUTE,
+           "Per route only: no limit and no headers on that route"),
+    {.name = NULL},
+};
 
 typedef struct {
     char key[RL_LOCAL_KEY];
@@ -80,18 +102,14 @@ typedef struct {
 typedef struct {
     const gw_host *h;
     gw_filter *self;
-    rl_settings s;
+    const rl_conf *s;   /* the host's (host->settings) */
+    rl_cidr *trusted;   /* s->trusted in the form rl_client_ip matches against */
+    size_t ntrusted;
+    unsigned headers;   /* RL_HDR_* bits */
     gw_metric *m_limited, *m_fallback;
     _Atomic(rl_workers *) workers;
     atomic_bool store_failing; /* instance-wide, for logging each change once */
 } rl_inst;
-
-/* Per route: own limit (and buckets), or none. */
-typedef struct {
-    bool disabled;
-    bool own_rpm, own_burst;
-    double rpm, burst;
-} rl_route;
 
 /* Per request (req_state_size): also the argument of the store and timer callbacks, which the host drops
  * or cancels when the request ends. */
@@ -127,194 +145,45 @@ static uint64_t fnv1a(const char *s, size_t n)
 }
 
 /* ---------------------------------------------------------------------------------------------------
- * settings */
+ * settings: what the table cannot say */
 
-static void settings_free(rl_settings *s)
+static int check_rpm(const gw_host *h, const gw_conf *conf, char *err, size_t errlen)
 {
-    free(s->trusted);
-    free(s->exempt);
-    s->trusted = NULL;
-    s->exempt = NULL;
-}
-
-static int read_rate(const gw_host *h, const gw_conf *n, const char *key, double *out, char *err,
-                     size_t errlen)
-{
-    if (h->conf_double(n, out, err, errlen) != 0) return -1;
-    if (!(*out > 0) || *out > RL_MAX_RATE)
-        return h->conf_error(n, err, errlen, "%s: expected a number above 0 and at most %.0f", key,
+    const gw_conf *n = h->conf_get(conf, "rpm");
+    double v;
+    if (n && h->conf_double(n, &v, err, errlen) == 0 && !(v > 0))
+        return h->conf_error(n, err, errlen, RL_NAME ".rpm: expected a number above 0 and at most %.0f",
                              RL_MAX_RATE);
-    return 0;
-}
-
-static int read_burst(const gw_host *h, const gw_conf *n, double *out, char *err, size_t errlen)
-{
-    int64_t v;
-    if (h->conf_int(n, 1, (int64_t)RL_MAX_RATE, &v, err, errlen) != 0) return -1;
-    *out = (double)v;
-    return 0;
-}
-
-static const char *scalar(const gw_host *h, const gw_conf *n)
-{
-    return h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
-}
-
-static int settings_read(const gw_host *h, const gw_conf *conf, rl_settings *s, char *err, size_t errlen)
-{
-    static const char *const keys[] = {
-        "rpm", "burst", "trusted_proxies", "headers", "on_store_error", "store_timeout", "exempt", NULL};
-    memset(s, 0, sizeof *s);
-    s->rpm = RL_DEFAULT_RPM;
-    s->burst = RL_DEFAULT_BURST;
-    s->headers = RL_HDR_LEGACY;
-    s->on_error = RL_ERR_LOCAL;
-    s->store_timeout_ms = RL_DEFAULT_STORE_TIMEOUT_MS;
-    const gw_conf *exempt = NULL;
-    if (conf && h->conf_kind(conf) != GW_CONF_MAP)
-        return h->conf_error(conf, err, errlen, "ratelimit: expected a mapping of settings");
-    if (conf) {
-        if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
-        const gw_conf *n;
-        if ((n = h->conf_get(conf, "rpm")) && read_rate(h, n, "rpm", &s->rpm, err, errlen) != 0) return -1;
-        if ((n = h->conf_get(conf, "burst")) && read_burst(h, n, &s->burst, err, errlen) != 0) return -1;
-        if ((n = h->conf_get(conf, "headers"))) {
-            const char *v = scalar(h, n);
-            if (v && strcmp(v, "legacy") == 0)
-                s->headers = RL_HDR_LEGACY;
-            else if (v && strcmp(v, "ietf") == 0)
-                s->headers = RL_HDR_IETF;
-            else if (v && strcmp(v, "both") == 0)
-                s->headers = RL_HDR_LEGACY | RL_HDR_IETF;
-            else if (v && strcmp(v, "none") == 0)
-                s->headers = 0;
-            else
-                return h->conf_error(n, err, errlen, "headers: expected legacy, ietf, both or none");
-        }
-        if ((n = h->conf_get(conf, "on_store_error"))) {
-            const char *v = scalar(h, n);
-            int found = -1;
-            for (int i = 0; v && i < 3; i++)
-                if (strcmp(v, err_names[i]) == 0) found = i;
-            if (found < 0)
-                return h->conf_error(n, err, errlen, "on_store_error: expected local, allow or deny");
-            s->on_error = found;
-        }
-        if ((n = h->conf_get(conf, "store_timeout"))) {
-            if (h->conf_duration_ms(n, &s->store_timeout_ms, err, errlen) != 0) return -1;
-            if (s->store_timeout_ms < 1 || s->store_timeout_ms > 60000)
-                return h->conf_error(n, err, errlen, "store_timeout: expected a duration from 1ms to 60s");
-        }
-        if ((n = h->conf_get(conf, "trusted_proxies"))) {
-            if (h->conf_kind(n) != GW_CONF_SEQ)
-                return h->conf_error(n, err, errlen,
-                                     "trusted_proxies: expected a list of CIDRs like 10.0.0.0/8");
-            size_t cnt = h->conf_len(n);
-            if (cnt > RL_MAX_TRUSTED)
-                return h->conf_error(n, err, errlen, "trusted_proxies: at most %d entries", RL_MAX_TRUSTED);
-            if (cnt) {
-                s->trusted = calloc(cnt, sizeof *s->trusted);
-                if (!s->trusted) return h->conf_error(n, err, errlen, "trusted_proxies: out of memory");
-            }
-            for (size_t i = 0; i < cnt; i++) {
-                const gw_conf *it = h->conf_at(n, i);
-                const char *v = scalar(h, it);
-                if (!v || rl_cidr_parse(v, &s->trusted[i]) != 0)
-                    return h->conf_error(it, err, errlen, "trusted_proxies: '%s' is not an IPv4 or IPv6 CIDR",
-                                         v ? v : "?");
-            }
-            s->ntrusted = cnt;
-        }
-        exempt = h->conf_get(conf, "exempt");
-    }
-    if (exempt) {
-        if (h->conf_kind(exempt) != GW_CONF_SEQ)
-            return h->conf_error(exempt, err, errlen,
-                                 "exempt: expected a list of path prefixes like /health");
-        size_t cnt = h->conf_len(exempt);
-        if (cnt > RL_MAX_EXEMPT)
-            return h->conf_error(exempt, err, errlen, "exempt: at most %d entries", RL_MAX_EXEMPT);
-        if (cnt) {
-            s->exempt = calloc(cnt, sizeof *s->exempt);
-            if (!s->exempt) return h->conf_error(exempt, err, errlen, "exempt: out of memory");
-        }
-        for (size_t i = 0; i < cnt; i++) {
-            const gw_conf *it = h->conf_at(exempt, i);
-            const char *v = scalar(h, it);
-            if (!v || v[0] != '/' || strlen(v) > RL_MAX_PREFIX)
-                return h->conf_error(it, err, errlen,
-                                     "exempt: expected a path starting with '/' (at most %d bytes)",
-                                     RL_MAX_PREFIX);
-            size_t len = strlen(v);
-            while (len > 1 && v[len - 1] == '/') /* "/health/" = "/health" */
-                len--;
-            memcpy(s->exempt[i], v, len);
-            s->exempt[i][len] = '\0';
-        }
-        s->nexempt = cnt;
-    } else {
-        s->exempt = calloc(1, sizeof *s->exempt);
-        if (!s->exempt) return h->conf_error(conf, err, errlen, "ratelimit: out of memory");
-        strcpy(s->exempt[0], "/health");
-        s->nexempt = 1;
-    }
     return 0;
 }
 
 static int rl_config_check(const gw_host *h, const gw_conf *conf, char *err, size_t errlen)
 {
-    rl_settings s;
-    int rc = settings_read(h, conf, &s, err, errlen);
-    settings_free(&s);
-    return rc;
-}
-
-static int route_read(const gw_host *h, const gw_conf *conf, rl_route *rc, char *err, size_t errlen)
-{
-    static const char *const keys[] = {"rpm", "burst", "disabled", NULL};
-    memset(rc, 0, sizeof *rc);
-    if (h->conf_kind(conf) != GW_CONF_MAP)
-        return h->conf_error(conf, err, errlen,
-                             "ratelimit: expected a mapping like {rpm: 10, burst: 5} or {disabled: true}");
-    if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
-    const gw_conf *n;
-    if ((n = h->conf_get(conf, "disabled")) && h->conf_bool(n, &rc->disabled, err, errlen) != 0) return -1;
-    if ((n = h->conf_get(conf, "rpm"))) {
-        if (read_rate(h, n, "rpm", &rc->rpm, err, errlen) != 0) return -1;
-        rc->own_rpm = true;
-    }
-    if ((n = h->conf_get(conf, "burst"))) {
-        if (read_burst(h, n, &rc->burst, err, errlen) != 0) return -1;
-        rc->own_burst = true;
-    }
-    return 0;
+    const gw_conf *n = h->conf_get(conf, "disabled");
+    if (n)
+        return h->conf_error(n, err, errlen,
+                             RL_NAME ".disabled: a per-route setting (the whole filter: enabled: false)");
+    return check_rpm(h, conf, err, errlen);
 }
 
 static int rl_route_check(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
 {
     (void)inst;
-    rl_route rc;
-    return route_read(h, conf, &rc, err, errlen);
+    return check_rpm(h, conf, err, errlen);
 }
 
-static void *rl_route_create(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
+/* gw_cidr -> the 128-bit form (IPv4 as IPv4-mapped IPv6) the address code matches. */
+static void to_rl_cidr(const gw_cidr *c, rl_cidr *out)
 {
-    (void)inst;
-    rl_route tmp;
-    if (route_read(h, conf, &tmp, err, errlen) != 0) return NULL;
-    rl_route *rc = malloc(sizeof *rc);
-    if (!rc) {
-        snprintf(err, errlen, "ratelimit: out of memory");
-        return NULL;
+    memset(out, 0, sizeof *out);
+    if (c->family == 4) {
+        out->net.a[10] = out->net.a[11] = 0xff;
+        memcpy(&out->net.a[12], c->addr, 4);
+        out->bits = 96u + c->bits;
+    } else {
+        memcpy(out->net.a, c->addr, 16);
+        out->bits = c->bits;
     }
-    *rc = tmp;
-    return rc;
-}
-
-static void rl_route_destroy(void *inst, void *route_conf)
-{
-    (void)inst;
-    free(route_conf);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -432,12 +301,12 @@ static void put_headers(const rl_inst *in, gw_req *req, double cap, double rate,
     const gw_host *h = in->h;
     uint64_t now = h->unix_ms();
     double rem = br->remaining < 0 ? 0 : floor(br->remaining + 1e-9);
-    if (in->s.headers & RL_HDR_LEGACY) {
+    if (in->headers & RL_HDR_LEGACY) {
         set_header_u64(h, req, "X-RateLimit-Limit", (uint64_t)cap);
         set_header_u64(h, req, "X-RateLimit-Remaining", (uint64_t)rem);
         set_header_u64(h, req, "X-RateLimit-Reset", ceil_div_1000(br->reset_ms));
     }
-    if (in->s.headers & RL_HDR_IETF) {
+    if (in->headers & RL_HDR_IETF) {
         char buf[128];
         uint64_t window = (uint64_t)ceil(cap / rate);
         if (window == 0) window = 1;
@@ -500,8 +369,8 @@ static gw_result fallback(rl_inst *in, rl_state *st)
     const gw_host *h = in->h;
     gw_req *req = st->req;
     if (in->m_fallback)
-        h->metric_add(in->m_fallback, req, (const char *const[]){err_names[in->s.on_error]}, 1);
-    switch (in->s.on_error) {
+        h->metric_add(in->m_fallback, req, (const char *const[]){err_names[in->s->on_error]}, 1);
+    switch (in->s->on_error) {
     case RL_ERR_ALLOW:
         return GW_CONTINUE;
     case RL_ERR_DENY:
@@ -532,8 +401,8 @@ static void store_state(rl_inst *in, rl_state *st, bool ok, const char *why)
         h->log(in->self, NULL, GW_LOG_INFO, "store available again: limits are shared through the store");
     else if (!was_failing && !ok)
         h->log(in->self, NULL, GW_LOG_WARN, "store unavailable (%s): on_store_error=%s%s", why,
-               err_names[in->s.on_error],
-               in->s.on_error == RL_ERR_LOCAL ? ", limiting with per-worker local buckets" : "");
+               err_names[in->s->on_error],
+               in->s->on_error == RL_ERR_LOCAL ? ", limiting with per-worker local buckets" : "");
 }
 
 static void take_done(void *arg, int status, const gw_bucket_result *br)
@@ -583,8 +452,9 @@ static void state_cleanup(void *arg)
 
 static bool exempt(const rl_inst *in, gw_strv path)
 {
-    for (size_t i = 0; i < in->s.nexempt; i++) {
-        const char *e = in->s.exempt[i];
+    const char *const *list = in->s->exempt.v;
+    for (size_t i = 0; i < in->s->exempt.n; i++) {
+        const char *e = list[i];
         size_t n = strlen(e);
         if (n == 1) return true; /* "/" */
         if (path.n >= n && memcmp(path.p, e, n) == 0 && (path.n == n || path.p[n] == '/')) return true;
@@ -607,11 +477,14 @@ static bool consumer_rate(const gw_host *h, gw_req *req, double *rpm)
     return true;
 }
 
-static int identity(rl_inst *in, gw_req *req, const rl_route *rc, rl_state *st, double *rpm)
+/* A route whose merged limit differs from the pipeline's has buckets of its own, and its rpm wins over a
+ * key's rate_limit. */
+static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, double *rpm)
 {
     const gw_host *h = in->h;
     size_t o = 0;
-    if (rc && (rc->own_rpm || rc->own_burst)) {
+    bool own_rpm = rc->rpm != in->s->rpm, own_burst = rc->burst != in->s->burst;
+    if (own_rpm || own_burst) {
         gw_strv route = h->route(req);
         if (route.n > 64)
             o = (size_t)snprintf(st->key, sizeof st->key, "r#%016llx|",
@@ -624,7 +497,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_route *rc, rl_state *st, 
                    h->req_get(req, "consumer.id", &id) && id.n > 0;
     if (have_id) {
         double krpm;
-        if (consumer_rate(h, req, &krpm) && !(rc && rc->own_rpm)) *rpm = krpm;
+        if (consumer_rate(h, req, &krpm) && !own_rpm) *rpm = krpm;
         if (id.n > RL_MAX_ID)
             snprintf(st->key + o, sizeof st->key - o, "key#%016llx", (unsigned long long)fnv1a(id.p, id.n));
         else
@@ -632,7 +505,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_route *rc, rl_state *st, 
         return 0;
     }
     rl_ip ip;
-    if (!rl_client_ip(h, req, in->s.trusted, in->s.ntrusted, &ip)) {
+    if (!rl_client_ip(h, req, in->trusted, in->ntrusted, &ip)) {
         gw_strv peer = h->client_ip(req); /* not an address we know (a unix socket?): as it is */
         if (peer.n > 64)
             snprintf(st->key + o, sizeof st->key - o, "peer#%016llx",
@@ -651,13 +524,13 @@ static gw_result rl_on_request(void *inst, void *route_conf, void *state, gw_req
 {
     rl_inst *in = inst;
     const gw_host *h = in->h;
-    const rl_route *rc = route_conf;
+    const rl_conf *rc = route_conf ? route_conf : in->s; /* the host passes the pipeline's on other routes */
     rl_state *st = state;
-    if (rc && rc->disabled) return GW_CONTINUE;
+    if (rc->disabled) return GW_CONTINUE;
     if (exempt(in, h->path(req))) return GW_CONTINUE;
 
-    double rpm = rc && rc->own_rpm ? rc->rpm : in->s.rpm;
-    double burst = rc && rc->own_burst ? rc->burst : in->s.burst;
+    double rpm = rc->rpm;
+    double burst = (double)rc->burst;
     memset(st, 0, sizeof *st);
     st->in = in;
     st->req = req;
@@ -683,7 +556,7 @@ static gw_result rl_on_request(void *inst, void *route_conf, void *state, gw_req
         store_state(in, st, false, "the call could not be started");
         return fallback(in, st);
     }
-    st->timer = h->timer_start(req, in->s.store_timeout_ms, guard_fired, st);
+    st->timer = h->timer_start(req, in->s->store_timeout_ms, guard_fired, st);
     return GW_WAIT;
 }
 
@@ -695,7 +568,7 @@ static gw_result rl_on_request(void *inst, void *route_conf, void *state, gw_req
 static void *rl_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
     if (!HAS(h, store_take) || !HAS(h, resume) || !HAS(h, timer_start) || !HAS(h, on_cleanup) ||
-        !HAS(h, respond) || !HAS(h, header_set)) {
+        !HAS(h, respond) || !HAS(h, header_set) || !HAS(h, settings)) {
         snprintf(err, errlen,
                  "ratelimit: the host lacks the store, timer or cleanup calls this filter needs");
         return NULL;
@@ -705,11 +578,16 @@ static void *rl_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
         snprintf(err, errlen, "ratelimit: out of memory");
         return NULL;
     }
-    if (settings_read(h, conf, &in->s, err, errlen) != 0) {
-        settings_free(&in->s);
+    in->s = h->settings(self);
+    in->headers = header_bits[in->s->headers];
+    in->ntrusted = in->s->trusted.n;
+    if (in->ntrusted && !(in->trusted = calloc(in->ntrusted, sizeof *in->trusted))) {
+        snprintf(err, errlen, "ratelimit: out of memory");
         free(in);
         return NULL;
     }
+    for (size_t i = 0; i < in->ntrusted; i++)
+        to_rl_cidr((const gw_cidr *)in->s->trusted.v + i, &in->trusted[i]);
     in->h = h;
     in->self = self;
     atomic_init(&in->workers, NULL);
@@ -735,7 +613,7 @@ static void rl_destroy(void *inst)
             free(ws->w[i]);
         free(ws);
     }
-    settings_free(&in->s);
+    free(in->trusted);
     free(in);
 }
 
@@ -752,8 +630,8 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .worker_fini = rl_worker_fini,
     .destroy = rl_destroy,
     .route_check = rl_route_check,
-    .route_create = rl_route_create,
-    .route_destroy = rl_route_destroy,
     .on_request = rl_on_request,
     .req_state_size = sizeof(rl_state),
+    .settings = rl_settings_table,
+    .settings_size = sizeof(rl_conf),
 };

@@ -24,7 +24,6 @@ typedef struct {
 bool rl_ip_parse(const char *s, size_t n, rl_ip *out);
 bool rl_ip_is_v4(const rl_ip *ip);
 void rl_ip_format(const rl_ip *ip, char out[RL_IP_TEXT]);
-int rl_cidr_parse(const char *s, rl_cidr *out);
 bool rl_cidr_match(const rl_cidr *list, size_t n, const rl_ip *ip);
 bool rl_client_ip(const gw_host *h, const gw_req *req, const rl_cidr *trusted, size_t ntrusted, rl_ip *out);
 bool rl_strncaseeq(const char *a, const char *b, size_t n);

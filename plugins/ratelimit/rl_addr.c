@@ -163,29 +163,6 @@ void rl_ip_format(const rl_ip *ip, char out[RL_IP_TEXT])
     out[o] = '\0';
 }
 
-int rl_cidr_parse(const char *s, rl_cidr *out)
-{
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    if (!rl_ip_parse(s, alen, &out->net)) return -1;
-    bool v4 = !memchr(s, ':', alen);
-    unsigned max = v4 ? 32 : 128, bits = max;
-    if (slash) {
-        const char *p = slash + 1;
-        if (!*p || strlen(p) > 3) return -1;
-        bits = 0;
-        for (; *p; p++) {
-            if (*p < '0' || *p > '9') return -1;
-            bits = bits * 10 + (unsigned)(*p - '0');
-        }
-        if (bits > max) return -1;
-    }
-    out->bits = v4 ? 96 + bits : bits;
-    for (unsigned b = out->bits; b < 128; b++) /* host bits: cleared */
-        out->net.a[b / 8] &= (uint8_t) ~(0x80u >> (b % 8));
-    return 0;
-}
-
 bool rl_cidr_match(const rl_cidr *list, size_t n, const rl_ip *ip)
 {
     for (size_t i = 0; i < n; i++) {

@@ -494,18 +494,20 @@ static void test_settings_errors(void **state)
     static const struct {
         const char *yaml, *msg;
     } bad[] = {
-        {"name: ratelimit\ncolour: red\n", "unknown key 'colour'"},
+        {"name: ratelimit\ncolour: red\n", "ratelimit.colour: unknown setting (allowed: rpm, burst,"},
         {"name: ratelimit\nrpm: 0\n", "rpm: expected a number above 0"},
         {"name: ratelimit\nrpm: x\n", NULL},
         {"name: ratelimit\nburst: 0\n", NULL},
-        {"name: ratelimit\nheaders: all\n", "headers: expected legacy, ietf, both or none"},
-        {"name: ratelimit\non_store_error: ignore\n", "on_store_error: expected local, allow or deny"},
-        {"name: ratelimit\nstore_timeout: 0ms\n", "store_timeout: expected a duration"},
+        {"name: ratelimit\nheaders: all\n", "ratelimit.headers: 'all' is not one of legacy, ietf, both, none"},
+        {"name: ratelimit\non_store_error: ignore\n", "on_store_error: 'ignore' is not one of local, allow, deny"},
+        {"name: ratelimit\nstore_timeout: 0ms\n", "ratelimit.store_timeout: 0ms is out of range 1ms..1m"},
         {"name: ratelimit\ntrusted_proxies: 10.0.0.0/8\n", "trusted_proxies: expected a list"},
-        {"name: ratelimit\ntrusted_proxies: [10.0.0.0/33]\n", "'10.0.0.0/33' is not an IPv4 or IPv6 CIDR"},
-        {"name: ratelimit\ntrusted_proxies: ['::1/129']\n", "is not an IPv4 or IPv6 CIDR"},
-        {"name: ratelimit\ntrusted_proxies: [300.1.1.1]\n", "is not an IPv4 or IPv6 CIDR"},
-        {"name: ratelimit\nexempt: [health]\n", "exempt: expected a path"},
+        {"name: ratelimit\ntrusted_proxies: [10.0.0.0/33]\n", "'10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR"},
+        {"name: ratelimit\ntrusted_proxies: ['::1/129']\n", "is not an IPv4 or IPv6 address or CIDR"},
+        {"name: ratelimit\ntrusted_proxies: [300.1.1.1]\n", "is not an IPv4 or IPv6 address or CIDR"},
+        {"name: ratelimit\nburst: lots\n", "ratelimit.burst: expected an integer (1..1000000000), got 'lots'"},
+        {"name: ratelimit\ndisabled: true\n", "ratelimit.disabled: a per-route setting"},
+        {"name: ratelimit\nexempt: [health]\n", "ratelimit.exempt: 'health' is not a path prefix starting with '/'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (gw_th_load(th, GW_PLUGIN_SO, bad[i].yaml) != -1) fail_msg("accepted: %s", bad[i].yaml);
@@ -519,10 +521,14 @@ static void test_settings_errors(void **state)
                                 "headers: ietf\non_store_error: deny\nstore_timeout: 2s\nexempt: []\n"),
                      0);
     assert_int_equal(gw_th_route(th, "bad", "/bad", "ratelimit:\n  rpm: -1\n"), -1);
+    assert_non_null(strstr(gw_th_error(th), "ratelimit.rpm: -1 is out of range 0..1000000000"));
+    assert_int_equal(gw_th_route(th, "bad0", "/bad0", "ratelimit:\n  rpm: 0\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "rpm: expected a number above 0"));
     assert_int_equal(gw_th_route(th, "bad2", "/bad2", "ratelimit:\n  burst: 2\n  speed: 3\n"), -1);
-    assert_non_null(strstr(gw_th_error(th), "unknown key 'speed'"));
+    assert_non_null(strstr(gw_th_error(th), "ratelimit.speed: unknown setting (per-route settings: rpm, burst, disabled)"));
     assert_int_equal(gw_th_route(th, "bad3", "/bad3", "ratelimit:\n  disabled: maybe\n"), -1);
+    assert_int_equal(gw_th_route(th, "bad4", "/bad4", "ratelimit:\n  headers: none\n"), -1);
+    assert_non_null(strstr(gw_th_error(th), "ratelimit.headers: not a per-route setting"));
     /* exempt: [] limits /health too */
     assert_int_equal(status_of(th, "/health", NULL), 200);
     assert_int_equal(status_of(th, "/health", NULL), 429);
