@@ -133,7 +133,8 @@ static void fmt_ms(double v, char *out, size_t cap)
     if (ms && ms % 3600000 == 0) snprintf(out, cap, "%lluh", (unsigned long long)(ms / 3600000));
     else if (ms && ms % 60000 == 0) snprintf(out, cap, "%llum", (unsigned long long)(ms / 60000));
     else if (ms && ms % 1000 == 0) snprintf(out, cap, "%llus", (unsigned long long)(ms / 1000));
-    else snprintf(out, cap, "%llums", (unsigned long long)ms);
+    else if (ms) snprintf(out, cap, "%llums", (unsigned long long)ms);
+    else snprintf(out, cap, "0");
 }
 
 static void fmt_bytes(double v, char *out, size_t cap)
@@ -375,7 +376,9 @@ static int parse_node(pctx *c, const gw_yaml_node *n, slot_val *out)
         return 0;
     }
     if (is_list(c->s->type)) return parse_list_node(c, n, &out->l);
-    if (n->kind != GW_YAML_SCALAR) return fail(c, "expected a single value, not a %s", n->kind == GW_YAML_SEQ ? "list" : "mapping");
+    if (n->kind != GW_YAML_SCALAR)
+        return fail(c, "expected %s, not a %s", c->s->type == GW_SET_STRING ? "a string" : "a single value",
+                    n->kind == GW_YAML_SEQ ? "list" : "mapping");
     return parse_scalar(c, n->scalar, out);
 }
 

@@ -33,20 +33,38 @@
 #include <string.h>
 #include <strings.h>
 
-#define AK_DEFAULT_HEADER "X-API-Key"
-#define AK_DEFAULT_PREFIX "gw_"
-#define AK_DEFAULT_CACHE_TTL_MS 5000u
-#define AK_DEFAULT_ADMIN_PATH "/admin/apikeys"
 #define AK_MAX_CACHE_TTL_MS (3600u * 1000u)
-#define AK_DEFAULT_STALE_MS (300u * 1000u)
 #define AK_MAX_STALE_MS (24u * 3600u * 1000u)
 
 #define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
 
-
-
 /* ---------------------------------------------------------------------------------------------------
  * settings */
+
+/* The table the host checks and fills (host->settings); per route, `require` over the pipeline's. */
+typedef struct {
+    bool require;
+    const char *header, *prefix, *admin_path;
+    uint64_t cache_ttl_ms, stale_ms;
+} ak_conf;
+
+#define AK_SET(key, type, field, def, lo, hi, flags, help)                                                  \
+    {key, type, offsetof(ak_conf, field), def, lo, hi, NULL, flags, help}
+static const gw_setting ak_settings_table[] = {
+    AK_SET("require", GW_SET_BOOL, require, "false", 0, 0, GW_SET_ROUTE,
+           "Refuse requests without a key (401); false: they pass anonymously"),
+    AK_SET("header", GW_SET_STRING, header, "X-API-Key", 0, 0, 0,
+           "The request header clients put the key in (Authorization: Bearer <prefix>... works too)"),
+    AK_SET("prefix", GW_SET_STRING, prefix, "gw_", 0, 0, 0,
+           "Every key starts with it; a Bearer token without it is not an API key"),
+    AK_SET("cache_ttl", GW_SET_DURATION, cache_ttl_ms, "5s", 0, AK_MAX_CACHE_TTL_MS, 0,
+           "How long a worker trusts what the store said about a key; 0 = ask every time"),
+    AK_SET("stale_if_error", GW_SET_DURATION, stale_ms, "5m", 0, AK_MAX_STALE_MS, 0,
+           "While the store fails, a verdict it gave this recently still answers; 0 = off (503)"),
+    AK_SET("admin_path", GW_SET_STRING, admin_path, "/admin/apikeys", 0, 0, 0,
+           "Where the key administration endpoints are served"),
+    {.name = NULL},
+};
 
 static bool is_tchar(unsigned char c)
 {
@@ -54,147 +72,87 @@ static bool is_tchar(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* A string setting: NULL node = keep the default. */
-static int read_string(const gw_host *h, const gw_conf *conf, const char *key, char *buf, size_t cap,
-                       const gw_conf **node, char *err, size_t errlen)
+/* A string setting the table has type-checked already; NULL when not given. */
+static const char *given(const gw_host *h, const gw_conf *conf, const char *key, size_t max, const gw_conf **node,
+                         char *err, size_t errlen, int *rc)
 {
-    const gw_conf *n = h->conf_get(conf, key);
-    *node = n;
-    if (!n) return 0;
-    const char *s = h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
-    if (!s) return h->conf_error(n, err, errlen, "%s: expected a string", key);
-    if (strlen(s) >= cap) return h->conf_error(n, err, errlen, "%s: longer than %zu bytes", key, cap - 1);
-    strcpy(buf, s);
+    *node = h->conf_get(conf, key);
+    const char *s = *node ? h->conf_str(*node) : NULL;
+    *rc = s && strlen(s) > max ? h->conf_error(*node, err, errlen, AK_NAME ".%s: longer than %zu bytes", key, max) : 0;
+    return *rc ? NULL : s;
+}
+
+static int check_header(const gw_host *h, const gw_conf *n, const char *v, char *err, size_t errlen)
+{
+    if (!v[0]) return h->conf_error(n, err, errlen, AK_NAME ".header: must not be empty");
+    for (const char *c = v; *c; c++)
+        if (!is_tchar((unsigned char)*c))
+            return h->conf_error(n, err, errlen, AK_NAME ".header: '%s' is not a valid header name", v);
+    if (strcasecmp(v, "Authorization") == 0)
+        return h->conf_error(n, err, errlen,
+                             AK_NAME ".header: Authorization is read for Bearer tokens already; name another header");
     return 0;
 }
 
-/* A duration setting: NULL node = keep the default; an invalid value is refused naming the key. */
-static int read_duration(const gw_host *h, const gw_conf *conf, const char *key, uint64_t *out,
-                         const gw_conf **node, char *err, size_t errlen)
+static int check_prefix(const gw_host *h, const gw_conf *n, const char *v, char *err, size_t errlen)
 {
-    const gw_conf *n = h->conf_get(conf, key);
-    *node = n;
-    if (!n || h->conf_duration_ms(n, out, NULL, 0) == 0) return 0;
-    const char *v = h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
-    return h->conf_error(n, err, errlen, "%s: expected a duration such as 250ms, 5s or 5m, got '%s'", key,
-                         v ? v : "(not a scalar)");
-}
-
-static int settings_read(const gw_host *h, const gw_conf *conf, ak_settings *s, char *err, size_t errlen)
-{
-    static const char *const keys[] = {"require",    "header",         "prefix", "cache_ttl",
-                                       "admin_path", "stale_if_error", NULL};
-    memset(s, 0, sizeof *s);
-    strcpy(s->header, AK_DEFAULT_HEADER);
-    strcpy(s->prefix, AK_DEFAULT_PREFIX);
-    strcpy(s->admin_path, AK_DEFAULT_ADMIN_PATH);
-    s->cache_ttl_ms = AK_DEFAULT_CACHE_TTL_MS;
-    s->stale_ms = AK_DEFAULT_STALE_MS;
-    if (conf && h->conf_kind(conf) != GW_CONF_MAP)
-        return h->conf_error(conf, err, errlen, "apikey: expected a mapping of settings");
-    if (!conf) goto derived;
-    if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
-
-    const gw_conf *n = h->conf_get(conf, "require");
-    if (n && h->conf_bool(n, &s->require, err, errlen) != 0) return -1;
-
-    if (read_string(h, conf, "header", s->header, sizeof s->header, &n, err, errlen) != 0) return -1;
-    if (n) {
-        if (!s->header[0]) return h->conf_error(n, err, errlen, "header: must not be empty");
-        for (const char *c = s->header; *c; c++)
-            if (!is_tchar((unsigned char)*c))
-                return h->conf_error(n, err, errlen, "header: '%s' is not a valid header name", s->header);
-        if (strcasecmp(s->header, "Authorization") == 0)
-            return h->conf_error(n, err, errlen,
-                                 "header: Authorization is read for Bearer tokens already; name another header");
+    if (!v[0])
+        return h->conf_error(n, err, errlen, AK_NAME ".prefix: must not be empty (Bearer tokens are recognised by it)");
+    for (const char *c = v; *c; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+              ch == '-' || ch == '.'))
+            return h->conf_error(n, err, errlen, AK_NAME ".prefix: only letters, digits, '_', '-' and '.' are allowed");
     }
-
-    if (read_string(h, conf, "prefix", s->prefix, sizeof s->prefix, &n, err, errlen) != 0) return -1;
-    if (n) {
-        if (!s->prefix[0])
-            return h->conf_error(n, err, errlen, "prefix: must not be empty (Bearer tokens are recognised by it)");
-        for (const char *c = s->prefix; *c; c++) {
-            unsigned char ch = (unsigned char)*c;
-            if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-                  ch == '-' || ch == '.'))
-                return h->conf_error(n, err, errlen, "prefix: only letters, digits, '_', '-' and '.' are allowed");
-        }
-    }
-
-    if (read_duration(h, conf, "cache_ttl", &s->cache_ttl_ms, &n, err, errlen) != 0) return -1;
-    if (n && s->cache_ttl_ms > AK_MAX_CACHE_TTL_MS)
-        return h->conf_error(n, err, errlen, "cache_ttl: at most 1h (a revoke elsewhere must take effect)");
-    if (read_duration(h, conf, "stale_if_error", &s->stale_ms, &n, err, errlen) != 0) return -1;
-    if (n && s->stale_ms > AK_MAX_STALE_MS) return h->conf_error(n, err, errlen, "stale_if_error: at most 24h");
-
-    if (read_string(h, conf, "admin_path", s->admin_path, sizeof s->admin_path, &n, err, errlen) != 0) return -1;
-    if (n) {
-        const char *p = s->admin_path;
-        size_t len = strlen(p);
-        if (len < 2 || p[0] != '/' || p[len - 1] == '/')
-            return h->conf_error(n, err, errlen, "admin_path: expected a path like /admin/apikeys (no trailing '/')");
-        for (size_t i = 0; i < len; i++) {
-            unsigned char ch = (unsigned char)p[i];
-            bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                      strchr("/-._~", ch);
-            if (!ok || (ch == '/' && p[i + 1] == '/'))
-                return h->conf_error(n, err, errlen, "admin_path: '%s' is not a plain path", p);
-            if (ch == '/' && p[i + 1] == '.' &&
-                (p[i + 2] == '/' || !p[i + 2] || (p[i + 2] == '.' && (p[i + 3] == '/' || !p[i + 3]))))
-                return h->conf_error(n, err, errlen, "admin_path: no '.' or '..' segments");
-        }
-    }
-derived:
-    s->prefix_len = strlen(s->prefix);
-    s->admin_len = strlen(s->admin_path);
     return 0;
 }
 
+static int check_admin_path(const gw_host *h, const gw_conf *n, const char *p, char *err, size_t errlen)
+{
+    size_t len = strlen(p);
+    if (len < 2 || p[0] != '/' || p[len - 1] == '/')
+        return h->conf_error(n, err, errlen, AK_NAME ".admin_path: expected a path like /admin/apikeys (no trailing '/')");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || strchr("/-._~", ch);
+        if (!ok || (ch == '/' && p[i + 1] == '/'))
+            return h->conf_error(n, err, errlen, AK_NAME ".admin_path: '%s' is not a plain path", p);
+        if (ch == '/' && p[i + 1] == '.' &&
+            (p[i + 2] == '/' || !p[i + 2] || (p[i + 2] == '.' && (p[i + 3] == '/' || !p[i + 3]))))
+            return h->conf_error(n, err, errlen, AK_NAME ".admin_path: no '.' or '..' segments");
+    }
+    return 0;
+}
+
+/* What the table cannot say: the strings' alphabets and lengths. */
 static int ak_config_check(const gw_host *h, const gw_conf *conf, char *err, size_t errlen)
 {
-    ak_settings s;
-    return settings_read(h, conf, &s, err, errlen);
-}
-
-/* Per route: routes[].filters.apikey: {require: bool}. */
-typedef struct {
-    bool require;
-} ak_route;
-
-static int route_read(const gw_host *h, const gw_conf *conf, ak_route *rc, char *err, size_t errlen)
-{
-    static const char *const keys[] = {"require", NULL};
-    rc->require = false;
-    if (h->conf_kind(conf) != GW_CONF_MAP)
-        return h->conf_error(conf, err, errlen, "apikey: expected a mapping like {require: true}");
-    if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
-    const gw_conf *n = h->conf_get(conf, "require");
-    if (!n) return h->conf_error(conf, err, errlen, "apikey: 'require' is the only per-route setting and is missing");
-    return h->conf_bool(n, &rc->require, err, errlen);
-}
-
-static int ak_route_check(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
-{
-    ak_route rc;
-    return route_read(h, conf, &rc, err, errlen);
-}
-
-static void *ak_route_create(const gw_host *h, void *inst, const gw_conf *conf, char *err, size_t errlen)
-{
-    ak_route tmp;
-    if (route_read(h, conf, &tmp, err, errlen) != 0) return NULL;
-    ak_route *rc = malloc(sizeof *rc);
-    if (!rc) {
-        snprintf(err, errlen, "apikey: out of memory");
-        return NULL;
-    }
-    *rc = tmp;
+    const gw_conf *n;
+    int rc;
+    const char *v;
+    if ((v = given(h, conf, "header", AK_MAX_HEADER, &n, err, errlen, &rc)) && check_header(h, n, v, err, errlen))
+        return -1;
+    if (rc || ((v = given(h, conf, "prefix", AK_MAX_PREFIX, &n, err, errlen, &rc)) &&
+               check_prefix(h, n, v, err, errlen)))
+        return -1;
+    if (rc || ((v = given(h, conf, "admin_path", AK_MAX_ADMIN_PATH, &n, err, errlen, &rc)) &&
+               check_admin_path(h, n, v, err, errlen)))
+        return -1;
     return rc;
 }
 
-static void ak_route_destroy(void *inst, void *route_conf)
+/* The instance's copy of the settings, in the fixed-size form the rest of the filter reads. */
+static void settings_copy(const ak_conf *c, ak_settings *s)
 {
-    free(route_conf);
+    memset(s, 0, sizeof *s);
+    s->require = c->require;
+    snprintf(s->header, sizeof s->header, "%s", c->header);
+    snprintf(s->prefix, sizeof s->prefix, "%s", c->prefix);
+    snprintf(s->admin_path, sizeof s->admin_path, "%s", c->admin_path);
+    s->cache_ttl_ms = c->cache_ttl_ms;
+    s->stale_ms = c->stale_ms;
+    s->prefix_len = strlen(s->prefix);
+    s->admin_len = strlen(s->admin_path);
 }
 
 /* ---------------------------------------------------------------------------------------------------
@@ -342,7 +300,7 @@ static gw_result ak_on_request(void *inst, void *route_conf, void *state, gw_req
     h->header_remove(req, GW_HDR_REQUEST, "X-Consumer-ID");
     h->header_remove(req, GW_HDR_REQUEST, "X-Consumer-Name");
 
-    const ak_route *rc = route_conf;
+    const ak_conf *rc = route_conf; /* the pipeline's or the route's merged settings */
     bool require = rc ? rc->require : in->s.require;
     gw_strv key = {0}, auth, tok;
     bool have = false, from_auth = false;
@@ -404,7 +362,7 @@ static void ak_worker_fini(void *inst, unsigned worker)
 static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
     if (!HAS(h, store_get) || !HAS(h, store_set) || !HAS(h, store_del) || !HAS(h, store_list) || !HAS(h, body) ||
-        !HAS(h, on_cleanup) || !HAS(h, resume) || !HAS(h, register_endpoint) || !HAS(h, respond_error)) {
+        !HAS(h, on_cleanup) || !HAS(h, resume) || !HAS(h, register_endpoint) || !HAS(h, respond_error) || !HAS(h, settings)) {
         snprintf(err, errlen, "apikey: the host lacks the store, body, cleanup or endpoint calls this filter needs");
         return NULL;
     }
@@ -413,10 +371,7 @@ static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
         snprintf(err, errlen, "apikey: out of memory");
         return NULL;
     }
-    if (settings_read(h, conf, &in->s, err, errlen) != 0) {
-        free(in);
-        return NULL;
-    }
+    settings_copy(h->settings(self), &in->s);
     in->h = h;
     in->self = self;
     atomic_init(&in->store_down, false);
@@ -456,8 +411,7 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .worker_init = ak_worker_init,
     .worker_fini = ak_worker_fini,
     .destroy = ak_destroy,
-    .route_check = ak_route_check,
-    .route_create = ak_route_create,
-    .route_destroy = ak_route_destroy,
     .on_request = ak_on_request,
+    .settings = ak_settings_table,
+    .settings_size = sizeof(ak_conf),
 };

@@ -29,7 +29,7 @@
 #define AK_MAX_BODY 65536    /* admin request bodies */
 #define AK_MAX_RATE_LIMIT 1000000000LL
 
-/* Settings (config_check and create read them the same way). */
+/* The instance's settings, copied from the host's struct (apikey.c, ak_conf) at create. */
 typedef struct {
     bool require;
     char header[AK_MAX_HEADER + 1];

@@ -876,33 +876,35 @@ static void test_settings_errors(void **state)
     const struct {
         const char *conf, *error;
     } cases[] = {
-        {"name: apikey\ncolour: red\n", "pipeline.yaml:2:1: unknown key 'colour'"},
+        {"name: apikey\ncolour: red\n", "pipeline.yaml:2:1: apikey.colour: unknown setting (allowed: require, header, prefix, cache_ttl, "
+         "stale_if_error, admin_path)"},
         {"name: apikey\nrequire: maybe\n", NULL},
-        {"name: apikey\nheader: [a]\n", "pipeline.yaml:2:9: header: expected a string"},
-        {"name: apikey\nheader: 'X API'\n", "pipeline.yaml:2:9: header: 'X API' is not a valid header name"},
-        {"name: apikey\nheader: ''\n", "pipeline.yaml:2:9: header: must not be empty"},
+        {"name: apikey\nheader: [a]\n", "pipeline.yaml:2:9: apikey.header: expected a string, not a list"},
+        {"name: apikey\nheader: 'X API'\n", "pipeline.yaml:2:9: apikey.header: 'X API' is not a valid header name"},
+        {"name: apikey\nheader: ''\n", "pipeline.yaml:2:9: apikey.header: must not be empty"},
         {"name: apikey\nheader: authorization\n",
-         "pipeline.yaml:2:9: header: Authorization is read for Bearer tokens already; name another header"},
+         "pipeline.yaml:2:9: apikey.header: Authorization is read for Bearer tokens already; name another header"},
         {"name: apikey\nprefix: ''\n",
-         "pipeline.yaml:2:9: prefix: must not be empty (Bearer tokens are recognised by it)"},
-        {"name: apikey\nprefix: 'a b'\n", "pipeline.yaml:2:9: prefix: only letters, digits, '_', '-' and '.' are allowed"},
-        {"name: apikey\nprefix: abcdefghijklmnopqrstuvwxyz0123456789\n", "pipeline.yaml:2:9: prefix: longer than 32 bytes"},
+         "pipeline.yaml:2:9: apikey.prefix: must not be empty (Bearer tokens are recognised by it)"},
+        {"name: apikey\nprefix: 'a b'\n", "pipeline.yaml:2:9: apikey.prefix: only letters, digits, '_', '-' and '.' are allowed"},
+        {"name: apikey\nprefix: abcdefghijklmnopqrstuvwxyz0123456789\n", "pipeline.yaml:2:9: apikey.prefix: longer than 32 bytes"},
         {"name: apikey\ncache_ttl: soon\n",
-         "pipeline.yaml:2:12: cache_ttl: expected a duration such as 250ms, 5s or 5m, got 'soon'"},
+         "pipeline.yaml:2:12: apikey.cache_ttl: expected a duration like 250ms, 10s, 2m, 1h (0..1h), got 'soon'"},
         {"name: apikey\ncache_ttl: 2h\n",
-         "pipeline.yaml:2:12: cache_ttl: at most 1h (a revoke elsewhere must take effect)"},
-        {"name: apikey\nstale_if_error: 25h\n", "pipeline.yaml:2:17: stale_if_error: at most 24h"},
+         "pipeline.yaml:2:12: apikey.cache_ttl: 2h is out of range 0..1h"},
+        {"name: apikey\nstale_if_error: 25h\n", "pipeline.yaml:2:17: apikey.stale_if_error: 25h is out of range 0..24h"},
         {"name: apikey\nstale_if_error: later\n",
-         "pipeline.yaml:2:17: stale_if_error: expected a duration such as 250ms, 5s or 5m, got 'later'"},
+         "pipeline.yaml:2:17: apikey.stale_if_error: expected a duration like 250ms, 10s, 2m, 1h (0..24h), "
+         "got 'later'"},
         {"name: apikey\nadmin_path: admin\n",
-         "pipeline.yaml:2:13: admin_path: expected a path like /admin/apikeys (no trailing '/')"},
+         "pipeline.yaml:2:13: apikey.admin_path: expected a path like /admin/apikeys (no trailing '/')"},
         {"name: apikey\nadmin_path: /admin/\n",
-         "pipeline.yaml:2:13: admin_path: expected a path like /admin/apikeys (no trailing '/')"},
+         "pipeline.yaml:2:13: apikey.admin_path: expected a path like /admin/apikeys (no trailing '/')"},
         {"name: apikey\nadmin_path: /\n",
-         "pipeline.yaml:2:13: admin_path: expected a path like /admin/apikeys (no trailing '/')"},
-        {"name: apikey\nadmin_path: /a//b\n", "pipeline.yaml:2:13: admin_path: '/a//b' is not a plain path"},
-        {"name: apikey\nadmin_path: /a/../b\n", "pipeline.yaml:2:13: admin_path: no '.' or '..' segments"},
-        {"name: apikey\nadmin_path: '/a?b'\n", "pipeline.yaml:2:13: admin_path: '/a?b' is not a plain path"},
+         "pipeline.yaml:2:13: apikey.admin_path: expected a path like /admin/apikeys (no trailing '/')"},
+        {"name: apikey\nadmin_path: /a//b\n", "pipeline.yaml:2:13: apikey.admin_path: '/a//b' is not a plain path"},
+        {"name: apikey\nadmin_path: /a/../b\n", "pipeline.yaml:2:13: apikey.admin_path: no '.' or '..' segments"},
+        {"name: apikey\nadmin_path: '/a?b'\n", "pipeline.yaml:2:13: apikey.admin_path: '/a?b' is not a plain path"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (gw_th_load(th, GW_PLUGIN_SO, cases[i].conf) != -1) fail_msg("case %zu accepted", i);
@@ -917,9 +919,11 @@ static void test_settings_errors(void **state)
     assert_int_equal(gw_th_route(th, "a", "/a", "apikey: {require: sometimes}\n"), -1);
     assert_int_equal(strncmp(gw_th_error(th), "routes.yaml:", 12), 0);
     assert_int_equal(gw_th_route(th, "b", "/b", "apikey: {required: true}\n"), -1);
-    assert_non_null(strstr(gw_th_error(th), "unknown key 'required'"));
+    assert_non_null(strstr(gw_th_error(th), "apikey.required: unknown setting (per-route settings: require)"));
     assert_int_equal(gw_th_route(th, "c", "/c", "apikey: true\n"), -1);
-    assert_non_null(strstr(gw_th_error(th), "apikey: expected a mapping like {require: true}"));
+    assert_non_null(strstr(gw_th_error(th), "apikey: settings must be a mapping"));
+    assert_int_equal(gw_th_route(th, "d", "/d", "apikey: {header: X-Other}\n"), -1);
+    assert_non_null(strstr(gw_th_error(th), "apikey.header: not a per-route setting (per-route settings: require)"));
 }
 
 int main(void)
