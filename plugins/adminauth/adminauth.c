@@ -45,8 +45,6 @@ _Static_assert(AA_DIGEST_LEN == AA_USER_MD_LEN, "the throttle keys on the userna
 #define AA_DEFAULT_USERNAME "admin"
 #define AA_DEFAULT_REALM "API Gateway Admin"
 #define AA_DEFAULT_PATH "/admin"
-#define AA_DEFAULT_MAX_FAILURES 5
-#define AA_DEFAULT_BLOCK_MS 60000u
 
 #define AA_MAX_USERNAME 256
 #define AA_MAX_PASSWORD 1024
@@ -108,6 +106,30 @@ typedef struct {
     gw_metric *failures_total, *throttled_total;
     aa_throttle *throttle; /* NULL when max_failures is 0 */
 } aa_inst;
+
+/* The table the host checks and fills (host->settings); aa_settings is what create compiles from it. */
+typedef struct {
+    const char *username, *password, *realm, *path;
+    int64_t max_failures;
+    uint64_t block_ms;
+} aa_conf;
+
+#define AA_SET(key, type, field, def, lo, hi, flags, help)                                                  \
+    {key, type, offsetof(aa_conf, field), def, lo, hi, NULL, flags, help}
+static const gw_setting aa_settings_table[] = {
+    AA_SET("username", GW_SET_STRING, username, AA_DEFAULT_USERNAME, 0, 0, 0,
+           "The one admin username (no ':' or control characters)"),
+    AA_SET("password", GW_SET_STRING, password, NULL, 0, 0, GW_SET_SECRET,
+           "The admin password; required while the filter is enabled (the gateway refuses to start without)"),
+    AA_SET("realm", GW_SET_STRING, realm, AA_DEFAULT_REALM, 0, 0, 0, "The realm of the WWW-Authenticate challenge"),
+    AA_SET("path", GW_SET_STRING, path, AA_DEFAULT_PATH, 0, 0, 0,
+           "The protected path prefix (matched at a '/' boundary); / protects everything"),
+    AA_SET("max_failures", GW_SET_INT, max_failures, "5", 0, AA_MAX_FAILURES_LIMIT, 0,
+           "Wrong credentials per client address and username, less than `block` apart, before 429; 0 = off"),
+    AA_SET("block", GW_SET_DURATION, block_ms, "60s", 1, AA_MAX_BLOCK_MS, 0,
+           "How long failures are remembered, and how long a blocked pair stays blocked"),
+    {.name = NULL},
+};
 
 /* --- small helpers --------------------------------------------------------------------------------- */
 
@@ -184,24 +206,11 @@ static void settings_clear(aa_settings *s)
     OPENSSL_cleanse(s, sizeof *s);
 }
 
-/* A string setting: *out = its text, or NULL when absent (no key, `key:`, ~, null). */
-static int read_string(const gw_host *h, const gw_conf *conf, const char *key, const gw_conf **node,
-                       const char **out, char *err, size_t errlen)
+/* A string the table has type-checked: its node and text, or NULL when absent. */
+static const char *given(const gw_host *h, const gw_conf *conf, const char *key, const gw_conf **node)
 {
-    const gw_conf *n = h->conf_get(conf, key);
-    *node = n;
-    *out = NULL;
-    if (!n) return 0;
-    if (h->conf_kind(n) != GW_CONF_SCALAR)
-        return h->conf_error(n, err, errlen, AA_NAME ": %s: expected a string", key);
-    *out = h->conf_str(n);
-    return 0;
-}
-
-static const char *scalar_text(const gw_host *h, const gw_conf *n)
-{
-    const char *s = h->conf_kind(n) == GW_CONF_SCALAR ? h->conf_str(n) : NULL;
-    return s ? s : "(not a scalar)";
+    *node = h->conf_get(conf, key);
+    return *node ? h->conf_str(*node) : NULL;
 }
 
 /* A plain absolute path: '/' then segments of visible characters other than '?', '#', '%' and '\',
@@ -243,87 +252,60 @@ static char *make_challenge(const char *realm)
     return v;
 }
 
-/* Reads and checks the settings; with `s` non-NULL also compiles them into it. */
-static int settings_read(const gw_host *h, const gw_conf *conf, aa_settings *s, char *err, size_t errlen)
+/* What the table cannot say: the strings' alphabets and lengths, and the password being there. */
+static int aa_config_check(const gw_host *h, const gw_conf *conf, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"username",     "password", "realm", "path",
-                                       "max_failures", "block",    NULL};
-    if (h->conf_only(conf, keys, err, errlen) != 0) return -1;
-
     const gw_conf *n;
-    const char *user, *pass, *realm, *path;
-
-    if (read_string(h, conf, "username", &n, &user, err, errlen) != 0) return -1;
-    if (!user)
-        user = AA_DEFAULT_USERNAME;
-    else if (!*user)
-        return h->conf_error(n, err, errlen, AA_NAME ": username: must not be empty");
-    else if (strlen(user) > AA_MAX_USERNAME)
-        return h->conf_error(n, err, errlen, AA_NAME ": username: longer than %d bytes", AA_MAX_USERNAME);
-    else if (strchr(user, ':') || has_ctl(user))
+    const char *user = given(h, conf, "username", &n);
+    if (user && !*user) return h->conf_error(n, err, errlen, AA_NAME ".username: must not be empty");
+    if (user && strlen(user) > AA_MAX_USERNAME)
+        return h->conf_error(n, err, errlen, AA_NAME ".username: longer than %d bytes", AA_MAX_USERNAME);
+    if (user && (strchr(user, ':') || has_ctl(user)))
         return h->conf_error(n, err, errlen,
-                             AA_NAME
-                             ": username: must not contain ':' or control characters (Basic authentication)");
-
+                             AA_NAME ".username: must not contain ':' or control characters (Basic authentication)");
     /* The password's value never appears in a message. */
-    if (read_string(h, conf, "password", &n, &pass, err, errlen) != 0) return -1;
+    const char *pass = given(h, conf, "password", &n);
     if (!pass || !*pass)
         return h->conf_error(n ? n : conf, err, errlen,
                              AA_NAME ": password is required when admin authentication is enabled "
                                      "(set ADMIN_PASSWORD)");
     if (strlen(pass) > AA_MAX_PASSWORD)
-        return h->conf_error(n, err, errlen, AA_NAME ": password: longer than %d bytes", AA_MAX_PASSWORD);
-    if (has_ctl(pass))
-        return h->conf_error(n, err, errlen, AA_NAME ": password: must not contain control characters");
-
-    if (read_string(h, conf, "realm", &n, &realm, err, errlen) != 0) return -1;
-    if (!realm)
-        realm = AA_DEFAULT_REALM;
-    else if (!*realm || strlen(realm) > AA_MAX_REALM || has_ctl(realm))
+        return h->conf_error(n, err, errlen, AA_NAME ".password: longer than %d bytes", AA_MAX_PASSWORD);
+    if (has_ctl(pass)) return h->conf_error(n, err, errlen, AA_NAME ".password: must not contain control characters");
+    const char *realm = given(h, conf, "realm", &n);
+    if (realm && (!*realm || strlen(realm) > AA_MAX_REALM || has_ctl(realm)))
         return h->conf_error(n, err, errlen,
-                             AA_NAME ": realm: expected 1..%d characters without control characters",
-                             AA_MAX_REALM);
-
-    if (read_string(h, conf, "path", &n, &path, err, errlen) != 0) return -1;
-    if (!path)
-        path = AA_DEFAULT_PATH;
-    else if (strlen(path) > AA_MAX_PATH || !path_ok(path))
+                             AA_NAME ".realm: expected 1..%d characters without control characters", AA_MAX_REALM);
+    const char *path = given(h, conf, "path", &n);
+    if (path && (strlen(path) > AA_MAX_PATH || !path_ok(path)))
         return h->conf_error(n, err, errlen,
-                             AA_NAME ": path: expected an absolute path such as /admin (no query, '%%', "
+                             AA_NAME ".path: expected an absolute path such as /admin (no query, '%%', "
                                      "empty or dot segments), got '%s'",
                              path);
+    return 0;
+}
 
-    int64_t max_failures = AA_DEFAULT_MAX_FAILURES;
-    if ((n = h->conf_get(conf, "max_failures")) &&
-        h->conf_int(n, 0, AA_MAX_FAILURES_LIMIT, &max_failures, NULL, 0) != 0)
-        return h->conf_error(n, err, errlen, AA_NAME ": max_failures: expected an integer 0..%d, got '%s'",
-                             AA_MAX_FAILURES_LIMIT, scalar_text(h, n));
-
-    uint64_t block_ms = AA_DEFAULT_BLOCK_MS;
-    if ((n = h->conf_get(conf, "block")) &&
-        (h->conf_duration_ms(n, &block_ms, NULL, 0) != 0 || block_ms == 0 || block_ms > AA_MAX_BLOCK_MS))
-        return h->conf_error(n, err, errlen,
-                             AA_NAME ": block: expected a duration 1ms..24h (e.g. 60s), got '%s'",
-                             scalar_text(h, n));
-
-    if (!s) return 0;
+/* Compiles the host's struct into the instance's form: digests, the challenge, the bare prefix. */
+static int settings_compile(const aa_conf *c, aa_settings *s, char *err, size_t errlen)
+{
     memset(s, 0, sizeof *s);
-    s->max_failures = (uint32_t)max_failures;
-    s->block_ms = block_ms;
-    size_t plen = strlen(path);
-    while (plen > 0 && path[plen - 1] == '/') /* "/admin/" = "/admin"; "/" = everything */
+    s->max_failures = (uint32_t)c->max_failures;
+    s->block_ms = c->block_ms;
+    size_t plen = strlen(c->path);
+    while (plen > 0 && c->path[plen - 1] == '/') /* "/admin/" = "/admin"; "/" = everything */
         plen--;
     s->path = malloc(plen + 1);
-    s->challenge = make_challenge(realm);
+    s->challenge = make_challenge(c->realm);
     if (!s->path || !s->challenge) {
         settings_clear(s);
         snprintf(err, errlen, AA_NAME ": out of memory");
         return -1;
     }
-    memcpy(s->path, path, plen);
+    memcpy(s->path, c->path, plen);
     s->path[plen] = '\0';
     s->path_len = plen;
-    if (!sha256(user, strlen(user), s->user_md) || !sha256(pass, strlen(pass), s->pass_md)) {
+    if (!sha256(c->username, strlen(c->username), s->user_md) ||
+        !sha256(c->password, strlen(c->password), s->pass_md)) {
         settings_clear(s);
         snprintf(err, errlen, AA_NAME ": SHA-256 is not available");
         return -1;
@@ -384,11 +366,6 @@ static int check_credentials(const aa_inst *in, gw_req *req, unsigned char user_
 
 /* --- lifecycle ------------------------------------------------------------------------------------- */
 
-static int aa_config_check(const gw_host *host, const gw_conf *conf, char *err, size_t errlen)
-{
-    return settings_read(host, conf, NULL, err, errlen);
-}
-
 static void aa_destroy(void *inst)
 {
     aa_inst *in = inst;
@@ -400,7 +377,8 @@ static void aa_destroy(void *inst)
 static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
     if (!host->log || !host->path || !host->method || !host->client_ip || !host->header_get ||
-        !host->header_set || !host->respond_error || !host->now_ms) {
+        !host->header_set || !host->respond_error || !host->now_ms || host->struct_size <= offsetof(gw_host, settings) ||
+        !host->settings) {
         snprintf(err, errlen, AA_NAME ": the host lacks a member this filter needs");
         return NULL;
     }
@@ -411,7 +389,7 @@ static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf
     }
     in->host = host;
     in->self = self;
-    if (settings_read(host, conf, &in->s, err, errlen) != 0) {
+    if (settings_compile(host->settings(self), &in->s, err, errlen) != 0) {
         free(in);
         return NULL;
     }
@@ -523,6 +501,8 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .description = "HTTP Basic authentication for the admin endpoints, with per-client throttling",
     .config_check = aa_config_check,
     .create = aa_create,
+    .settings = aa_settings_table,
+    .settings_size = sizeof(aa_conf),
     .destroy = aa_destroy,
     .on_request = aa_on_request,
 };

@@ -477,44 +477,45 @@ static void test_config_errors(void **state)
     expect_error(th, "name: adminauth\npassword: ''\n", want);
 
     expect_error(th, "name: adminauth\npassword: [s3cret]\n",
-                 "pipeline.yaml:2:11: adminauth: password: expected a string");
+                 "pipeline.yaml:2:11: adminauth.password: expected a string, not a list");
     expect_error(th, "name: adminauth\npassword: s3cret\npasword: x\n",
-                 "pipeline.yaml:3:1: unknown key 'pasword'");
+                 "pipeline.yaml:3:1: adminauth.pasword: unknown setting (allowed: username, password, realm, path, "
+                 "max_failures, block)");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: {a: b}\n",
-                 "pipeline.yaml:3:11: adminauth: username: expected a string");
+                 "pipeline.yaml:3:11: adminauth.username: expected a string, not a mapping");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: ''\n",
-                 "pipeline.yaml:3:11: adminauth: username: must not be empty");
+                 "pipeline.yaml:3:11: adminauth.username: must not be empty");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: 'a:b'\n",
-                 "pipeline.yaml:3:11: adminauth: username: must not contain ':' or control characters "
+                 "pipeline.yaml:3:11: adminauth.username: must not contain ':' or control characters "
                  "(Basic authentication)");
     expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: many\n",
-                 "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got 'many'");
+                 "pipeline.yaml:3:15: adminauth.max_failures: expected an integer (0..1000000), got 'many'");
     expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: -1\n",
-                 "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got '-1'");
-    expect_error(
-        th, "name: adminauth\npassword: s3cret\nmax_failures: [5]\n",
-        "pipeline.yaml:3:15: adminauth: max_failures: expected an integer 0..1000000, got '(not a scalar)'");
+                 "pipeline.yaml:3:15: adminauth.max_failures: -1 is out of range 0..1000000");
+    expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: [5]\n",
+                 "pipeline.yaml:3:15: adminauth.max_failures: expected a single value, not a list");
     expect_error(th, "name: adminauth\npassword: s3cret\nblock: soon\n",
-                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got 'soon'");
+                 "pipeline.yaml:3:8: adminauth.block: expected a duration like 250ms, 10s, 2m, 1h (1ms..24h), "
+                 "got 'soon'");
     expect_error(th, "name: adminauth\npassword: s3cret\nblock: 0\n",
-                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got '0'");
+                 "pipeline.yaml:3:8: adminauth.block: 0 is out of range 1ms..24h");
     expect_error(th, "name: adminauth\npassword: s3cret\nblock: 25h\n",
-                 "pipeline.yaml:3:8: adminauth: block: expected a duration 1ms..24h (e.g. 60s), got '25h'");
+                 "pipeline.yaml:3:8: adminauth.block: 25h is out of range 1ms..24h");
     expect_error(
         th, "name: adminauth\npassword: s3cret\npath: admin\n",
-        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "pipeline.yaml:3:7: adminauth.path: expected an absolute path such as /admin (no query, '%', "
         "empty or dot segments), got 'admin'");
     expect_error(
         th, "name: adminauth\npassword: s3cret\npath: /a/../admin\n",
-        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "pipeline.yaml:3:7: adminauth.path: expected an absolute path such as /admin (no query, '%', "
         "empty or dot segments), got '/a/../admin'");
     expect_error(
         th, "name: adminauth\npassword: s3cret\npath: '/admin?x'\n",
-        "pipeline.yaml:3:7: adminauth: path: expected an absolute path such as /admin (no query, '%', "
+        "pipeline.yaml:3:7: adminauth.path: expected an absolute path such as /admin (no query, '%', "
         "empty or dot segments), got '/admin?x'");
     expect_error(
         th, "name: adminauth\npassword: s3cret\nrealm: ''\n",
-        "pipeline.yaml:3:8: adminauth: realm: expected 1..256 characters without control characters");
+        "pipeline.yaml:3:8: adminauth.realm: expected 1..256 characters without control characters");
     assert_null(gw_th_instance(th, "adminauth"));
 
     /* the smallest valid entry */
