@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit docs clean
 
 all: build
 
@@ -37,6 +37,11 @@ test: build build-asan build-fuzz
 
 fuzz: build-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzzers.sh $(BUILD_FUZZ)
+
+# docs/filters.md from the built filters' settings tables (a test checks it is up to date)
+docs: build
+	python3 scripts/gen-filter-docs.py $(BUILD)/gateway $(BUILD)/plugins > docs/filters.md.tmp
+	mv docs/filters.md.tmp docs/filters.md
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -25,10 +25,15 @@ static size_t phases_of(const gw_filter_desc *d, const char **out)
     return n;
 }
 
-/* The default as a reader would write it; what an absent default means otherwise. */
-static const char *default_text(const gw_setting *s)
+/* The default as YAML would write it (lists as [a, b]); what an absent default means otherwise. */
+static const char *default_text(const gw_setting *s, char *buf, size_t cap)
 {
+    bool list = s->type == GW_SET_STRINGS || s->type == GW_SET_CIDRS || s->type == GW_SET_PREFIXES;
     if (s->flags & GW_SET_SECRET) return s->def ? "(secret, set)" : "(none)";
+    if (s->def && list) {
+        snprintf(buf, cap, "[%s]", s->def);
+        return buf;
+    }
     if (s->def) return s->def;
     switch (s->type) {
     case GW_SET_INT:
@@ -68,10 +73,10 @@ static void print_text(const gw_module *m, const char *file)
     }
     printf("settings:\n");
     for (const gw_setting *s = d->settings; s->name; s++) {
-        char allowed[512], flags[64];
+        char allowed[512], flags[64], def[512];
         gw_settings_allowed_text(s, allowed, sizeof allowed);
         flags_text(s, flags, sizeof flags);
-        printf("  %s: %s, default %s", s->name, gw_settings_type_name(s->type), default_text(s));
+        printf("  %s: %s, default %s", s->name, gw_settings_type_name(s->type), default_text(s, def, sizeof def));
         if (allowed[0]) printf(", %s %s", s->type == GW_SET_ENUM ? "one of" : "range", allowed);
         if (flags[0]) printf(",%s", flags);
         printf("\n      %s\n", s->help ? s->help : "");
@@ -81,11 +86,11 @@ static void print_text(const gw_module *m, const char *file)
 static cJSON *setting_json(const gw_setting *s)
 {
     cJSON *o = cJSON_CreateObject();
-    char allowed[512];
+    char allowed[512], def[512];
     gw_settings_allowed_text(s, allowed, sizeof allowed);
     cJSON_AddStringToObject(o, "name", s->name);
     cJSON_AddStringToObject(o, "type", gw_settings_type_name(s->type));
-    cJSON_AddStringToObject(o, "default", default_text(s));
+    cJSON_AddStringToObject(o, "default", default_text(s, def, sizeof def));
     if (s->type == GW_SET_ENUM) {
         cJSON *a = cJSON_AddArrayToObject(o, "allowed");
         for (size_t i = 0; s->names && s->names[i]; i++)
