@@ -101,6 +101,15 @@ class DescribeFilterTest(unittest.TestCase):
             for s in described(name)["settings"]:
                 self.assertIn("| `%s` | %s | `%s` |" % (s["name"], s["type"], s["default"]), doc, name)
 
+    def test_sdk_readme_shows_the_built_example(self):
+        """The README's settings-table filter is the one built and tested (tests/unit/sdk/size_limit_test.c)."""
+        with open(os.path.join(g.SOURCE_DIR, "sdk", "examples", "size_limit", "size_limit.c"), encoding="utf-8") as f:
+            src = f.read()
+        with open(os.path.join(g.SOURCE_DIR, "sdk", "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        self.assertLess(src.count("\n"), 50)
+        self.assertIn("```c\n" + src + "```", readme)
+
 
 class ShippedConfigTest(g.GatewayTestCase):
     def edited(self, after, insert):
