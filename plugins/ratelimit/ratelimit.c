@@ -12,8 +12,9 @@
  *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
  *
  * Identity: "key:<consumer.id>" when an earlier filter (apikey) identified the consumer, with the key's own
- * consumer.rate_limit as its rate; otherwise "ip:<canonical client address>". A route with its own rpm or
- * burst has buckets of its own (the route name is part of the store key, length-prefixed).
+ * consumer.rate_limit as its rate; otherwise "ip:<canonical client address>". A route whose rpm or burst
+ * (its settings merged over the pipeline's by the host) differs from the pipeline's has buckets of its own
+ * (the route name is part of the store key, length-prefixed).
  *
  * The decision is host->store_take (embedded: exact across workers; Redis: one script on the server's clock,
  * exact across gateways). A guard timer of store_timeout bounds the wait; a store error or timeout decides
