@@ -99,79 +99,33 @@ static void chain_free(blk *b)
 static size_t slot_size(int type)
 {
     switch (type) {
-    case GW_SET_INT: return sizeof(int64_t);
-    case GW_SET_NUMBER: return sizeof(double);
-    case GW_SET_BOOL: return sizeof(bool);
+    case GW_SET_INT:
+        return sizeof(int64_t);
+    case GW_SET_NUMBER:
+        return sizeof(double);
+    case GW_SET_BOOL:
+        return sizeof(bool);
     case GW_SET_DURATION:
-    case GW_SET_SIZE: return sizeof(uint64_t);
-    case GW_SET_ENUM: return sizeof(int);
-    case GW_SET_STRING: return sizeof(const char *);
+    case GW_SET_SIZE:
+        return sizeof(uint64_t);
+    case GW_SET_ENUM:
+        return sizeof(int);
+    case GW_SET_STRING:
+        return sizeof(const char *);
     case GW_SET_STRINGS:
     case GW_SET_CIDRS:
-    case GW_SET_PREFIXES: return sizeof(gw_list);
-    case GW_SET_RAW: return sizeof(const gw_conf *);
-    default: return 0;
+    case GW_SET_PREFIXES:
+        return sizeof(gw_list);
+    case GW_SET_RAW:
+        return sizeof(const gw_conf *);
+    default:
+        return 0;
     }
 }
 
 static bool is_list(int type)
 {
     return type == GW_SET_STRINGS || type == GW_SET_CIDRS || type == GW_SET_PREFIXES;
-}
-
-const char *gw_settings_type_name(int type)
-{
-    static const char *const names[] = {"end",  "integer", "number", "boolean",     "duration", "size", "enum",
-                                        "string", "string list", "CIDR list", "path prefix list", "raw"};
-    return type >= 0 && type <= GW_SET_RAW ? names[type] : "?";
-}
-
-/* "250ms", "10s", "2m", "1h": the largest unit that divides exactly. */
-static void fmt_ms(double v, char *out, size_t cap)
-{
-    uint64_t ms = (uint64_t)v;
-    if (ms && ms % 3600000 == 0) snprintf(out, cap, "%lluh", (unsigned long long)(ms / 3600000));
-    else if (ms && ms % 60000 == 0) snprintf(out, cap, "%llum", (unsigned long long)(ms / 60000));
-    else if (ms && ms % 1000 == 0) snprintf(out, cap, "%llus", (unsigned long long)(ms / 1000));
-    else if (ms) snprintf(out, cap, "%llums", (unsigned long long)ms);
-    else snprintf(out, cap, "0");
-}
-
-static void fmt_bytes(double v, char *out, size_t cap)
-{
-    uint64_t b = (uint64_t)v;
-    if (b && b % (1u << 30) == 0) snprintf(out, cap, "%llug", (unsigned long long)(b >> 30));
-    else if (b && b % (1u << 20) == 0) snprintf(out, cap, "%llum", (unsigned long long)(b >> 20));
-    else if (b && b % 1024 == 0) snprintf(out, cap, "%lluk", (unsigned long long)(b >> 10));
-    else snprintf(out, cap, "%llu", (unsigned long long)b);
-}
-
-static void fmt_num(const gw_setting *s, double v, char *out, size_t cap)
-{
-    if (s->type == GW_SET_DURATION) fmt_ms(v, out, cap);
-    else if (s->type == GW_SET_SIZE) fmt_bytes(v, out, cap);
-    else snprintf(out, cap, "%.15g", v);
-}
-
-void gw_settings_allowed_text(const gw_setting *s, char *out, size_t cap)
-{
-    if (!cap) return;
-    out[0] = '\0';
-    if (s->type == GW_SET_ENUM) {
-        size_t o = 0;
-        for (size_t i = 0; s->names && s->names[i] && o < cap; i++)
-            o += (size_t)snprintf(out + o, cap - o, "%s%s", i ? ", " : "", s->names[i]);
-        return;
-    }
-    if (!(s->min < s->max)) return;
-    char a[48], b[48];
-    if (is_list(s->type)) {
-        snprintf(out, cap, "%.0f..%.0f items", s->min, s->max);
-        return;
-    }
-    fmt_num(s, s->min, a, sizeof a);
-    fmt_num(s, s->max, b, sizeof b);
-    snprintf(out, cap, "%s..%s", a, b);
 }
 
 static int range_check(const pctx *c, double v, const char *text)
@@ -188,8 +142,10 @@ static const char *range_hint(const gw_setting *s, char *buf, size_t cap)
 {
     char allowed[128];
     gw_settings_allowed_text(s, allowed, sizeof allowed);
-    if (allowed[0]) snprintf(buf, cap, " (%s)", allowed);
-    else buf[0] = '\0';
+    if (allowed[0])
+        snprintf(buf, cap, " (%s)", allowed);
+    else
+        buf[0] = '\0';
     return buf;
 }
 
@@ -218,8 +174,8 @@ static int parse_number(const pctx *c, const char *v, slot_val *out)
         x = (double)out->u;
     } else {
         if (!gw_parse_size(v, &out->u))
-            return fail(c, "expected a size like 512, 64k, 10m, 1g%s, got '%s'", range_hint(s, hint, sizeof hint),
-                        v);
+            return fail(c, "expected a size like 512, 64k, 10m, 1g%s, got '%s'",
+                        range_hint(s, hint, sizeof hint), v);
         x = (double)out->u;
     }
     return range_check(c, x, v);
@@ -243,17 +199,23 @@ static int parse_scalar(const pctx *c, const char *v, slot_val *out)
     case GW_SET_INT:
     case GW_SET_NUMBER:
     case GW_SET_DURATION:
-    case GW_SET_SIZE: return parse_number(c, v, out);
-    case GW_SET_ENUM: return parse_enum(c, v, out);
+    case GW_SET_SIZE:
+        return parse_number(c, v, out);
+    case GW_SET_ENUM:
+        return parse_enum(c, v, out);
     case GW_SET_BOOL:
-        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) out->b = true;
-        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) out->b = false;
-        else return fail(c, "expected true or false, got '%s'", v);
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+            out->b = true;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+            out->b = false;
+        else
+            return fail(c, "expected true or false, got '%s'", v);
         return 0;
     case GW_SET_STRING:
         if (!(out->s = own_str(c->owner, v, strlen(v)))) return fail(c, "out of memory");
         return 0;
-    default: return fail(c, "not a scalar setting");
+    default:
+        return fail(c, "not a scalar setting");
     }
 }
 
@@ -267,9 +229,12 @@ static int parse_cidr(const pctx *c, const char *v, gw_cidr *out)
     memcpy(addr, v, alen);
     addr[alen] = '\0';
     unsigned max;
-    if (inet_pton(AF_INET, addr, out->addr) == 1) out->family = 4, max = 32;
-    else if (inet_pton(AF_INET6, addr, out->addr) == 1) out->family = 6, max = 128;
-    else goto bad;
+    if (inet_pton(AF_INET, addr, out->addr) == 1)
+        out->family = 4, max = 32;
+    else if (inet_pton(AF_INET6, addr, out->addr) == 1)
+        out->family = 6, max = 128;
+    else
+        goto bad;
     unsigned bits = max;
     if (slash) {
         const char *p = slash + 1;
@@ -303,7 +268,8 @@ static int parse_prefix(const pctx *c, const char *v, const char **out)
 }
 
 /* One list from n item texts; `ats` their positions (NULL for a default). */
-static int parse_items(pctx *c, const char *const *texts, const gw_yaml_node *const *ats, size_t n, gw_list *out)
+static int parse_items(pctx *c, const char *const *texts, const gw_yaml_node *const *ats, size_t n,
+                       gw_list *out)
 {
     const gw_setting *s = c->s;
     size_t esz = s->type == GW_SET_CIDRS ? sizeof(gw_cidr) : sizeof(const char *);
@@ -313,9 +279,14 @@ static int parse_items(pctx *c, const char *const *texts, const gw_yaml_node *co
     for (size_t i = 0; i < n; i++) {
         if (ats) c->at = ats[i];
         int rc;
-        if (s->type == GW_SET_CIDRS) rc = parse_cidr(c, texts[i], (gw_cidr *)arr + i);
-        else if (s->type == GW_SET_PREFIXES) rc = parse_prefix(c, texts[i], (const char **)arr + i);
-        else rc = (((const char **)arr)[i] = own_str(c->owner, texts[i], strlen(texts[i]))) ? 0 : fail(c, "out of memory");
+        if (s->type == GW_SET_CIDRS)
+            rc = parse_cidr(c, texts[i], (gw_cidr *)arr + i);
+        else if (s->type == GW_SET_PREFIXES)
+            rc = parse_prefix(c, texts[i], (const char **)arr + i);
+        else
+            rc = (((const char **)arr)[i] = own_str(c->owner, texts[i], strlen(texts[i])))
+                     ? 0
+                     : fail(c, "out of memory");
         if (rc != 0) return -1;
     }
     c->at = list_at;
@@ -425,7 +396,8 @@ static int check_keys(pctx *c, const gw_setting *t, const gw_yaml_node *conf, bo
         c->at = conf->keys[i];
         if (!s) {
             key_names(t, route, names, sizeof names);
-            return fail(c, "unknown setting (%s: %s)", route ? "per-route settings" : "allowed", names[0] ? names : "none");
+            return fail(c, "unknown setting (%s: %s)", route ? "per-route settings" : "allowed",
+                        names[0] ? names : "none");
         }
         if (route && !(s->flags & GW_SET_ROUTE)) {
             key_names(t, true, names, sizeof names);
@@ -435,13 +407,13 @@ static int check_keys(pctx *c, const gw_setting *t, const gw_yaml_node *conf, bo
     return 0;
 }
 
-int gw_settings_check(const char *filter, const gw_setting *t, const gw_yaml_node *conf, bool route, char *err,
-                      size_t errlen)
+int gw_settings_check(const char *filter, const gw_setting *t, const gw_yaml_node *conf, bool route,
+                      char *err, size_t errlen)
 {
     pctx c = {.filter = filter, .err = err, .errlen = errlen};
     if (conf && conf->kind != GW_YAML_MAP) {
-        snprintf(err, errlen, "%s:%d:%d: %s: settings must be a mapping of keys to values", conf->file ? conf->file : "?",
-                 conf->line, conf->col, filter);
+        snprintf(err, errlen, "%s:%d:%d: %s: settings must be a mapping of keys to values",
+                 conf->file ? conf->file : "?", conf->line, conf->col, filter);
         return -1;
     }
     if (conf && check_keys(&c, t, conf, route) != 0) return -1;
@@ -526,18 +498,27 @@ static int table_entry_check(pctx *c, const gw_setting *s, const gw_setting *t, 
     c->at = NULL;
     const char *p = s->name;
     if (!*p || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-.") != strlen(p))
-        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': the name is not [a-z0-9_.-]+", c->filter,
-                        p), -1;
-    if (host_key(p)) return snprintf(c->err, c->errlen, "filter '%s': setting '%s': the name is the host's", c->filter, p), -1;
-    if (find(t, p) != s) return snprintf(c->err, c->errlen, "filter '%s': setting '%s' is listed twice", c->filter, p), -1;
+        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': the name is not [a-z0-9_.-]+",
+                        c->filter, p),
+               -1;
+    if (host_key(p))
+        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': the name is the host's", c->filter, p),
+               -1;
+    if (find(t, p) != s)
+        return snprintf(c->err, c->errlen, "filter '%s': setting '%s' is listed twice", c->filter, p), -1;
     size_t ss = slot_size(s->type);
     if (s->type <= GW_SET_END || !ss)
-        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': unknown type %d", c->filter, p, s->type), -1;
+        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': unknown type %d", c->filter, p,
+                        s->type),
+               -1;
     if (s->offset > size || size - s->offset < ss)
-        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': offset %zu is outside settings_size %zu",
-                        c->filter, p, s->offset, size), -1;
+        return snprintf(c->err, c->errlen,
+                        "filter '%s': setting '%s': offset %zu is outside settings_size %zu", c->filter, p,
+                        s->offset, size),
+               -1;
     if (s->type == GW_SET_ENUM && (!s->names || !s->names[0]))
-        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': an enum needs names", c->filter, p), -1;
+        return snprintf(c->err, c->errlen, "filter '%s': setting '%s': an enum needs names", c->filter, p),
+               -1;
     return 0;
 }
 
@@ -545,7 +526,8 @@ int gw_settings_table_check(const char *filter, const gw_setting *t, size_t size
 {
     if (!t) return 0;
     if (size == 0 || size > MAX_STRUCT) {
-        snprintf(err, errlen, "filter '%s': settings_size %zu is not valid for a settings table", filter, size);
+        snprintf(err, errlen, "filter '%s': settings_size %zu is not valid for a settings table", filter,
+                 size);
         return -1;
     }
     pctx c = {.filter = filter, .err = err, .errlen = errlen};

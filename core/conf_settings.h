@@ -18,8 +18,8 @@ int gw_settings_table_check(const char *filter, const gw_setting *t, size_t size
 /* Checks a pipeline entry (route false: the host's own keys name/enabled/file are allowed) or a
  * routes[].filters.<name> mapping (route true: only GW_SET_ROUTE keys). Errors read
  * "file:line:col: <filter>.<key>: message". NULL conf = no settings given. */
-int gw_settings_check(const char *filter, const gw_setting *t, const gw_yaml_node *conf, bool route, char *err,
-                      size_t errlen);
+int gw_settings_check(const char *filter, const gw_setting *t, const gw_yaml_node *conf, bool route,
+                      char *err, size_t errlen);
 
 /* A new zeroed struct of `size` bytes: defaults, then the entry's values, then (when given) the route's
  * values over them. The entry (and route) must have passed gw_settings_check. NULL + err on failure. */
@@ -30,7 +30,7 @@ void gw_settings_free(void *settings); /* the struct and everything allocated fo
 /* Whether any setting of the table has GW_SET_ROUTE. */
 bool gw_settings_has_route(const gw_setting *t);
 
-/* For --describe-filter and the docs: the type's name ("integer", "duration", ...) and the allowed range
+/* conf_settings_text.c, for messages, --describe-filter and the docs: the type's name ("integer", "duration", ...) and the allowed range
  * or names as text ("1..1000", "1ms..60s", "legacy, ietf"); empty when unrestricted. */
 const char *gw_settings_type_name(int type);
 void gw_settings_allowed_text(const gw_setting *s, char *out, size_t cap);

@@ -15,9 +15,12 @@ static const char *const phase_names[] = {"request", "upstream_request", "upstre
 
 static size_t phases_of(const gw_filter_desc *d, const char **out)
 {
-    const void *fns[] = {(const void *)d->on_request,     (const void *)d->on_upstream_request,
-                         (const void *)d->on_upstream_response, (const void *)d->on_response,
-                         (const void *)d->on_log,          (const void *)d->on_request_body,
+    const void *fns[] = {(const void *)d->on_request,
+                         (const void *)d->on_upstream_request,
+                         (const void *)d->on_upstream_response,
+                         (const void *)d->on_response,
+                         (const void *)d->on_log,
+                         (const void *)d->on_request_body,
                          (const void *)d->on_response_body};
     size_t n = 0;
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++)
@@ -39,13 +42,18 @@ static const char *default_text(const gw_setting *s, char *buf, size_t cap)
     case GW_SET_INT:
     case GW_SET_NUMBER:
     case GW_SET_DURATION:
-    case GW_SET_SIZE: return "0";
-    case GW_SET_BOOL: return "false";
-    case GW_SET_ENUM: return s->names && s->names[0] ? s->names[0] : "";
+    case GW_SET_SIZE:
+        return "0";
+    case GW_SET_BOOL:
+        return "false";
+    case GW_SET_ENUM:
+        return s->names && s->names[0] ? s->names[0] : "";
     case GW_SET_STRINGS:
     case GW_SET_CIDRS:
-    case GW_SET_PREFIXES: return "[]";
-    default: return "(none)";
+    case GW_SET_PREFIXES:
+        return "[]";
+    default:
+        return "(none)";
     }
 }
 
@@ -76,7 +84,8 @@ static void print_text(const gw_module *m, const char *file)
         char allowed[512], flags[64], def[512];
         gw_settings_allowed_text(s, allowed, sizeof allowed);
         flags_text(s, flags, sizeof flags);
-        printf("  %s: %s, default %s", s->name, gw_settings_type_name(s->type), default_text(s, def, sizeof def));
+        printf("  %s: %s, default %s", s->name, gw_settings_type_name(s->type),
+               default_text(s, def, sizeof def));
         if (allowed[0]) printf(", %s %s", s->type == GW_SET_ENUM ? "one of" : "range", allowed);
         if (flags[0]) printf(",%s", flags);
         printf("\n      %s\n", s->help ? s->help : "");
@@ -142,13 +151,17 @@ int gw_module_describe_cli(const char *file, bool json)
     char *err = NULL;
     gw_module *m = gw_module_load(file, &err);
     if (!m) {
-        if (json) print_json(NULL, file, err ? err : "unknown error");
-        else printf("file:        %s\nverdict:     REFUSED: %s\n", file, err ? err : "unknown error");
+        if (json)
+            print_json(NULL, file, err ? err : "unknown error");
+        else
+            printf("file:        %s\nverdict:     REFUSED: %s\n", file, err ? err : "unknown error");
         free(err);
         return 1;
     }
-    if (json) print_json(m, file, NULL);
-    else print_text(m, file);
+    if (json)
+        print_json(m, file, NULL);
+    else
+        print_text(m, file);
     gw_module_free(m);
     return 0;
 }

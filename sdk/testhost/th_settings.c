@@ -34,7 +34,8 @@ bool th_settings_per_route(const gw_filter *f)
 int th_settings_route_check(gw_th *th, const gw_filter *f, const gw_yaml_node *conf)
 {
     char err[ERRLEN] = "";
-    if (th_settings_per_route(f) && gw_settings_check(f->d.name, f->d.settings, conf, true, err, sizeof err) != 0)
+    if (th_settings_per_route(f) &&
+        gw_settings_check(f->d.name, f->d.settings, conf, true, err, sizeof err) != 0)
         return th_fail(th, "%s", err);
     return 0;
 }

@@ -31,7 +31,9 @@ typedef struct {
 static const char *const modes[] = {"fast", "safe", "off", NULL};
 
 #define S(key, type, field, def, lo, hi, names, flags)                                                       \
-    {key, type, offsetof(conf_t, field), def, lo, hi, names, flags, "help for " key}
+    {                                                                                                        \
+        key, type, offsetof(conf_t, field), def, lo, hi, names, flags, "help for " key                       \
+    }
 static const gw_setting table[] = {
     S("count", GW_SET_INT, count, "10", 1, 100, NULL, GW_SET_ROUTE),
     S("ratio", GW_SET_NUMBER, ratio, "0.5", 0, 1, NULL, 0),
@@ -64,8 +66,10 @@ static conf_t *fill(const char *text, char *err, size_t errlen, gw_yaml_doc **ke
     err[0] = '\0';
     if (gw_settings_check("f", table, d->root, false, err, errlen) == 0)
         c = gw_settings_new("f", table, sizeof(conf_t), d->root, NULL, err, errlen);
-    if (keep && c) *keep = d;
-    else gw_yaml_free(d);
+    if (keep && c)
+        *keep = d;
+    else
+        gw_yaml_free(d);
     return c;
 }
 
@@ -106,10 +110,11 @@ static void test_every_type(void **state)
     (void)state;
     char err[1024];
     gw_yaml_doc *d = NULL;
-    conf_t *c = fill("name: f\nenabled: true\ncount: 100\nratio: 1\non: no\ntimeout: 250ms\nmax_body: 10m\n"
-                     "mode: off\nlabel: 'hi there'\ntags: []\nnets: [10.1.2.3/8, '::1', 192.168.1.7, 'fd00::1/8']\n"
-                     "paths: [/api/, /a/./b/../c]\nextra: {x: [1, 2]}\ntoken: t\n",
-                     err, sizeof err, &d);
+    conf_t *c =
+        fill("name: f\nenabled: true\ncount: 100\nratio: 1\non: no\ntimeout: 250ms\nmax_body: 10m\n"
+             "mode: off\nlabel: 'hi there'\ntags: []\nnets: [10.1.2.3/8, '::1', 192.168.1.7, 'fd00::1/8']\n"
+             "paths: [/api/, /a/./b/../c]\nextra: {x: [1, 2]}\ntoken: t\n",
+             err, sizeof err, &d);
     if (!c) fail_msg("%s", err);
     assert_int_equal(c->count, 100);
     assert_true(c->ratio == 1.0);
@@ -146,7 +151,8 @@ static void test_every_type(void **state)
 static void test_bools_and_sizes(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"true", "True", "yes", "on", "ON"}, *const no[] = {"false", "No", "off"};
+    static const char *const yes[] = {"true", "True", "yes", "on", "ON"}, *const no[] = {"false", "No",
+                                                                                         "off"};
     char text[128], err[1024];
     for (size_t i = 0; i < 5; i++) {
         snprintf(text, sizeof text, "token: t\non: %s\n", yes[i]);
@@ -178,10 +184,12 @@ static void test_bools_and_sizes(void **state)
 static void test_refusals(void **state)
 {
     (void)state;
-    expect_refused("name: f\ntoken: t\ncolour: red\n",
-                   "p.yaml:3:1: f.colour: unknown setting (allowed: count, ratio, on, timeout, max_body, mode, "
-                   "label, tags, nets, paths, extra, token)");
-    expect_refused("token: t\ncount: lots\n", "p.yaml:2:8: f.count: expected an integer (1..100), got 'lots'");
+    expect_refused(
+        "name: f\ntoken: t\ncolour: red\n",
+        "p.yaml:3:1: f.colour: unknown setting (allowed: count, ratio, on, timeout, max_body, mode, "
+        "label, tags, nets, paths, extra, token)");
+    expect_refused("token: t\ncount: lots\n",
+                   "p.yaml:2:8: f.count: expected an integer (1..100), got 'lots'");
     expect_refused("token: t\ncount: 0\n", "p.yaml:2:8: f.count: 0 is out of range 1..100");
     expect_refused("token: t\ncount: 1.5\n", "p.yaml:2:8: f.count: expected an integer (1..100), got '1.5'");
     expect_refused("token: t\ncount: [1]\n", "p.yaml:2:8: f.count: expected a single value, not a list");
@@ -189,8 +197,9 @@ static void test_refusals(void **state)
     expect_refused("token: t\nratio: half\n", "p.yaml:2:8: f.ratio: expected a number (0..1), got 'half'");
     expect_refused("token: t\non: maybe\n", "p.yaml:2:5: f.on: expected true or false, got 'maybe'");
     expect_refused("token: t\ntimeout: 2m\n", "p.yaml:2:10: f.timeout: 2m is out of range 1ms..1m");
-    expect_refused("token: t\ntimeout: soon\n",
-                   "p.yaml:2:10: f.timeout: expected a duration like 250ms, 10s, 2m, 1h (1ms..1m), got 'soon'");
+    expect_refused(
+        "token: t\ntimeout: soon\n",
+        "p.yaml:2:10: f.timeout: expected a duration like 250ms, 10s, 2m, 1h (1ms..1m), got 'soon'");
     expect_refused("token: t\nmax_body: 1t\n",
                    "p.yaml:2:11: f.max_body: expected a size like 512, 64k, 10m, 1g, got '1t'");
     expect_refused("token: t\nmode: quick\n", "p.yaml:2:7: f.mode: 'quick' is not one of fast, safe, off");
@@ -198,17 +207,23 @@ static void test_refusals(void **state)
     expect_refused("token: t\ntags: a\n", "p.yaml:2:7: f.tags: expected a list like [a, b]");
     expect_refused("token: t\ntags: [a, b, c, d]\n", "p.yaml:2:7: f.tags: 4 items, expected 0..3 items");
     expect_refused("token: t\ntags: [a, [b]]\n", "p.yaml:2:11: f.tags: list items must be single values");
-    expect_refused("token: t\nnets: [10.0.0.0/33]\n",
-                   "p.yaml:2:8: f.nets: '10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
-    expect_refused("token: t\nnets: [300.1.1.1]\n",
-                   "p.yaml:2:8: f.nets: '300.1.1.1' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
-    expect_refused("token: t\nnets: ['::1/129']\n",
-                   "p.yaml:2:8: f.nets: '::1/129' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
-    expect_refused("token: t\npaths: [health]\n", "p.yaml:2:9: f.paths: 'health' is not a path prefix starting with '/'");
-    expect_refused("token: t\npaths: ['/a?b']\n",
-                   "p.yaml:2:9: f.paths: '/a?b' is not a valid path prefix (no query, no '..' above the root)");
-    expect_refused("token: t\npaths: [/../x]\n",
-                   "p.yaml:2:9: f.paths: '/../x' is not a valid path prefix (no query, no '..' above the root)");
+    expect_refused(
+        "token: t\nnets: [10.0.0.0/33]\n",
+        "p.yaml:2:8: f.nets: '10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
+    expect_refused(
+        "token: t\nnets: [300.1.1.1]\n",
+        "p.yaml:2:8: f.nets: '300.1.1.1' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
+    expect_refused(
+        "token: t\nnets: ['::1/129']\n",
+        "p.yaml:2:8: f.nets: '::1/129' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
+    expect_refused("token: t\npaths: [health]\n",
+                   "p.yaml:2:9: f.paths: 'health' is not a path prefix starting with '/'");
+    expect_refused(
+        "token: t\npaths: ['/a?b']\n",
+        "p.yaml:2:9: f.paths: '/a?b' is not a valid path prefix (no query, no '..' above the root)");
+    expect_refused(
+        "token: t\npaths: [/../x]\n",
+        "p.yaml:2:9: f.paths: '/../x' is not a valid path prefix (no query, no '..' above the root)");
     expect_refused("[1, 2]\n", "p.yaml:1:1: f: settings must be a mapping of keys to values");
 }
 
@@ -239,11 +254,11 @@ static void test_route_merge(void **state)
     assert_non_null(base);
     assert_non_null(m);
     assert_int_equal(base->count, 20);
-    assert_int_equal(m->count, 30);          /* the route's */
+    assert_int_equal(m->count, 30); /* the route's */
     assert_int_equal(m->mode, 0);
-    assert_string_equal(m->label, "base");   /* the pipeline's */
-    assert_true(m->label != base->label);    /* a copy of its own: each struct frees its own */
-    assert_int_equal(m->timeout_ms, 2000);   /* the default */
+    assert_string_equal(m->label, "base"); /* the pipeline's */
+    assert_true(m->label != base->label);  /* a copy of its own: each struct frees its own */
+    assert_int_equal(m->timeout_ms, 2000); /* the default */
     assert_int_equal(m->paths.n, 2);
     assert_string_equal(((const char *const *)m->paths.v)[1], "/z");
     gw_settings_free(base);
@@ -253,11 +268,13 @@ static void test_route_merge(void **state)
 
     r = doc_of("r.yaml", "label: mine\n");
     assert_int_equal(gw_settings_check("f", table, r->root, true, err, sizeof err), -1);
-    assert_string_equal(err, "r.yaml:1:1: f.label: not a per-route setting (per-route settings: count, on, mode, paths)");
+    assert_string_equal(
+        err, "r.yaml:1:1: f.label: not a per-route setting (per-route settings: count, on, mode, paths)");
     gw_yaml_free(r);
     r = doc_of("r.yaml", "cuont: 1\n");
     assert_int_equal(gw_settings_check("f", table, r->root, true, err, sizeof err), -1);
-    assert_string_equal(err, "r.yaml:1:1: f.cuont: unknown setting (per-route settings: count, on, mode, paths)");
+    assert_string_equal(err,
+                        "r.yaml:1:1: f.cuont: unknown setting (per-route settings: count, on, mode, paths)");
     gw_yaml_free(r);
     r = doc_of("r.yaml", "name: f\n"); /* the host's keys belong to pipeline entries only */
     assert_int_equal(gw_settings_check("f", table, r->root, true, err, sizeof err), -1);
@@ -287,7 +304,8 @@ static void test_table_checks(void **state)
     const gw_setting no_names[] = {{"e", GW_SET_ENUM, 0, NULL, 0, 0, NULL, 0, NULL}, {.name = NULL}};
     assert_int_equal(gw_settings_table_check("f", no_names, 8, err, sizeof err), -1);
     const gw_setting twice[] = {{"a", GW_SET_BOOL, 0, NULL, 0, 0, NULL, 0, NULL},
-                                {"a", GW_SET_BOOL, 1, NULL, 0, 0, NULL, 0, NULL}, {.name = NULL}};
+                                {"a", GW_SET_BOOL, 1, NULL, 0, 0, NULL, 0, NULL},
+                                {.name = NULL}};
     assert_int_equal(gw_settings_table_check("f", twice, 8, err, sizeof err), -1);
     const gw_setting host_key[] = {{"enabled", GW_SET_BOOL, 0, NULL, 0, 0, NULL, 0, NULL}, {.name = NULL}};
     assert_int_equal(gw_settings_table_check("f", host_key, 8, err, sizeof err), -1);
@@ -325,7 +343,8 @@ static void test_readers_name_the_key(void **state)
     assert_string_equal(err, "p.yaml:2:7: size: must be 1..10");
     assert_int_equal(h.conf_size(h.conf_get(gw_conf_of(d->root), "body"), &u, err, sizeof err), -1);
     assert_string_equal(err, "p.yaml:3:7: body: invalid size '2x' (bytes, or with k, m, g: 64k, 10m)");
-    assert_int_equal(h.conf_int(h.conf_at(h.conf_get(gw_conf_of(d->root), "list"), 0), 1, 10, &v, err, sizeof err), -1);
+    assert_int_equal(
+        h.conf_int(h.conf_at(h.conf_get(gw_conf_of(d->root), "list"), 0), 1, 10, &v, err, sizeof err), -1);
     assert_string_equal(err, "p.yaml:4:8: list: invalid integer 'a'");
     gw_yaml_free(d);
     d = doc_of("p.yaml", "size: 64k\n");
@@ -337,10 +356,14 @@ static void test_readers_name_the_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),          cmocka_unit_test(test_every_type),
-        cmocka_unit_test(test_bools_and_sizes),   cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_required_and_null), cmocka_unit_test(test_route_merge),
-        cmocka_unit_test(test_table_checks),      cmocka_unit_test(test_describe_text),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_every_type),
+        cmocka_unit_test(test_bools_and_sizes),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_required_and_null),
+        cmocka_unit_test(test_route_merge),
+        cmocka_unit_test(test_table_checks),
+        cmocka_unit_test(test_describe_text),
         cmocka_unit_test(test_readers_name_the_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,14 +53,17 @@ static void test_settings_checked(void **state)
 {
     gw_th *th = *state;
     assert_int_equal(gw_th_load(th, GW_SDK_SIZE_LIMIT_SO, "name: size_limit\nmax_body: lots\n"), -1);
-    assert_string_equal(gw_th_error(th), "pipeline.yaml:2:11: size_limit.max_body: expected a size like 512, 64k, "
-                                         "10m, 1g (1..1g), got 'lots'");
+    assert_string_equal(gw_th_error(th),
+                        "pipeline.yaml:2:11: size_limit.max_body: expected a size like 512, 64k, "
+                        "10m, 1g (1..1g), got 'lots'");
     assert_int_equal(gw_th_load(th, GW_SDK_SIZE_LIMIT_SO, "name: size_limit\nmax_body: 2g\n"), -1);
     assert_string_equal(gw_th_error(th), "pipeline.yaml:2:11: size_limit.max_body: 2g is out of range 1..1g");
     assert_int_equal(gw_th_load(th, GW_SDK_SIZE_LIMIT_SO, "name: size_limit\nmesage: hi\n"), -1);
-    assert_string_equal(gw_th_error(th), "pipeline.yaml:2:1: size_limit.mesage: unknown setting (allowed: max_body, "
-                                         "message)");
-    assert_int_equal(gw_th_load(th, GW_SDK_SIZE_LIMIT_SO, "name: size_limit\nmessage: too big\nmax_body: 64k\n"), 0);
+    assert_string_equal(gw_th_error(th),
+                        "pipeline.yaml:2:1: size_limit.mesage: unknown setting (allowed: max_body, "
+                        "message)");
+    assert_int_equal(
+        gw_th_load(th, GW_SDK_SIZE_LIMIT_SO, "name: size_limit\nmessage: too big\nmax_body: 64k\n"), 0);
     assert_int_equal(gw_th_route(th, "r", "/r", "size_limit: {message: other}\n"), -1);
     assert_string_equal(gw_th_error(th), "routes.yaml:1:14: size_limit.message: not a per-route setting "
                                          "(per-route settings: max_body)");
