@@ -30,8 +30,9 @@ void gw_settings_free(void *settings); /* the struct and everything allocated fo
 /* Whether any setting of the table has GW_SET_ROUTE. */
 bool gw_settings_has_route(const gw_setting *t);
 
-/* conf_settings_text.c, for messages, --describe-filter and the docs: the type's name ("integer", "duration", ...) and the allowed range
- * or names as text ("1..1000", "1ms..60s", "legacy, ietf"); empty when unrestricted. */
+/* conf_settings_text.c, for messages, --describe-filter and the docs: the type's name ("integer",
+ * "duration", ...) and the allowed range or names as text ("1..1000", "1ms..1m", "legacy, ietf"); empty
+ * when unrestricted. */
 const char *gw_settings_type_name(int type);
 void gw_settings_allowed_text(const gw_setting *s, char *out, size_t cap);
 
