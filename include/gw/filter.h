@@ -73,7 +73,9 @@ enum { GW_CONF_NONE = 0, GW_CONF_SCALAR = 1, GW_CONF_SEQ = 2, GW_CONF_MAP = 3 };
 enum { GW_METRIC_COUNTER = 0, GW_METRIC_GAUGE = 1, GW_METRIC_HISTOGRAM = 2 };
 
 /* Phase callback. `inst` is what create() returned; `route_conf` what route_create() returned for the
- * request's route (NULL when the route has no settings for this filter); `state` the filter's zeroed
+ * request's route (NULL when the route has no settings for this filter), or for a filter with a settings
+ * table and no route_create the struct filled for the route (never NULL; see gw_filter_desc.settings);
+ * `state` the filter's zeroed
  * per-request state of desc->req_state_size bytes (NULL when 0). */
 typedef gw_result (*gw_phase_fn)(void *inst, void *route_conf, void *state, gw_req *req);
 

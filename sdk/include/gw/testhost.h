@@ -98,9 +98,10 @@ const char *gw_th_error(const gw_th *th);
  * entry mapping as it would appear in the gateway's configuration, e.g. "name: example\nheader: X-A\n"
  * (NULL or "" = just the name). The descriptor gets the gateway's checks (major equal, minor not newer,
  * size sane, name and version present, reserved members NULL; messages name the file and both ABI
- * versions); then config_check, create and worker_init(inst, 0, 1) run. `name:` must match the
- * descriptor's name when given; `enabled: false` adds nothing and returns 0. The same filter may be added
- * more than once (each entry an instance with its own settings).
+ * versions); then, for a filter with a settings table (ABI 1.1), the gateway's own table checks and the
+ * filled struct (host->settings()); then config_check, create and worker_init(inst, 0, 1) run. `name:` must
+ * match the descriptor's name when given; `enabled: false` adds nothing and returns 0. The same filter may be
+ * added more than once (each entry an instance with its own settings).
  * Returns 0, or -1 with the message in gw_th_error() ("pipeline.yaml:line:col: ..." for settings). */
 int gw_th_load(gw_th *th, const char *so_path, const char *entry_yaml);
 
@@ -111,8 +112,10 @@ int gw_th_add(gw_th *th, const gw_filter_desc *desc, const char *entry_yaml);
  * prefix wins; "/" matches every path) belong to it. host->route() and host->service() return `name`.
  * `filters_yaml` is the route's `filters:` mapping (per-route settings keyed by filter name, e.g.
  * "example:\n  header: X-B\n"; NULL = none): each filter named runs route_check (with inst NULL, as in
- * the gateway) and route_create (for every instance of it). Add the filters first: a filter added later
- * has no settings on routes added before it. Returns 0 or -1 (gw_th_error(): "routes.yaml:line:col: ..."). */
+ * the gateway) and route_create (for every instance of it); a table filter without route_create gets the
+ * table's per-route checks and a struct merged over the pipeline's instead. Add the filters first: a filter
+ * added later has no settings on routes added before it.
+ * Returns 0 or -1 (gw_th_error(): "routes.yaml:line:col: ..."). */
 int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *filters_yaml);
 
 /* The instance create() returned for the (first) filter `name` in the pipeline, or NULL. */
