@@ -127,7 +127,8 @@ static int conf_double(const gw_conf *n, double *out, char *err, size_t errlen)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v)) return reader_error(n, err, errlen, "invalid number '%s'", s);
+    if (errno || *end || end == s || !isfinite(v))
+        return reader_error(n, err, errlen, "invalid number '%s'", s);
     *out = v;
     return 0;
 }
@@ -138,7 +139,8 @@ static int conf_bool(const gw_conf *n, bool *out, char *err, size_t errlen)
     if (!s) return -1;
     if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE")) *out = true;
     else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE")) *out = false;
-    else return reader_error(n, err, errlen, "expected true or false, got '%s'", s);
+    else
+        return reader_error(n, err, errlen, "expected true or false, got '%s'", s);
     return 0;
 }
 

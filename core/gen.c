@@ -206,9 +206,11 @@ static int route_conf_make(gw_filter *f, const gw_yaml_node *rc, size_t r, char 
         f->route_conf[r] = f->settings;
         return 0;
     } else {
-        f->route_conf[r] = gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, rc, ebuf, ERRLEN);
+        f->route_conf[r] =
+            gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, rc, ebuf, ERRLEN);
     }
-    if (!f->route_conf[r]) return (*err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")), -1;
+    if (!f->route_conf[r])
+        return (*err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")), -1;
     return 0;
 }
 
@@ -217,7 +219,8 @@ static int create_filter(gw_gen *g, gw_filter *f, char **err)
     char ebuf[ERRLEN] = "";
     const gw_config *cfg = g->cfg;
     if (f->d->settings) {
-        f->settings = gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, NULL, ebuf, ERRLEN);
+        f->settings =
+            gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, NULL, ebuf, ERRLEN);
         if (!f->settings) return (*err = gw_strdupf("%s", ebuf)), -1;
         if (!f->d->route_create) f->route_default = f->settings;
     }
@@ -307,8 +310,10 @@ void gw_gen_free(gw_gen *g)
         gw_filter *f = g->filters[i];
         for (size_t r = 0; f->route_conf && r < g->cfg->nroutes; r++) {
             void *rc = f->route_conf[r];
-            if (rc && f->d->route_create && f->d->route_destroy) f->d->route_destroy(f->inst, rc);
-            else if (rc && !f->d->route_create && rc != f->settings) gw_settings_free(rc);
+            if (rc && f->d->route_create && f->d->route_destroy)
+                f->d->route_destroy(f->inst, rc);
+            else if (rc && !f->d->route_create && rc != f->settings)
+                gw_settings_free(rc);
         }
         free(f->route_conf);
         if (f->created && f->d->destroy) f->d->destroy(f->inst);

@@ -117,7 +117,8 @@ gw_module *gw_module_load(const char *file, char **err)
     }
     m->desc.struct_size = (uint32_t)sizeof m->desc;
     char terr[512];
-    if (gw_settings_table_check(m->desc.name, m->desc.settings, m->desc.settings_size, terr, sizeof terr) != 0) {
+    const gw_filter_desc *d11 = &m->desc;
+    if (gw_settings_table_check(d11->name, d11->settings, d11->settings_size, terr, sizeof terr) != 0) {
         *err = gw_strdupf("%s: %s", file, terr);
         gw_module_free(m);
         return NULL;

@@ -121,7 +121,8 @@ static const gw_setting aa_settings_table[] = {
            "The one admin username (no ':' or control characters)"),
     AA_SET("password", GW_SET_STRING, password, NULL, 0, 0, GW_SET_SECRET,
            "The admin password; required while the filter is enabled (the gateway refuses to start without)"),
-    AA_SET("realm", GW_SET_STRING, realm, AA_DEFAULT_REALM, 0, 0, 0, "The realm of the WWW-Authenticate challenge"),
+    AA_SET("realm", GW_SET_STRING, realm, AA_DEFAULT_REALM, 0, 0, 0,
+           "The realm of the WWW-Authenticate challenge"),
     AA_SET("path", GW_SET_STRING, path, AA_DEFAULT_PATH, 0, 0, 0,
            "The protected path prefix (matched at a '/' boundary); / protects everything"),
     AA_SET("max_failures", GW_SET_INT, max_failures, "5", 0, AA_MAX_FAILURES_LIMIT, 0,
@@ -262,7 +263,8 @@ static int aa_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
         return h->conf_error(n, err, errlen, AA_NAME ".username: longer than %d bytes", AA_MAX_USERNAME);
     if (user && (strchr(user, ':') || has_ctl(user)))
         return h->conf_error(n, err, errlen,
-                             AA_NAME ".username: must not contain ':' or control characters (Basic authentication)");
+                             AA_NAME
+                             ".username: must not contain ':' or control characters (Basic authentication)");
     /* The password's value never appears in a message. */
     const char *pass = given(h, conf, "password", &n);
     if (!pass || !*pass)
@@ -271,11 +273,13 @@ static int aa_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
                                      "(set ADMIN_PASSWORD)");
     if (strlen(pass) > AA_MAX_PASSWORD)
         return h->conf_error(n, err, errlen, AA_NAME ".password: longer than %d bytes", AA_MAX_PASSWORD);
-    if (has_ctl(pass)) return h->conf_error(n, err, errlen, AA_NAME ".password: must not contain control characters");
+    if (has_ctl(pass))
+        return h->conf_error(n, err, errlen, AA_NAME ".password: must not contain control characters");
     const char *realm = given(h, conf, "realm", &n);
     if (realm && (!*realm || strlen(realm) > AA_MAX_REALM || has_ctl(realm)))
         return h->conf_error(n, err, errlen,
-                             AA_NAME ".realm: expected 1..%d characters without control characters", AA_MAX_REALM);
+                             AA_NAME ".realm: expected 1..%d characters without control characters",
+                             AA_MAX_REALM);
     const char *path = given(h, conf, "path", &n);
     if (path && (strlen(path) > AA_MAX_PATH || !path_ok(path)))
         return h->conf_error(n, err, errlen,
@@ -377,8 +381,8 @@ static void aa_destroy(void *inst)
 static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
     if (!host->log || !host->path || !host->method || !host->client_ip || !host->header_get ||
-        !host->header_set || !host->respond_error || !host->now_ms || host->struct_size <= offsetof(gw_host, settings) ||
-        !host->settings) {
+        !host->header_set || !host->respond_error || !host->now_ms ||
+        host->struct_size <= offsetof(gw_host, settings) || !host->settings) {
         snprintf(err, errlen, AA_NAME ": the host lacks a member this filter needs");
         return NULL;
     }

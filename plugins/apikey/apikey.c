@@ -73,12 +73,14 @@ static bool is_tchar(unsigned char c)
 }
 
 /* A string setting the table has type-checked already; NULL when not given. */
-static const char *given(const gw_host *h, const gw_conf *conf, const char *key, size_t max, const gw_conf **node,
-                         char *err, size_t errlen, int *rc)
+static const char *given(const gw_host *h, const gw_conf *conf, const char *key, size_t max,
+                         const gw_conf **node, char *err, size_t errlen, int *rc)
 {
     *node = h->conf_get(conf, key);
     const char *s = *node ? h->conf_str(*node) : NULL;
-    *rc = s && strlen(s) > max ? h->conf_error(*node, err, errlen, AK_NAME ".%s: longer than %zu bytes", key, max) : 0;
+    *rc = s && strlen(s) > max
+              ? h->conf_error(*node, err, errlen, AK_NAME ".%s: longer than %zu bytes", key, max)
+              : 0;
     return *rc ? NULL : s;
 }
 
@@ -90,19 +92,22 @@ static int check_header(const gw_host *h, const gw_conf *n, const char *v, char 
             return h->conf_error(n, err, errlen, AK_NAME ".header: '%s' is not a valid header name", v);
     if (strcasecmp(v, "Authorization") == 0)
         return h->conf_error(n, err, errlen,
-                             AK_NAME ".header: Authorization is read for Bearer tokens already; name another header");
+                             AK_NAME
+                             ".header: Authorization is read for Bearer tokens already; name another header");
     return 0;
 }
 
 static int check_prefix(const gw_host *h, const gw_conf *n, const char *v, char *err, size_t errlen)
 {
     if (!v[0])
-        return h->conf_error(n, err, errlen, AK_NAME ".prefix: must not be empty (Bearer tokens are recognised by it)");
+        return h->conf_error(n, err, errlen,
+                             AK_NAME ".prefix: must not be empty (Bearer tokens are recognised by it)");
     for (const char *c = v; *c; c++) {
         unsigned char ch = (unsigned char)*c;
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
               ch == '-' || ch == '.'))
-            return h->conf_error(n, err, errlen, AK_NAME ".prefix: only letters, digits, '_', '-' and '.' are allowed");
+            return h->conf_error(n, err, errlen,
+                                 AK_NAME ".prefix: only letters, digits, '_', '-' and '.' are allowed");
     }
     return 0;
 }
@@ -111,10 +116,12 @@ static int check_admin_path(const gw_host *h, const gw_conf *n, const char *p, c
 {
     size_t len = strlen(p);
     if (len < 2 || p[0] != '/' || p[len - 1] == '/')
-        return h->conf_error(n, err, errlen, AK_NAME ".admin_path: expected a path like /admin/apikeys (no trailing '/')");
+        return h->conf_error(n, err, errlen,
+                             AK_NAME ".admin_path: expected a path like /admin/apikeys (no trailing '/')");
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)p[i];
-        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || strchr("/-._~", ch);
+        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  strchr("/-._~", ch);
         if (!ok || (ch == '/' && p[i + 1] == '/'))
             return h->conf_error(n, err, errlen, AK_NAME ".admin_path: '%s' is not a plain path", p);
         if (ch == '/' && p[i + 1] == '.' &&
@@ -130,7 +137,8 @@ static int ak_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
     const gw_conf *n;
     int rc;
     const char *v;
-    if ((v = given(h, conf, "header", AK_MAX_HEADER, &n, err, errlen, &rc)) && check_header(h, n, v, err, errlen))
+    if ((v = given(h, conf, "header", AK_MAX_HEADER, &n, err, errlen, &rc)) &&
+        check_header(h, n, v, err, errlen))
         return -1;
     if (rc || ((v = given(h, conf, "prefix", AK_MAX_PREFIX, &n, err, errlen, &rc)) &&
                check_prefix(h, n, v, err, errlen)))
@@ -361,8 +369,9 @@ static void ak_worker_fini(void *inst, unsigned worker)
 
 static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
-    if (!HAS(h, store_get) || !HAS(h, store_set) || !HAS(h, store_del) || !HAS(h, store_list) || !HAS(h, body) ||
-        !HAS(h, on_cleanup) || !HAS(h, resume) || !HAS(h, register_endpoint) || !HAS(h, respond_error) || !HAS(h, settings)) {
+    if (!HAS(h, store_get) || !HAS(h, store_set) || !HAS(h, store_del) || !HAS(h, store_list) ||
+        !HAS(h, body) || !HAS(h, on_cleanup) || !HAS(h, resume) || !HAS(h, register_endpoint) ||
+        !HAS(h, respond_error) || !HAS(h, settings)) {
         snprintf(err, errlen, "apikey: the host lacks the store, body, cleanup or endpoint calls this filter needs");
         return NULL;
     }
@@ -397,7 +406,6 @@ static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     }
     return in;
 }
-
 
 GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .abi_major = GW_ABI_MAJOR,

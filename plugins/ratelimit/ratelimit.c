@@ -59,7 +59,7 @@ typedef struct {
     bool disabled;  /* per route only */
 } rl_conf;
 
-#define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                            \
+#define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                           \
     {key, type, offsetof(rl_conf, field), def, lo, hi, names, flags, help}
 static const gw_setting rl_settings_table[] = {
     RL_SET("rpm", GW_SET_NUMBER, rpm, "60", 0, RL_MAX_RATE, NULL, GW_SET_ROUTE,
@@ -103,10 +103,10 @@ typedef struct {
 typedef struct {
     const gw_host *h;
     gw_filter *self;
-    const rl_conf *s;   /* the host's (host->settings) */
-    rl_cidr *trusted;   /* s->trusted in the form rl_client_ip matches against */
+    const rl_conf *s; /* the host's (host->settings) */
+    rl_cidr *trusted; /* s->trusted in the form rl_client_ip matches against */
     size_t ntrusted;
-    unsigned headers;   /* RL_HDR_* bits */
+    unsigned headers; /* RL_HDR_* bits */
     gw_metric *m_limited, *m_fallback;
     _Atomic(rl_workers *) workers;
     atomic_bool store_failing; /* instance-wide, for logging each change once */

@@ -435,8 +435,9 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
             rt.conf[i] = g->d.route_create ? g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf)
                                            : th_settings_route_conf(th, g, val);
             if (!rt.conf[i])
-                rc = g->d.route_create ? th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")
-                                       : -1; /* th->error says why */
+                rc = g->d.route_create
+                         ? th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")
+                         : -1; /* th->error says why */
         }
         if (rc != 0) {
             route_release(th, &rt);

@@ -312,7 +312,8 @@ static bool reverse_order(int stage)
 
 static void *route_conf(const gw_req *r, const gw_filter *f)
 {
-    if (r->ep || !r->route || f->index >= r->route->nconf || !r->route->conf[f->index]) return f->route_default;
+    if (r->ep || !r->route || f->index >= r->route->nconf || !r->route->conf[f->index])
+        return f->route_default;
     return r->route->conf[f->index];
 }
 
