@@ -7,9 +7,39 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include <gw/testhost.h>
+
+/* A filter that is only a table: no create, so its instance is the settings struct. */
+typedef struct {
+    int64_t n;
+} only_conf;
+
+static const gw_setting only_table[] = {
+    {.name = "n", .type = GW_SET_INT, .offset = offsetof(only_conf, n), .def = "7", .flags = GW_SET_ROUTE},
+    {.name = NULL},
+};
+
+static const gw_host *only_host;
+
+static gw_result only_request(void *inst, void *route_conf, void *state, gw_req *req)
+{
+    char v[64];
+    snprintf(v, sizeof v, "%lld/%lld", (long long)((only_conf *)inst)->n, (long long)((only_conf *)route_conf)->n);
+    only_host->header_set(req, GW_HDR_REQUEST, "X-N", v, strlen(v));
+    return GW_CONTINUE;
+}
+
+static const gw_filter_desc only_desc = {.abi_major = GW_ABI_MAJOR,
+                                         .abi_minor = GW_ABI_MINOR,
+                                         .struct_size = sizeof(gw_filter_desc),
+                                         .name = "only",
+                                         .version = "1",
+                                         .on_request = only_request,
+                                         .settings = only_table,
+                                         .settings_size = sizeof(only_conf)};
 
 static int setup(void **state)
 {
@@ -74,11 +104,30 @@ static void test_settings_checked(void **state)
     assert_non_null(strstr(gw_th_body(r, NULL), "\"message\":\"too big\""));
 }
 
+static void test_table_only_filter(void **state)
+{
+    gw_th *th = *state;
+    only_host = gw_th_host(th);
+    assert_int_equal(gw_th_add(th, &only_desc, "name: only\nn: 3\n"), 0);
+    const only_conf *inst = gw_th_instance(th, "only");
+    assert_non_null(inst);
+    assert_int_equal(inst->n, 3);
+    assert_int_equal(gw_th_route(th, "five", "/five", "only: {n: 5}\n"), 0);
+    assert_int_equal(gw_th_route(th, "root", "/", NULL), 0);
+    gw_req *r = gw_th_request(th, "GET", "/five/x");
+    gw_th_run(r);
+    assert_string_equal(gw_th_header(r, GW_HDR_REQUEST, "X-N"), "3/5");
+    r = gw_th_request(th, "GET", "/x");
+    gw_th_run(r);
+    assert_string_equal(gw_th_header(r, GW_HDR_REQUEST, "X-N"), "3/3"); /* the pipeline's struct: never NULL */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_defaults_routes_and_metric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_table_only_filter, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
