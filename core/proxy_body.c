@@ -27,13 +27,31 @@ static uint64_t left_ms(uint64_t since, uint64_t now, uint64_t limit)
     return used >= limit ? 0 : limit - used;
 }
 
+/* A chunked body is buffered while it is small, but nobody knows yet whether it will stay small: past the
+ * buffered deadline it is held to the streamed body's rule instead (the minimum rate, averaged since its
+ * first byte), so a large chunked upload is not cut sooner than the same upload with a Content-Length.
+ * Returns how long the body may still take before it falls below that rate, or 0 if it has already. */
+static uint64_t chunked_grace_ms(const gw_conn *c, const gw_config *cfg, uint64_t now)
+{
+    if (c->req->body != GW_BODY_CHUNKED || !cfg->body_min_rate) return 0;
+    uint64_t until = c->body_start_ms + c->body_seen * 1000u / cfg->body_min_rate;
+    return until > now ? until - now : 0;
+}
+
+/* What the buffered body may still take: its deadline, or for a chunked one the grace above. */
+static uint64_t buffered_left_ms(const gw_conn *c, const gw_config *cfg, uint64_t now)
+{
+    uint64_t left = left_ms(c->body_start_ms, now, cfg->request_body_ms);
+    return left ? left : chunked_grace_ms(c, cfg, now);
+}
+
 /* The body's next limit: idle since the last byte, and the buffered body's deadline or the end of the
  * streamed body's rate window, whichever comes first. */
 static void arm_body_timer(gw_conn *c, uint64_t now)
 {
     const gw_config *cfg = c->gen->cfg;
     uint64_t ms = left_ms(c->body_last_ms, now, cfg->body_idle_ms), other = UINT64_MAX;
-    if (!c->body_streaming) other = left_ms(c->body_start_ms, now, cfg->request_body_ms);
+    if (!c->body_streaming) other = buffered_left_ms(c, cfg, now);
     else if (cfg->body_min_rate) other = left_ms(c->rate_start_ms, now, cfg->body_rate_window_ms);
     gw_proxy_arm(c->timer, ms < other ? ms : other);
 }
@@ -44,7 +62,7 @@ static const char *body_late(gw_conn *c, uint64_t now)
     const gw_config *cfg = c->gen->cfg;
     if (now - c->body_last_ms >= cfg->body_idle_ms) return "no body byte within the idle timeout";
     if (!c->body_streaming)
-        return now - c->body_start_ms >= cfg->request_body_ms ? "body not complete within the deadline" : NULL;
+        return buffered_left_ms(c, cfg, now) ? NULL : "body not complete within the deadline";
     uint64_t span = now - c->rate_start_ms;
     if (!cfg->body_min_rate || span < cfg->body_rate_window_ms) return NULL;
     if (c->rate_bytes * 1000u < cfg->body_min_rate * span) return "body slower than the minimum rate";
@@ -165,8 +183,9 @@ static void pump_body(gw_conn *c)
     }
     if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
         c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
-        c->rate_start_ms = now;
-        c->rate_bytes = 0;
+        /* the bytes buffered so far count towards the first rate window, which began with the body */
+        c->rate_start_ms = c->body_start_ms;
+        c->rate_bytes = c->body_seen;
         c->state = GW_C_PROXY;
         arm_body_timer(c, now);
         gw_proxy_connect(c);

@@ -229,6 +229,31 @@ class HostileProxyTest(gf.FilterTestCase):
         self.assertTrue(c.closed_within(5))
         self.assertUpstreamSawNothing(up, settle=0)
 
+    def test_chunked_body_above_min_rate_outlasts_the_buffered_deadline(self):
+        # A chunked body is buffered while it is small, but its size is unknown: past request_body it is
+        # held to the minimum rate instead, like the same body with a Content-Length (the old code cut it
+        # at the buffered deadline, so a chunked upload needed twice the documented rate).
+        up = self.start_upstream()
+        gw = self.gateway(up.url, request_body="1s", body_min_rate="1KiB", body_rate_window="1s",
+                          body_idle="10s")
+        c = g.RawConn(gw.port, timeout=20)
+        self.addCleanup(c.close)
+        data = g.pattern_bytes(12000)
+        t0 = time.monotonic()
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for k, off in enumerate(range(0, len(data), 400)):   # 4 KB/s for 3 s
+            wait = t0 + k * 0.1 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # the pace of the upload is what is tested
+            piece = data[off:off + 400]
+            self.assertTrue(c.try_send(b"%x\r\n" % len(piece) + piece + b"\r\n"),
+                            "the gateway closed the upload after %.1fs: %r" % (time.monotonic() - t0, bytes(c.buf[:200])))
+        c.send(b"0\r\n\r\n")
+        r = c.read_response(timeout=10 * g.SLOW)
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.json()["body_length"], len(data))
+        self.assertGreater(time.monotonic() - t0, 2.0, "the upload should outlast request_body")
+
     def test_streamed_body_below_min_rate_gets_408_not_504(self):
         up = self.start_upstream()
         # upstream_response 1s: the old code answered 504 from the upstream side first
