@@ -330,9 +330,12 @@ int main(int argc, char **argv)
     /* Buffers come and go at up to 64 KiB per read: keep them on the heap instead of mapping, faulting in
      * and unmapping pages on every response (measured: a third of the CPU time). A thread arena gives
      * back only what is free at its top past the trim threshold, so not the 64 MiB of a whole thread heap:
-     * 4 MiB is far above what a steady load frees, and floods are returned (see worker.c, on_trim). */
+     * at 4 MiB floods are returned (see worker.c, on_trim). A trim keeps top_pad bytes, so a steady load's
+     * ups and downs do not shrink and regrow the heap: measured on /64k with 64 connections, 6.4 page
+     * faults per request with the threshold alone, none with the 8 MiB pad (throughput -38 % without). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
+    mallopt(M_TOP_PAD, 8 << 20);
     signal(SIGPIPE, SIG_IGN);
     gw_server srv = {.cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1};
     int rc = run(&srv);
