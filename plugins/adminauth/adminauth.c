@@ -8,6 +8,7 @@
  *       realm: API Gateway Admin               # default
  *       path: /admin                           # protected prefix, matched at a '/' boundary; default /admin
  *       max_failures: 5                        # wrong credentials per (client IP, username) before a block
+ *       max_failures_per_address: 0            # ... per client IP, any username; 0 = 4 x max_failures
  *       block: 60s                             # how long a throttled client waits after its last failure
  *
  * Requests below `path` must carry `Authorization: Basic base64(username:password)`. The presented username
@@ -20,9 +21,16 @@
  * no username and is not counted), per (client IP, username tried), while they come less than `block`
  * apart. The max_failures-th one blocks that pair: its requests below `path` are answered 429 with
  * Retry-After, correct password included, until `block` has passed since its last counted failure; the
- * block is logged once. A success clears the pair's count. The counts live in one bounded table per
- * instance, shared by all workers behind a mutex (aa_throttle.c), so N workers still allow exactly
- * max_failures attempts; a reload starts with an empty table.
+ * block is logged once. A success clears the pair's count. Every wrong attempt also counts for the client
+ * address (an IPv6 one by its /64) whatever the username; the max_failures_per_address-th blocks the
+ * address for every username alike, so rotating usernames buys no more guesses. The counts live in one
+ * bounded table per instance, shared by all workers behind a mutex (aa_throttle.c), so N workers still
+ * allow exactly max_failures attempts; a blocked entry is never evicted, and an attempt that finds no
+ * slot to be counted in is refused with 429 (fail-closed); a reload starts with an empty table.
+ *
+ * Failure warnings are rate-limited per instance (AA_LOG_LINES per second across the workers, the same
+ * for block lines); what is left out is summed up in one line, and every failure is counted in
+ * gateway_admin_auth_failures_total{reason}.
  *
  * Requests outside `path` are not touched at all. */
 #include <gw/filter.h>
@@ -31,6 +39,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "aa_loglimit.h"
 #include "aa_throttle.h"
 
 #include <inttypes.h>
@@ -52,6 +61,9 @@ _Static_assert(AA_DIGEST_LEN == AA_USER_MD_LEN, "the throttle keys on the userna
 #define AA_MAX_PATH 1024
 #define AA_MAX_FAILURES_LIMIT 1000000
 #define AA_MAX_BLOCK_MS (24u * 3600u * 1000u)
+#define AA_PER_ADDRESS_FACTOR 4 /* max_failures_per_address 0 = this many times max_failures */
+#define AA_LOG_LINES 10         /* warnings of each kind per AA_LOG_INTERVAL_MS, then a summary */
+#define AA_LOG_INTERVAL_MS 1000
 
 /* Presented credentials longer than this (decoded) cannot match and are refused before decoding. */
 #define AA_MAX_CREDENTIALS 3072
@@ -96,6 +108,7 @@ typedef struct {
     char *path;      /* protected prefix without a trailing '/'; "" = everything */
     size_t path_len;
     uint32_t max_failures; /* 0 = no throttling */
+    uint32_t per_address;  /* failures per address, any username */
     uint64_t block_ms;
 } aa_settings;
 
@@ -105,12 +118,13 @@ typedef struct {
     aa_settings s;
     gw_metric *failures_total, *throttled_total;
     aa_throttle *throttle; /* NULL when max_failures is 0 */
+    aa_loglimit *fail_log, *block_log;
 } aa_inst;
 
 /* The table the host checks and fills (host->settings); aa_settings is what create compiles from it. */
 typedef struct {
     const char *username, *password, *realm, *path;
-    int64_t max_failures;
+    int64_t max_failures, per_address;
     uint64_t block_ms;
 } aa_conf;
 
@@ -127,6 +141,9 @@ static const gw_setting aa_settings_table[] = {
            "The protected path prefix (matched at a '/' boundary); / protects everything"),
     AA_SET("max_failures", GW_SET_INT, max_failures, "5", 0, AA_MAX_FAILURES_LIMIT, 0,
            "Wrong credentials per client address and username, less than `block` apart, before 429; 0 = off"),
+    AA_SET("max_failures_per_address", GW_SET_INT, per_address, "0", 0, AA_MAX_FAILURES_LIMIT, 0,
+           "Wrong credentials per client address (IPv6: per /64), any username, less than `block` apart, "
+           "before 429 for every username; 0 = 4 x max_failures"),
     AA_SET("block", GW_SET_DURATION, block_ms, "60s", 1, AA_MAX_BLOCK_MS, 0,
            "How long failures are remembered, and how long a blocked pair stays blocked"),
     {.name = NULL},
@@ -294,6 +311,8 @@ static int settings_compile(const aa_conf *c, aa_settings *s, char *err, size_t 
 {
     memset(s, 0, sizeof *s);
     s->max_failures = (uint32_t)c->max_failures;
+    s->per_address =
+        c->per_address ? (uint32_t)c->per_address : (uint32_t)c->max_failures * AA_PER_ADDRESS_FACTOR;
     s->block_ms = c->block_ms;
     size_t plen = strlen(c->path);
     while (plen > 0 && c->path[plen - 1] == '/') /* "/admin/" = "/admin"; "/" = everything */
@@ -374,6 +393,8 @@ static void aa_destroy(void *inst)
 {
     aa_inst *in = inst;
     aa_throttle_free(in->throttle);
+    aa_loglimit_free(in->fail_log);
+    aa_loglimit_free(in->block_log);
     settings_clear(&in->s);
     free(in);
 }
@@ -397,16 +418,16 @@ static void *aa_create(const gw_host *host, gw_filter *self, const gw_conf *conf
         free(in);
         return NULL;
     }
-    if (in->s.max_failures) {
-        uint64_t seed;
-        if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1)
-            seed = (uint64_t)(uintptr_t)in ^ host->now_ms();
-        in->throttle = aa_throttle_new(in->s.max_failures, in->s.block_ms, seed);
-        if (!in->throttle) {
-            snprintf(err, errlen, AA_NAME ": out of memory");
-            aa_destroy(in);
-            return NULL;
-        }
+    in->fail_log = aa_loglimit_new(AA_LOG_LINES, AA_LOG_INTERVAL_MS);
+    in->block_log = aa_loglimit_new(AA_LOG_LINES, AA_LOG_INTERVAL_MS);
+    uint64_t seed;
+    if (RAND_bytes((unsigned char *)&seed, sizeof seed) != 1) seed = (uint64_t)(uintptr_t)in ^ host->now_ms();
+    if (in->s.max_failures)
+        in->throttle = aa_throttle_new(in->s.max_failures, in->s.per_address, in->s.block_ms, seed);
+    if (!in->fail_log || !in->block_log || (in->s.max_failures && !in->throttle)) {
+        snprintf(err, errlen, AA_NAME ": out of memory");
+        aa_destroy(in);
+        return NULL;
     }
     if (host->metric_register) {
         static const char *const labels[] = {"reason", NULL};
@@ -438,6 +459,17 @@ static void count(gw_metric *m, gw_req *req, const aa_inst *in, const char *reas
         in->host->metric_add(m, req, (const char *const[]){reason}, 1);
     else
         in->host->metric_add(m, req, NULL, 1);
+}
+
+/* Whether a warning of `lim`'s kind may be logged now; first logs the summary of those left out before. */
+static bool limited(aa_inst *in, aa_loglimit *lim, gw_req *req, gw_strv ip, const char *what)
+{
+    aa_loglimit_summary sum;
+    bool take = aa_loglimit_take(lim, in->host->now_ms(), ip, &sum);
+    if (sum.suppressed)
+        in->host->log(in->self, req, GW_LOG_WARN, "%" PRIu64 " more %s (last from %s)", sum.suppressed, what,
+                      sum.last_ip);
+    return take;
 }
 
 /* 429 with Retry-After (seconds, rounded up); counted, not logged (the block was, once, when it began). */
@@ -473,21 +505,36 @@ static gw_result aa_on_request(void *inst, void *route_conf, void *state, gw_req
      * cannot use up anybody's attempts. */
     if (in->throttle && (kind == AA_OK || kind == AA_CREDENTIALS)) {
         tv = aa_throttle_attempt(in->throttle, ip, user_md, kind == AA_OK, h->now_ms(), &ti);
-        if (tv == AA_T_BLOCKED) return throttled(in, req, ti.left_ms);
+        if (tv == AA_T_BLOCKED) {
+            if (ti.scope == AA_SCOPE_FULL && limited(in, in->block_log, req, ip, "admin throttle blocks"))
+                h->log(
+                    in->self, req, GW_LOG_WARN,
+                    "client %.*s refused: no free slot in the throttle table for its attempt (many clients "
+                    "blocked)",
+                    ipn, ip.p);
+            return throttled(in, req, ti.left_ms);
+        }
     }
-    bool configured_user = kind == AA_CREDENTIALS && CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN) == 0;
+    bool configured_user =
+        kind == AA_CREDENTIALS && CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN) == 0;
     OPENSSL_cleanse(user_md, sizeof user_md);
     if (kind == AA_OK) return GW_CONTINUE;
 
-    gw_strv method = h->method(req);
-    h->log(in->self, req, GW_LOG_WARN, "admin authentication failed: %s (client %.*s, %.*s %.*s)",
-           kind_log[kind], ipn, ip.p, (int)(method.n > 16 ? 16 : method.n), method.p,
-           (int)(path.n > 256 ? 256 : path.n), path.p);
     count(in->failures_total, req, in, kind_reason[kind]);
-    if (tv == AA_T_BLOCKS) /* the username itself is never logged: it may be a mistyped password */
+    if (limited(in, in->fail_log, req, ip, "admin auth failures")) {
+        gw_strv method = h->method(req);
+        h->log(in->self, req, GW_LOG_WARN, "admin authentication failed: %s (client %.*s, %.*s %.*s)",
+               kind_log[kind], ipn, ip.p, (int)(method.n > 16 ? 16 : method.n), method.p,
+               (int)(path.n > 256 ? 256 : path.n), path.p);
+    }
+    /* the username itself is never logged: it may be a mistyped password */
+    if (tv == AA_T_BLOCKS && limited(in, in->block_log, req, ip, "admin throttle blocks"))
         h->log(in->self, req, GW_LOG_WARN,
-               "client %.*s throttled for %" PRIu64 " ms after %" PRIu32 " failed attempts with %s username",
-               ipn, ip.p, in->s.block_ms, ti.failures, configured_user ? "the configured" : "another");
+               "client %.*s throttled for %" PRIu64 " ms after %" PRIu32 " failed attempts %s", ipn, ip.p,
+               in->s.block_ms, ti.failures,
+               ti.scope == AA_SCOPE_ADDRESS ? "across usernames"
+               : configured_user            ? "with the configured username"
+                                            : "with another username");
 
     const char *challenge = in->s.challenge;
     if (h->header_set(req, GW_HDR_RESPONSE, "WWW-Authenticate", challenge, strlen(challenge)) != 0 ||

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import socket
 import time
 
 import gwtest as g
@@ -101,9 +102,11 @@ class AdminAuthTest(AdminAuthTestCase):
             (basic("root", PASSWORD), "Invalid username or password", "wrong username or password"),
             (basic("admin", PASSWORD + "x"), "Invalid username or password", "wrong username or password"),
         ]
+        # more than 110 ms apart: the warnings are limited to 10 a second, and each case is to be seen logged
         for auth, message, _ in cases:
             with self.subTest(authorization=(auth or "")[:60]):
                 self.assert401(self.get(gw, "/admin/apikeys", auth), message)
+            time.sleep(0.11)
         self.assert401(self.get(gw, "/admin", None, method="POST", body=b"{}"),
                        "Authentication required: missing Authorization header")
         self.assertUpstreamSawNothing(self.up)
@@ -217,6 +220,65 @@ class AdminAuthTest(AdminAuthTestCase):
                                         r"with the configured username" % max_failures, gw.log(200000))), 1,
                          gw.log(6000))
         self.assertUpstreamSawNothing(self.up)
+
+    def pipelined(self, gw, auths, src=g.LOCALHOST, batch=100):
+        """The requests (one per Authorization value, None = none) pipelined on one connection from the
+        address `src`, in batches; returns the statuses."""
+        statuses = []
+        c = g.RawConn(gw.port, timeout=10.0 * g.SLOW, connect=False)
+        c.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        with c:
+            c.sock.settimeout(10.0 * g.SLOW)
+            c.sock.bind((src, 0))
+            c.sock.connect((g.LOCALHOST, gw.port))
+            for i in range(0, len(auths), batch):
+                part = auths[i:i + batch]
+                c.send(b"".join(g.request_bytes("GET", "/admin/apikeys",
+                                                [("Authorization", a)] if a is not None else [])
+                                for a in part))
+                statuses += [c.read_response().status for _ in part]
+        return statuses
+
+    def test_rotating_usernames_does_not_evict_a_block(self):
+        """Blocked for admin, the client fails with 3,000 other usernames (which evicted its block from the
+        table, so that every one was counted as a 401 and the password worked again). Now the address is
+        blocked after 4 x max_failures wrong attempts, for every username; another address is not."""
+        gw = self.start([entry()])
+        auth = basic("admin", PASSWORD)
+        auths = [basic("admin", "guess")] * 5 + [basic("u%d" % i, "x") for i in range(3000)] + [auth]
+        statuses = self.pipelined(gw, auths)
+        self.assertEqual(statuses, [401] * 20 + [429] * (len(auths) - 20), gw.log(6000))
+        self.assertTrue(gw.wait_log(r"client 127\.0\.0\.1 throttled for 60000 ms after 20 failed attempts "
+                                    r"across usernames", timeout=5.0), gw.log(6000))
+        # the admin at another address is not locked out by this client
+        self.assertEqual(self.pipelined(gw, [auth, basic("admin", "guess"), auth], src="127.0.0.2"),
+                         [200, 401, 200])
+        self.assert429(self.get(gw, "/admin/apikeys", auth), ("60", "59", "58", "57"))
+
+    def test_failure_warnings_rate_limited(self):
+        """5,000 pipelined anonymous requests: every one a 401, but the log grows by a bounded number of
+        lines (each was a warning line before), and what was left out is summed up in one line."""
+        gw = self.start([entry()])
+        offset = gw.log_size()
+        t0 = time.monotonic()
+        self.assertEqual(self.pipelined(gw, [None] * 5000, batch=500), [401] * 5000)
+        elapsed = time.monotonic() - t0
+        lines = gw.log_since(offset).splitlines()
+        # 10 warnings a second plus one summary a second at most
+        self.assertLessEqual(len(lines), 11 * (int(elapsed) + 2), "\n".join(lines[:40]))
+        self.assertLess(len(lines), 500)
+        # the next failure in a later second logs the summary (bounded: 50 tries 0.1 s apart)
+        pattern = re.compile(r"\[filter:adminauth\] (\d+) more admin auth failures \(last from 127\.0\.0\.1\)")
+        accounted = 0
+        for _ in range(50):
+            self.assert401(self.get(gw, "/admin/apikeys"), "Authentication required: missing Authorization header")
+            log = gw.log_since(offset)
+            accounted = sum(int(m) for m in pattern.findall(log)) + len(
+                re.findall(r"admin authentication failed: no Authorization header", log))
+            if accounted >= 5000:
+                break
+            time.sleep(0.1)
+        self.assertGreaterEqual(accounted, 5000, gw.log(6000))
 
     def test_username_from_environment(self):
         gw = self.start([entry()], username="ops")

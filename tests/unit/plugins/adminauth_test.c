@@ -178,6 +178,7 @@ static void test_every_failure_kind(void **state)
         if (gw_th_log_find(th, GW_LOG_WARN, line) < 1) fail_msg("case %zu: no log line with \"%s\"", i, line);
         snprintf(line, sizeof line, "(client %s, GET /admin/apikeys)", ip);
         assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, line), 1);
+        gw_th_advance(th, 1000); /* the warnings are rate-limited per second */
     }
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "admin authentication failed"), n);
     if (gw_th_host(th)->metric_register) {
@@ -371,22 +372,26 @@ static void test_many_clients_bounded(void **state)
 {
     gw_th *th = *state;
     load(th, "name: adminauth\npassword: pw\nmax_failures: 1\n");
-    /* more clients than the table holds: the table stays bounded (older entries are evicted), and the
-     * most recent ones are still throttled */
+    /* more blocked clients than the table holds: it stays bounded and keeps every block (none evicted);
+     * a client whose attempt finds no slot to be counted in is refused (fail-closed) */
+    int refused = 0;
     for (int i = 0; i < 6000; i++) {
         char ip[32];
-        snprintf(ip, sizeof ip, "fd00::%x", i);
-        gw_req *r = gw_th_request(th, "GET", "/admin");
-        gw_th_request_client_ip(r, ip);
-        assert_int_equal(gw_th_request_header(r, "Authorization", basic("admin:nope")), 0);
-        assert_int_equal(gw_th_run(r), GW_TH_DONE);
-        assert_int_equal(gw_th_status(r), 401);
+        snprintf(ip, sizeof ip, "10.%d.%d.1", i / 256, i % 256);
+        int st = gw_th_status(run(th, "GET", "/admin", basic("admin:nope"), ip));
+        assert_true(st == 401 || st == 429);
+        refused += st == 429;
         gw_th_advance(th, 1);
     }
-    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "fd00::176f"), "60"); /* the last one */
+    assert_true(refused > 0);
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.1"), "54"); /* the first one: still blocked */
+    gw_th_advance(th, 60000);
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.1"));
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "fd00::1"));
 }
 
-/* The same with one address cycling through usernames: the table is bounded by pairs, not addresses. */
+/* One address cycling through usernames: its own count (4 x max_failures by default) blocks it for every
+ * username, the configured one with the right password included; other addresses are not affected. */
 static void test_many_usernames_bounded(void **state)
 {
     gw_th *th = *state;
@@ -394,11 +399,49 @@ static void test_many_usernames_bounded(void **state)
     for (int i = 0; i < 6000; i++) {
         char cred[64];
         snprintf(cred, sizeof cred, "user%d:nope", i);
-        assert_401(run(th, "GET", "/admin", basic(cred), "192.0.2.9"), "Invalid username or password", NULL);
+        assert_int_equal(gw_th_status(run(th, "GET", "/admin", basic(cred), "192.0.2.9")), i < 4 ? 401 : 429);
         gw_th_advance(th, 1);
     }
-    assert_429(run(th, "GET", "/admin", basic("user5999:x"), "192.0.2.9"), "60"); /* the last one */
-    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.9"));  /* never tried: not blocked */
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "client 192.0.2.9 throttled for 60000 ms after 4 failed "
+                                                     "attempts across usernames"),
+                     1);
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.9"), "55");
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.10"));
+}
+
+/* The attack that evicted its own block: blocked for "admin", the client fails with ever new usernames so
+ * that other entries push (address, admin) out of its set, then tries the password again. The block
+ * stays, the address is blocked at 4 x 5 failures, and the admin elsewhere is never locked out. */
+static void test_block_not_evicted_by_other_usernames(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    fail_n(th, "10.9.9.9", 5);
+    int counted = 5;
+    for (int i = 0; i < 20000; i++) {
+        char cred[64];
+        snprintf(cred, sizeof cred, "u%d:x", i);
+        counted += gw_th_status(run(th, "GET", "/admin", basic(cred), "10.9.9.9")) == 401;
+        gw_th_advance(th, 1);
+    }
+    assert_int_equal(counted, 20);
+    assert_429(run(th, "GET", "/admin", basic("admin:" PASSWORD), "10.9.9.9"), "41");
+    fail_n(th, "10.9.9.10", 1); /* the 20 warnings came within a second: 10 logged, the rest summed up */
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "10 more admin auth failures (last from 10.9.9.9)"), 1);
+    assert_passed(run(th, "GET", "/admin", basic("admin:" PASSWORD), "10.9.9.10"));
+}
+
+/* max_failures_per_address; an IPv6 address counts by its /64 */
+static void test_per_address_setting(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: adminauth\npassword: pw\nmax_failures_per_address: 3\n");
+    assert_int_equal(gw_th_status(run(th, "GET", "/admin", basic("a:x"), "2001:db8:1:2::1")), 401);
+    assert_int_equal(gw_th_status(run(th, "GET", "/admin", basic("b:x"), "2001:db8:1:2::2")), 401);
+    assert_int_equal(gw_th_status(run(th, "GET", "/admin", basic("c:x"), "2001:db8:1:2:ffff::3")), 401);
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "2001:db8:1:2::4"), "60");
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "2001:db8:1:3::1"));
+    assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "::ffff:192.0.2.1"));
 }
 
 /* Requests that name no username (none, another scheme, malformed) are answered 401 but never counted, so
@@ -480,7 +523,7 @@ static void test_config_errors(void **state)
                  "pipeline.yaml:2:11: adminauth.password: expected a string, not a list");
     expect_error(th, "name: adminauth\npassword: s3cret\npasword: x\n",
                  "pipeline.yaml:3:1: adminauth.pasword: unknown setting (allowed: username, password, realm, path, "
-                 "max_failures, block)");
+                 "max_failures, max_failures_per_address, block)");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: {a: b}\n",
                  "pipeline.yaml:3:11: adminauth.username: expected a string, not a mapping");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: ''\n",
@@ -539,6 +582,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_failures_zero_never_throttles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_clients_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_usernames_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_block_not_evicted_by_other_usernames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_per_address_setting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_anonymous_not_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyed_by_address_and_username, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
