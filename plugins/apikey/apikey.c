@@ -189,6 +189,7 @@ static gw_result judge(const ak_inst *in, gw_req *req, const ak_ident *id, bool 
     switch (id->state) {
     case AK_C_VALID: break;
     case AK_C_REVOKED: return unauthorized(in, req, "API key has been revoked");
+    case AK_C_INVALID: return unauthorized(in, req, "Invalid API key record");
     default: return unauthorized(in, req, "Invalid API key");
     }
     if (id->expires_ms && (int64_t)h->unix_ms() >= id->expires_ms) return unauthorized(in, req, "API key has expired");
@@ -218,7 +219,7 @@ static void ident_from_record(ak_ident *id, const ak_record *rec)
     id->expires_ms = rec->expires_ms;
     id->rate_limit = rec->rate_limit;
     strcpy(id->id, rec->id);
-    strcpy(id->name, rec->name);
+    ak_name_forwardable(rec->name, id->name, sizeof id->name); /* a header value: no raw bad bytes */
 }
 
 /* The store could not answer about a key: the verdict it gave within stale_if_error answers (expiry still
@@ -260,12 +261,19 @@ static void validate_done(void *token, int status, const char *value, size_t len
     store_answered(in);
     if (status == 0) {
         ak_record rec;
-        if (ak_record_parse(value, len, &rec) != 0) {
-            h->log(in->self, req, GW_LOG_ERROR, "key store record %s is not a valid API key record", p->store_key);
-            ak_finish(p, GW_ERROR);
-            return;
+        if (ak_record_parse(value, len, &rec) == 0) {
+            ident_from_record(&id, &rec);
+        } else {
+            /* 401 (cached like an unknown key); logged once, not on every use of the key */
+            uint64_t tag;
+            memcpy(&tag, p->digest, sizeof tag);
+            if (atomic_exchange(&in->invalid_logged, tag) != tag)
+                h->log(in->self, req, GW_LOG_ERROR,
+                       "key store record %s is not a valid API key record: its key is refused (401); list and "
+                       "delete it through the admin API",
+                       p->store_key);
+            id.state = AK_C_INVALID;
         }
-        ident_from_record(&id, &rec);
     } else {
         id.state = AK_C_UNKNOWN;
     }

@@ -55,11 +55,12 @@ typedef struct {
     _Atomic(ak_caches *) caches;     /* one per worker, allocated on the first worker_init */
     ak_forgets *forgets;             /* the keys of the last generations (apikey_cache.c) */
     atomic_bool store_down;          /* the last lookup failed: logged on each change only */
+    atomic_uint_fast64_t invalid_logged; /* the last invalid record logged (its digest's first bytes) */
     gw_metric *stale_total;          /* requests answered from a stale entry (stale_if_error) */
 } ak_inst;
 
 /* What the store said about a key, as a worker caches it. */
-enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED };
+enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED, AK_C_INVALID /* a record that does not parse */ };
 
 typedef struct {
     uint8_t state;
@@ -128,7 +129,12 @@ void ak_cache_put(ak_inst *in, gw_req *req, const ak_ident *id, uint64_t generat
 void ak_cache_forget(ak_inst *in, const char *store_key);
 
 /* --- apikey_record.c --- */
+/* A stored record into out: 0, or -1 when it is not one (the caller logs it). "\u0000" and unpaired
+ * surrogate escapes in it are read as U+FFFD (cJSON would end the string at the NUL, or refuse the record). */
 int ak_record_parse(const char *json, size_t len, ak_record *out);
+/* For a record that does not parse: the id it names ("id":"<32 hex>") if it can be found, else the first
+ * 32 hex digits of its store key ("k:<hex>"), so that it can be listed and deleted by that id. */
+void ak_record_salvage_id(const char *json, size_t len, gw_strv store_key, char id[AK_ID_LEN + 1]);
 void ak_hex(const uint8_t *in, size_t n, char *out);
 int ak_random(uint8_t *out, size_t n);
 int ak_sha256(const char *in, size_t n, uint8_t out[AK_DIGEST_LEN]);
@@ -139,6 +145,9 @@ void ak_format_rfc3339(int64_t unix_ms, char *out, size_t outlen);
 bool ak_utf8_valid(const char *s, size_t n);                 /* strict RFC 3629 */
 size_t ak_utf8_repair(const char *s, char *out, size_t cap); /* invalid sequences -> U+FFFD; cap >= 3n+1 */
 bool ak_has_control(const char *s);                          /* C0, DEL or C1 (U+0080..U+009F) */
+/* A stored name as it may be forwarded in a header: valid UTF-8 without C0, DEL or C1, every bad byte or
+ * control character replaced with '?' (so it is never longer than s); cap >= strlen(s) + 1. */
+size_t ak_name_forwardable(const char *s, char *out, size_t cap);
 /* An admin body: valid UTF-8, JSON (cJSON) with nothing after it, no raw control character or \u0000 in a
  * string, no object with a key twice. 0 with *doc (a cJSON tree, the caller's); 1 with *why, the 400
  * message (it names the field, or "the request body"; may point into msg); -1 out of memory. */

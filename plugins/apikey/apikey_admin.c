@@ -289,7 +289,30 @@ out:
 typedef struct {
     ak_record rec;
     size_t idx;
+    bool invalid; /* the record does not parse: only rec.id (salvaged) is set */
 } listed;
+
+/* A stored record that does not parse, as listed: what can be recovered, so it can be deleted by its id. */
+static cJSON *invalid_key_json(const ak_record *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "id", r->id) || !cJSON_AddStringToObject(o, "name", "(invalid record)") ||
+        !cJSON_AddBoolToObject(o, "active", false) || !cJSON_AddBoolToObject(o, "invalid", true)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Record i of a listing into *out: 0, or 1 when it does not parse (out->id salvaged, the rest empty). */
+static int listed_record(const gw_strv *keys, const gw_strv *values, size_t i, ak_record *out)
+{
+    if (ak_record_parse(values[i].p, values[i].n, out) == 0) return 0;
+    memset(out, 0, sizeof *out);
+    ak_record_salvage_id(values[i].p, values[i].n, keys[i], out->id);
+    out->created_ms = INT64_MAX; /* listed last */
+    return 1;
+}
 
 static int by_age(const void *a, const void *b)
 {
@@ -304,11 +327,11 @@ static gw_result answer_list(ak_inst *in, gw_req *req, size_t n, const gw_strv *
     if (n && !all) return GW_ERROR;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (ak_record_parse(values[i].p, values[i].n, &all[m].rec) != 0) {
-            in->h->log(in->self, req, GW_LOG_WARN, "key store record %.*s is not a valid API key record: skipped",
-                       (int)keys[i].n, keys[i].p);
-            continue;
-        }
+        all[m].invalid = listed_record(keys, values, i, &all[m].rec) != 0;
+        if (all[m].invalid)
+            in->h->log(in->self, req, GW_LOG_WARN,
+                       "key store record %.*s is not a valid API key record: listed as invalid with id %s",
+                       (int)(keys[i].n > 80 ? 80 : keys[i].n), keys[i].p, all[m].rec.id);
         all[m++].idx = i;
     }
     if (m > 1) qsort(all, m, sizeof *all, by_age);
@@ -317,7 +340,7 @@ static gw_result answer_list(ak_inst *in, gw_req *req, size_t n, const gw_strv *
     bool ok = doc && arr && cJSON_AddStringToObject(doc, "status", "success") && cJSON_AddItemToObject(doc, "data", arr);
     if (!ok) cJSON_Delete(arr);
     for (size_t i = 0; ok && i < m; i++) {
-        cJSON *o = api_key_json(&all[i].rec);
+        cJSON *o = all[i].invalid ? invalid_key_json(&all[i].rec) : api_key_json(&all[i].rec);
         ok = o && cJSON_AddItemToArray(arr, o);
         if (!ok) cJSON_Delete(o);
     }
@@ -384,12 +407,17 @@ static void list_done(void *token, int status, size_t n, const gw_strv *keys, co
     }
     size_t found = n;
     ak_record rec;
-    for (size_t i = 0; i < n && found == n; i++)
-        if (ak_record_parse(values[i].p, values[i].n, &rec) == 0 && strcmp(rec.id, p->id) == 0 &&
-            keys[i].n == AK_STORE_KEY_LEN)
-            found = i;
+    int invalid = 0;
+    for (size_t i = 0; i < n && found == n; i++) {
+        invalid = listed_record(keys, values, i, &rec);
+        if (strcmp(rec.id, p->id) == 0 && keys[i].n == AK_STORE_KEY_LEN) found = i;
+    }
     if (found == n) {
         ak_finish(p, answer_error(in, req, 404, "API key not found"));
+        return;
+    }
+    if (invalid && p->op == AK_OP_REVOKE) {
+        ak_finish(p, answer_error(in, req, 409, "The stored record of this API key is invalid; delete it"));
         return;
     }
     memcpy(p->store_key, keys[found].p, AK_STORE_KEY_LEN);

@@ -67,6 +67,27 @@ size_t ak_utf8_repair(const char *s, char *out, size_t cap)
     return o;
 }
 
+size_t ak_name_forwardable(const char *s, char *out, size_t cap)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap;) {
+        size_t k = utf8_seq(p + i, n - i);
+        bool ctl = k == 0 || (k == 1 && (p[i] < 0x20 || p[i] == 0x7f)) ||
+                   (k == 2 && p[i] == 0xc2 && p[i + 1] <= 0x9f); /* C0, DEL, C1 */
+        if (ctl || o + k >= cap) {
+            out[o++] = '?'; /* one byte for one bad byte or character: never longer than the stored name */
+            i += k ? k : 1;
+            continue;
+        }
+        memcpy(out + o, s + i, k);
+        o += k;
+        i += k;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 bool ak_has_control(const char *s)
 {
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {

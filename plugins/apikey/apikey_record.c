@@ -147,11 +147,97 @@ static bool is_hex_id(const char *s, size_t n)
     return true;
 }
 
-/* A stored record; -1 when it is not one (the caller logs it). */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* The code unit of the escape "\uXXXX" at s[i] (s[i] == '\\'), or -1. */
+static long u_escape(const char *s, size_t len, size_t i)
+{
+    if (i + 6 > len || s[i + 1] != 'u') return -1;
+    long v = 0;
+    for (size_t k = 2; k < 6; k++) {
+        int d = hexval(s[i + k]);
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* The escapes at which a record's text goes wrong for cJSON, "\u0000" and unpaired surrogates, rewritten
+ * in place as "\ufffd" (same length). Only escapes are touched: a backslash inside a string always starts
+ * one, and outside strings there is none in a record. */
+static void fix_escapes(char *s, size_t len)
+{
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (s[i] != '\\') continue;
+        long v = u_escape(s, len, i);
+        if (v < 0) {
+            i++; /* another escape: skip the escaped character */
+            continue;
+        }
+        bool bad = v == 0 || (v >= 0xdc00 && v <= 0xdfff);
+        if (v >= 0xd800 && v <= 0xdbff) {
+            long lo = i + 6 < len && s[i + 6] == '\\' ? u_escape(s, len, i + 6) : -1;
+            if (lo >= 0xdc00 && lo <= 0xdfff) {
+                i += 11; /* a pair: both escapes are fine */
+                continue;
+            }
+            bad = true;
+        }
+        if (bad) memcpy(s + i, "\\ufffd", 6);
+        i += 5;
+    }
+}
+
+static bool needs_fix(const char *json, size_t len)
+{
+    for (size_t i = 0; i + 2 < len; i++)
+        if (json[i] == '\\' && json[i + 1] == 'u' && (json[i + 2] == '0' || json[i + 2] == 'd' || json[i + 2] == 'D'))
+            return true;
+    return false;
+}
+
+void ak_record_salvage_id(const char *json, size_t len, gw_strv store_key, char id[AK_ID_LEN + 1])
+{
+    static const char tag[] = "\"id\":\"";
+    for (size_t i = 0; i + sizeof tag - 1 + AK_ID_LEN < len; i++) {
+        if (memcmp(json + i, tag, sizeof tag - 1) != 0) continue;
+        const char *v = json + i + sizeof tag - 1;
+        if (is_hex_id(v, AK_ID_LEN) && v[AK_ID_LEN] == '"') {
+            memcpy(id, v, AK_ID_LEN);
+            id[AK_ID_LEN] = '\0';
+            return;
+        }
+    }
+    size_t n = store_key.n > 2 ? store_key.n - 2 : 0;
+    n = n < AK_ID_LEN ? n : AK_ID_LEN;
+    for (size_t i = 0; i < n; i++) {
+        char c = store_key.p[2 + i];
+        id[i] = c >= 'A' && c <= 'F' ? (char)(c - 'A' + 'a') : (hexval(c) >= 0 ? c : '0');
+    }
+    memset(id + n, '0', AK_ID_LEN - n);
+    id[AK_ID_LEN] = '\0';
+}
+
 int ak_record_parse(const char *json, size_t len, ak_record *out)
 {
     memset(out, 0, sizeof *out);
-    cJSON *doc = cJSON_ParseWithLength(json, len);
+    cJSON *doc;
+    if (needs_fix(json, len)) {
+        char *copy = malloc(len ? len : 1);
+        if (!copy) return -1;
+        memcpy(copy, json, len);
+        fix_escapes(copy, len);
+        doc = cJSON_ParseWithLength(copy, len);
+        free(copy);
+    } else {
+        doc = cJSON_ParseWithLength(json, len);
+    }
     int rc = -1;
     if (!cJSON_IsObject(doc)) goto done;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");

@@ -417,6 +417,36 @@ static void test_list_repairs_stored_bad_text(void **state)
     cJSON_Delete(doc);
 }
 
+/* Stored names with control characters, raw bad bytes or an escaped NUL are forwarded as printable UTF-8
+ * ('?' for each), never raw or cut at the NUL; a record that does not parse is listed (invalid: true) under
+ * the id it names and can be deleted, and its key gets 401, not 500. */
+static void test_stored_bad_records_forwarded_and_listed(void **state)
+{
+    gw_th *th = *state;
+    standard(th);
+    created k = create_key(th, "{\"name\":\"x\"}");
+    char key[70] = "k:", rec[512];
+    sha256_hex(k.raw, key + 2);
+    snprintf(rec, sizeof rec, "{\"id\":\"%s\",\"name\":\"a\\u0000b\x01\x7f\xc2\x85\xff\xfe\xc3\xa9\",\"active\":true,"
+             "\"created_at\":\"2020-01-01T00:00:00Z\"}", k.id);
+    assert_int_equal(gw_th_store_put(th, "apikey", key, rec, strlen(rec), 0), 0);
+    assert_consumer(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), k.id, "a\xef\xbf\xbd" "b?????\xc3\xa9");
+    static const char broken[] = "{\"id\":\"00112233445566778899aabbccddeeff\",\"name\":\"\\ud800\",\"active\":";
+    assert_int_equal(gw_th_store_put(th, "apikey", "k:" "ff00000000000000000000000000000000000000000000000000000000000000", broken, sizeof broken - 1, 0), 0);
+    gw_req *l = admin(th, "GET", "/admin/apikeys", NULL);
+    cJSON *doc = json_of(l);
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(doc, "data");
+    assert_int_equal(cJSON_GetArraySize(data), 2);
+    assert_string_equal(str_of(cJSON_GetArrayItem(data, 0), "name"), "a\xef\xbf\xbd" "b\x01\x7f\xc2\x85\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9");
+    const cJSON *bad = cJSON_GetArrayItem(data, 1);
+    assert_string_equal(str_of(bad, "id"), "00112233445566778899aabbccddeeff");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(bad, "invalid")));
+    cJSON_Delete(doc);
+    assert_int_equal(gw_th_status(admin(th, "POST", "/admin/apikeys/00112233445566778899aabbccddeeff/revoke", NULL)), 409);
+    assert_int_equal(gw_th_status(admin(th, "DELETE", "/admin/apikeys/00112233445566778899aabbccddeeff", NULL)), 200);
+    assert_null(gw_th_store_peek(th, "apikey", "k:ff00000000000000000000000000000000000000000000000000000000000000", NULL));
+}
+
 /* --- list, revoke, delete -------------------------------------------------------------------------- */
 
 static void test_list_revoke_delete(void **state)
@@ -691,9 +721,10 @@ static void test_cache_expiry_and_revoke(void **state)
     assert_int_equal(gw_th_store_put(th, "apikey", key, changed, strlen(changed), 0), 0);
     assert_consumer(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), k.id, "c");
     gw_th_advance(th, 5000);
-    gw_req *r = call(th, "/api/auth/me", "X-API-Key", k.raw, NULL);
-    assert_int_equal(gw_th_status(r), 500);
-    assert_int_equal(gw_th_log_find(th, GW_LOG_ERROR, "is not a valid API key record"), 1);
+    assert_401(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), "Invalid API key record"); /* not 500 */
+    gw_th_advance(th, 5000);
+    assert_401(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), "Invalid API key record");
+    assert_int_equal(gw_th_log_find(th, GW_LOG_ERROR, "is not a valid API key record"), 1); /* once */
 }
 
 static void test_cache_disabled(void **state)
@@ -719,7 +750,7 @@ static void test_cache_ttl_zero_keeps_stale_if_error(void **state)
     char key[70] = "k:";
     sha256_hex(k.raw, key + 2);
     assert_int_equal(gw_th_store_put(th, "apikey", key, "x", 1, 0), 0);
-    assert_int_equal(gw_th_status(call(th, "/x", "X-API-Key", k.raw, NULL)), 500);
+    assert_401(call(th, "/x", "X-API-Key", k.raw, NULL), "Invalid API key record");
     created k2 = create_key(th, "{\"name\":\"d\"}");
     assert_consumer(call(th, "/x", "X-API-Key", k2.raw, NULL), k2.id, "d");
     gw_th_store_mode(th, GW_TH_STORE_FAIL);
@@ -933,6 +964,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refuses_bad_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_repairs_stored_bad_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stored_bad_records_forwarded_and_listed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_revoke_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_on_admin_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation, setup, teardown),
