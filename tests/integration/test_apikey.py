@@ -7,6 +7,7 @@ revoke / delete with exact statuses and bodies, a revoked key refused at once on
 survive a restart and a kill -9 right after the 201, and a route that requires a key."""
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -248,6 +249,49 @@ class ApiKeyTest(ApiKeyTestCase):
         doc = json.loads(r.body.decode("utf-8", errors="strict"))
         self.assertEqual([k["name"] for k in doc["data"]], ["old\ufffd\ufffd\ufffd\ufffdname", "caf\u00e9 \u2713"])
         self.assertEqual(doc["data"][1], key)
+
+
+    def test_stored_bad_records(self):
+        """Records written by an older version or into data/store.db directly: a name with control
+        characters, raw bad bytes or an escaped NUL is forwarded as printable UTF-8 ('?' for each bad byte,
+        U+FFFD for the NUL), never raw or cut at the NUL; records that do not parse (a lone surrogate
+        escape is read as U+FFFD, but broken JSON) are listed as invalid under the id they name, can be
+        deleted, and their key gets 401 instead of 500, logged once."""
+        os.makedirs(self.data, exist_ok=True)
+        raw_bad_name, raw_broken = "gw_" + "A" * 43, "gw_" + "B" * 43
+        recs = [
+            (raw_bad_name, b'{"id":"00112233445566778899aabbccddeeff","name":"a\\u0000b\x01\x7f\xc2\x85\xff\xfe\xc3\xa9",'
+                           b'"active":true,"created_at":"2020-01-01T00:00:00Z"}'),
+            ("gw_" + "C" * 43, b'{"id":"0123456789abcdef0123456789abcdef","name":"s\\ud800","active":true,'
+                               b'"created_at":"2020-01-02T00:00:00Z"}'),
+            (raw_broken, b'{"id":"ffeeddccbbaa99887766554433221100","name":"x","active":'),
+        ]
+        out = b"gateway-store 1\n"
+        for raw, rec in recs:
+            rkey = b"apikey:k:" + hashlib.sha256(raw.encode()).hexdigest().encode()
+            out += b"%d %d\n%s%s\n" % (len(rkey), len(rec), rkey, rec)
+        with open(os.path.join(self.data, "store.db"), "wb") as f:
+            f.write(out)
+        gw = self.start()
+        r = self.call(gw, headers=[("X-API-Key", raw_bad_name)])
+        self.assertEqual(r.status, 200, r.summary())
+        name = g.hall(r.json()["headers"], "x-consumer-name")
+        self.assertEqual([n.encode("latin-1") for n in name], ["a\ufffdb?????\u00e9".encode()], r.summary())
+        for _ in range(3):
+            self.assert401(self.call(gw, headers=[("X-API-Key", raw_broken)]), "Invalid API key record")
+        r = self.admin(gw, "GET", "/admin/apikeys")
+        self.assertEqual(r.status, 200, r.summary())
+        data = json.loads(r.body.decode("utf-8", errors="strict"))["data"]
+        self.assertEqual([(k["id"][:4], k["name"], k.get("invalid", False)) for k in data],
+                         [("0011", "a\ufffdb\x01\x7f\x85\ufffd\ufffd\u00e9", False), ("0123", "s\ufffd", False),
+                          ("ffee", "(invalid record)", True)], r.summary())
+        self.assertTrue(gw.wait_log(r"is not a valid API key record: its key is refused", timeout=5.0), gw.log(6000))
+        self.assertEqual(len(re.findall(r"is not a valid API key record: its key is refused", gw.log(200000))), 1,
+                         gw.log(6000))
+        self.assertSuccess(self.admin(gw, "DELETE", "/admin/apikeys/ffeeddccbbaa99887766554433221100"),
+                           "API key deleted")
+        self.assertEqual([k["id"][:4] for k in self.listed(gw)[0]], ["0011", "0123"])
+        self.assert401(self.call(gw, headers=[("X-API-Key", raw_broken)]), "Invalid API key")
 
 
 class ApiKeyDurabilityTest(ApiKeyTestCase):
