@@ -132,6 +132,7 @@ void ak_cache_forget(ak_inst *in, const char *store_key);
 /* A stored record into out: 0, or -1 when it is not one (the caller logs it). "\u0000" and unpaired
  * surrogate escapes in it are read as U+FFFD (cJSON would end the string at the NUL, or refuse the record). */
 int ak_record_parse(const char *json, size_t len, ak_record *out);
+void *ak_record_doc(const char *json, size_t len); /* the record's cJSON tree, read as above; NULL if none */
 /* For a record that does not parse: the id it names ("id":"<32 hex>") if it can be found, else the first
  * 32 hex digits of its store key ("k:<hex>"), so that it can be listed and deleted by that id. */
 void ak_record_salvage_id(const char *json, size_t len, gw_strv store_key, char id[AK_ID_LEN + 1]);

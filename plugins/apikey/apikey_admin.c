@@ -379,7 +379,7 @@ static void change_done(void *token, int status, const char *value, size_t len)
 /* The stored record with "active": false, other fields as they were. */
 static char *revoked_json(const gw_strv value)
 {
-    cJSON *doc = cJSON_ParseWithLength(value.p, value.n);
+    cJSON *doc = ak_record_doc(value.p, value.n); /* as it was listed: "\u0000" read as U+FFFD */
     char *text = NULL;
     if (cJSON_IsObject(doc)) {
         cJSON_DeleteItemFromObjectCaseSensitive(doc, "active");

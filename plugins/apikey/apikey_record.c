@@ -224,20 +224,22 @@ void ak_record_salvage_id(const char *json, size_t len, gw_strv store_key, char 
     id[AK_ID_LEN] = '\0';
 }
 
+void *ak_record_doc(const char *json, size_t len)
+{
+    if (!needs_fix(json, len)) return cJSON_ParseWithLength(json, len);
+    char *copy = malloc(len ? len : 1);
+    if (!copy) return NULL;
+    memcpy(copy, json, len);
+    fix_escapes(copy, len);
+    cJSON *doc = cJSON_ParseWithLength(copy, len);
+    free(copy);
+    return doc;
+}
+
 int ak_record_parse(const char *json, size_t len, ak_record *out)
 {
     memset(out, 0, sizeof *out);
-    cJSON *doc;
-    if (needs_fix(json, len)) {
-        char *copy = malloc(len ? len : 1);
-        if (!copy) return -1;
-        memcpy(copy, json, len);
-        fix_escapes(copy, len);
-        doc = cJSON_ParseWithLength(copy, len);
-        free(copy);
-    } else {
-        doc = cJSON_ParseWithLength(json, len);
-    }
+    cJSON *doc = ak_record_doc(json, len);
     int rc = -1;
     if (!cJSON_IsObject(doc)) goto done;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(doc, "id");

@@ -291,6 +291,10 @@ class ApiKeyTest(ApiKeyTestCase):
         self.assertSuccess(self.admin(gw, "DELETE", "/admin/apikeys/ffeeddccbbaa99887766554433221100"),
                            "API key deleted")
         self.assertEqual([k["id"][:4] for k in self.listed(gw)[0]], ["0011", "0123"])
+        # the record with the lone surrogate is revoked as it was listed (its stored name rewritten as U+FFFD)
+        self.assertSuccess(self.admin(gw, "POST", "/admin/apikeys/0123456789abcdef0123456789abcdef/revoke"),
+                           "API key revoked")
+        self.assertEqual([k["active"] for k in self.listed(gw)[0]], [True, False])
         self.assert401(self.call(gw, headers=[("X-API-Key", raw_broken)]), "Invalid API key")
 
 

@@ -429,6 +429,8 @@ static void test_block_not_evicted_by_other_usernames(void **state)
     fail_n(th, "10.9.9.10", 1); /* the 20 warnings came within a second: 10 logged, the rest summed up */
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "10 more admin auth failures (last from 10.9.9.9)"), 1);
     assert_passed(run(th, "GET", "/admin", basic("admin:" PASSWORD), "10.9.9.10"));
+    if (gw_th_host(th)->metric_register) /* logged or not, every failure is counted */
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"credentials"}) == 21.0);
 }
 
 /* max_failures_per_address; an IPv6 address counts by its /64 */

@@ -443,6 +443,9 @@ static void test_stored_bad_records_forwarded_and_listed(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(bad, "invalid")));
     cJSON_Delete(doc);
     assert_int_equal(gw_th_status(admin(th, "POST", "/admin/apikeys/00112233445566778899aabbccddeeff/revoke", NULL)), 409);
+    snprintf(rec, sizeof rec, "/admin/apikeys/%s/revoke", k.id); /* the NUL record is revoked as it was listed */
+    assert_int_equal(gw_th_status(admin(th, "POST", rec, NULL)), 200);
+    assert_401(call(th, "/api/auth/me", "X-API-Key", k.raw, NULL), "API key has been revoked");
     assert_int_equal(gw_th_status(admin(th, "DELETE", "/admin/apikeys/00112233445566778899aabbccddeeff", NULL)), 200);
     assert_null(gw_th_store_peek(th, "apikey", "k:ff00000000000000000000000000000000000000000000000000000000000000", NULL));
 }
