@@ -269,8 +269,8 @@ static void validate_done(void *token, int status, const char *value, size_t len
             memcpy(&tag, p->digest, sizeof tag);
             if (atomic_exchange(&in->invalid_logged, tag) != tag)
                 h->log(in->self, req, GW_LOG_ERROR,
-                       "key store record %s is not a valid API key record: its key is refused (401); list and "
-                       "delete it through the admin API",
+                       "key store record %s is not a valid API key record: its key is refused (401); "
+                       "list and delete it through the admin API",
                        p->store_key);
             id.state = AK_C_INVALID;
         }

@@ -60,7 +60,8 @@ typedef struct {
 } ak_inst;
 
 /* What the store said about a key, as a worker caches it. */
-enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED, AK_C_INVALID /* a record that does not parse */ };
+/* AK_C_INVALID: a record that does not parse */
+enum { AK_C_EMPTY = 0, AK_C_VALID, AK_C_UNKNOWN, AK_C_REVOKED, AK_C_INVALID };
 
 typedef struct {
     uint8_t state;
@@ -130,7 +131,8 @@ void ak_cache_forget(ak_inst *in, const char *store_key);
 
 /* --- apikey_record.c --- */
 /* A stored record into out: 0, or -1 when it is not one (the caller logs it). "\u0000" and unpaired
- * surrogate escapes in it are read as U+FFFD (cJSON would end the string at the NUL, or refuse the record). */
+ * surrogate escapes in it are read as U+FFFD (cJSON would end the string at the NUL, or refuse the
+ * record). */
 int ak_record_parse(const char *json, size_t len, ak_record *out);
 void *ak_record_doc(const char *json, size_t len); /* the record's cJSON tree, read as above; NULL if none */
 /* For a record that does not parse: the id it names ("id":"<32 hex>") if it can be found, else the first

@@ -296,7 +296,8 @@ typedef struct {
 static cJSON *invalid_key_json(const ak_record *r)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "id", r->id) || !cJSON_AddStringToObject(o, "name", "(invalid record)") ||
+    if (!o || !cJSON_AddStringToObject(o, "id", r->id) ||
+        !cJSON_AddStringToObject(o, "name", "(invalid record)") ||
         !cJSON_AddBoolToObject(o, "active", false) || !cJSON_AddBoolToObject(o, "invalid", true)) {
         cJSON_Delete(o);
         return NULL;

@@ -197,7 +197,8 @@ static void fix_escapes(char *s, size_t len)
 static bool needs_fix(const char *json, size_t len)
 {
     for (size_t i = 0; i + 2 < len; i++)
-        if (json[i] == '\\' && json[i + 1] == 'u' && (json[i + 2] == '0' || json[i + 2] == 'd' || json[i + 2] == 'D'))
+        if (json[i] == '\\' && json[i + 1] == 'u' &&
+            (json[i + 2] == '0' || json[i + 2] == 'd' || json[i + 2] == 'D'))
             return true;
     return false;
 }
