@@ -470,7 +470,7 @@ void gw_after_request_phase(gw_conn *c, gw_result r)
         if (c->body_complete) {
             c->state = GW_C_FILTER;
             gw_phase_start(c, GW_PH_ENDPOINT);
-        } else if (c->req->body == GW_BODY_LENGTH && c->req->content_length > c->gen->cfg->body_buffer) {
+        } else if (c->req->body == GW_BODY_LENGTH && c->req->content_length > gw_proxy_buffer_limit(c)) {
             gw_respond_error_close(c, 413, "The request body is larger than this endpoint accepts");
         } else {
             c->for_endpoint = true; /* read the body, then run the handler */

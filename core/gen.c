@@ -13,6 +13,7 @@
 #include "conf_api.h"
 #include "conf_settings.h"
 #include "log.h"
+#include "phases.h"
 #include "util.h"
 #include "server.h"
 
@@ -273,6 +274,8 @@ static int build_pipeline(gw_gen *g, char **err)
                              f->d->on_response, f->d->on_log};
         for (unsigned ph = 0; ph < sizeof fns / sizeof fns[0]; ph++)
             if (fns[ph]) g->phases |= 1u << ph; /* same order as GW_PH_* */
+        if (f->d->on_request_body) g->phases |= 1u << GW_PH_REQUEST_BODY;
+        if (f->d->on_response_body) g->phases |= 1u << GW_PH_RESPONSE_BODY;
         if (create_filter(g, f, err) != 0) return -1;
     }
     return 0;

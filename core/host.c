@@ -272,6 +272,16 @@ static bool h_replayable(const gw_req *r)
     return c->body_complete && !c->body_streaming;
 }
 
+/* Only the request phase decides how the body is read: later it may already be streaming. Several filters
+ * asking: the largest max holds (each filter still applies its own limit to what it sees). */
+static int h_body_buffer(gw_req *r, uint64_t max)
+{
+    gw_conn *c = C(r);
+    if (r->phase != GW_PH_REQUEST || c->body_streaming || max == 0) return -1;
+    if (max > c->body_want) c->body_want = max;
+    return 0;
+}
+
 static bool h_body(const gw_req *r, gw_strv *out)
 {
     gw_conn *c = C(r);
@@ -502,6 +512,7 @@ const gw_host *gw_host_api(void)
     h->retry_after = h_retry_after;
     h->replayable = h_replayable;
     h->body = h_body;
+    h->body_buffer = h_body_buffer;
     h->req_set = h_req_set;
     h->req_get = h_req_get;
     h->alloc = h_alloc;

@@ -38,6 +38,8 @@ int gw_phase_request_init(gw_conn *c)
     gw_req *r = &c->rq;
     r->c = c;
     r->active = true;
+    c->body_want = 0;
+    c->resp_body_seen = 0;
     if (!c->gen->nfilters) return 0;
     if (c->gen->state_size) {
         r->state = gw_req_alloc(r, c->gen->state_size);
@@ -58,6 +60,11 @@ static void done(gw_conn *c, int phase, gw_result res)
     }
 }
 
+static void *route_conf_of(const gw_conn *c, const gw_filter *f)
+{
+    return c->route && f->route_conf ? f->route_conf[c->route - c->gen->cfg->routes] : f->route_default;
+}
+
 /* Calls one filter (or the endpoint handler). */
 static gw_result call(gw_conn *c, int phase, size_t k)
 {
@@ -75,7 +82,7 @@ static gw_result call(gw_conn *c, int phase, size_t k)
     gw_phase_fn fn = phase_fn(f, phase);
     if (!fn) return GW_CONTINUE;
     if (!g->pw[c->w->id].init_ok[i]) return GW_ERROR;
-    void *rc = c->route && f->route_conf ? f->route_conf[c->route - g->cfg->routes] : f->route_default;
+    void *rc = route_conf_of(c, f);
     r->cur = (gw_filter *)f;
     return fn(f->inst, rc, r->state && f->d->req_state_size ? r->state + f->state_off : NULL, r);
 }
@@ -137,6 +144,56 @@ void gw_phase_resume(gw_req *r, gw_result result)
     }
     if (result == GW_RETRY && r->phase != GW_PH_UPSTREAM_RESPONSE) result = GW_ERROR;
     done(c, r->phase, result);
+}
+
+/* One piece through every filter with a body callback for the phase. */
+static gw_result body_piece(gw_conn *c, int phase, const gw_body_chunk *ch)
+{
+    gw_req *r = &c->rq;
+    const gw_gen *g = c->gen;
+    bool req_side = phase == GW_PH_REQUEST_BODY;
+    int saved = r->phase;
+    r->phase = phase; /* host calls that depend on the phase (body_buffer) see this one */
+    gw_result res = GW_CONTINUE;
+    for (size_t k = 0; k < g->nfilters && res == GW_CONTINUE; k++) {
+        size_t i = req_side ? k : g->nfilters - 1 - k;
+        const gw_filter *f = g->filters[i];
+        gw_body_fn fn = req_side ? f->d->on_request_body : f->d->on_response_body;
+        if (!fn) continue;
+        if (!g->pw[c->w->id].init_ok[i]) {
+            res = GW_ERROR;
+            break;
+        }
+        r->cur = (gw_filter *)f;
+        res = fn(f->inst, route_conf_of(c, f), r->state && f->d->req_state_size ? r->state + f->state_off : NULL,
+                 r, ch);
+        if (res == GW_RESPOND && (!req_side || !r->own_status)) res = GW_ERROR;
+        else if (res != GW_CONTINUE && res != GW_RESPOND) res = GW_ERROR; /* WAIT, RETRY, garbage */
+        if (res == GW_ERROR) gw_warn("filter '%s' failed in the %s body phase", f->name, req_side ? "request" : "response");
+    }
+    r->phase = saved;
+    return res;
+}
+
+gw_result gw_phase_body(gw_conn *c, int phase, struct evbuffer *buf, size_t n, uint64_t offset, bool last)
+{
+    if (n == 0) return body_piece(c, phase, &(gw_body_chunk){{"", 0}, offset, last});
+    struct evbuffer_iovec v[8];
+    struct evbuffer_ptr pos;
+    size_t done = 0;
+    for (int guard = 0; done < n && guard < 1000000; guard++) {
+        if (evbuffer_ptr_set(buf, &pos, done, EVBUFFER_PTR_SET) != 0) return GW_ERROR;
+        int k = evbuffer_peek(buf, (ev_ssize_t)(n - done), &pos, v, 8);
+        if (k <= 0) return GW_ERROR;
+        for (int i = 0; i < k && i < 8 && done < n; i++) {
+            size_t len = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+            gw_body_chunk ch = {{v[i].iov_base, len}, offset + done, last && done + len == n};
+            gw_result res = body_piece(c, phase, &ch);
+            if (res != GW_CONTINUE) return res;
+            done += len;
+        }
+    }
+    return done == n ? GW_CONTINUE : GW_ERROR;
 }
 
 void gw_phase_log(gw_conn *c)

@@ -7,7 +7,11 @@
 
 #include "server.h"
 
-enum { GW_PH_ENDPOINT = 5 }; /* a registered endpoint's handler, run like a one-filter phase */
+enum {
+    GW_PH_ENDPOINT = 5,      /* a registered endpoint's handler, run like a one-filter phase */
+    GW_PH_REQUEST_BODY = 6,  /* body phases: synchronous, over pieces of a body (gw_phase_body) */
+    GW_PH_RESPONSE_BODY = 7,
+};
 
 /* Per-request memory and lifetime (host.c). */
 void *gw_req_alloc(gw_req *r, size_t n);
@@ -34,6 +38,12 @@ void gw_phase_start(gw_conn *c, int phase);
 void gw_phase_resume(gw_req *r, gw_result result);
 /* True if any filter of the request's generation implements `phase`. */
 bool gw_phase_present(const gw_conn *c, int phase);
+/* A body phase over the first n bytes of `buf` (not consumed), one piece per buffer segment, the last piece
+ * marked when `last`; n == 0 with `last` runs one empty last piece. Pipeline order for the request body,
+ * reverse for the response body. Synchronous: WAIT and RETRY count as ERROR, and RESPOND as ERROR on the
+ * response side or without host->respond(). Returns CONTINUE, RESPOND or ERROR. Callers test the phase bit
+ * first: a generation without body filters pays nothing. */
+gw_result gw_phase_body(gw_conn *c, int phase, struct evbuffer *buf, size_t n, uint64_t offset, bool last);
 /* The log phase: synchronous, reverse order, WAIT not allowed. */
 void gw_phase_log(gw_conn *c);
 

@@ -92,8 +92,40 @@ void gw_proxy_timer(gw_conn *c)
     gw_respond_error_close(c, 408, "The request body was not received in time");
 }
 
-static void body_done(gw_conn *c)
+uint64_t gw_proxy_buffer_limit(const gw_conn *c)
 {
+    return c->body_want ? c->body_want : c->gen->cfg->body_buffer;
+}
+
+/* A request_body filter stopped the body. Its own answer is sent only while nothing of the request went
+ * upstream; otherwise the upstream connection is cut and the client gets a 500 (or is cut when its response
+ * has begun). Either way the client connection closes: the rest of its body is not read. */
+static void body_refused(gw_conn *c, gw_result r)
+{
+    c->keep_alive = false;
+    evtimer_del(c->timer);
+    if (r == GW_RESPOND && !c->body_streaming) {
+        gw_proxy_abort(c);
+        gw_respond_own(c);
+        return;
+    }
+    gw_proxy_fail(c, 500, "A filter failed to process the request body");
+}
+
+/* The request_body phase over n bytes at the front of `in`; -1 when a filter stopped the body (handled:
+ * the connection may be gone). Only called when the generation has a request_body filter. */
+static int body_filters(gw_conn *c, struct evbuffer *in, size_t n, bool last)
+{
+    gw_result r = gw_phase_body(c, GW_PH_REQUEST_BODY, in, n, c->body_seen, last);
+    if (r == GW_CONTINUE) return 0;
+    body_refused(c, r);
+    return -1;
+}
+
+/* Returns -1 when a filter stopped the body at its end (handled), 0 otherwise. */
+static int body_done(gw_conn *c)
+{
+    if ((c->gen->phases & (1u << GW_PH_REQUEST_BODY)) && body_filters(c, NULL, 0, true) != 0) return -1;
     c->body_complete = true;
     evtimer_del(c->timer);
     if (c->body_streaming && c->up && c->req->body == GW_BODY_CHUNKED)
@@ -106,11 +138,14 @@ static void body_done(gw_conn *c)
         c->state = GW_C_PROXY;
         gw_proxy_connect(c);
     }
+    return 0;
 }
 
-/* Moves n payload bytes from the client to wherever the body goes now. */
-static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
+/* Moves n payload bytes from the client to wherever the body goes now, after the request_body filters saw
+ * them. -1: a filter stopped the body (handled). */
+static int move_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
+    if ((c->gen->phases & (1u << GW_PH_REQUEST_BODY)) && body_filters(c, in, n, false) != 0) return -1;
     if (c->body_streaming && c->up) {
         struct evbuffer *out = gw_io_output(c->up->bev);
         bool chunked = c->req->body == GW_BODY_CHUNKED;
@@ -122,9 +157,11 @@ static void move_payload(gw_conn *c, struct evbuffer *in, size_t n)
     }
     c->body_seen += n;
     c->rate_bytes += n;
+    return 0;
 }
 
-/* Returns -1 on malformed chunked framing, -2 past the body limit, 0 otherwise. */
+/* Returns -1 on malformed chunked framing, -2 past the body limit, -3 when a filter stopped the body
+ * (handled), 0 otherwise. */
 static int pump_chunked(gw_conn *c, struct evbuffer *in)
 {
     uint64_t max_body = c->gen->cfg->max_body;
@@ -133,9 +170,9 @@ static int pump_chunked(gw_conn *c, struct evbuffer *in)
         if (avail == 0) return 0;
         if (gw_chunked_in_data(&c->req_chunked)) {
             size_t n = avail < c->req_chunked.remaining ? avail : (size_t)c->req_chunked.remaining;
-            move_payload(c, in, n);
+            if (max_body && c->body_seen + n > max_body) return -2; /* before a filter sees bytes past it */
+            if (move_payload(c, in, n) != 0) return -3;
             gw_chunked_consumed(&c->req_chunked, n);
-            if (max_body && c->body_seen > max_body) return -2;
             continue;
         }
         size_t take = avail < 4096 ? avail : 4096, used = 0;
@@ -143,10 +180,7 @@ static int pump_chunked(gw_conn *c, struct evbuffer *in)
         int r = gw_chunked_feed(&c->req_chunked, p, take, &used);
         evbuffer_drain(in, used);
         if (r == GW_CHUNKED_ERROR) return -1;
-        if (r == GW_CHUNKED_DONE) {
-            body_done(c);
-            return 0;
-        }
+        if (r == GW_CHUNKED_DONE) return body_done(c) == 0 ? 0 : -3;
         if (r == GW_CHUNKED_AGAIN && used == take && take == avail) return 0;
         if (r == GW_CHUNKED_AGAIN && used == 0) return 0;
     }
@@ -160,10 +194,10 @@ static bool pump_framing(gw_conn *c)
     if (c->req->body == GW_BODY_LENGTH) {
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < c->body_left ? avail : (size_t)c->body_left;
-        if (n) move_payload(c, in, n);
+        if (n && move_payload(c, in, n) != 0) return false;
         c->body_left -= n;
-        if (c->body_left == 0) body_done(c);
-        return !c->body_complete;
+        if (c->body_left == 0) return body_done(c) == 0 && !c->body_complete;
+        return true;
     }
     int r = pump_chunked(c, in);
     if (r == -1) gw_proxy_fail(c, 400, "The chunked request body is malformed");
@@ -177,8 +211,9 @@ static void pump_body(gw_conn *c)
     if (!pump_framing(c)) return;
     uint64_t now = gw_proxy_now_ms();
     c->body_last_ms = now;
-    if (c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
-        gw_proxy_fail(c, 413, "The request body is larger than this endpoint accepts");
+    if ((c->for_endpoint || c->body_want) && evbuffer_get_length(c->body) > gw_proxy_buffer_limit(c)) {
+        gw_proxy_fail(c, 413, c->for_endpoint ? "The request body is larger than this endpoint accepts"
+                                              : "The request body is larger than allowed");
         return;
     }
     if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
@@ -233,11 +268,15 @@ void gw_proxy_start(gw_conn *c)
         gw_conn_free(c);
         return;
     }
+    if (c->body_want && rq->body == GW_BODY_LENGTH && rq->content_length > c->body_want) {
+        gw_proxy_fail(c, 413, "The request body is larger than allowed"); /* before a byte of it is read */
+        return;
+    }
     if (rq->expect_continue && rq->minor_version == 1) {
         ADD_LIT(gw_io_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
         c->sent_continue = true;
     }
-    if (rq->body == GW_BODY_LENGTH && rq->content_length > c->gen->cfg->body_buffer && !c->for_endpoint) {
+    if (rq->body == GW_BODY_LENGTH && rq->content_length > gw_proxy_buffer_limit(c) && !c->for_endpoint) {
         c->body_streaming = true;
         c->state = GW_C_PROXY;
         gw_proxy_connect(c);

@@ -17,6 +17,8 @@
 #include "proxy_internal.h"
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
+static bool read_upstream(gw_upconn *u);
+static void response_complete(gw_conn *c);
 #define MAX_RESPONSE_HEAD (64u * 1024u)
 
 static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
@@ -32,6 +34,7 @@ static void set_framing(gw_conn *c, const gw_http_head *h)
 {
     c->resp_in = h->body;
     c->resp_left = h->content_length;
+    c->resp_body_seen = 0;
     c->resp_chunk_out = false;
     c->resp_close_out = false;
     if (h->body == GW_BODY_CHUNKED || h->body == GW_BODY_CLOSE) {
@@ -167,8 +170,7 @@ static void finish_response(gw_conn *c)
 
 void gw_proxy_response_eof(gw_conn *c)
 {
-    gw_proxy_up_read(c->up->bev, c->up);
-    if (c->up) finish_response(c);
+    if (read_upstream(c->up) && c->up) response_complete(c);
 }
 
 static void start_tunnel(gw_conn *c, gw_upconn *u, const char *head, size_t head_len)
@@ -257,9 +259,36 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
     return -1;
 }
 
-/* Moves n payload bytes to the client, chunk-encoded when we re-frame. */
-static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
+/* A response_body filter failed: a 500 instead when none of the response has left yet, else both
+ * connections are cut (the client sees a truncated body). */
+static void response_body_refused(gw_conn *c)
 {
+    c->keep_alive = false;
+    if (take_back_response(c)) {
+        gw_proxy_fail(c, 500, "A filter failed to process the response body");
+        return;
+    }
+    gw_proxy_abort(c);
+    gw_conn_free(c);
+}
+
+/* The response_body phase over n bytes at the front of `in` (n == 0: the end); -1 when a filter failed
+ * (handled: the connection is gone or answered). Free when no filter has the phase. */
+static int response_body_filters(gw_conn *c, struct evbuffer *in, size_t n, bool last)
+{
+    if (!(c->gen->phases & (1u << GW_PH_RESPONSE_BODY))) return 0;
+    gw_result r = gw_phase_body(c, GW_PH_RESPONSE_BODY, in, n, c->resp_body_seen, last);
+    if (r == GW_CONTINUE) return 0;
+    response_body_refused(c);
+    return -1;
+}
+
+/* Moves n payload bytes to the client, chunk-encoded when we re-frame; -1 when a response_body filter
+ * stopped it (handled). */
+static int send_payload(gw_conn *c, struct evbuffer *in, size_t n)
+{
+    if (response_body_filters(c, in, n, false) != 0) return -1;
+    c->resp_body_seen += n;
     struct evbuffer *out = gw_io_output(c->bev);
     size_t before = evbuffer_get_length(out);
     if (c->resp_chunk_out) {
@@ -277,22 +306,24 @@ static void send_payload(gw_conn *c, struct evbuffer *in, size_t n)
     evbuffer_remove_buffer(in, out, n);
     if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
     c->resp_queued += evbuffer_get_length(out) - before;
+    return 0;
 }
 
-/* Returns 1 when the body is complete, 0 when more is needed, -1 on malformed framing. */
+/* Returns 1 when the body is complete, 0 when more is needed, -1 on malformed framing, -2 when a
+ * response_body filter stopped it (handled: touch nothing of the connection). */
 static int pump_response_body(gw_conn *c, struct evbuffer *in)
 {
     if (c->resp_in == GW_BODY_NONE) return 1;
     if (c->resp_in == GW_BODY_LENGTH) {
         size_t avail = evbuffer_get_length(in);
         size_t n = avail < c->resp_left ? avail : (size_t)c->resp_left;
-        if (n) send_payload(c, in, n);
+        if (n && send_payload(c, in, n) != 0) return -2;
         c->resp_left -= n;
         return c->resp_left == 0;
     }
     if (c->resp_in == GW_BODY_CLOSE) {
         size_t n = evbuffer_get_length(in);
-        if (n) send_payload(c, in, n);
+        if (n && send_payload(c, in, n) != 0) return -2;
         return 0;
     }
     for (int guard = 0; guard < 100000; guard++) {
@@ -300,7 +331,7 @@ static int pump_response_body(gw_conn *c, struct evbuffer *in)
         if (avail == 0) return 0;
         if (gw_chunked_in_data(&c->resp_chunked)) {
             size_t n = avail < c->resp_chunked.remaining ? avail : (size_t)c->resp_chunked.remaining;
-            send_payload(c, in, n);
+            if (send_payload(c, in, n) != 0) return -2;
             gw_chunked_consumed(&c->resp_chunked, n);
             continue;
         }
@@ -315,21 +346,42 @@ static int pump_response_body(gw_conn *c, struct evbuffer *in)
     return 0;
 }
 
+/* The whole body went to the client: response_body filters see its end first (bodiless responses do not
+ * run the phase). */
+static void response_complete(gw_conn *c)
+{
+    if (c->resp_in != GW_BODY_NONE && response_body_filters(c, NULL, 0, true) != 0) return;
+    finish_response(c);
+}
+
 void gw_proxy_up_read(gw_io *bev, void *arg)
 {
-    gw_upconn *u = arg;
+    (void)bev;
+    read_upstream(arg);
+}
+
+/* What the upstream sent; false when the connection was ended or answered otherwise (touch nothing of it
+ * then), true when it is still streaming (or in a tunnel, or in a filter phase). */
+static bool read_upstream(gw_upconn *u)
+{
     gw_conn *c = u->owner;
+    gw_io *bev = u->bev;
     if (c->state == GW_C_TUNNEL) {
         gw_proxy_tunnel_move(c, false);
-        return;
+        return true;
     }
     if (c->state == GW_C_FILTER && c->rq.waiting && c->rq.phase == GW_PH_UPSTREAM_REQUEST) {
         gw_proxy_up_event(bev, GW_IO_ERROR, u); /* an answer before the request: drop the connection */
-        return;
+        return false;
     }
     u->got_bytes = true;
-    if (!u->head_done && read_response_head(c, u) <= 0) return;
+    if (!u->head_done) {
+        int h = read_response_head(c, u);
+        if (h < 0) return false;
+        if (h == 0) return true;
+    }
     int r = pump_response_body(c, gw_io_input(bev));
+    if (r == -2) return false;
     if (r < 0) {
         gw_warn("upstream %s: malformed chunked response body", u->pool->target->conf->url);
         /* Nothing reached the client yet: it gets a 502 instead (and the connection closes after it, as it
@@ -340,11 +392,11 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
         } else {
             gw_conn_free(c);
         }
-        return;
+        return false;
     }
     if (r == 1) {
-        finish_response(c);
-        return;
+        response_complete(c);
+        return false;
     }
     if (evbuffer_get_length(gw_io_output(c->bev)) > GW_HIGH_WATER) {
         /* Waiting on the client now, not on the upstream: its idle time stops counting until the client
@@ -353,9 +405,10 @@ void gw_proxy_up_read(gw_io *bev, void *arg)
         u->read_paused = true;
         evtimer_del(u->timer);
         if (c->body_complete) gw_proxy_arm(c->timer, c->gen->cfg->send_idle_ms);
-        return;
+        return true;
     }
     gw_proxy_arm(u->timer, c->gen->cfg->upstream_idle_ms);
+    return true;
 }
 
 /* The client's output drained below the low watermark: let the upstream side flow again. */

@@ -208,6 +208,7 @@ struct gw_conn {
     const gw_route_conf *route;
     char request_id[40];
     uint64_t body_limit;    /* 413 above; 0 = none */
+    uint64_t body_want;     /* host->body_buffer: buffer the whole body up to this, 413 above; 0 = not asked */
     uint64_t body_seen;     /* payload bytes read from the client */
     uint64_t body_left;     /* Content-Length bodies: bytes still to read */
     gw_chunked req_chunked;
@@ -244,6 +245,7 @@ struct gw_conn {
     bool resp_chunk_out;    /* we chunk-encode towards the client */
     bool resp_close_out;    /* close-delimited towards the client */
     uint64_t resp_left;
+    uint64_t resp_body_seen; /* payload bytes of the upstream's body so far (response_body offsets) */
     size_t resp_queued;     /* bytes of this response put in the client output (none sent while all there) */
     gw_chunked resp_chunked;
     int status;
@@ -308,6 +310,9 @@ int gw_builtin_prepare(gw_server *srv);
 void gw_proxy_start(gw_conn *c);
 void gw_proxy_timer(gw_conn *c);
 void gw_proxy_client_readable(gw_conn *c);
+/* The most of a request body held before the upstream is contacted: host->body_buffer's max if a filter
+ * asked (413 above), else limits.body_buffer (the body streams above). */
+uint64_t gw_proxy_buffer_limit(const gw_conn *c);
 
 /* proxy.c */
 void gw_proxy_connect(gw_conn *c);
