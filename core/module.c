@@ -139,13 +139,14 @@ void gw_module_free(gw_module *m)
 
 static void print_phases(FILE *out, const gw_filter_desc *d)
 {
-    const char *names[] = {"request", "upstream_request", "upstream_response", "response", "log"};
-    gw_phase_fn fns[] = {d->on_request, d->on_upstream_request, d->on_upstream_response, d->on_response,
-                         d->on_log};
+    const char *names[] = {"request", "upstream_request", "upstream_response", "response", "log",
+                           "request_body", "response_body"};
+    bool has[] = {d->on_request, d->on_upstream_request, d->on_upstream_response, d->on_response, d->on_log,
+                  d->on_request_body, d->on_response_body};
     const char *sep = "";
     fprintf(out, "phases:      ");
-    for (int i = 0; i < 5; i++)
-        if (fns[i]) {
+    for (int i = 0; i < 7; i++)
+        if (has[i]) {
             fprintf(out, "%s%s", sep, names[i]);
             sep = ", ";
         }

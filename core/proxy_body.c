@@ -142,9 +142,16 @@ static int body_done(gw_conn *c)
 }
 
 /* Moves n payload bytes from the client to wherever the body goes now, after the request_body filters saw
- * them. -1: a filter stopped the body (handled). */
+ * them. -1: the body was refused (over the buffer limit, or by a filter), and answered. */
 static int move_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
+    if (!c->body_streaming && (c->for_endpoint || c->body_want) &&
+        evbuffer_get_length(c->body) + n > gw_proxy_buffer_limit(c)) {
+        /* checked per piece: a chunked body can arrive (and end) within one read */
+        gw_proxy_fail(c, 413, c->for_endpoint ? "The request body is larger than this endpoint accepts"
+                                              : "The request body is larger than allowed");
+        return -1;
+    }
     if ((c->gen->phases & (1u << GW_PH_REQUEST_BODY)) && body_filters(c, in, n, false) != 0) return -1;
     if (c->body_streaming && c->up) {
         struct evbuffer *out = gw_io_output(c->up->bev);
@@ -211,12 +218,7 @@ static void pump_body(gw_conn *c)
     if (!pump_framing(c)) return;
     uint64_t now = gw_proxy_now_ms();
     c->body_last_ms = now;
-    if ((c->for_endpoint || c->body_want) && evbuffer_get_length(c->body) > gw_proxy_buffer_limit(c)) {
-        gw_proxy_fail(c, 413, c->for_endpoint ? "The request body is larger than this endpoint accepts"
-                                              : "The request body is larger than allowed");
-        return;
-    }
-    if (!c->body_streaming && evbuffer_get_length(c->body) > cfg->body_buffer) {
+    if (!c->body_streaming && !c->body_want && !c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
         c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
         /* the bytes buffered so far count towards the first rate window, which began with the body */
         c->rate_start_ms = c->body_start_ms;
