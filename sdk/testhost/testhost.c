@@ -91,6 +91,7 @@ gw_th *gw_th_new(void)
     th_request_fill(h);
     th_call_fill(h);
     th_settings_fill(h);
+    th_body_fill(h);
     h->register_endpoint = register_endpoint;
     th->store_auto = true;
     if (g_live++ == 0) th_clock_reset();

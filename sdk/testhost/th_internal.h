@@ -120,6 +120,10 @@ struct gw_req {
     char *body;
     size_t blen;
     bool replayable;
+    bool chunked;          /* gw_th_request_chunked: Transfer-Encoding instead of Content-Length */
+    size_t *req_pieces, *resp_pieces; /* body piece sizes for the body phases (th_body.c) */
+    size_t nreq_pieces, nresp_pieces;
+    uint64_t body_want;    /* host->body_buffer's max */
 
     /* scripted upstream */
     th_reply *replies;
@@ -324,5 +328,14 @@ void *th_req_alloc(gw_req *r, size_t n); /* host->alloc */
 void th_request_free(gw_req *r);
 void th_timers_fire_due(gw_th *th, uint64_t until);
 const char *th_status_title(int status);
+void *th_route_conf(const gw_req *r, const gw_filter *f);
+
+/* th_body.c */
+void th_body_fill(gw_host *h);
+void th_body_framing(gw_req *r);
+bool th_body_too_large(const gw_req *r);
+gw_result th_body_request(gw_req *r);
+gw_result th_body_response(gw_req *r);
+void th_body_free(gw_req *r);
 
 #endif

@@ -15,6 +15,7 @@
 
 static void drive(gw_req *r);
 static int respond(gw_req *req, int status, const char *content_type, const char *body, size_t len);
+static void answer_now(gw_req *r, gw_result res, bool responded, const char *phase);
 
 static const char *const stage_names[] = {
     [TH_NEW] = "new",
@@ -310,7 +311,7 @@ static bool reverse_order(int stage)
     return stage == TH_UP_RESPONSE || stage == TH_RESPONSE || stage == TH_LOG;
 }
 
-static void *route_conf(const gw_req *r, const gw_filter *f)
+void *th_route_conf(const gw_req *r, const gw_filter *f)
 {
     if (r->ep || !r->route || f->index >= r->route->nconf || !r->route->conf[f->index])
         return f->route_default;
@@ -329,7 +330,7 @@ static gw_result call(gw_req *r, gw_filter *f, gw_phase_fn fn)
     r->responded = false;
     r->early_set = false;
     void *state = f->index < r->nstate ? r->state[f->index] : NULL;
-    gw_result res = fn(f->inst, route_conf(r, f), state, r);
+    gw_result res = fn(f->inst, th_route_conf(r, f), state, r);
     r->in_phase = false;
     if (res == GW_WAIT && r->early_set) res = r->early; /* resumed from inside the call (a violation) */
     return res;
@@ -471,10 +472,21 @@ static const char *failure_message(const char *why)
 static void phase_done(gw_req *r)
 {
     switch (r->stage) {
-    case TH_REQUEST:
+    case TH_REQUEST: {
+        if (th_body_too_large(r)) { /* host->body_buffer's max: refused before the body is read */
+            host_error(r, 413, "The request body is larger than allowed");
+            begin_response(r, true);
+            break;
+        }
+        gw_result res = th_body_request(r);
+        if (res != GW_CONTINUE) {
+            answer_now(r, res, res == GW_RESPOND, "request_body");
+            break;
+        }
         if (r->ep) r->stage = TH_ENDPOINT;
         else begin_attempt(r);
         break;
+    }
     case TH_UP_REQUEST: r->stage = TH_UP_CALL; break;
     case TH_UP_RESPONSE:
         if (r->attempt_error) {
@@ -484,7 +496,11 @@ static void phase_done(gw_req *r)
             begin_response(r, false);
         }
         break;
-    case TH_RESPONSE: begin_log(r); break;
+    case TH_RESPONSE:
+        if (!r->resp_own && th_body_response(r) != GW_CONTINUE) /* the gateway: 500, or cut once sent */
+            host_error(r, 500, "A filter failed to process the response body");
+        begin_log(r);
+        break;
     case TH_LOG: r->stage = TH_DONE; break;
     default: break;
     }
@@ -751,6 +767,7 @@ static void start(gw_req *r)
         snprintf(r->request_id, sizeof r->request_id, "%.39s", rid->value);
     else
         snprintf(r->request_id, sizeof r->request_id, "req-%u", r->seq);
+    th_body_framing(r);
     th_hdrs_copy(&r->orig_h, &r->req_h);
     r->nstate = th->nfilters;
     r->state = th_xcalloc(r->nstate, sizeof *r->state);
@@ -841,6 +858,7 @@ bool gw_th_value(gw_req *r, const char *key, gw_strv *out)
 void th_request_free(gw_req *r)
 {
     end_request(r);
+    th_body_free(r);
     while (r->timers) {
         gw_timer *t = r->timers;
         r->timers = t->next;

@@ -144,6 +144,22 @@ void gw_th_request_client_ip(gw_req *r, const char *ip);
  * GW_CONTINUE). Default true. */
 void gw_th_request_replayable(gw_req *r, bool replayable);
 
+/* Body phases (ABI 1.1). The test body (gw_th_request_body) gives the request a Content-Length field (or
+ * Transfer-Encoding: chunked after gw_th_request_chunked(r, true)) unless the test added one. It goes to
+ * on_request_body (pipeline order) once the request phase is done, before the upstream is contacted, as the
+ * gateway does for a body it buffers: in pieces of the sizes given here, cycled (default: one piece), the
+ * last marked; a request without a body does not run the phase. GW_RESPOND there answers (after
+ * respond()), except for a body marked streamed (gw_th_request_replayable(r, false)): then, as in the
+ * gateway, it counts as GW_ERROR (500). A body over what host->body_buffer asked for is answered 413 before
+ * the phase. The upstream reply's body goes to on_response_body (reverse order) after the response phase,
+ * in the pieces given for it; GW_ERROR there answers 500 (the gateway sends that 500 when none of the
+ * response left yet, else cuts both connections). Sizes must be > 0. */
+void gw_th_request_body_pieces(gw_req *r, const size_t *sizes, size_t n);
+void gw_th_response_body_pieces(gw_req *r, const size_t *sizes, size_t n);
+void gw_th_request_chunked(gw_req *r, bool chunked);
+/* The largest max a filter passed to host->body_buffer for this request (0 = not asked). */
+uint64_t gw_th_body_buffer_max(const gw_req *r);
+
 /* Queues the reply of the next upstream attempt: status, header lines "Name: value\n..." (NULL = none;
  * '\r' before '\n' allowed), body (NUL-terminated, NULL = empty). Each attempt takes the next queued reply;
  * when the queue is exhausted the last one is used again, and with none queued the upstream answers 200
