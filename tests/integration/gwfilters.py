@@ -22,7 +22,7 @@ ABI_MAJOR, ABI_MINOR = g.filter_abi()
 ABI_TEXT = "%d.%d" % (ABI_MAJOR, ABI_MINOR)
 
 FIXTURES = ("abi_major2", "abi_minor_newer", "no_symbol", "bad_config", "tagger", "waiter", "counter",
-            "swap_a", "swap_b")
+            "swap_a", "swap_b", "bodyguard", "abi10")
 
 # name, version and implemented phases of the loadable fixtures (as in their descriptors)
 FIXTURE_INFO = {
