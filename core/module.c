@@ -1,6 +1,7 @@
-/* module.c - loading a filter shared object: a private copy is dlopen'ed (so a file replaced on disk takes
- * effect on the next load and an old generation keeps its own code), then the one exported descriptor is
- * checked before anything else is touched: ABI major equal, minor not newer, size sane, name valid. */
+/* module.c - loading a filter shared object: a private copy (in memory where the kernel allows) is
+ * dlopen'ed, so a file replaced on disk takes effect on the next load and an old generation keeps its own
+ * code; then the one exported descriptor is checked before anything else is touched: ABI major equal,
+ * minor not newer, size sane, name valid. */
 #include "module.h"
 
 #include "conf_settings.h"
@@ -13,41 +14,99 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Copies src to a fresh file in the temp directory; returns its path (malloc'd) or NULL. */
-static char *private_copy(const char *src, char **err)
+/* Where the private copy goes when memfd_create is not available (old kernels, seccomp): an unnamed
+ * O_TMPFILE file in this directory, or, where that is refused too, a named one unlinked right after
+ * dlopen. GW_FILTER_COPY_DIR, else TMPDIR, else /tmp; it must allow mapping executable code (not noexec). */
+static const char *copy_dir(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    char *path = gw_strdupf("%s/gw-filter-XXXXXX.so", tmp && *tmp ? tmp : "/tmp");
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        *err = gw_strdupf("%s: cannot open: %s", src, strerror(errno));
-        free(path);
-        return NULL;
-    }
-    int out = path ? mkstemps(path, 3) : -1;
-    if (out < 0) {
-        *err = gw_strdupf("%s: cannot make a private copy: %s", src, strerror(errno));
-        close(in);
-        free(path);
-        return NULL;
-    }
+    const char *d = getenv("GW_FILTER_COPY_DIR");
+    if (!d || !*d) d = getenv("TMPDIR");
+    return d && *d ? d : "/tmp";
+}
+
+static bool copy_into(int in, int out)
+{
     char buf[65536];
     ssize_t n;
-    bool ok = true;
     while ((n = read(in, buf, sizeof buf)) > 0)
-        if (write(out, buf, (size_t)n) != n) ok = false;
-    if (n < 0) ok = false;
-    close(in);
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(out, buf + done, (size_t)(n - done));
+            if (w <= 0) return false;
+            done += w;
+        }
+    return n == 0;
+}
+
+/* An unnamed copy (memfd, else O_TMPFILE) loaded through /proc/self/fd/N: nothing is ever on disk under
+ * a name, whatever happens to the process. The descriptor stays open while the module is loaded, so that no
+ * later copy gets the same /proc path (the dynamic loader matches objects by name). NULL with *fd -1 when
+ * no unnamed copy is possible here (the caller falls back to a named file). */
+static void *load_unnamed(const char *file, int in, int *fd, char **err)
+{
+    *fd = memfd_create("gw-filter", MFD_CLOEXEC);
+    if (*fd < 0) *fd = open(copy_dir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0700);
+    if (*fd < 0) return NULL;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", *fd);
+    void *stale = access(path, R_OK) == 0 ? dlopen(path, RTLD_NOW | RTLD_NOLOAD) : NULL;
+    if (stale || access(path, R_OK) != 0 || !copy_into(in, *fd)) { /* no /proc, or a name still taken */
+        if (stale) dlclose(stale);
+        close(*fd);
+        *fd = -1;
+        return NULL;
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        *err = gw_strdupf("%s: cannot load: %s", file, dlerror());
+        close(*fd);
+        *fd = -2; /* a real failure: no fallback */
+    }
+    return h;
+}
+
+/* The fallback: a named copy in copy_dir(), unlinked as soon as it is mapped. */
+static void *load_named(const char *file, int in, char **err)
+{
+    char *path = gw_strdupf("%s/gw-filter-XXXXXX.so", copy_dir());
+    int out = path ? mkstemps(path, 3) : -1;
+    if (out < 0) {
+        *err = gw_strdupf("%s: cannot make a private copy in %s: %s", file, copy_dir(), strerror(errno));
+        free(path);
+        return NULL;
+    }
+    bool ok = copy_into(in, out);
     if (close(out) != 0 || !ok) {
-        *err = gw_strdupf("%s: cannot make a private copy: %s", src, strerror(errno ? errno : EIO));
+        *err = gw_strdupf("%s: cannot make a private copy: %s", file, strerror(errno ? errno : EIO));
         unlink(path);
         free(path);
         return NULL;
     }
-    return path;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    unlink(path); /* the mapping stays */
+    free(path);
+    if (!h) *err = gw_strdupf("%s: cannot load: %s", file, dlerror());
+    return h;
+}
+
+/* dlopen of a private copy of `file`: a file replaced on disk takes effect on the next load, and a loaded
+ * generation keeps its own code. */
+static void *load_copy(const char *file, int *fd, char **err)
+{
+    *fd = -1;
+    int in = open(file, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        *err = gw_strdupf("%s: cannot open: %s", file, strerror(errno));
+        return NULL;
+    }
+    void *h = load_unnamed(file, in, fd, err);
+    if (!h && *fd == -1 && lseek(in, 0, SEEK_SET) == 0) h = load_named(file, in, err);
+    if (*fd < -1) *fd = -1;
+    close(in);
+    return h;
 }
 
 static bool valid_name(const char *s)
@@ -78,33 +137,23 @@ static char *check_desc(const char *file, const gw_filter_desc *d)
 gw_module *gw_module_load(const char *file, char **err)
 {
     *err = NULL;
-    char *copy = private_copy(file, err);
-    if (!copy) return NULL;
-    void *h = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
-    unlink(copy); /* the mapping stays; nothing is left behind on disk */
-    free(copy);
-    if (!h) {
-        *err = gw_strdupf("%s: cannot load: %s", file, dlerror());
-        return NULL;
-    }
+    int fd;
+    void *h = load_copy(file, &fd, err);
+    if (!h) return NULL;
     const gw_filter_desc *d = dlsym(h, GW_FILTER_SYMBOL);
-    if (!d) {
+    gw_module *m = NULL;
+    if (!d)
         *err = gw_strdupf("%s: not a gateway filter: no exported symbol '%s'", file, GW_FILTER_SYMBOL);
-        dlclose(h);
-        return NULL;
-    }
-    /* Only the first three fields are known to exist before the version check. */
-    if ((*err = check_desc(file, d))) {
-        dlclose(h);
-        return NULL;
-    }
-    gw_module *m = calloc(1, sizeof *m);
+    else if (!(*err = check_desc(file, d))) /* only the first three fields exist before this check */
+        m = calloc(1, sizeof *m);
     if (!m) {
+        if (!*err) *err = gw_strdupf("%s: out of memory", file);
         dlclose(h);
-        *err = gw_strdupf("%s: out of memory", file);
+        if (fd >= 0) close(fd);
         return NULL;
     }
     m->handle = h;
+    m->copy_fd = fd;
     m->path = strdup(file);
     size_t n = d->struct_size < sizeof m->desc ? d->struct_size : sizeof m->desc;
     memcpy(&m->desc, d, n); /* members the filter does not know about stay zero (NULL) */
@@ -133,6 +182,7 @@ void gw_module_free(gw_module *m)
 {
     if (!m) return;
     if (m->handle) dlclose(m->handle);
+    if (m->copy_fd >= 0) close(m->copy_fd); /* after dlclose: the /proc name stays ours while loaded */
     free(m->path);
     free(m);
 }

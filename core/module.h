@@ -8,6 +8,7 @@
 
 typedef struct gw_module {
     void *handle;         /* dlopen handle of the private copy */
+    int copy_fd;          /* the unnamed copy (memfd / O_TMPFILE) while loaded, else -1 */
     char *path;           /* the file as configured */
     gw_filter_desc desc;  /* zero-extended copy: members the filter predates are NULL */
     unsigned built_major, built_minor;
