@@ -13,30 +13,6 @@
 #include "phases.h"
 #include "server.h"
 
-const char *gw_status_title(int status)
-{
-    switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return gw_http_reason(status);
-    }
-}
-
 static bool own_skip(gw_str name)
 {
     return gw_http_is_hop_by_hop(name) || gw_str_eq_ci(name, "Content-Length") ||
@@ -161,7 +137,7 @@ char *gw_error_json(gw_conn *c, int status, const char *message, size_t *len)
 {
     if (!c->request_id[0]) gw_worker_request_id(c->w, c->request_id);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "error", gw_status_title(status));
+    cJSON_AddStringToObject(o, "error", gw_http_reason(status)); /* the status line's title */
     cJSON_AddStringToObject(o, "message", message);
     cJSON_AddStringToObject(o, "request_id", c->request_id);
     char *s = cJSON_PrintUnformatted(o);

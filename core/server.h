@@ -300,7 +300,6 @@ void gw_respond_json(gw_conn *c, int status, const char *body, size_t len, const
 void gw_respond_error(gw_conn *c, int status, const char *message);
 void gw_respond_error_close(gw_conn *c, int status, const char *message);
 void gw_respond_error_hdr(gw_conn *c, int status, const char *message, const char *extra_headers);
-const char *gw_status_title(int status);
 
 /* builtin.c */
 bool gw_builtin_handle(gw_conn *c);

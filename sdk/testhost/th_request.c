@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
 #include "router.h"
 
 #define TH_MAX_ATTEMPTS 16 /* as the gateway: a retry is made while fewer attempts were made */
@@ -29,35 +30,10 @@ static const char *const stage_names[] = {
     [TH_DONE] = "done",
 };
 
+/* The gateway's own table (core/http.c): the error JSON's title is the status line's, RFC 9110's. */
 const char *th_status_title(int status)
 {
-    switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Error";
-    }
+    return gw_http_reason(status);
 }
 
 /* ------------------------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class ApiKeyTest(ApiKeyTestCase):
                 doc = self.assertErrorJson(self.admin(gw, "POST", "/admin/apikeys", body), 400, "Bad Request")
                 self.assertEqual(doc["message"], message)
         r = self.admin(gw, "POST", "/admin/apikeys", b'{"name":"' + b"x" * 70000 + b'"}')
-        self.assertErrorJson(r, 413, "Payload Too Large")
+        self.assertErrorJson(r, 413, "Content Too Large")
         r = self.admin(gw, "PUT", "/admin/apikeys", {"name": "a"})
         self.assertErrorJson(r, 405, "Method Not Allowed")
         self.assertEqual(r.header("allow"), "GET, HEAD, POST", r.summary())

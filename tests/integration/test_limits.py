@@ -74,7 +74,9 @@ class LimitsTest(g.GatewayTestCase):
         r = g.simple_request(gw.port, "POST", "/echo", body=b"a" * 1024)
         self.assertEqual(r.status, 200, "a body of exactly request_body must pass:\n%s" % r.summary())
         r = g.simple_request(gw.port, "POST", "/echo", body=b"a" * 1025)
-        self.assertErrorJson(r, 413, "Payload Too Large")
+        self.assertErrorJson(r, 413, "Content Too Large")
+        # regression: the status line said "Content Too Large" and the JSON "Payload Too Large"
+        self.assertEqual(r.reason, "Content Too Large", "one table of titles for the status line and the JSON")
 
     def test_streamed_chunked_body_over_limit(self):
         # larger than body_buffer, so it is streamed; the cap must still hold mid-stream

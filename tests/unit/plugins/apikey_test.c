@@ -297,7 +297,7 @@ static void test_create_bad_requests(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         gw_req *r = admin(th, "POST", "/admin/apikeys", cases[i].body);
         if (gw_th_status(r) != cases[i].status) fail_msg("case %zu: %d %s", i, gw_th_status(r), gw_th_body(r, NULL));
-        assert_error(r, cases[i].status, cases[i].status == 400 ? "Bad Request" : "Payload Too Large",
+        assert_error(r, cases[i].status, cases[i].status == 400 ? "Bad Request" : "Content Too Large",
                      cases[i].message);
     }
     /* nothing was stored */

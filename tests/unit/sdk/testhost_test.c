@@ -645,7 +645,7 @@ static void test_respond_error_titles(void **state)
                 {404, "Not Found"},
                 {405, "Method Not Allowed"},
                 {408, "Request Timeout"},
-                {413, "Payload Too Large"},
+                {413, "Content Too Large"},
                 {429, "Too Many Requests"},
                 {500, "Internal Server Error"},
                 {502, "Bad Gateway"},
