@@ -106,6 +106,29 @@ static char *entry_error(const gw_config *cfg, const gw_pipeline_entry *e, const
     return gw_strdupf("%s:%d:%d: pipeline filter '%s': %s", cfg->file, at->line, at->col, e->name, msg);
 }
 
+/* True when msg starts with "file:line:col: ". */
+static bool has_location(const char *msg)
+{
+    const char *p = strchr(msg, ':');
+    for (int part = 0; part < 2; part++) {
+        if (!p || p == msg || p[1] < '0' || p[1] > '9') return false;
+        p++;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p != ':') return false;
+    }
+    return p[1] == ' ';
+}
+
+/* A message from a filter's own checks: kept when it names its place (conf_error does), else it gets the
+ * place of the node it is about, so that every load error reads "file:line:col: ...". */
+static char *filter_error(const gw_config *cfg, const gw_yaml_node *at, const char *name, const char *msg,
+                          const char *fallback)
+{
+    if (!msg || !*msg) msg = fallback;
+    if (has_location(msg)) return gw_strdupf("%s", msg);
+    return gw_strdupf("%s:%d:%d: filter '%s': %s", cfg->file, at->line, at->col, name, msg);
+}
+
 /* Loads one entry's module and runs its checks; returns the module or NULL with *err. */
 static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipeline_entry *e, char **err)
 {
@@ -133,12 +156,12 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
     const gw_filter_desc *d = &m->desc;
     /* The table's checks come first: config_check then sees only well-typed settings. */
     if (d->settings && gw_settings_check(e->name, d->settings, e->settings, false, ebuf, sizeof ebuf) != 0) {
-        *err = gw_strdupf("%s", ebuf);
+        *err = filter_error(cfg, e->settings, e->name, ebuf, "settings refused");
         gw_module_free(m);
         return NULL;
     }
     if (d->config_check && d->config_check(gw_host_api(), gw_conf_of(e->settings), ebuf, sizeof ebuf) != 0) {
-        *err = gw_strdupf("%s", ebuf[0] ? ebuf : "configuration refused by the filter");
+        *err = filter_error(cfg, e->settings, e->name, ebuf, "configuration refused by the filter");
         gw_module_free(m);
         return NULL;
     }
@@ -154,7 +177,7 @@ static gw_module *load_entry(gw_config *cfg, const char *exe_dir, const gw_pipel
         }
         if ((by_table && gw_settings_check(e->name, d->settings, rc, true, ebuf, sizeof ebuf) != 0) ||
             (d->route_check && d->route_check(gw_host_api(), NULL, gw_conf_of(rc), ebuf, sizeof ebuf) != 0)) {
-            *err = gw_strdupf("%s", ebuf[0] ? ebuf : "route settings refused by the filter");
+            *err = filter_error(cfg, rc, e->name, ebuf, "route settings refused by the filter");
             gw_module_free(m);
             return NULL;
         }
@@ -196,7 +219,8 @@ int gw_gen_check(gw_config *cfg, const char *exe_dir, char **err)
 
 /* Route r's route_conf: route_create's result, or for a table filter a merged copy (routes with settings)
  * or the pipeline's struct (the others). */
-static int route_conf_make(gw_filter *f, const gw_yaml_node *rc, size_t r, char *ebuf, char **err)
+static int route_conf_make(const gw_config *cfg, gw_filter *f, const gw_yaml_node *rc, size_t r, char *ebuf,
+                           char **err)
 {
     if (f->d->route_create) {
         if (!rc) return 0;
@@ -211,7 +235,7 @@ static int route_conf_make(gw_filter *f, const gw_yaml_node *rc, size_t r, char 
             gw_settings_new(f->name, f->d->settings, f->d->settings_size, f->conf, rc, ebuf, ERRLEN);
     }
     if (!f->route_conf[r])
-        return (*err = gw_strdupf("%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")), -1;
+        return (*err = filter_error(cfg, rc, f->name, ebuf, "per-route settings refused by the filter")), -1;
     return 0;
 }
 
@@ -228,7 +252,7 @@ static int create_filter(gw_gen *g, gw_filter *f, char **err)
     if (f->d->create) {
         f->inst = f->d->create(gw_host_api(), f, gw_conf_of(f->conf), ebuf, sizeof ebuf);
         if (!f->inst) {
-            *err = gw_strdupf("filter '%s': %s", f->name, ebuf[0] ? ebuf : "create failed");
+            *err = filter_error(cfg, f->conf, f->name, ebuf, "create failed");
             return -1;
         }
     } else {
@@ -239,7 +263,7 @@ static int create_filter(gw_gen *g, gw_filter *f, char **err)
     if (!f->route_conf) return (*err = gw_strdupf("out of memory")), -1;
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const gw_yaml_node *rc = cfg->routes[r].filters ? gw_yaml_get(cfg->routes[r].filters, f->name) : NULL;
-        if (route_conf_make(f, rc, r, ebuf, err) != 0) return -1;
+        if (route_conf_make(cfg, f, rc, r, ebuf, err) != 0) return -1;
     }
     return 0;
 }

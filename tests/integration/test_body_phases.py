@@ -124,6 +124,14 @@ class BodyPhasesTest(gf.FilterTestCase):
         self.assertEqual(json.loads(r.body)["request_bodies"], 1, r.body)
         self.assertUpstreamSawNothing("endpoints")
 
+    def test_create_error_without_place_gets_one(self):
+        # regression: a filter's create() message without a place was printed as "filter 'x': ..." with no
+        # file:line:col
+        cfg = lambda p: self.filter_config(p, [{"name": "tagger", "tag": "a"},  # noqa: E731
+                                               guard(fail_create="no luck")], up=self.up)
+        log = self.expect_refusal(cfg, "create() fails")
+        self.assertRegex(log, r"\.yaml:\d+:\d+: filter 'bodyguard': bodyguard: no luck")
+
     # -- response side --
     @unittest.skipIf(g.SANITIZE, "memory bounds are measured on the normal build only")
     def test_response_body_counts_10mb_without_buffering(self):
