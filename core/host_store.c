@@ -93,14 +93,26 @@ static int h_get(gw_req *r, const char *key, gw_store_cb cb, void *arg)
     return 0;
 }
 
+static void done_ignored(void *arg, int status, const char *v, size_t n)
+{
+    (void)arg;
+    (void)status;
+    (void)v;
+    (void)n;
+}
+
 static int h_set(gw_req *r, const char *key, const char *value, size_t len, uint64_t ttl_ms, gw_store_cb cb,
                  void *arg)
 {
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "set", cb, NULL, arg))) return -1;
     uint64_t now = gw_host_api()->unix_ms();
+    if (!cb) { /* fire and forget: not bound to the request, so the write completes even if the request ends */
+        if (!store_of(r) || ns_key(r, key, k, &kl) != 0) return -1;
+        return gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_ignored, NULL) ? 0 : -1;
+    }
+    if (!store_of(r) || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "set", cb, NULL, arg))) return -1;
     gw_store_op *op = gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_value, sc);
     if (!op) return -1;
     track(r, sc, op);

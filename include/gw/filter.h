@@ -385,8 +385,10 @@ struct gw_host {
      * A callback still pending when its request ends (client gone, error) is dropped, never called:
      * free what it would have freed in an on_cleanup callback. --- */
     int (*store_get)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
+    /* ttl 0 = persistent. cb may be NULL: fire and forget (the write is not bound to the request and
+     * completes even if the request ends first; a failure goes unreported). */
     int (*store_set)(gw_req *req, const char *key, const char *value, size_t len, uint64_t ttl_ms,
-                     gw_store_cb cb, void *arg); /* ttl 0 = persistent */
+                     gw_store_cb cb, void *arg);
     int (*store_del)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
     /* Atomic token bucket: refill `rate_per_s` continuously up to `capacity`, take `cost`; state expires
      * when idle. Exact across workers and (Redis) across gateway instances. */

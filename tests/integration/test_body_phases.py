@@ -132,6 +132,14 @@ class BodyPhasesTest(gf.FilterTestCase):
         log = self.expect_refusal(cfg, "create() fails")
         self.assertRegex(log, r"\.yaml:\d+:\d+: filter 'bodyguard': bodyguard: no luck")
 
+    def test_store_set_without_callback(self):
+        # regression: store_set with a NULL callback was refused (-1) by the gateway, accepted by the test host
+        gw = self.start_guard(remember=True)
+        self.assertEqual(self.get(gw.port, "/some/path").status, 200)
+        doc = g.wait_until(lambda: (lambda d: d if d.get("seen") == "/some/path" else None)(
+            json.loads(self.get(gw.port, "/_bodyguard?seen").body)), 5 * g.SLOW)
+        self.assertIsNotNone(doc, "the fire-and-forget write did not land")
+
     # -- response side --
     @unittest.skipIf(g.SANITIZE, "memory bounds are measured on the normal build only")
     def test_response_body_counts_10mb_without_buffering(self):
