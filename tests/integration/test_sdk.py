@@ -108,6 +108,27 @@ class SdkTest(g.GatewayTestCase):
     def test_example_with_cmake(self):
         self.assertFilterObject(self.build_with_cmake())
 
+    def test_readme_cmake_snippet(self):
+        # regression: the README's snippet used PkgConfig::CMOCKA without pkg_check_modules and ran ctest
+        # without enable_testing/add_test; now it is taken from sdk/README.md and built as it stands
+        with open(os.path.join(g.SOURCE_DIR, "sdk", "README.md")) as f:
+            readme = f.read()
+        section = readme[readme.index("## 3. Building out of tree"):]
+        snippet = re.search(r"```cmake\n(.*?)```", section, re.S).group(1)
+        src = g.new_tmp_dir("sdk-readme-")
+        for name in ("example.c", "test_example.c"):
+            shutil.copy(os.path.join(EXAMPLE_SRC, name), src)
+        with open(os.path.join(src, "CMakeLists.txt"), "w") as f:
+            f.write(snippet)
+        bdir = os.path.join(src, "build")
+        rc, out = run(["cmake", "-S", src, "-B", bdir, "-DCMAKE_PREFIX_PATH=" + self.prefix])
+        self.assertEqual(rc, 0, "configure failed:\n" + out)
+        rc, out = run(["cmake", "--build", bdir])
+        self.assertEqual(rc, 0, "build failed:\n" + out)
+        rc, out = run(["ctest", "--test-dir", bdir, "--output-on-failure"])
+        self.assertEqual(rc, 0, "the snippet's tests failed:\n" + out)
+        self.assertRegex(out, r"100% tests passed, 0 tests failed out of 1")
+
     def test_example_with_make(self):
         src = os.path.join(g.new_tmp_dir("sdk-make-"), "header_filter")
         shutil.copytree(EXAMPLE_SRC, src, ignore=shutil.ignore_patterns("build*"))
