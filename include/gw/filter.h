@@ -158,10 +158,13 @@ typedef struct {
     bool last;       /* the body ends with this piece */
 } gw_body_chunk;
 
-/* Body phase callback (ABI 1.1): sees the body as it streams, read-only. Returns CONTINUE (pass it on),
- * RESPOND (request_body only, and only while nothing of the request went upstream: the response set with
- * host->respond() is sent and the upstream is not contacted; later it counts as ERROR), or ERROR (nothing
- * sent yet: 500; else the body is cut: both connections closed). WAIT is not allowed in body phases. */
+/* Body phase callback (ABI 1.1): sees the body as it streams, read-only; requests and responses without a
+ * body do not run it. Returns CONTINUE (pass it on), RESPOND (request_body only, and only while nothing of
+ * the request went upstream, i.e. the body is still being buffered: the response set with host->respond()
+ * is sent and the upstream is not contacted; later it counts as ERROR), or ERROR (request_body: the
+ * upstream connection, if any, is closed and the client gets a 500, or is cut when its response has begun;
+ * response_body: a 500 if none of the response left yet, else both connections are cut). The client
+ * connection closes after a stopped request body. WAIT (and RETRY) count as ERROR in body phases. */
 typedef gw_result (*gw_body_fn)(void *inst, void *route_conf, void *state, gw_req *req,
                                 const gw_body_chunk *chunk);
 
