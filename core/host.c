@@ -277,7 +277,7 @@ static bool h_replayable(const gw_req *r)
 static int h_body_buffer(gw_req *r, uint64_t max)
 {
     gw_conn *c = C(r);
-    if (r->phase != GW_PH_REQUEST || c->body_streaming || max == 0) return -1;
+    if (r->phase != GW_PH_REQUEST || c->state != GW_C_FILTER || c->body_streaming || max == 0) return -1;
     if (max > c->body_want) c->body_want = max;
     return 0;
 }

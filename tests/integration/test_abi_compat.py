@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ctest-labels: asan
 """Compatibility: a filter built against the ABI 1.0 header (kept in tests/fixtures/abi10/, fixture
 abi10.so) loads in this 1.1 gateway, `--check-filter` names it 1.0, and requests through a pipeline with it
 (alone, and next to a 1.1 filter using the body phases) work as they did."""

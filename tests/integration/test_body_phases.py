@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ctest-labels: asan
 """Body phases (ABI 1.1) through the real gateway with the bodyguard fixture: request_body sees a
 chunked or Content-Length body before any of it goes upstream and can refuse it (the upstream receives
 nothing), host->body_buffer reads a body whole first, endpoints run the phase too, and response_body

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ctest-labels: asan
 """The loader's private copy of a filter: made in memory (memfd_create, loaded through /proc/self/fd), so
 that nothing is left on disk even when loading crashes the process, and no writable, executable temp
 directory is needed. GW_FILTER_COPY_DIR (else TMPDIR) is only the fallback where memfd is unavailable."""
