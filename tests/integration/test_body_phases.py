@@ -125,6 +125,14 @@ class BodyPhasesTest(gf.FilterTestCase):
         self.assertEqual(json.loads(r.body)["request_bodies"], 1, r.body)
         self.assertUpstreamSawNothing("endpoints")
 
+    def test_endpoint_chunked_body_over_body_buffer_in_one_read(self):
+        # regression: an endpoint's chunked body that arrived (and ended) within one read was not held to
+        # limits.body_buffer (the check ran after the whole input was consumed)
+        gw = self.start_guard(limits={"body_buffer": "1k"})
+        r = self.post(gw, g.pattern_bytes(5000), chunked=True, target="/_bodyguard", sizes=(1000,))
+        self.assertEqual(r.status, 413, r.summary())
+        self.assertEqual(self.stats(gw)["request_bodies"], 0)
+
     def test_create_error_without_place_gets_one(self):
         # regression: a filter's create() message without a place was printed as "filter 'x': ..." with no
         # file:line:col
