@@ -228,6 +228,26 @@ static void test_response_body_error_is_500(void **state)
     assert_string_equal(trace, "p.r0+5!");
 }
 
+/* A filter built against the 1.0 header (tests/fixtures/abi10) runs next to a body-phase filter. */
+static void test_abi10_filter_alongside(void **state)
+{
+    gw_th *th = *state;
+    assert_int_equal(gw_th_load(th, GW_ABI10_SO, "name: abi10\ntag: old\n"), 0);
+    assert_int_equal(gw_th_add(th, &piece_desc, "name: piece\nlimit: 4\n"), 0);
+    gw_req *r = gw_th_request(th, "POST", "/x");
+    gw_th_request_body(r, "abc", 3);
+    assert_int_equal(gw_th_run(r), GW_TH_DONE);
+    assert_int_equal(gw_th_status(r), 200);
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-Abi10"), "old");
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-Abi10-Phases"), "2");
+    assert_string_equal(gw_th_header(r, GW_HDR_UPSTREAM, "X-Abi10-Request"), "old");
+    r = gw_th_request(th, "POST", "/x");
+    gw_th_request_body(r, "abcdef", 6);
+    assert_int_equal(gw_th_run(r), GW_TH_DONE);
+    assert_int_equal(gw_th_status(r), 413);
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "X-Abi10"), "old");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +257,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_streamed_body_answer_is_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_body_error_is_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abi10_filter_alongside, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
