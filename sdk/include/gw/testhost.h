@@ -20,7 +20,8 @@
  *      gw_th_route; with no route configured every path belongs to the route "default"). No match: the
  *      host answers 404 (405 for an endpoint path with another method, 400 for a bad target); the request
  *      phase does not run, the response and log phases do.
- *   2. request phase, pipeline order; for an endpoint, then the endpoint's handler (GW_CONTINUE from a
+ *   2. request phase, pipeline order; then request_body over the test body, if any (ABI 1.1, see
+ *      gw_th_request_body_pieces); for an endpoint, then the endpoint's handler (GW_CONTINUE from a
  *      handler: 500).
  *   3. per upstream attempt: upstream_request (pipeline order), the fake upstream answers with the next
  *      scripted reply, upstream_response (reverse order). A refused connection ("connect") fails before
@@ -28,7 +29,8 @@
  *      (at most 16 attempts, only while the body is replayable; otherwise it counts as GW_CONTINUE): the
  *      delay given with host->retry_after() is recorded and passes on the fake clock (timers due
  *      meanwhile fire). A failed attempt that nobody retries is answered 502/504 with the error JSON.
- *   4. response phase (reverse order, every filter of the pipeline), then log (reverse order), then the
+ *   4. response phase (reverse order, every filter of the pipeline), then, for the upstream's response,
+ *      response_body over its body (reverse order), then log (reverse order), then the
  *      request ends: timers are cancelled, on_cleanup callbacks run (last registered first), and the
  *      memory from host->alloc() and the per-request states are freed.
  * A result other than GW_CONTINUE ends its phase. GW_RESPOND (after host->respond()) answers with the
