@@ -176,6 +176,21 @@ class BodyPhasesTest(gf.FilterTestCase):
         self.assertEqual(st["response_bodies"], 3, st)
         self.assertEqual(st["offset_errors"], 0, st)
 
+    def test_response_body_close_delimited_and_bodiless(self):
+        gw = self.start_guard()
+        r = self.get(gw.port, "/close/300000")
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(len(r.body), 300000)
+        r = self.get(gw.port, "/status/204")
+        self.assertEqual(r.status, 204, r.summary())
+        r = self.get(gw.port, "/bytes/100", method="HEAD")
+        self.assertEqual(r.status, 200, r.summary())
+        st = self.stats(gw)
+        self.assertEqual(st["response_bytes"], 300000, st)
+        self.assertEqual(st["response_bodies"], 1, "the end of a close-delimited body is seen; bodiless "
+                         "responses do not run the phase: %s" % st)
+        self.assertEqual(st["offset_errors"], 0, st)
+
     def test_response_body_error_cuts_or_500(self):
         gw = self.start_guard(fail_response_at=100000)
         with g.RawConn(gw.port, timeout=10 * g.SLOW) as c:
