@@ -80,6 +80,20 @@ class BodyPhasesTest(gf.FilterTestCase):
         self.assertEqual(st["complete_before_upstream"], 1, "a buffered body ends before upstream_request: %s" % st)
         self.assertEqual(st["offset_errors"], 0, st)
 
+    def test_keep_alive_after_passed_and_refused_bodies(self):
+        gw = self.start_guard(limit=1000)
+        with g.RawConn(gw.port, timeout=10 * g.SLOW) as c:
+            for n in (500, 1000, 10):
+                c.send(g.request_bytes("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                                       g.chunked_encode(g.pattern_bytes(n), sizes=(300,))))
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r.summary())
+                self.assertEqual(json.loads(r.body)["body_length"], n)
+            c.send(g.request_bytes("POST", "/echo", (), g.pattern_bytes(1001)))
+            self.assertRefused(c.read_response(), 413, "refused on a kept-alive connection")
+            self.assertTrue(c.closed_within(5 * g.SLOW), "the connection closes after a refused body")
+        self.assertEqual(len(self.up.requests()), 3)
+
     def test_streamed_body_cut_when_refused_after_upstream_contact(self):
         # body_buffer 1k: a 200 KB body streams; a refusal then cannot answer with the filter's 413
         gw = self.start_guard(limits={"body_buffer": "1k"}, limit=100000)
