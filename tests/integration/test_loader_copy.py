@@ -5,6 +5,7 @@ that nothing is left on disk even when loading crashes the process, and no writa
 directory is needed. GW_FILTER_COPY_DIR (else TMPDIR) is only the fallback where memfd is unavailable."""
 
 import os
+import unittest
 
 import gwfilters as gf
 import gwtest as g
@@ -31,6 +32,25 @@ class LoaderCopyTest(gf.FilterTestCase):
                                          env={"TMPDIR": missing, "GW_FILTER_COPY_DIR": missing})
         self.assertEqual(rc, 0, out + err)
         self.assertIn("verdict:     compatible", out)
+
+    @unittest.skipIf(g.SANITIZE, "the sanitizer runtime must be the first preloaded library")
+    def test_fallback_without_memfd(self):
+        d = self.copy_dir()
+        env = {"LD_PRELOAD": gf.fx("no_memfd"), "TMPDIR": d, "GW_FILTER_COPY_DIR": d}
+        rc, out, err = g.run_gateway_cli(["--check-filter", gf.fx("tagger")], cwd=self.tmp, env=env)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("verdict:     compatible", out)
+        self.assertEqual(os.listdir(d), [], "the fallback copy must not stay behind")
+        up = self.start_upstream()
+        gw = self.start_gateway(lambda p: self.filter_config(p, [gf.tagger("one"), gf.tagger("two")], up=up),
+                                env=env)
+        self.assertTags(self.get(gw.port, "/echo"), ["one", "two"], ["two", "one"])
+        self.assertEqual(os.listdir(d), [])
+        missing = os.path.join(self.tmp, "no-such-dir")
+        rc, out, err = g.run_gateway_cli(["--check-filter", gf.fx("tagger")], cwd=self.tmp,
+                                         env=dict(env, TMPDIR=missing, GW_FILTER_COPY_DIR=missing))
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("cannot make a private copy in %s" % missing, out + err)
 
     def test_gateway_start_and_reload_leave_no_copies(self):
         d = self.copy_dir()
