@@ -108,9 +108,11 @@ static int h_set(gw_req *r, const char *key, const char *value, size_t len, uint
     size_t kl;
     gw_store_call *sc;
     uint64_t now = gw_host_api()->unix_ms();
-    if (!cb) { /* fire and forget: not bound to the request, so the write completes even if the request ends */
+    if (!cb) { /* fire and forget: not bound to the request, so the write completes even after it ended */
         if (!store_of(r) || ns_key(r, key, k, &kl) != 0) return -1;
-        return gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_ignored, NULL) ? 0 : -1;
+        gw_store_op *op =
+            gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_ignored, NULL);
+        return op ? 0 : -1;
     }
     if (!store_of(r) || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "set", cb, NULL, arg))) return -1;
     gw_store_op *op = gw_store_set(store_of(r), r->c->w->id, k, kl, value, len, ttl_ms, now, done_value, sc);

@@ -165,11 +165,12 @@ static gw_result body_piece(gw_conn *c, int phase, const gw_body_chunk *ch)
             break;
         }
         r->cur = (gw_filter *)f;
-        res = fn(f->inst, route_conf_of(c, f), r->state && f->d->req_state_size ? r->state + f->state_off : NULL,
-                 r, ch);
+        void *st = r->state && f->d->req_state_size ? r->state + f->state_off : NULL;
+        res = fn(f->inst, route_conf_of(c, f), st, r, ch);
         if (res == GW_RESPOND && (!req_side || !r->own_status)) res = GW_ERROR;
         else if (res != GW_CONTINUE && res != GW_RESPOND) res = GW_ERROR; /* WAIT, RETRY, garbage */
-        if (res == GW_ERROR) gw_warn("filter '%s' failed in the %s body phase", f->name, req_side ? "request" : "response");
+        if (res == GW_ERROR)
+            gw_warn("filter '%s' failed in the %s body phase", f->name, req_side ? "request" : "response");
     }
     r->phase = saved;
     return res;

@@ -218,7 +218,8 @@ static void pump_body(gw_conn *c)
     if (!pump_framing(c)) return;
     uint64_t now = gw_proxy_now_ms();
     c->body_last_ms = now;
-    if (!c->body_streaming && !c->body_want && !c->for_endpoint && evbuffer_get_length(c->body) > cfg->body_buffer) {
+    bool may_stream = !c->body_want && !c->for_endpoint; /* else over the limit was refused in move_payload */
+    if (!c->body_streaming && may_stream && evbuffer_get_length(c->body) > cfg->body_buffer) {
         c->body_streaming = true; /* too big to hold: contact the upstream and stream the rest */
         /* the bytes buffered so far count towards the first rate window, which began with the body */
         c->rate_start_ms = c->body_start_ms;

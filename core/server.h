@@ -208,7 +208,7 @@ struct gw_conn {
     const gw_route_conf *route;
     char request_id[40];
     uint64_t body_limit;    /* 413 above; 0 = none */
-    uint64_t body_want;     /* host->body_buffer: buffer the whole body up to this, 413 above; 0 = not asked */
+    uint64_t body_want;     /* host->body_buffer: hold the whole body up to this, 413 above; 0 = not asked */
     uint64_t body_seen;     /* payload bytes read from the client */
     uint64_t body_left;     /* Content-Length bodies: bytes still to read */
     gw_chunked req_chunked;

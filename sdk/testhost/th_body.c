@@ -59,8 +59,10 @@ void th_body_framing(gw_req *r)
     if (th_hdrs_get(&r->req_h, "Content-Length") || th_hdrs_get(&r->req_h, "Transfer-Encoding")) return;
     char n[24];
     int k = snprintf(n, sizeof n, "%zu", r->blen);
-    if (r->chunked) th_hdrs_add(&r->req_h, "Transfer-Encoding", "chunked", 7, false);
-    else th_hdrs_add(&r->req_h, "Content-Length", n, (size_t)k, false);
+    if (r->chunked)
+        th_hdrs_add(&r->req_h, "Transfer-Encoding", "chunked", 7, false);
+    else
+        th_hdrs_add(&r->req_h, "Content-Length", n, (size_t)k, false);
 }
 
 static int body_buffer(gw_req *r, uint64_t max)
@@ -93,7 +95,8 @@ static gw_result piece(gw_req *r, bool request, const gw_body_chunk *ch)
         r->cur = f;
         r->in_phase = true;
         r->responded = false;
-        gw_result res = fn(f->inst, th_route_conf(r, f), f->index < r->nstate ? r->state[f->index] : NULL, r, ch);
+        gw_result res =
+            fn(f->inst, th_route_conf(r, f), f->index < r->nstate ? r->state[f->index] : NULL, r, ch);
         r->in_phase = false;
         if (res == GW_CONTINUE) {
             if (r->responded)
@@ -141,8 +144,10 @@ gw_result th_body_request(gw_req *r)
     gw_result res = run(r, true, r->body, r->blen);
     if (res == GW_RESPOND && !r->replayable) {
         /* a streamed body has gone upstream in part: an answer is no longer possible */
-        th_note(th, r, GW_LOG_ERROR, "filter '%s' answered in request_body after the body began to stream: "
-                "treated as GW_ERROR", r->cur ? r->cur->d.name : "?");
+        th_note(th, r, GW_LOG_ERROR,
+                "filter '%s' answered in request_body after the body began to stream: "
+                "treated as GW_ERROR",
+                r->cur ? r->cur->d.name : "?");
         res = GW_ERROR;
     }
     return res;
