@@ -9,12 +9,14 @@
 
 #define HOST_MAX 255 /* DNS names stop at 253; nothing legitimate is longer */
 
-/* RFC 3986 reg-name without pct-encoded: unreserved and sub-delims. Percent-encoding is refused: DNS
- * names never need it, and a decoded "%00" is how a NUL reaches code that builds URLs from the name. */
+/* A deliberate subset of RFC 3986's reg-name: its unreserved characters only (ALPHA DIGIT - . _ ~), what
+ * real host names use. The sub-delims (",;=!$&'()*+") are refused: no host needs them, and a ',' or ';'
+ * would let a Host value pass for several elements of an X-Forwarded-Host or Forwarded chain upstream.
+ * Percent-encoding is refused too: a decoded "%00" is how a NUL reaches code that builds URLs from it. */
 static bool reg_name_char(unsigned char ch)
 {
     if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) return true;
-    return ch && strchr("-._~!$&'()*+,;=", ch) != NULL;
+    return ch == '-' || ch == '.' || ch == '_' || ch == '~';
 }
 
 /* 1..65535, digits only (no sign, no empty port). */

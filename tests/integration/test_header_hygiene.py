@@ -115,7 +115,8 @@ class HeaderHygieneTest(g.GatewayTestCase):
     def test_absolute_form_bad_authority_refused(self):
         self.gateway()
         for target in (b"http://user@abs.example/x", b"http:///x", b"http://abs.example:99999/x",
-                       b"http://[::1/x"):
+                       b"http://[::1/x",
+                       b"http://h,for=6.6.6.6/x"):
             raw = b"GET " + target + b" HTTP/1.1\r\nHost: gw.test\r\n\r\n"
             self.assertEqual(self.status_of(raw), 400, target)
         self.assertEqual(self.up.requests(), [])
@@ -124,7 +125,10 @@ class HeaderHygieneTest(g.GatewayTestCase):
     def test_invalid_host_refused(self):
         self.gateway()
         for host in (b"[::1", b"evil.com:99999", b"127.0.0.1%00.evil", b"evil.com:0", b"evil.com:", b":80",
-                     b"a b", b"[fe80::1%25eth0]", b"evil.com:8a", b"[::1]x"):
+                     b"a b", b"[fe80::1%25eth0]", b"evil.com:8a", b"[::1]x",
+                     # RFC 3986 sub-delims, refused on purpose (a ',' made X-Forwarded-Host look like a chain)
+                     b"h,for=6.6.6.6", b"h;proto=https", b"a=b", b"a!b", b"a$b", b"a&b", b"a'b", b"a(b)",
+                     b"a*b", b"a+b"):
             raw = b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
             self.assertEqual(self.status_of(raw), 400, host)
         self.assertEqual(self.up.requests(), [], "nothing reaches the upstream")
