@@ -1,13 +1,16 @@
 /* forward.c - header hygiene on the way upstream: hop-by-hop fields, fields the client names in
  * Connection (RFC 9110 7.6.1), names with '_', and the fields only the gateway may set. X-Forwarded-For and
  * Forwarded (RFC 7239) are chains: what the client sent stays (claims nobody checked) and this hop is
- * appended. X-Real-IP is one answer, the gateway's: the peer, or, when the peer is one of
+ * appended; a client Forwarded that does not parse is dropped whole, since an open quote in it would
+ * swallow our element. X-Real-IP is one answer, the gateway's: the peer, or, when the peer is one of
  * proxy.trusted_proxies, the client that peer reports (right-most untrusted X-Forwarded-For entry, as
  * nginx's realip module with real_ip_recursive does). */
 #include "forward.h"
 
 #include <arpa/inet.h>
 #include <string.h>
+
+#include "log.h"
 
 /* Set by the gateway alone: whatever the client sent under these names is dropped. */
 static const char *const own[] = {
@@ -35,6 +38,78 @@ bool gw_fwd_skip_field(const gw_conn *c, const gw_http_field *f)
     for (size_t i = 0; i < f->name.n; i++)
         buf[i] = f->name.p[i] == '_' ? '-' : f->name.p[i];
     return ours_or_hop((gw_str){buf, f->name.n}); /* allowed, but never as one of those */
+}
+
+/* ---- RFC 7239 4: Forwarded = 1#forwarded-element, forwarded-element = [ pair ] *( ";" [ pair ] ),
+ * pair = token "=" ( token / quoted-string ). OWS is allowed around ',' (RFC 9110 5.6.1) and, leniently,
+ * around ';' (some proxies write "for=a; proto=b"), never around '='. ---- */
+
+static bool tchar(unsigned char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')) return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static size_t skip_ows(gw_str v, size_t i)
+{
+    while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t'))
+        i++;
+    return i;
+}
+
+/* The end of the token or quoted-string at i, or 0 when there is none (i > 0 for every value). */
+static size_t value_end(gw_str v, size_t i)
+{
+    size_t s = i;
+    if (i < v.n && v.p[i] == '"') {
+        for (i++; i < v.n; i++) {
+            unsigned char ch = (unsigned char)v.p[i];
+            if (ch == '"') return i + 1;
+            if (ch == '\\') {
+                if (++i == v.n) return 0;
+                ch = (unsigned char)v.p[i];
+            }
+            if (ch != '\t' && (ch < 0x20 || ch == 0x7f)) return 0; /* qdtext / quoted-pair: no CTLs */
+        }
+        return 0; /* unbalanced quote */
+    }
+    while (i < v.n && tchar((unsigned char)v.p[i]))
+        i++;
+    return i > s ? i : 0;
+}
+
+static bool forwarded_valid(gw_str v)
+{
+    size_t i = skip_ows(v, 0);
+    while (i < v.n) {
+        if (v.p[i] != ',' && v.p[i] != ';') { /* a pair */
+            size_t k = i;
+            while (k < v.n && tchar((unsigned char)v.p[k]))
+                k++;
+            if (k == i || k == v.n || v.p[k] != '=') return false;
+            if (!(i = value_end(v, k + 1))) return false;
+            i = skip_ows(v, i);
+            if (i < v.n && v.p[i] != ',' && v.p[i] != ';') return false;
+            continue;
+        }
+        i = skip_ows(v, i + 1); /* a separator; empty elements and pairs are allowed */
+    }
+    return true;
+}
+
+/* The client's Forwarded is used only when every one of its fields parses: a field is one list with the
+ * next (RFC 9110 5.3), so an open quote in one would take in the others and ours. */
+static bool client_forwarded_ok(const gw_conn *c)
+{
+    const gw_http_head *h = c->req;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const gw_http_field *f = &h->fields[i];
+        if (gw_str_eq_ci(f->name, "Forwarded") && !forwarded_valid(f->value)) {
+            gw_debug("%s: malformed Forwarded from the client dropped", c->peer_ip);
+            return false;
+        }
+    }
+    return true;
 }
 
 /* The client's own values of a chain field, unless the client declared the field hop-by-hop. */
@@ -147,12 +222,13 @@ static const char *real_ip(const gw_conn *c, char out[INET6_ADDRSTRLEN])
 }
 
 /* RFC 7239 4: for=, proto=, host=; an IPv6 node is a quoted "[...]", the host always a quoted-string
- * (it may hold ':', which a token may not; the authority check leaves no '"' or '\' in it). */
+ * (it may hold ':', which a token may not). The authority check leaves no '"' or '\\' in the host; they
+ * are escaped all the same, so that our element stays one quoted-string whatever that check allows. */
 static void add_forwarded(const gw_conn *c, gw_hbuf *b)
 {
     const gw_http_head *h = c->req;
     GW_HB_LIT(b, "Forwarded: ");
-    add_client_values(c, b, "Forwarded");
+    if (client_forwarded_ok(c)) add_client_values(c, b, "Forwarded");
     bool v6 = strchr(c->peer_ip, ':') != NULL;
     GW_HB_LIT(b, "for=");
     if (v6) GW_HB_LIT(b, "\"[");
@@ -162,7 +238,14 @@ static void add_forwarded(const gw_conn *c, gw_hbuf *b)
     else GW_HB_LIT(b, ";proto=http");
     if (h->host.n) {
         GW_HB_LIT(b, ";host=\"");
-        gw_hb_add(b, h->host.p, h->host.n);
+        for (size_t i = 0, s = 0; i <= h->host.n; i++) {
+            if (i < h->host.n && h->host.p[i] != '"' && h->host.p[i] != '\\') continue;
+            gw_hb_add(b, h->host.p + s, i - s);
+            if (i < h->host.n) {
+                GW_HB_LIT(b, "\\");
+                s = i; /* the escaped character starts the next run */
+            }
+        }
         GW_HB_LIT(b, "\"");
     }
     GW_HB_LIT(b, "\r\n");

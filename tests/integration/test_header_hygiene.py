@@ -89,6 +89,27 @@ class HeaderHygieneTest(g.GatewayTestCase):
         self.assertEqual(g.hall(h, "forwarded"),
                          ['for=192.0.2.60;proto=https, for=127.0.0.1;proto=http;host="front.example:8443"'])
 
+    def test_malformed_client_forwarded_dropped(self):
+        # An open quote in the client's Forwarded used to swallow our element: a quote-aware RFC 7239 split
+        # of 'for="x, for=127.0.0.1;proto=http;host="h"' gives one element, the client's.
+        self.gateway()
+        ours = 'for=127.0.0.1;proto=http;host="gw.test"'
+        for bad in ('for="x', 'for="x\\"', 'for', 'for=', '=x', 'for=a b', 'for=a;;proto=b"c',
+                    'for="a"b', 'for=a, =b'):
+            _, h = self.seen("/x", [("Forwarded", bad)])
+            self.assertEqual(g.hall(h, "forwarded"), [ours], bad)
+        # one malformed field among several: the client's Forwarded is dropped whole
+        _, h = self.seen("/x", [("Forwarded", "for=192.0.2.1"), ("Forwarded", 'for="x')])
+        self.assertEqual(g.hall(h, "forwarded"), [ours])
+
+    def test_wellformed_client_forwarded_kept(self):
+        self.gateway()
+        for good in ('for=192.0.2.60;proto=https;by=203.0.113.43', 'for="[2001:db8::1]:4711"',
+                     'for=a, for=b', 'for=a ,for=b', 'for=a; proto=http', 'host="a\\"b";for=x', ';for=a;',
+                     'for=a,,for=b', 'for="a,b;c=d"'):
+            _, h = self.seen("/x", [("Forwarded", good)])
+            self.assertEqual(g.hall(h, "forwarded"), [good + ', for=127.0.0.1;proto=http;host="gw.test"'], good)
+
     def test_forwarded_quotes_ipv6(self):
         port6 = g.free_port()
         listeners = [{"address": g.LOCALHOST, "port": None}, {"address": "::1", "port": port6}]
