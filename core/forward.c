@@ -26,18 +26,58 @@ static bool ours_or_hop(gw_str name)
     return false;
 }
 
+const gw_http_field *gw_fwd_fields(const gw_conn *c, size_t *n)
+{
+    const gw_req *r = &c->rq;
+    *n = r->hup_on ? r->hup.n : r->hreq_on ? r->hreq.n : c->req->nfields;
+    return r->hup_on ? r->hup.v : r->hreq_on ? r->hreq.v : c->req->fields;
+}
+
+/* a (a name with '_') read with '-' for '_' is b, case-insensitively */
+static bool dash_eq(gw_str a, gw_str b)
+{
+    if (a.n != b.n) return false;
+    for (size_t i = 0; i < a.n; i++) {
+        unsigned char x = (unsigned char)(a.p[i] == '_' ? '-' : a.p[i]), y = (unsigned char)b.p[i];
+        if (x >= 'A' && x <= 'Z') x |= 0x20;
+        if (y >= 'A' && y <= 'Z') y |= 0x20;
+        if (x != y) return false;
+    }
+    return true;
+}
+
+static bool dash_in(gw_str name, const gw_http_field *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (dash_eq(name, v[i].name)) return true;
+    return false;
+}
+
+/* With underscores allowed, a name that a CGI-style upstream would read as another field is still
+ * dropped: a field the gateway sets or a hop-by-hop one, a field that is in the request (as the client
+ * sent it or as a filter left it) under its '-' spelling, and the identity fields X-Consumer-* that
+ * authentication filters set (on an anonymous request they are absent, yet must not be forgeable). */
+static bool shadows(const gw_conn *c, gw_str name)
+{
+    char buf[24]; /* longer than any name in the lists above */
+    if (name.n <= sizeof buf) {
+        for (size_t i = 0; i < name.n; i++)
+            buf[i] = name.p[i] == '_' ? '-' : name.p[i];
+        if (ours_or_hop((gw_str){buf, name.n})) return true;
+    }
+    if (name.n >= 11 && dash_eq((gw_str){name.p, 11}, (gw_str){"X-Consumer-", 11})) return true;
+    size_t n;
+    const gw_http_field *out = gw_fwd_fields(c, &n);
+    return dash_in(name, out, n) || dash_in(name, c->req->fields, c->req->nfields);
+}
+
 bool gw_fwd_skip_field(const gw_conn *c, const gw_http_field *f)
 {
     if (ours_or_hop(f->name) || gw_http_conn_lists(c->req, f->name)) return true;
     if (!memchr(f->name.p, '_', f->name.n)) return false;
     /* nginx's underscores_in_headers off: CGI-style upstreams map '-' and '_' to the same variable, so
      * "Transfer_Encoding" or "X_Real_IP" would pass for the real thing there. */
-    if (!c->gen->cfg->underscores_in_headers) return true;
-    char buf[24]; /* longer than any name in the lists above */
-    if (f->name.n > sizeof buf) return false;
-    for (size_t i = 0; i < f->name.n; i++)
-        buf[i] = f->name.p[i] == '_' ? '-' : f->name.p[i];
-    return ours_or_hop((gw_str){buf, f->name.n}); /* allowed, but never as one of those */
+    return !c->gen->cfg->underscores_in_headers || shadows(c, f->name);
 }
 
 /* ---- RFC 7239 4: Forwarded = 1#forwarded-element, forwarded-element = [ pair ] *( ";" [ pair ] ),

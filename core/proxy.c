@@ -110,9 +110,8 @@ static void write_request_head(gw_conn *c, gw_upconn *u, uint64_t buffered)
         gw_hb_field(&b, "Host", 4, h->host.p, h->host.n);
     else
         gw_hb_field(&b, "Host", 4, t->authority, strlen(t->authority));
-    const gw_req *r = &c->rq;
-    const gw_http_field *fields = r->hup_on ? r->hup.v : r->hreq_on ? r->hreq.v : h->fields;
-    size_t nfields = r->hup_on ? r->hup.n : r->hreq_on ? r->hreq.n : h->nfields;
+    size_t nfields;
+    const gw_http_field *fields = gw_fwd_fields(c, &nfields);
     for (size_t i = 0; i < nfields; i++) {
         const gw_http_field *f = &fields[i];
         if (!gw_fwd_skip_field(c, f)) gw_hb_field(&b, f->name.p, f->name.n, f->value.p, f->value.n);

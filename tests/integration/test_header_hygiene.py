@@ -176,6 +176,28 @@ class HeaderHygieneTest(g.GatewayTestCase):
         self.assertEqual(g.hall(h, "x_custom"), ["1"])
         self.assertFalse({"transfer_encoding", "x_real_ip", "x_forwarded_for"} & names, names)
 
+    def test_underscores_never_shadow_identity_or_present_fields(self):
+        # CGI-style upstreams map X_Consumer_ID and X-Consumer-ID to the same HTTP_X_CONSUMER_ID: a client
+        # must not forge the identity an authentication filter sets (or would set) that way.
+        self.gateway(proxy={"underscores_in_headers": True})
+        _, h = self.seen("/x", [("X_Consumer_ID", "admin"), ("x_consumer_name", "root"), ("X-Other", "1"),
+                                ("X_Other", "2"), ("X_Custom", "3")])
+        names = {n.lower() for n, _ in h}
+        self.assertFalse({"x_consumer_id", "x_consumer_name", "x_other"} & names, names)
+        self.assertEqual(g.hall(h, "x-other"), ["1"])
+        self.assertEqual(g.hall(h, "x_custom"), ["3"])
+
+    def test_underscores_never_shadow_a_filter_field(self):
+        # tagger sets X-Tags in the request phase; X_Tags from the client must not reach the upstream beside it
+        services = [{"name": "up", "targets": [self.up.url]}]
+        self.gw = self.start_gateway(lambda p: dict(
+            g.base_config(p, services, [{"prefix": "/", "service": "up"}], proxy={"underscores_in_headers": True}),
+            plugin_dir=g.GW_FIXTURES_DIR, pipeline=[{"name": "tagger", "tag": "t"}]))
+        _, h = self.seen("/x", [("X_Tags", "forged"), ("X_Custom", "1")])
+        self.assertEqual(g.hall(h, "x-tags"), ["t"])
+        self.assertEqual(g.hall(h, "x_tags"), [])
+        self.assertEqual(g.hall(h, "x_custom"), ["1"])
+
     # -- X-Request-Id ---------------------------------------------------------------------------------
     def test_request_id_not_trusted_when_off(self):
         self.gateway(proxy={"trust_request_id": False})
