@@ -377,10 +377,13 @@ static void method_not_allowed(gw_conn *c)
     gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
 }
 
+/* A client's X-Request-Id is kept when trusted, sane and not declared hop-by-hop (named in Connection:
+ * meant for this hop only, so it is as good as absent, RFC 9110 7.6.1). */
 static void set_request_id(gw_conn *c)
 {
     const gw_http_field *rid = gw_http_find(c->req, "X-Request-Id");
-    if (cfg_of(c)->trust_request_id && rid && sane_request_id(rid->value)) {
+    if (cfg_of(c)->trust_request_id && rid && sane_request_id(rid->value) &&
+        !gw_http_conn_lists(c->req, rid->name)) {
         size_t n = rid->value.n < 39 ? rid->value.n : 39;
         memcpy(c->request_id, rid->value.p, n);
         c->request_id[n] = '\0';

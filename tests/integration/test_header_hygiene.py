@@ -207,6 +207,14 @@ class HeaderHygieneTest(g.GatewayTestCase):
         self.assertNotEqual(ids[0], "client-id-123")
         self.assertEqual(r.header_all("x-request-id"), ids)
 
+    def test_request_id_named_in_connection_is_not_kept(self):
+        self.gateway()
+        r, h = self.seen("/x", [("Connection", "X-Request-Id"), ("X-Request-Id", "client-id-123")])
+        ids = g.hall(h, "x-request-id")
+        self.assertEqual(len(ids), 1)
+        self.assertNotEqual(ids[0], "client-id-123", "a field the client declared hop-by-hop is absent")
+        self.assertEqual(r.header_all("x-request-id"), ids)
+
     def test_request_id_kept_by_default(self):
         self.gateway()
         _, h = self.seen("/x", [("X-Request-Id", "client-id-123")])
