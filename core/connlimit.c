@@ -35,8 +35,9 @@ struct gw_connlimit {
     atomic_uint open;
     uint64_t seed; /* keeps remote peers from choosing colliding addresses */
     shard shards[NSHARDS];
-    atomic_uint_fast64_t since[GW_LIMIT_NREASONS]; /* hits since the last warning */
-    atomic_int_fast64_t last_log_ms[GW_LIMIT_NREASONS];
+    atomic_uint_fast64_t since[GW_LIMIT_NREASONS];      /* hits not yet in any log line */
+    atomic_int_fast64_t last_log_ms[GW_LIMIT_NREASONS]; /* start of the current interval */
+    atomic_uint limit[GW_LIMIT_NREASONS];               /* the limit as last hit, for the summary */
     gw_metric *m_limited, *m_open;
 };
 
@@ -66,6 +67,7 @@ gw_connlimit *gw_connlimit_new(gw_metrics *m)
 void gw_connlimit_free(gw_connlimit *l)
 {
     if (!l) return;
+    gw_connlimit_flush(l, true); /* what the last interval counted */
     for (int i = 0; i < NSHARDS; i++) {
         for (int b = 0; b < NBUCKETS; b++) {
             gw_client_slot *s = l->shards[i].buckets[b];
@@ -172,29 +174,77 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void gw_connlimit_hit(gw_connlimit *l, gw_limit_reason why, unsigned limit, const char *detail)
+/* The first hit of an interval is logged at once; later ones are counted and reported by
+ * gw_connlimit_flush at the interval's end, so the figures of all lines add up to the metric. n: this
+ * hit and those of the previous interval that no flush reported yet. */
+static void log_first(gw_limit_reason why, unsigned limit, const char *detail, uint_fast64_t n)
 {
-    if (l->m_limited) gw_metric_add(l->m_limited, gw_metrics_thread_slot(), (const char *const[]){reason_names[why]}, 1);
-    atomic_fetch_add(&l->since[why], 1);
-    int64_t now = now_ms(), last = atomic_load(&l->last_log_ms[why]);
-    if (now - last < LOG_EVERY_MS || !atomic_compare_exchange_strong(&l->last_log_ms[why], &last, now)) return;
-    uint_fast64_t n = atomic_exchange(&l->since[why], 0);
+    unsigned long long c = (unsigned long long)n;
+    const char *s = n == 1 ? "" : "s", *d = detail ? detail : "?";
+    int iv = LOG_EVERY_MS / 1000;
     switch (why) {
     case GW_LIMIT_MAX_CONNECTIONS:
         gw_warn("max_connections (%u) reached: accepting paused, new clients wait in the listen backlog "
-                "(%llu time%s in the last %d s)", limit, (unsigned long long)n, n == 1 ? "" : "s",
-                LOG_EVERY_MS / 1000);
+                "(%llu time%s; more in the next %d s are counted and reported then)",
+                limit, c, s, iv);
         break;
     case GW_LIMIT_PER_CLIENT:
         gw_warn("client %s: limits.max_connections_per_client (%u) reached, connection closed (%llu "
-                "connection%s refused in the last %d s)", detail ? detail : "?", limit, (unsigned long long)n,
-                n == 1 ? "" : "s", LOG_EVERY_MS / 1000);
+                "connection%s refused; more in the next %d s are counted and reported then)",
+                d, limit, c, s, iv);
         break;
     default:
-        gw_warn("accept: %s: out of file descriptors, accepting paused briefly (%llu time%s in the last %d s); "
-                "raise the file limit (ulimit -n) or lower max_connections", detail ? detail : "?",
-                (unsigned long long)n, n == 1 ? "" : "s", LOG_EVERY_MS / 1000);
+        gw_warn(
+            "accept: %s: out of file descriptors, accepting paused briefly (%llu time%s; more in the next "
+            "%d s are counted and reported then); raise the file limit (ulimit -n) or lower max_connections",
+            d, c, s, iv);
         break;
+    }
+}
+
+static void log_summary(gw_limit_reason why, unsigned limit, uint_fast64_t n)
+{
+    unsigned long long c = (unsigned long long)n;
+    const char *s = n == 1 ? "" : "s";
+    switch (why) {
+    case GW_LIMIT_MAX_CONNECTIONS:
+        gw_warn("max_connections (%u): hit %llu more time%s in the last %d s", limit, c, s,
+                LOG_EVERY_MS / 1000);
+        break;
+    case GW_LIMIT_PER_CLIENT:
+        gw_warn("limits.max_connections_per_client (%u): %llu more connection%s refused in the last %d s",
+                limit, c, s, LOG_EVERY_MS / 1000);
+        break;
+    default:
+        gw_warn("accept: out of file descriptors %llu more time%s in the last %d s", c, s,
+                LOG_EVERY_MS / 1000);
+        break;
+    }
+}
+
+void gw_connlimit_hit(gw_connlimit *l, gw_limit_reason why, unsigned limit, const char *detail)
+{
+    if (l->m_limited)
+        gw_metric_add(l->m_limited, gw_metrics_thread_slot(), (const char *const[]){reason_names[why]}, 1);
+    atomic_store(&l->limit[why], limit);
+    int64_t now = now_ms(), last = atomic_load(&l->last_log_ms[why]);
+    if (now - last >= LOG_EVERY_MS && atomic_compare_exchange_strong(&l->last_log_ms[why], &last, now)) {
+        log_first(why, limit, detail, 1 + atomic_exchange(&l->since[why], 0));
+        return;
+    }
+    atomic_fetch_add(&l->since[why], 1);
+}
+
+void gw_connlimit_flush(gw_connlimit *l, bool now_anyway)
+{
+    for (int why = 0; why < GW_LIMIT_NREASONS; why++) {
+        if (atomic_load(&l->since[why]) == 0) continue;
+        int64_t now = now_ms(), last = atomic_load(&l->last_log_ms[why]);
+        if (!now_anyway &&
+            (now - last < LOG_EVERY_MS || !atomic_compare_exchange_strong(&l->last_log_ms[why], &last, now)))
+            continue;
+        uint_fast64_t n = atomic_exchange(&l->since[why], 0);
+        if (n) log_summary((gw_limit_reason)why, atomic_load(&l->limit[why]), n);
     }
 }
 

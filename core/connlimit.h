@@ -32,8 +32,11 @@ gw_client_slot *gw_connlimit_client_take(gw_connlimit *l, const struct sockaddr 
 void gw_connlimit_client_put(gw_connlimit *l, gw_client_slot *s);
 
 /* A limit was hit: counted in gateway_connections_limited_total{reason} (from the calling worker's
- * metrics slot) and logged at most once per 10 s per reason, with how often it happened meanwhile. */
+ * metrics slot). The first hit of a 10 s interval is logged at once; the rest are counted. */
 void gw_connlimit_hit(gw_connlimit *l, gw_limit_reason why, unsigned limit, const char *detail);
+/* Logs, per reason, how many hits the interval that has ended counted since its first line (called
+ * every few seconds from the workers; now_anyway at exit); with it the lines add up to the metric. */
+void gw_connlimit_flush(gw_connlimit *l, bool now_anyway);
 
 /* gateway_connections_open, one series per worker (the scrape sums them). */
 gw_metric *gw_connlimit_open_gauge(gw_connlimit *l);

@@ -191,6 +191,41 @@ class ConnLimitsTest(g.GatewayTestCase):
         r = g.wait_until(lambda: health(gw.port), 5, what="a free slot")
         self.assertIsNotNone(r)
 
+    def test_per_client_warnings_add_up(self):
+        # The first warning used to say "1 connection refused" and the 39 refused after it in the same
+        # interval were never logged. Now the first is logged at once and the rest are summed at the end of
+        # the interval (10 s): the figures add up to the refusals. The connections come from 127.0.0.2 so
+        # that the readiness probe (127.0.0.1) is never counted against this client.
+        gw = self.gateway(limits={"max_connections_per_client": 2}, timeouts={"keepalive_idle": "60s"})
+
+        def from_2():
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.bind(("127.0.0.2", 0))
+            s.connect((g.LOCALHOST, gw.port))
+            return s
+        held = [from_2(), from_2()]
+        self.addCleanup(close_all, held)
+        self.assertEqual(request_all(held, HEALTH, timeout=5), [])
+        refused = 40
+        for i in range(refused):
+            s = from_2()
+            try:
+                got = s.recv(100)  # EOF (or a reset) at once: nothing is sent on a refused connection
+            except ConnectionResetError:
+                got = b""
+            finally:
+                s.close()
+            self.assertEqual(got, b"", "connection %d over the cap was not closed" % i)
+        summary = gw.wait_log(r"max_connections_per_client \(2\): \d+ more connection", timeout=15)
+        self.assertIsNotNone(summary, "no summary of the interval:\n" + gw.log())
+        log = gw.log()
+        first = re.findall(r"client 127\.0\.0\.2: limits\.max_connections_per_client \(2\) reached, "
+                           r"connection closed \((\d+) connections? refused", log)
+        rest = re.findall(r"max_connections_per_client \(2\): (\d+) more connections? refused", log)
+        self.assertEqual(first, ["1"], log)
+        self.assertEqual(sum(int(n) for n in first + rest), refused, log)
+
     def test_per_client_cap_zero_is_off_and_value_checked(self):
         gw = self.gateway(limits={"max_connections_per_client": 0})
         socks = connect_many(gw.port, 40)
