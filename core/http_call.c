@@ -132,7 +132,7 @@ static void send_request(gw_call *c, bool fresh)
 {
     char *why = "out of memory";
     if (!(c->u = gw_upstream_acquire(c->w, c->pool, fresh, &why))) {
-        gw_warn("http_call %s: %s", c->pool->target->conf->url, why);
+        gw_upstream_log_failure("http_call", c->pool->target->conf->url, why);
         fail_later(c, GW_CALL_CONNECT);
         return;
     }

@@ -176,7 +176,7 @@ void gw_proxy_connect(gw_conn *c)
     c->rq.hup_on = false; /* the upstream view is per attempt */
     c->rq.attempt_error = NULL;
     if (!u) {
-        gw_warn("upstream %s: %s", pool->target->conf->url, why);
+        gw_upstream_log_failure("upstream", pool->target->conf->url, why);
         gw_proxy_attempt_failed(c, 502, "connect", "The upstream service is unavailable");
         return;
     }

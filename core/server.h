@@ -328,6 +328,10 @@ void gw_proxy_up_timeout(gw_upconn *u);
 /* upstream.c */
 gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why);
 void gw_upstream_release(gw_upconn *u, bool reusable);
+/* Logs that a connection could not be started (what: "upstream", "http_call"), rate-limited per worker;
+ * gw_upstream_log_flush (the worker's periodic sweep) reports how many more an ended interval had. */
+void gw_upstream_log_failure(const char *what, const char *url, const char *why);
+void gw_upstream_log_flush(void);
 void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
 int gw_upstream_connect(gw_worker *w, gw_upconn *u);
 SSL *gw_upstream_ssl(const gw_target *t);

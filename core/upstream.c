@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include "io.h"
@@ -119,8 +121,12 @@ gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **w
     if (!u) return NULL;
     u->pool = pool;
     u->timer = evtimer_new(w->base, on_timer, u);
+    errno = 0;
     if (!u->timer || gw_upstream_connect(w, u) != 0) {
+        static _Thread_local char buf[96];
+        int e = errno;
         *why = "cannot start a connection";
+        if (e && snprintf(buf, sizeof buf, "%s: %s", *why, strerror(e)) > 0) *why = buf;
         upconn_free(u);
         return NULL;
     }
@@ -163,4 +169,47 @@ void gw_upstream_pools_free(gw_worker *w, gw_gen *g)
             p->nidle = 0;
         }
     gw_http_call_pools_idle_free(w, g);
+}
+
+/* A connection that cannot even be started (out of descriptors or memory) fails every request alike, so
+ * the warning is rate-limited per worker: the first of an interval at once, then, from the worker's sweep
+ * once the interval is over, how many more there were. Worker-thread state, no lock. */
+#define FAIL_LOG_EVERY_MS 10000
+
+static _Thread_local struct {
+    int64_t first_ms;
+    bool logged; /* an interval is open */
+    unsigned long more;
+    char last[160];
+} fail_log;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void gw_upstream_log_flush(void)
+{
+    if (!fail_log.logged || mono_ms() - fail_log.first_ms < FAIL_LOG_EVERY_MS) return;
+    if (fail_log.more)
+        gw_warn("%lu more upstream connection%s could not be started in the last %d s (the last: %s)",
+                fail_log.more, fail_log.more == 1 ? "" : "s", FAIL_LOG_EVERY_MS / 1000, fail_log.last);
+    fail_log.logged = false;
+}
+
+void gw_upstream_log_failure(const char *what, const char *url, const char *why)
+{
+    gw_upstream_log_flush(); /* an interval that is over ends here too (a thread without the sweep) */
+    if (fail_log.logged) {
+        fail_log.more++;
+        snprintf(fail_log.last, sizeof fail_log.last, "%s %s: %s", what, url, why);
+        return;
+    }
+    gw_warn("%s %s: %s (more such failures in the next %d s are counted and reported then)", what, url, why,
+            FAIL_LOG_EVERY_MS / 1000);
+    fail_log.logged = true;
+    fail_log.first_ms = mono_ms();
+    fail_log.more = 0;
 }

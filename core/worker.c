@@ -231,6 +231,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     gw_worker *w = arg;
     for (gw_conn *c = w->conns; c; c = c->next) gw_conn_release_idle(c);
     gw_connlimit_flush(w->srv->climit, false); /* the limit warnings' summaries, from whichever worker */
+    gw_upstream_log_flush();
 }
 
 void gw_worker_conn_closed(gw_worker *w, gw_client_slot *client)

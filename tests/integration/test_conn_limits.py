@@ -32,10 +32,10 @@ def connect_many(port, n, timeout=10.0):
     return socks
 
 
-def request_all(socks, request, timeout, close_done=False):
+def request_all(socks, request, timeout, close_done=False, answers=None):
     """Sends request on every socket and waits (one shared deadline) for one complete response on each
     (closing the socket once answered if close_done). Returns the indexes that got none (no answer in
-    time, or closed)."""
+    time, or closed); answers (a dict), if given, gets index -> the bytes received."""
     sel = selectors.DefaultSelector()
     bufs = {}
     for i, s in enumerate(socks):
@@ -68,6 +68,8 @@ def request_all(socks, request, timeout, close_done=False):
                 if close_done:
                     key.fileobj.close()
     sel.close()
+    if answers is not None:
+        answers.update((i, bytes(b)) for i, b in bufs.items() if b is not None)
     failed = sorted(pending | {i for i, b in bufs.items() if b is None or not complete_response(b)})
     for s in socks:
         if s.fileno() >= 0:
@@ -239,10 +241,8 @@ class ConnLimitsTest(g.GatewayTestCase):
         self.assertNotEqual(rc, 0)
         self.assertRegex(err + out, r"bad\.yaml:\d+:\d+: .*max_connections_per_client")
 
-    def test_out_of_descriptors_does_not_spin(self):
-        # 64 descriptors (soft = hard, so the gateway cannot raise it) and max_connections far above: accept
-        # fails with EMFILE while the backlog keeps the listener readable. It must pause, not spin or
-        # flood the log, and serve again once descriptors come back.
+    def low_fd_gateway(self, **extra):
+        """A gateway with 64 descriptors (soft = hard, so it cannot raise the limit)."""
         wrapper = os.path.join(self.tmp, "lowfd.py")
         with open(wrapper, "w") as f:
             f.write("import os, resource, sys\n"
@@ -253,9 +253,33 @@ class ConnLimitsTest(g.GatewayTestCase):
         with open(launcher, "w") as f:
             f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (sys.executable, wrapper))
         os.chmod(launcher, 0o755)
-        gw = self.gateway(bin_path=launcher, workers=2, max_connections=10000,
-                          limits={"max_connections_per_client": 0},
-                          timeouts={"request_head": "60s", "keepalive_idle": "60s"})
+        return self.gateway(bin_path=launcher, max_connections=10000, limits={"max_connections_per_client": 0},
+                            timeouts={"request_head": "60s", "keepalive_idle": "60s"}, **extra)
+
+    def test_cannot_start_upstream_connection_is_logged_rate_limited(self):
+        # Out of descriptors, every proxied request fails to open its upstream socket: that used to log one
+        # line per request. Now one line per interval (per worker), then how many more there were.
+        gw = self.low_fd_gateway(workers=1)
+        socks = connect_many(gw.port, 120)
+        self.addCleanup(close_all, socks)
+        g.wait_until(lambda: "out of file descriptors" in gw.log(), 5, what="EMFILE seen")
+        answers = {}
+        request_all(socks, b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n", timeout=3 * g.SLOW, answers=answers)
+        failed = sum(1 for b in answers.values() if b.startswith(b"HTTP/1.1 502"))
+        self.assertGreaterEqual(failed, 5, "the scenario needs proxied requests that cannot connect")
+        first = re.findall(r"upstream \S+: cannot start a connection: Too many open files", gw.log())
+        self.assertEqual(len(first), 1, "%d requests failed to connect:\n%s" % (failed, gw.log(4000)))
+        summary = gw.wait_log(r"(\d+) more upstream connections? could not be started", timeout=15)
+        self.assertIsNotNone(summary, gw.log(4000))
+        more = int(re.search(r"(\d+) more upstream", summary).group(1))
+        self.assertGreaterEqual(1 + more, failed, "every failure is counted: " + summary)
+        close_all(socks)
+
+    def test_out_of_descriptors_does_not_spin(self):
+        # 64 descriptors and max_connections far above: accept fails with EMFILE while the backlog keeps the
+        # listener readable. It must pause, not spin or flood the log, and serve again once descriptors
+        # come back.
+        gw = self.low_fd_gateway(workers=2)
         self.assertIn("file descriptors", gw.log(), "the start-up warning about the descriptor limit")
         socks = connect_many(gw.port, 150)
         self.addCleanup(close_all, socks)
