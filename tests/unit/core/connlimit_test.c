@@ -1,6 +1,6 @@
 /* connlimit_test.c - process-wide connection accounting: the shared budget, per-address counts (IPv4 and
- * its v4-mapped IPv6 form are one address), counts taken from several threads at once, and the limit
- * metric and gauge as a scrape renders them. */
+ * its v4-mapped IPv6 form are one address), counts taken from several threads at once, the limit metric
+ * and gauge as a scrape renders them, and limit warnings whose figures add up to the metric. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "connlimit.h"
 
@@ -140,6 +141,53 @@ static void test_metrics(void **state)
     gw_metrics_free(m);
 }
 
+/* The warnings go to stderr: catch them in a file. */
+static char *logged_while(void (*fn)(gw_connlimit *), gw_connlimit *l)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(tmp), STDERR_FILENO);
+    fn(l);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    long n = ftell(tmp);
+    char *text = calloc(1, (size_t)n + 1);
+    rewind(tmp);
+    assert_int_equal(fread(text, 1, (size_t)n, tmp), (size_t)n);
+    fclose(tmp);
+    return text;
+}
+
+static void burst(gw_connlimit *l)
+{
+    for (int i = 0; i < 76; i++) gw_connlimit_hit(l, GW_LIMIT_PER_CLIENT, 4, "10.0.0.1");
+    gw_connlimit_flush(l, false); /* the interval is not over: nothing yet */
+}
+
+static void at_exit(gw_connlimit *l)
+{
+    gw_connlimit_flush(l, true);
+}
+
+static void test_warnings_add_up(void **state)
+{
+    gw_connlimit *l = gw_connlimit_new(NULL);
+    char *first = logged_while(burst, l), *rest = logged_while(at_exit, l);
+    unsigned a = 0, b = 0;
+    const char *p = strstr(first, "connection closed (");
+    if (!p || sscanf(p, "connection closed (%u connection", &a) != 1 || strstr(p + 1, "connection closed ("))
+        fail_msg("one warning at once expected:\n%s", first);
+    p = strstr(rest, "max_connections_per_client (4): ");
+    if (!p || sscanf(p, "max_connections_per_client (4): %u more", &b) != 1) fail_msg("no summary:\n%s", rest);
+    assert_int_equal(a, 1);
+    assert_int_equal(a + b, 76);
+    free(first);
+    free(rest);
+    gw_connlimit_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_per_client),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_warnings_add_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
