@@ -1,6 +1,6 @@
 /* testhost.c - the test host object: filters (load, ABI checks, configure), routes, endpoints, header
- * lists and small helpers. Requests live in th_request.c, the store and clock in th_store.c, metrics and
- * logs in th_metrics.c. */
+ * lists and small helpers. Requests are built in th_request.c, routed in th_route.c, run in th_engine.c and
+ * served by th_host_req.c; the store and clock live in th_store.c, metrics and logs in th_metrics.c. */
 #include "th_internal.h"
 
 #include <dlfcn.h>

@@ -315,6 +315,9 @@ th_op *th_enqueue(gw_req *r); /* a callback queued like a store callback (th_sto
 
 /* requests (th_request.c) */
 int th_parse_header_lines(th_hdrs *h, const char *text); /* "Name: value\n..." */
+int th_value_set(gw_req *r, const char *key, const char *value, size_t len); /* host->req_set */
+bool th_value_get(const gw_req *r, const char *key, gw_strv *out);            /* host->req_get */
+void th_request_free(gw_req *r);
 /* th_settings.c: the gateway's settings-table checks (core/conf_settings.c) applied by the test host. */
 int th_settings_entry(gw_th *th, gw_filter *f);         /* check f->doc, fill f->settings; -1 + th->error */
 bool th_settings_per_route(const gw_filter *f);          /* the table has GW_SET_ROUTE keys */
@@ -323,12 +326,24 @@ void *th_settings_route_conf(gw_th *th, const gw_filter *f, const gw_yaml_node *
 void th_route_conf_free(gw_filter *f, void *rc);         /* route_destroy, or the merged copy */
 void th_settings_fill(gw_host *h);
 
+/* the phase engine (th_engine.c) */
+extern const char *const th_stage_names[]; /* by TH_* stage: the phase names filters and logs see */
+const char *th_status_title(int status);
+const char *th_fname(const gw_req *r); /* the filter a call is made for, "?" outside one */
+void th_set_body(gw_req *r, const char *body, size_t len);
+char *th_error_json(const gw_req *r, int status, const char *message); /* cJSON_free it */
+void th_on_result(gw_req *r, gw_result res); /* a phase call's result, direct or through resume */
+void th_drive(gw_req *r);                    /* runs the request until it waits or is done */
+void th_request_end(gw_req *r);              /* timers off, cleanups, per-request memory freed */
+
+/* routing (th_route.c) */
+int th_route_request(gw_req *r); /* 0, or the status the host answers with */
+void *th_route_conf(const gw_req *r, const gw_filter *f);
+
+/* the request-bound host table members and timers (th_host_req.c) */
 void th_request_fill(gw_host *h);
 void *th_req_alloc(gw_req *r, size_t n); /* host->alloc */
-void th_request_free(gw_req *r);
 void th_timers_fire_due(gw_th *th, uint64_t until);
-const char *th_status_title(int status);
-void *th_route_conf(const gw_req *r, const gw_filter *f);
 
 /* th_body.c */
 void th_body_fill(gw_host *h);
