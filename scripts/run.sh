@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh - what `make run` does: starts the two demo upstream services (tools/demo_service.c) on
+# run.sh - what `make run` does: starts the two demo upstream services (tools/demo_service/) on
 # 127.0.0.1, then the gateway in the foreground. Ctrl-C (or SIGTERM, or the gateway exiting) stops all.
 #
 # Usage: scripts/run.sh BUILD_DIR CONFIG        e.g. scripts/run.sh build conf/gateway.yaml
