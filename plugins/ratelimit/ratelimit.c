@@ -23,8 +23,6 @@
  * logged once per instance and every fallback decision is counted. */
 #include "ratelimit.h"
 
-#include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,30 +32,12 @@
 #define RL_MAX_TRUSTED 256
 #define RL_MAX_EXEMPT 64
 #define RL_MAX_ID 128 /* consumer ids longer than this are hashed into the identity */
-#define RL_KEY_MAX 320
 #define RL_PROBE_INTERVAL_MS 1000u
-#define RL_LOCAL_SLOTS 4096 /* local fallback buckets per worker (power of two) */
-#define RL_LOCAL_PROBE 8    /* slots looked at per lookup */
-#define RL_LOCAL_KEY 112
 
-enum { RL_HDR_LEGACY = 1, RL_HDR_IETF = 2 };
 enum { RL_ERR_LOCAL = 0, RL_ERR_ALLOW = 1, RL_ERR_DENY = 2 };
 static const char *const err_names[] = {"local", "allow", "deny", NULL};
 static const char *const header_names[] = {"legacy", "ietf", "both", "none", NULL};
 static const unsigned header_bits[] = {RL_HDR_LEGACY, RL_HDR_IETF, RL_HDR_LEGACY | RL_HDR_IETF, 0};
-
-/* The settings, filled by the host from the table below: the pipeline's, and per route a copy merged over
- * them (route_conf). */
-typedef struct {
-    double rpm;
-    int64_t burst;
-    gw_list trusted; /* gw_cidr */
-    int headers;     /* index in header_names */
-    int on_error;    /* RL_ERR_* */
-    uint64_t store_timeout_ms;
-    gw_list exempt; /* const char *: normalised path prefixes */
-    bool disabled;  /* per route only */
-} rl_conf;
 
 #define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                           \
     {key, type, offsetof(rl_conf, field), def, lo, hi, names, flags, help}
@@ -81,69 +61,6 @@ static const gw_setting rl_settings_table[] = {
     {.name = NULL},
 };
 
-typedef struct {
-    char key[RL_LOCAL_KEY];
-    uint8_t used;
-    double tokens;
-    uint64_t last_ms, expires_ms;
-} rl_slot;
-
-typedef struct {
-    bool failing;         /* this worker's view of the store */
-    bool probing;         /* a request is asking the store while failing */
-    uint64_t retry_at_ms; /* now_ms() when the next probe may go */
-    rl_slot slots[RL_LOCAL_SLOTS];
-} rl_worker;
-
-typedef struct {
-    unsigned n;
-    rl_worker *w[];
-} rl_workers;
-
-typedef struct {
-    const gw_host *h;
-    gw_filter *self;
-    const rl_conf *s; /* the host's (host->settings) */
-    rl_cidr *trusted; /* s->trusted in the form rl_client_ip matches against */
-    size_t ntrusted;
-    unsigned headers; /* RL_HDR_* bits */
-    gw_metric *m_limited, *m_fallback;
-    _Atomic(rl_workers *) workers;
-    atomic_bool store_failing; /* instance-wide, for logging each change once */
-} rl_inst;
-
-/* Per request (req_state_size): also the argument of the store and timer callbacks, which the host drops
- * or cancels when the request ends. */
-typedef struct {
-    rl_inst *in;
-    gw_req *req;
-    rl_worker *w;
-    gw_timer *timer;
-    bool waiting, probe, cleanup_set;
-    double cap, rate;
-    char key[RL_KEY_MAX];
-} rl_state;
-
-bool rl_strncaseeq(const char *a, const char *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
-        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3u;
-    }
-    return h;
-}
 
 /* ---------------------------------------------------------------------------------------------------
  * settings: what the table cannot say */
@@ -187,66 +104,6 @@ static void to_rl_cidr(const gw_cidr *c, rl_cidr *out)
     }
 }
 
-/* ---------------------------------------------------------------------------------------------------
- * local buckets (store failure, on_store_error: local): the store's arithmetic, per worker */
-
-static void bucket_math(double *tokens, uint64_t *last_ms, bool fresh, double cap, double rate, uint64_t now,
-                        gw_bucket_result *br)
-{
-    if (fresh) {
-        *tokens = cap;
-        *last_ms = now;
-    } else if (now > *last_ms) {
-        *tokens = fmin(cap, *tokens + (double)(now - *last_ms) * rate / 1000.0);
-        *last_ms = now;
-    }
-    if (*tokens > cap) *tokens = cap;
-    br->allowed = *tokens >= 1.0;
-    if (br->allowed) *tokens -= 1.0;
-    br->remaining = *tokens;
-    br->reset_ms = now + (uint64_t)ceil((cap - *tokens) / rate * 1000.0);
-    br->retry_ms = br->allowed ? 0 : (uint64_t)ceil((1.0 - *tokens) / rate * 1000.0);
-    if (!br->allowed && br->retry_ms == 0) br->retry_ms = 1;
-}
-
-static void local_take(rl_worker *w, const char *key, double cap, double rate, uint64_t now,
-                       gw_bucket_result *br)
-{
-    char k[RL_LOCAL_KEY];
-    size_t klen = strlen(key);
-    if (klen >= RL_LOCAL_KEY) /* long keys: by their hash */
-        snprintf(k, sizeof k, "#%016llx%016llx", (unsigned long long)fnv1a(key, klen),
-                 (unsigned long long)fnv1a(key, klen / 2));
-    else
-        memcpy(k, key, klen + 1);
-    uint64_t hsh = fnv1a(k, strlen(k));
-    rl_slot *found = NULL, *victim = NULL;
-    for (unsigned i = 0; i < RL_LOCAL_PROBE && !found; i++) {
-        rl_slot *s = &w->slots[(hsh + i) & (RL_LOCAL_SLOTS - 1)];
-        if (s->used && s->expires_ms <= now) s->used = 0; /* full again: the same as no bucket */
-        if (s->used && strcmp(s->key, k) == 0)
-            found = s;
-        else if (!s->used && !victim)
-            victim = s;
-    }
-    bool fresh = false;
-    if (!found) {
-        if (!victim) { /* all taken: the one closest to full goes */
-            victim = &w->slots[hsh & (RL_LOCAL_SLOTS - 1)];
-            for (unsigned i = 1; i < RL_LOCAL_PROBE; i++) {
-                rl_slot *s = &w->slots[(hsh + i) & (RL_LOCAL_SLOTS - 1)];
-                if (s->expires_ms < victim->expires_ms) victim = s;
-            }
-        }
-        found = victim;
-        memcpy(found->key, k, strlen(k) + 1);
-        found->used = 1;
-        fresh = true;
-    }
-    bucket_math(&found->tokens, &found->last_ms, fresh, cap, rate, now, br);
-    found->expires_ms = br->reset_ms + 1000;
-}
-
 static rl_worker *worker_of(rl_inst *in, gw_req *req)
 {
     rl_workers *ws = atomic_load(&in->workers);
@@ -281,89 +138,6 @@ static void rl_worker_fini(void *inst, unsigned worker)
     ws->w[worker] = NULL;
 }
 
-/* ---------------------------------------------------------------------------------------------------
- * answers */
-
-static void set_header_u64(const gw_host *h, gw_req *req, const char *name, uint64_t v)
-{
-    char buf[24];
-    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    h->header_set(req, GW_HDR_RESPONSE, name, buf, (size_t)n);
-}
-
-static uint64_t ceil_div_1000(uint64_t ms)
-{
-    return ms / 1000 + (ms % 1000 ? 1 : 0);
-}
-
-/* The rate-limit fields for a decision, on the response. */
-static void put_headers(const rl_inst *in, gw_req *req, double cap, double rate, const gw_bucket_result *br)
-{
-    const gw_host *h = in->h;
-    uint64_t now = h->unix_ms();
-    double rem = br->remaining < 0 ? 0 : floor(br->remaining + 1e-9);
-    if (in->headers & RL_HDR_LEGACY) {
-        set_header_u64(h, req, "X-RateLimit-Limit", (uint64_t)cap);
-        set_header_u64(h, req, "X-RateLimit-Remaining", (uint64_t)rem);
-        set_header_u64(h, req, "X-RateLimit-Reset", ceil_div_1000(br->reset_ms));
-    }
-    if (in->headers & RL_HDR_IETF) {
-        char buf[128];
-        uint64_t window = (uint64_t)ceil(cap / rate);
-        if (window == 0) window = 1;
-        int n = snprintf(buf, sizeof buf, "\"default\";q=%llu;w=%llu", (unsigned long long)cap,
-                         (unsigned long long)window);
-        h->header_set(req, GW_HDR_RESPONSE, "RateLimit-Policy", buf, (size_t)n);
-        uint64_t t = br->reset_ms > now ? ceil_div_1000(br->reset_ms - now) : 0;
-        n = snprintf(buf, sizeof buf, "\"default\";r=%llu;t=%llu", (unsigned long long)rem,
-                     (unsigned long long)t);
-        h->header_set(req, GW_HDR_RESPONSE, "RateLimit", buf, (size_t)n);
-    }
-}
-
-/* {"error":..., "message":..., "request_id":...} with the request id escaped. */
-static gw_result respond_json(const rl_inst *in, gw_req *req, int status, const char *error,
-                              const char *message)
-{
-    const gw_host *h = in->h;
-    gw_strv id = h->request_id(req);
-    char rid[256];
-    size_t o = 0;
-    for (size_t i = 0; i < id.n && o + 7 < sizeof rid; i++) {
-        unsigned char c = (unsigned char)id.p[i];
-        if (c == '"' || c == '\\') {
-            rid[o++] = '\\';
-            rid[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(rid + o, sizeof rid - o, "\\u%04x", c);
-        } else {
-            rid[o++] = (char)c;
-        }
-    }
-    rid[o] = '\0';
-    char body[512];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}", error,
-                     message, rid);
-    if (n < 0 || (size_t)n >= sizeof body) return GW_ERROR;
-    return h->respond(req, status, "application/json", body, (size_t)n) == 0 ? GW_RESPOND : GW_ERROR;
-}
-
-/* The verdict for a bucket result: headers, and 429 when refused. */
-static gw_result verdict(rl_inst *in, gw_req *req, double cap, double rate, const gw_bucket_result *br)
-{
-    const gw_host *h = in->h;
-    put_headers(in, req, cap, rate, br);
-    if (br->allowed) return GW_CONTINUE;
-    uint64_t secs = ceil_div_1000(br->retry_ms);
-    if (secs == 0) secs = 1;
-    set_header_u64(h, req, "Retry-After", secs);
-    if (in->m_limited) h->metric_add(in->m_limited, req, NULL, 1);
-    char msg[96];
-    snprintf(msg, sizeof msg, "Too many requests; try again in %llu second%s", (unsigned long long)secs,
-             secs == 1 ? "" : "s");
-    return respond_json(in, req, 429, "Rate limit exceeded", msg);
-}
-
 /* The store failed or was too slow: on_store_error decides. */
 static gw_result fallback(rl_inst *in, rl_state *st)
 {
@@ -375,16 +149,16 @@ static gw_result fallback(rl_inst *in, rl_state *st)
     case RL_ERR_ALLOW:
         return GW_CONTINUE;
     case RL_ERR_DENY:
-        set_header_u64(h, req, "Retry-After", 1);
-        return respond_json(in, req, 503, "Service Unavailable",
+        rl_set_header_u64(h, req, "Retry-After", 1);
+        return rl_respond_json(in, req, 503, "Service Unavailable",
                             "Rate limiting is unavailable; try again shortly");
     default:
         break;
     }
     if (!st->w) return GW_ERROR;
     gw_bucket_result br;
-    local_take(st->w, st->key, st->cap, st->rate, h->unix_ms(), &br);
-    return verdict(in, req, st->cap, st->rate, &br);
+    rl_local_take(st->w, st->key, st->cap, st->rate, h->unix_ms(), &br);
+    return rl_verdict(in, req, st->cap, st->rate, &br);
 }
 
 static void store_state(rl_inst *in, rl_state *st, bool ok, const char *why)
@@ -424,7 +198,7 @@ static void take_done(void *arg, int status, const gw_bucket_result *br)
         res = fallback(in, st);
     } else {
         store_state(in, st, true, NULL);
-        res = verdict(in, req, st->cap, st->rate, br);
+        res = rl_verdict(in, req, st->cap, st->rate, br);
     }
     h->resume(req, res); /* may end the request: nothing of it is touched afterwards */
 }
@@ -489,7 +263,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, d
         gw_strv route = h->route(req);
         if (route.n > 64)
             o = (size_t)snprintf(st->key, sizeof st->key, "r#%016llx|",
-                                 (unsigned long long)fnv1a(route.p, route.n));
+                                 (unsigned long long)rl_fnv1a(route.p, route.n));
         else
             o = (size_t)snprintf(st->key, sizeof st->key, "r%zu:%.*s|", route.n, (int)route.n, route.p);
     }
@@ -500,7 +274,8 @@ static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, d
         double krpm;
         if (consumer_rate(h, req, &krpm) && !own_rpm) *rpm = krpm;
         if (id.n > RL_MAX_ID)
-            snprintf(st->key + o, sizeof st->key - o, "key#%016llx", (unsigned long long)fnv1a(id.p, id.n));
+            snprintf(st->key + o, sizeof st->key - o, "key#%016llx",
+                     (unsigned long long)rl_fnv1a(id.p, id.n));
         else
             snprintf(st->key + o, sizeof st->key - o, "key:%.*s", (int)id.n, id.p);
         return 0;
@@ -510,7 +285,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, d
         gw_strv peer = h->client_ip(req); /* not an address we know (a unix socket?): as it is */
         if (peer.n > 64)
             snprintf(st->key + o, sizeof st->key - o, "peer#%016llx",
-                     (unsigned long long)fnv1a(peer.p, peer.n));
+                     (unsigned long long)rl_fnv1a(peer.p, peer.n));
         else
             snprintf(st->key + o, sizeof st->key - o, "peer:%.*s", (int)peer.n, peer.p);
         return 0;
@@ -636,3 +411,4 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .settings = rl_settings_table,
     .settings_size = sizeof(rl_conf),
 };
+

@@ -7,6 +7,17 @@
 #include <stdio.h>
 #include <string.h>
 
+bool rl_strncaseeq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return false;
+    }
+    return true;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -36,6 +47,28 @@ static bool parse_v4(const char *s, size_t n, uint8_t out[4])
     return i == n;
 }
 
+/* The 16 bytes from the groups parsed, the "::" (at group index gap, -1 for none) filled with zeros. */
+static bool v6_assemble(const uint16_t groups[8], int ngroups, int gap, uint8_t out[16])
+{
+    if (gap < 0 && ngroups != 8) return false;
+    if (gap >= 0 && ngroups > 7) return false;
+    memset(out, 0, 16);
+    int head = gap < 0 ? ngroups : gap;
+    for (int k = 0; k < head; k++) {
+        out[2 * k] = (uint8_t)(groups[k] >> 8);
+        out[2 * k + 1] = (uint8_t)groups[k];
+    }
+    if (gap >= 0) {
+        int tail = ngroups - gap;
+        for (int k = 0; k < tail; k++) {
+            int pos = 8 - tail + k;
+            out[2 * pos] = (uint8_t)(groups[gap + k] >> 8);
+            out[2 * pos + 1] = (uint8_t)groups[gap + k];
+        }
+    }
+    return true;
+}
+
 static bool parse_v6(const char *s, size_t n, uint8_t out[16])
 {
     uint16_t groups[8] = {0};
@@ -46,7 +79,7 @@ static bool parse_v6(const char *s, size_t n, uint8_t out[16])
         if (s[1] != ':') return false;
         gap = 0;
         i = 2;
-        if (i == n) goto assemble;
+        if (i == n) return v6_assemble(groups, ngroups, gap, out);
     }
     for (int guard = 0; guard < 16 && i < n; guard++) {
         /* an embedded IPv4 tail: only in the last 32 bits */
@@ -83,24 +116,7 @@ static bool parse_v6(const char *s, size_t n, uint8_t out[16])
         }
     }
     if (i != n) return false;
-assemble:
-    if (gap < 0 && ngroups != 8) return false;
-    if (gap >= 0 && ngroups > 7) return false;
-    memset(out, 0, 16);
-    int head = gap < 0 ? ngroups : gap;
-    for (int k = 0; k < head; k++) {
-        out[2 * k] = (uint8_t)(groups[k] >> 8);
-        out[2 * k + 1] = (uint8_t)groups[k];
-    }
-    if (gap >= 0) {
-        int tail = ngroups - gap;
-        for (int k = 0; k < tail; k++) {
-            int pos = 8 - tail + k;
-            out[2 * pos] = (uint8_t)(groups[gap + k] >> 8);
-            out[2 * pos + 1] = (uint8_t)groups[gap + k];
-        }
-    }
-    return true;
+    return v6_assemble(groups, ngroups, gap, out);
 }
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
