@@ -377,6 +377,37 @@ static void route_release(gw_th *th, th_route *rt)
     gw_yaml_free(rt->doc);
 }
 
+/* One entry of a route's filters mapping: checked, then the route's settings for every instance of that
+ * filter in the pipeline (rt->conf by filter index). -1 with th->error on refusal. */
+static int route_filter_conf(gw_th *th, th_route *rt, const gw_yaml_node *key, const gw_yaml_node *val)
+{
+    const gw_conf *conf = gw_conf_of(val);
+    gw_filter *f = find_filter(th, key->scalar);
+    char ebuf[ERRLEN] = "";
+    int rc = 0;
+    if (!f) {
+        rc = conf_fail(th, key, "filters: '%s' is not in the pipeline", key->scalar);
+    } else if (!f->d.route_create && !th_settings_per_route(f)) {
+        rc = conf_fail(th, key, "filters.%s: filter '%s' has no per-route settings", key->scalar, key->scalar);
+    } else if (th_settings_route_check(th, f, val) != 0) {
+        rc = -1;
+    } else if (f->d.route_check && f->d.route_check(&th->host, NULL, conf, ebuf, sizeof ebuf) != 0) {
+        rc = th_fail(th, "%s", ebuf[0] ? ebuf : "route settings refused by the filter");
+    }
+    /* Every instance of that filter in the pipeline gets the route's settings. */
+    for (size_t i = 0; rc == 0 && i < rt->nconf; i++) {
+        gw_filter *g = th->filters[i];
+        if (strcmp(g->d.name, key->scalar) != 0) continue;
+        rt->conf[i] = g->d.route_create ? g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf)
+                                        : th_settings_route_conf(th, g, val);
+        if (!rt->conf[i])
+            rc = g->d.route_create
+                     ? th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")
+                     : -1; /* th->error says why */
+    }
+    return rc;
+}
+
 int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *filters_yaml)
 {
     th->error[0] = '\0';
@@ -414,37 +445,11 @@ int gw_th_route(gw_th *th, const char *name, const char *prefix, const char *fil
         route_release(th, &rt);
         return -1;
     }
-    for (size_t k = 0; m && k < m->n; k++) {
-        const gw_yaml_node *key = m->keys[k], *val = m->items[k];
-        const gw_conf *conf = gw_conf_of(val);
-        gw_filter *f = find_filter(th, key->scalar);
-        char ebuf[ERRLEN] = "";
-        int rc = 0;
-        if (!f) {
-            rc = conf_fail(th, key, "filters: '%s' is not in the pipeline", key->scalar);
-        } else if (!f->d.route_create && !th_settings_per_route(f)) {
-            rc = conf_fail(th, key, "filters.%s: filter '%s' has no per-route settings", key->scalar, key->scalar);
-        } else if (th_settings_route_check(th, f, val) != 0) {
-            rc = -1;
-        } else if (f->d.route_check && f->d.route_check(&th->host, NULL, conf, ebuf, sizeof ebuf) != 0) {
-            rc = th_fail(th, "%s", ebuf[0] ? ebuf : "route settings refused by the filter");
-        }
-        /* Every instance of that filter in the pipeline gets the route's settings. */
-        for (size_t i = 0; rc == 0 && i < rt.nconf; i++) {
-            gw_filter *g = th->filters[i];
-            if (strcmp(g->d.name, key->scalar) != 0) continue;
-            rt.conf[i] = g->d.route_create ? g->d.route_create(&th->host, g->inst, conf, ebuf, sizeof ebuf)
-                                           : th_settings_route_conf(th, g, val);
-            if (!rt.conf[i])
-                rc = g->d.route_create
-                         ? th_fail(th, "%s", ebuf[0] ? ebuf : "per-route settings refused by the filter")
-                         : -1; /* th->error says why */
-        }
-        if (rc != 0) {
+    for (size_t k = 0; m && k < m->n; k++)
+        if (route_filter_conf(th, &rt, m->keys[k], m->items[k]) != 0) {
             route_release(th, &rt);
             return -1;
         }
-    }
     size_t rcap = th->nroutes;
     th->routes = th_grow(th->routes, &rcap, th->nroutes + 1, sizeof *th->routes);
     th->routes[th->nroutes++] = rt;
