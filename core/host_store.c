@@ -108,6 +108,7 @@ static int h_set(gw_req *r, const char *key, const char *value, size_t len, uint
     size_t kl;
     gw_store_call *sc;
     uint64_t now = gw_host_api()->unix_ms();
+    if (ttl_ms > GW_STORE_TTL_MAX_MS) return -1;
     if (!cb) { /* fire and forget: not bound to the request, so the write completes even after it ended */
         if (!store_of(r) || ns_key(r, key, k, &kl) != 0) return -1;
         gw_store_op *op =
@@ -162,7 +163,8 @@ static int h_incr(gw_req *r, const char *key, int64_t delta, uint64_t ttl_ms, gw
     char k[MAX_KEY];
     size_t kl;
     gw_store_call *sc;
-    if (!store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 || !(sc = new_call(r, "incr", NULL, NULL, arg)))
+    if (ttl_ms > GW_STORE_TTL_MAX_MS || !store_of(r) || !cb || ns_key(r, key, k, &kl) != 0 ||
+        !(sc = new_call(r, "incr", NULL, NULL, arg)))
         return -1;
     sc->icb = cb;
     uint64_t now = gw_host_api()->unix_ms();

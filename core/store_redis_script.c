@@ -1,6 +1,7 @@
 /* store_redis_script.c - the store's Lua scripts on Redis: token buckets (batched per loop turn, on the
  * server's clock) and counters (INCRBY with a TTL set only by the write that created the key), each one
  * atomic script called by SHA, reloaded and sent as EVAL when the server's script cache was flushed. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,13 +47,13 @@ static const char take_script[] =
 
 /* KEYS[1] = counter; ARGV = delta, ttl (ms, 0 = none). EXISTS first, so that only the write that creates
  * the key sets its TTL (a result equal to delta would not say that: a counter may come back to 0). Lua
- * numbers are doubles: counters are exact up to 2^53. */
+ * numbers are doubles, so neither the TTL nor the result passes through one: the TTL goes to PEXPIRE as
+ * the text it came as (the host bounds it), and the value comes back as GET's string, exact to int64. */
 static const char incr_script[] =
     "local existed = redis.call('EXISTS', KEYS[1])\n"
-    "local v = redis.call('INCRBY', KEYS[1], ARGV[1])\n"
-    "local ttl = tonumber(ARGV[2])\n"
-    "if existed == 0 and ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end\n"
-    "return v\n";
+    "redis.call('INCRBY', KEYS[1], ARGV[1])\n"
+    "if existed == 0 and ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end\n"
+    "return redis.call('GET', KEYS[1])\n";
 
 void gw_rs_load_scripts(rworker *w)
 {
@@ -239,8 +240,17 @@ int gw_rs_incr_result(rop *op, const redisReply *r)
         send_incr(op, false);
         return 0;
     }
-    if (r->type != REDIS_REPLY_INTEGER) return -1; /* e.g. not an integer value: an error reply */
-    op->ival = r->integer;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        op->ival = r->integer;
+    } else if (r->type == REDIS_REPLY_STRING) { /* the script's GET: the exact value */
+        char *end;
+        errno = 0;
+        long long v = strtoll(r->str, &end, 10);
+        if (errno || end == r->str || *end) return -1;
+        op->ival = v;
+    } else {
+        return -1; /* e.g. not an integer value: an error reply */
+    }
     gw_rs_finish(op, GW_STORE_OK);
     return 0;
 }

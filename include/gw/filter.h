@@ -170,6 +170,10 @@ typedef gw_result (*gw_body_fn)(void *inst, void *route_conf, void *state, gw_re
 
 /* ABI 1.1: store_incr result. status as gw_store_cb (< 0 also when the key holds something that is not an
  * integer, or the addition would overflow); value the counter after the addition (0 when status < 0). */
+/* The longest TTL a store call takes (100 years in ms); a larger one makes the call fail with -1, on
+ * every store alike, instead of overflowing a clock. */
+#define GW_STORE_TTL_MAX_MS 3153600000000ull
+
 typedef void (*gw_incr_cb)(void *arg, int status, int64_t value);
 
 /* ABI 1.1: an outbound HTTP call (host->http_call) through the gateway's own upstream client and pools. */
@@ -388,8 +392,9 @@ struct gw_host {
      * A callback still pending when its request ends (client gone, error) is dropped, never called:
      * free what it would have freed in an on_cleanup callback. --- */
     int (*store_get)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
-    /* ttl 0 = persistent. cb may be NULL: fire and forget (the write is not bound to the request and
-     * completes even if the request ends first; a failure goes unreported). */
+    /* ttl 0 = persistent (at most GW_STORE_TTL_MAX_MS, else -1). cb may be NULL: fire and forget (the
+     * write is not bound to the request and completes even if the request ends first; a failure goes
+     * unreported). */
     int (*store_set)(gw_req *req, const char *key, const char *value, size_t len, uint64_t ttl_ms,
                      gw_store_cb cb, void *arg);
     int (*store_del)(gw_req *req, const char *key, gw_store_cb cb, void *arg);
@@ -422,7 +427,8 @@ struct gw_host {
     const void *(*settings)(gw_filter *self);
     /* Atomic counter: adds delta (may be negative) and returns the new value; a key that does not exist
      * starts at 0 and gets ttl_ms (0 = no expiry) on that first write only. Exact across workers and, on
-     * Redis, across gateway instances. Counters are not persisted by the embedded store. cb is required. */
+     * Redis, across gateway instances (exact over the whole int64 range on both). Counters are not persisted
+     * by the embedded store. cb is required; ttl_ms at most GW_STORE_TTL_MAX_MS, as for store_set. */
     int (*store_incr)(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb, void *arg);
     /* An outbound HTTP call bound to the request (from any phase but log); 0 if started, -1 if it cannot
      * start (no callback, an unknown service, a URL that is not absolute http(s), a method that is not a

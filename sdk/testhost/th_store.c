@@ -295,7 +295,7 @@ static int h_store_get(gw_req *req, const char *key, gw_store_cb cb, void *arg)
 static int h_store_set(gw_req *req, const char *key, const char *value, size_t len, uint64_t ttl_ms,
                        gw_store_cb cb, void *arg)
 {
-    if (!value && len) return -1;
+    if ((!value && len) || ttl_ms > GW_STORE_TTL_MAX_MS) return -1; /* as in the gateway */
     const char *ns = store_ns(req, key, "store_set");
     if (!ns) return -1;
     th_op *op = th_enqueue(req);
@@ -371,7 +371,7 @@ static int incr(gw_th *th, const char *ns, const char *key, int64_t delta, uint6
 static int h_store_incr(gw_req *req, const char *key, int64_t delta, uint64_t ttl_ms, gw_incr_cb cb,
                         void *arg)
 {
-    if (!cb) return -1; /* as in the gateway: the result is the point of the call */
+    if (!cb || ttl_ms > GW_STORE_TTL_MAX_MS) return -1; /* as in the gateway: the result is the point */
     const char *ns = store_ns(req, key, "store_incr");
     if (!ns) return -1;
     th_op *op = th_enqueue(req);

@@ -377,6 +377,19 @@ static void test_incr_ttl_and_noscript(void **state)
     assert_int_equal(do_get(s2, "c:none").status, 0);
 }
 
+/* Counters are exact over the whole int64 range, as on the embedded store (Lua numbers are doubles: the
+ * value used to come back through one, so INT64_MAX read back as INT64_MIN), and the longest TTL the host
+ * lets through is one Redis takes, so a created key always gets its expiry. */
+static void test_incr_int64_and_long_ttl(void **state)
+{
+    assert_int_equal(do_incr(s1, "c:big", INT64_MAX - 1, 0).ival, INT64_MAX - 1);
+    assert_true(do_incr(s2, "c:big", 1, 0).ival == INT64_MAX);
+    assert_int_equal(do_incr(s1, "c:big", 1, 0).status, -1); /* overflow: Redis refuses, nothing changes */
+    assert_true(do_incr(s1, "c:big", -(INT64_MAX - 7), 0).ival == 7);
+    assert_int_equal(do_incr(s1, "c:long", 1, GW_STORE_TTL_MAX_MS).ival, 1);
+    assert_true(redis_cmd("PTTL c:long") > 3000000000000ll);
+}
+
 static void test_cancel(void **state)
 {
     result r = {0};
@@ -485,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_list),        cmocka_unit_test(test_take_exact),
         cmocka_unit_test(test_shared_bucket), cmocka_unit_test(test_batched_takes), cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_incr_shared), cmocka_unit_test(test_incr_ttl_and_noscript),
+        cmocka_unit_test(test_incr_int64_and_long_ttl),
         cmocka_unit_test(test_killed_and_restarted), cmocka_unit_test(test_frozen),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

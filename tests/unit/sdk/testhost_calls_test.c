@@ -69,9 +69,10 @@ static gw_result incr_req(void *inst, void *rc, void *state, gw_req *req)
     st_t *st = state;
     st->h = inst;
     st->req = req;
-    gw_strv q = st->h->query(req); /* "delta" */
-    int64_t delta = q.n ? strtoll(q.p, NULL, 10) : 1;
-    return st->h->store_incr(req, "n", delta, 1000, counted, st) == 0 ? GW_WAIT : GW_ERROR;
+    gw_strv q = st->h->query(req); /* "delta", or "t": a TTL past the longest one a store takes */
+    int64_t delta = q.n && q.p[0] != 't' ? strtoll(q.p, NULL, 10) : 1;
+    uint64_t ttl = q.n && q.p[0] == 't' ? GW_STORE_TTL_MAX_MS + 1 : 1000;
+    return st->h->store_incr(req, "n", delta, ttl, counted, st) == 0 ? GW_WAIT : GW_ERROR;
 }
 
 static const gw_filter_desc incr_desc = {.abi_major = GW_ABI_MAJOR,
@@ -103,6 +104,9 @@ static void test_store_incr(void **state)
     gw_th_advance(th, 400); /* 1000 ms after the first write: gone, whatever came later */
     assert_null(gw_th_store_peek(th, "inc", "n", NULL));
     assert_int_equal(incr_once(th, "/"), 1);
+    gw_req *t = gw_th_request(th, "GET", "/?t"); /* refused as by the gateway: no call, the filter fails */
+    assert_int_equal(gw_th_run(t), GW_TH_DONE);
+    assert_int_equal(gw_th_status(t), 500);
     assert_int_equal(gw_th_store_put(th, "inc", "n", "abc", 3, 0), 0);
     gw_req *r = gw_th_request(th, "GET", "/");
     assert_int_equal(gw_th_run(r), GW_TH_DONE);
