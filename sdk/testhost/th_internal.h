@@ -318,7 +318,7 @@ int th_parse_header_lines(th_hdrs *h, const char *text); /* "Name: value\n..." *
 int th_value_set(gw_req *r, const char *key, const char *value, size_t len); /* host->req_set */
 bool th_value_get(const gw_req *r, const char *key, gw_strv *out);            /* host->req_get */
 void th_request_free(gw_req *r);
-/* th_settings.c: the gateway's settings-table checks (core/conf_settings.c) applied by the test host. */
+/* th_settings.c: the gateway's settings-table checks (core/config/conf_settings.c) applied by the test host. */
 int th_settings_entry(gw_th *th, gw_filter *f);         /* check f->doc, fill f->settings; -1 + th->error */
 bool th_settings_per_route(const gw_filter *f);          /* the table has GW_SET_ROUTE keys */
 int th_settings_route_check(gw_th *th, const gw_filter *f, const gw_yaml_node *conf);

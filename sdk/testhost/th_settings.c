@@ -1,5 +1,5 @@
 /* th_settings.c - settings tables (ABI 1.1) on the test host: the same checks and the same filling code as
- * the gateway (core/conf_settings.c is compiled into the test host), so a filter that passes here passes
+ * the gateway (core/config/conf_settings.c, linked in), so a filter that passes here passes
  * `gateway -t` and reads the same struct. */
 #include "th_internal.h"
 

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "hbuf.h"
+#include "head_buf.h"
 #include "server.h"
 
 /* The request fields as they go upstream: the client's, or the view filters changed. */

@@ -1,7 +1,7 @@
-/* hbuf.h - assembles a message head in a stack buffer and hands it to an evbuffer in one piece (or a few
+/* head_buf.h - assembles a message head in a stack buffer and hands it to an evbuffer in one piece (or a few
  * for very large heads): one evbuffer_add and one output notification instead of one per field. */
-#ifndef GW_HBUF_H
-#define GW_HBUF_H
+#ifndef GW_HEAD_BUF_H
+#define GW_HEAD_BUF_H
 
 #include <stddef.h>
 #include <stdint.h>

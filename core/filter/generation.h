@@ -1,8 +1,8 @@
-/* gen.h - a generation: everything one configuration produces (routes, services and their targets, the
+/* generation.h - a generation: everything one configuration produces (routes, services and their targets, the
  * filter pipeline with its instances and endpoints), built on the main thread, adopted by each worker,
  * and released when the last worker has no request left on it. Reload = build a new one and swap. */
-#ifndef GW_GEN_H
-#define GW_GEN_H
+#ifndef GW_GENERATION_H
+#define GW_GENERATION_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -8,7 +8,7 @@
 #include <event2/buffer.h>
 #include "io.h"
 
-#include "hbuf.h"
+#include "head_buf.h"
 #include "log.h"
 #include "phases.h"
 #include "server.h"

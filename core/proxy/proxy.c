@@ -13,7 +13,7 @@
 #include <openssl/err.h>
 
 #include "forward.h"
-#include "hbuf.h"
+#include "head_buf.h"
 #include "log.h"
 #include "phases.h"
 #include "proxy_internal.h"

@@ -11,7 +11,7 @@
 #include "io.h"
 #include <event2/event.h>
 
-#include "hbuf.h"
+#include "head_buf.h"
 #include "log.h"
 #include "phases.h"
 #include "proxy_internal.h"

@@ -12,7 +12,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
-#include "gen.h"
+#include "generation.h"
 #include "http.h"
 #include "io.h"
 #include "metrics.h"

@@ -1,6 +1,6 @@
-/* gen.c - building and freeing generations (see gen.h): services and their resolved targets, the route
- * table, and the filter pipeline (locate, load, check, create, per-route settings, endpoints). */
-#include "gen.h"
+/* generation.c - building and freeing generations (see generation.h): services and their resolved targets,
+ * the route table, and the filter pipeline (locate, load, check, create, per-route settings, endpoints). */
+#include "generation.h"
 
 #include <errno.h>
 #include <netdb.h>
