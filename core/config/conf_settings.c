@@ -16,7 +16,7 @@
 #include "conf_api.h"
 #include "config.h"
 #include "config_schema.h"
-#include "router.h"
+#include "http.h" /* gw_path_normalize for route prefixes */
 
 #define MAX_STRUCT (1u << 20)
 #define MAX_ITEM 4096 /* bytes of one list item or prefix */

@@ -12,8 +12,7 @@
 #include <unistd.h>
 
 #include "config_schema.h"
-#include "http.h" /* enum gw_http_method and the codec's field array size; no codec functions */
-#include "router.h"
+#include "http.h" /* enum gw_http_method, the field array size, gw_path_normalize for route prefixes */
 
 #define SEC_MS 1000ull
 #define DAY_MS (24 * 3600 * SEC_MS)

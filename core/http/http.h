@@ -154,4 +154,15 @@ bool gw_http_authority_valid(gw_str authority);
  * sets authority and path ("/" when the target has none), or 400 (other scheme, userinfo, bad host). */
 int gw_http_absolute_form(gw_str target, gw_str *authority, gw_str *path);
 
+/* --- request-target path (http_path.c) ----------------------------------------------------------- */
+/* Normalises an origin-form request-target (or the path of an absolute-form one: the caller strips
+ * "http://authority" first) into `out` (capacity `cap`, NUL-terminated). Result: the path with
+ * percent-encoded unreserved characters decoded (%41 -> A, %2E -> .), other escapes kept with upper-case
+ * hex, dot-segments removed (RFC 3986 5.2.4), repeated '/' merged; then the query ("?...") appended
+ * unchanged. *path_len receives the length of the path part (without the query).
+ * Returns 0, or an HTTP status on bad input: 400 (not starting with '/', %00, bad %XX, a ".." that climbs
+ * above the root, control bytes), 414 (result longer than cap - 1). */
+int gw_path_normalize(const char *target, size_t len, char *out, size_t cap, size_t *out_len,
+                      size_t *path_len);
+
 #endif

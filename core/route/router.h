@@ -1,4 +1,5 @@
-/* router.h - request-target normalisation and the route table (longest prefix at a '/' boundary).
+/* router.h - the route table (longest prefix at a '/' boundary); paths are normalised first
+ * (gw_path_normalize in http.h).
  * Built once per configuration; lookups are read-only and lock-free from any worker. */
 #ifndef GW_ROUTER_H
 #define GW_ROUTER_H
@@ -7,16 +8,7 @@
 #include <stddef.h>
 
 #include "config.h"
-
-/* Normalises an origin-form request-target (or the path of an absolute-form one: the caller strips
- * "http://authority" first) into `out` (capacity `cap`, NUL-terminated). Result: the path with
- * percent-encoded unreserved characters decoded (%41 -> A, %2E -> .), other escapes kept with upper-case
- * hex, dot-segments removed (RFC 3986 5.2.4), repeated '/' merged; then the query ("?...") appended
- * unchanged. *path_len receives the length of the path part (without the query).
- * Returns 0, or an HTTP status on bad input: 400 (not starting with '/', %00, bad %XX, a ".." that climbs
- * above the root, control bytes), 414 (result longer than cap - 1). */
-int gw_path_normalize(const char *target, size_t len, char *out, size_t cap, size_t *out_len,
-                      size_t *path_len);
+#include "http.h" /* routes match paths gw_path_normalize produced */
 
 typedef struct gw_router gw_router;
 

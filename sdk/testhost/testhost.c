@@ -11,7 +11,7 @@
 
 #include "conf_api.h"
 #include "conf_settings.h"
-#include "router.h"
+#include "http.h"
 
 #define ERRLEN 1024
 
