@@ -1,4 +1,5 @@
-/* http.h - the strict HTTP/1.1 message codec: request/response heads, chunked bodies, field helpers.
+/* http.h - the strict HTTP/1.1 message codec: request/response heads (http_head.c), chunked bodies
+ * (http_chunked.c), field helpers (http_fields.c), the authority check and path normalisation.
  * Pure functions over byte ranges; no I/O, no allocation. Used by the server, the upstream client and
  * the fuzzers. RFC 9112 framing rules; anything ambiguous is an error, never a guess. */
 #ifndef GW_HTTP_H

@@ -1,5 +1,5 @@
-/* store_redis_internal.h - what store_redis.c (connections, values, listings) and store_redis_script.c
- * (the Lua scripts: token buckets, counters) share. Private to those two files. */
+/* store_redis_internal.h - what store_redis.c (connections, values), store_redis_list.c (listings) and
+ * store_redis_script.c (the Lua scripts: token buckets, counters) share. Private to those three files. */
 #ifndef GW_STORE_REDIS_INTERNAL_H
 #define GW_STORE_REDIS_INTERNAL_H
 
@@ -88,6 +88,10 @@ void gw_rs_finish(rop *op, int status);
 void gw_rs_maybe_free(rop *op);
 /* SCRIPT LOAD reply: keeps the SHA in priv (a char[48]). */
 void gw_rs_on_script(redisAsyncContext *ac, void *reply, void *priv);
+
+/* store_redis_list.c */
+gw_store_op *gw_rs_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb, void *arg);
+int gw_rs_list_result(rop *op, const redisReply *r); /* a SCAN or MGET reply; 0 = handled (maybe re-sent) */
 
 /* store_redis_script.c */
 void gw_rs_load_scripts(rworker *w); /* pipelined on a new connection */

@@ -1,19 +1,10 @@
-/* http.c - the strict HTTP/1.1 codec: request/response heads, the chunked decoder, field helpers.
- * Each verdict is taken at the first byte that settles it, so a prefix never contradicts the whole. */
-#include "http.h"
+/* http_head.c - the strict HTTP/1.1 head parser: request and status lines, field lines, the framing they
+ * imply. Each verdict is taken at the first byte that settles it, so a prefix never contradicts the whole. */
+#include "http_internal.h"
 
-#include <stdio.h>
 #include <string.h>
 
-/* Character classes, one table lookup per byte on the hot path. */
-enum {
-    C_TCHAR = 1, /* token (RFC 9110 5.6.2): method, field name, coding */
-    C_VCHAR = 2, /* visible ASCII 0x21-0x7E: request-target */
-    C_FVAL = 4,  /* field-value / reason-phrase byte: HTAB, SP, VCHAR, obs-text */
-    C_HOST = 8,  /* host characters; the Host check itself is gw_http_authority_valid (http_authority.c) */
-};
-
-static const unsigned char cls[256] = {
+const unsigned char gw_http_cls[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
     4,  15, 6,  7,  15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
@@ -34,58 +25,6 @@ static const unsigned char cls[256] = {
 
 #define MAX_LEADING_EMPTY 4 /* empty lines tolerated before a request line (RFC 9112 2.2) */
 #define CL_MAX_DIGITS 19
-#define INT63_MAX UINT64_C(0x7fffffffffffffff)
-
-static inline unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-static inline bool is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* Compares n bytes with a lower-case literal, ignoring the case of p. */
-static bool eq_ci_n(const char *p, const char *lit, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)p[i]) != (unsigned char)lit[i]) return false;
-    return true;
-}
-
-static bool str_eq_ci_str(gw_str a, gw_str b)
-{
-    if (a.n != b.n) return false;
-    for (size_t i = 0; i < a.n; i++)
-        if (lower((unsigned char)a.p[i]) != lower((unsigned char)b.p[i])) return false;
-    return true;
-}
-
-/* Yields the next element of a comma-separated list, OWS-trimmed (possibly empty). *i starts at 0. */
-static bool list_next(gw_str v, size_t *i, gw_str *elt)
-{
-    if (*i > v.n) return false;
-    size_t s = *i, e;
-    const char *comma = s < v.n ? memchr(v.p + s, ',', v.n - s) : NULL;
-    e = comma ? (size_t)(comma - v.p) : v.n;
-    *i = e + 1;
-    while (s < e && is_ows((unsigned char)v.p[s]))
-        s++;
-    while (e > s && is_ows((unsigned char)v.p[e - 1]))
-        e--;
-    *elt = (gw_str){v.p + s, e - s};
-    return true;
-}
-
-static bool list_has_str(gw_str value, gw_str token)
-{
-    size_t i = 0;
-    gw_str elt;
-    while (list_next(value, &i, &elt))
-        if (elt.n && str_eq_ci_str(elt, token)) return true;
-    return false;
-}
 
 /* ---- head parser ------------------------------------------------------------------------------- */
 
@@ -195,13 +134,13 @@ static ssize_t parse_request_line(const parser *ps, size_t *pp, gw_http_head *ou
 {
     const unsigned char *b = ps->b;
     size_t s = *pp, p = s, le = line_bound(ps, s);
-    while (p < le && (cls[b[p]] & C_TCHAR))
+    while (p < le && (gw_http_cls[b[p]] & C_TCHAR))
         p++;
     if (p >= le) return line_stop(ps, s, p);
     if (p == s || b[p] != ' ') return -400;
     out->method = (gw_str){(const char *)b + s, p - s};
     size_t t = ++p;
-    while (p < le && (cls[b[p]] & C_VCHAR))
+    while (p < le && (gw_http_cls[b[p]] & C_VCHAR))
         p++;
     if (p >= le) return line_stop(ps, s, p);
     if (p == t || b[p] != ' ') return -400;
@@ -238,7 +177,7 @@ static ssize_t parse_status_line(const parser *ps, size_t *pp, gw_http_head *out
     size_t r = p;
     if (p < le && b[p] == ' ') {
         r = ++p;
-        while (p < le && (cls[b[p]] & C_FVAL))
+        while (p < le && (gw_http_cls[b[p]] & C_FVAL))
             p++;
     }
     if (p >= le) return line_stop(ps, s, p);
@@ -285,7 +224,7 @@ static void note_te(facts *f, gw_str v)
     f->nte++;
     while (list_next(v, &i, &elt)) {
         size_t k = 0;
-        while (k < elt.n && (cls[(unsigned char)elt.p[k]] & C_TCHAR))
+        while (k < elt.n && (gw_http_cls[(unsigned char)elt.p[k]] & C_TCHAR))
             k++;
         if (elt.n == 0 || k != elt.n)
             f->te_bad = true;
@@ -346,7 +285,7 @@ static ssize_t parse_field(const parser *ps, size_t *pp, gw_http_field *fld)
 {
     const unsigned char *b = ps->b;
     size_t end = ps->end, p = *pp, ns = p;
-    while (p < end && (cls[b[p]] & C_TCHAR))
+    while (p < end && (gw_http_cls[b[p]] & C_TCHAR))
         p++;
     if (p >= end) return stop_at(ps, p);
     if (p == ns || b[p] != ':') return -400; /* empty name, obs-fold, space before the colon, CTL */
@@ -354,7 +293,7 @@ static ssize_t parse_field(const parser *ps, size_t *pp, gw_http_field *fld)
     while (p < end && is_ows(b[p]))
         p++;
     size_t vs = p;
-    while (p < end && (cls[b[p]] & C_FVAL))
+    while (p < end && (gw_http_cls[b[p]] & C_FVAL))
         p++;
     if (p >= end) return stop_at(ps, p);
     ssize_t rc = expect_crlf(ps, p);
@@ -467,329 +406,4 @@ ssize_t gw_http_parse_response(const char *buf, size_t len, const gw_http_limits
                                gw_http_head *out)
 {
     return public_rc(response_head(buf, len, lim, req_method, out));
-}
-
-/* ---- chunked decoder --------------------------------------------------------------------------- */
-
-enum {
-    CH_SIZE = 0, /* hex digits of the chunk size */
-    CH_SIZE_BWS, /* whitespace after the size: only a ';' may follow */
-    CH_EXT,      /* chunk extensions, skipped up to CR */
-    CH_SIZE_LF,
-    CH_DATA, /* payload: the caller moves it */
-    CH_DATA_CR,
-    CH_DATA_LF,
-    CH_TR_START, /* start of a trailer line, or the final CRLF */
-    CH_TR_NAME,
-    CH_TR_VALUE,
-    CH_TR_LF,
-    CH_LAST_LF,
-    CH_DONE,
-    CH_ERROR,
-};
-
-#define CHUNK_LINE_MAX 4096     /* a size line with its extensions and CRLF */
-#define CHUNK_TRAILER_MAX 32768 /* the trailer section with its final CRLF */
-#define CHUNK_MAX_DIGITS 16
-
-void gw_chunked_init(gw_chunked *c)
-{
-    memset(c, 0, sizeof *c);
-    c->state = CH_SIZE;
-}
-
-bool gw_chunked_in_data(const gw_chunked *c)
-{
-    return c->state == CH_DATA && c->remaining > 0;
-}
-
-void gw_chunked_consumed(gw_chunked *c, uint64_t n)
-{
-    if (c->state != CH_DATA) return;
-    if (n > c->remaining) n = c->remaining;
-    c->remaining -= n;
-    c->total += n;
-    if (c->remaining == 0) c->state = CH_DATA_CR;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c = lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The size line's last LF: a payload follows, or the last chunk opens the trailer section. */
-static int size_line_done(gw_chunked *c)
-{
-    c->line_len = 0;
-    c->digits = 0;
-    if (c->remaining > INT63_MAX - c->total) return GW_CHUNKED_ERROR;
-    if (c->remaining == 0) {
-        c->state = CH_TR_START;
-        c->trailer_len = 0;
-        return GW_CHUNKED_AGAIN;
-    }
-    c->state = CH_DATA;
-    return GW_CHUNKED_DATA;
-}
-
-/* One byte of a size line; the state is CH_SIZE .. CH_SIZE_LF. */
-static int size_step(gw_chunked *c, unsigned char ch)
-{
-    if (++c->line_len > CHUNK_LINE_MAX) return GW_CHUNKED_ERROR;
-    int v = hexval(ch);
-    switch (c->state) {
-    case CH_SIZE:
-        if (v >= 0) {
-            if (c->digits == CHUNK_MAX_DIGITS || c->remaining > (INT63_MAX - (unsigned)v) / 16)
-                return GW_CHUNKED_ERROR;
-            c->remaining = c->remaining * 16 + (unsigned)v;
-            c->digits++;
-            return GW_CHUNKED_AGAIN;
-        }
-        if (c->digits == 0) return GW_CHUNKED_ERROR;
-        if (ch == '\r')
-            c->state = CH_SIZE_LF;
-        else if (ch == ';')
-            c->state = CH_EXT;
-        else if (is_ows(ch))
-            c->state = CH_SIZE_BWS;
-        else
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    case CH_SIZE_BWS:
-        if (ch == ';')
-            c->state = CH_EXT;
-        else if (!is_ows(ch))
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    case CH_EXT:
-        if (ch == '\r')
-            c->state = CH_SIZE_LF;
-        else if (!(cls[ch] & C_FVAL))
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    default: /* CH_SIZE_LF */
-        return ch == '\n' ? size_line_done(c) : GW_CHUNKED_ERROR;
-    }
-}
-
-/* One byte of the trailer section; each line is checked as a field line, then thrown away. */
-static int trailer_step(gw_chunked *c, unsigned char ch)
-{
-    if (++c->trailer_len > CHUNK_TRAILER_MAX) return GW_CHUNKED_ERROR;
-    switch (c->state) {
-    case CH_TR_START:
-        if (ch == '\r')
-            c->state = CH_LAST_LF;
-        else if (cls[ch] & C_TCHAR)
-            c->state = CH_TR_NAME;
-        else
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    case CH_TR_NAME:
-        if (ch == ':')
-            c->state = CH_TR_VALUE;
-        else if (!(cls[ch] & C_TCHAR))
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    case CH_TR_VALUE:
-        if (ch == '\r')
-            c->state = CH_TR_LF;
-        else if (!(cls[ch] & C_FVAL))
-            return GW_CHUNKED_ERROR;
-        return GW_CHUNKED_AGAIN;
-    case CH_TR_LF:
-        if (ch != '\n') return GW_CHUNKED_ERROR;
-        c->state = CH_TR_START;
-        return GW_CHUNKED_AGAIN;
-    default: /* CH_LAST_LF */
-        if (ch != '\n') return GW_CHUNKED_ERROR;
-        c->state = CH_DONE;
-        return GW_CHUNKED_DONE;
-    }
-}
-
-static int chunked_step(gw_chunked *c, unsigned char ch)
-{
-    switch (c->state) {
-    case CH_DATA_CR:
-        if (ch != '\r') return GW_CHUNKED_ERROR;
-        c->state = CH_DATA_LF;
-        return GW_CHUNKED_AGAIN;
-    case CH_DATA_LF:
-        if (ch != '\n') return GW_CHUNKED_ERROR;
-        c->state = CH_SIZE;
-        c->remaining = 0;
-        return GW_CHUNKED_AGAIN;
-    default:
-        return c->state <= CH_SIZE_LF ? size_step(c, ch) : trailer_step(c, ch);
-    }
-}
-
-int gw_chunked_feed(gw_chunked *c, const char *p, size_t n, size_t *used)
-{
-    size_t i = 0;
-    int r = GW_CHUNKED_AGAIN;
-    if (c->state == CH_DONE)
-        r = GW_CHUNKED_DONE;
-    else if (c->state == CH_ERROR)
-        r = GW_CHUNKED_ERROR;
-    else if (c->state == CH_DATA)
-        r = GW_CHUNKED_DATA;
-    while (r == GW_CHUNKED_AGAIN && i < n)
-        r = chunked_step(c, (unsigned char)p[i++]);
-    if (r == GW_CHUNKED_ERROR) c->state = CH_ERROR;
-    *used = i;
-    return r;
-}
-
-/* ---- helpers ----------------------------------------------------------------------------------- */
-
-bool gw_str_eq_ci(gw_str a, const char *lit)
-{
-    return str_eq_ci_str(a, (gw_str){lit, strlen(lit)});
-}
-
-const gw_http_field *gw_http_find(const gw_http_head *h, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < h->nfields; i++) {
-        const gw_str *f = &h->fields[i].name;
-        if (f->n == n && str_eq_ci_str(*f, (gw_str){name, n})) return &h->fields[i];
-    }
-    return NULL;
-}
-
-bool gw_http_list_has(gw_str value, const char *token)
-{
-    return list_has_str(value, (gw_str){token, strlen(token)});
-}
-
-bool gw_http_is_hop_by_hop(gw_str name)
-{
-    static const gw_str hop[] = {
-        {"te", 2},
-        {"trailer", 7},
-        {"upgrade", 7},
-        {"keep-alive", 10},
-        {"connection", 10},
-        {"proxy-connection", 16},
-        {"transfer-encoding", 17},
-        {"proxy-authenticate", 18},
-        {"proxy-authorization", 19},
-    };
-    for (size_t i = 0; i < sizeof hop / sizeof hop[0]; i++)
-        if (hop[i].n == name.n && eq_ci_n(name.p, hop[i].p, name.n)) return true;
-    return false;
-}
-
-bool gw_http_conn_lists(const gw_http_head *h, gw_str name)
-{
-    if (name.n == 0) return false;
-    for (size_t i = 0; i < h->nfields; i++)
-        if (gw_str_eq_ci(h->fields[i].name, "connection") && list_has_str(h->fields[i].value, name))
-            return true;
-    return false;
-}
-
-static const gw_str method_names[] = {
-    [GW_METHOD_GET] = {"GET", 3},         [GW_METHOD_HEAD] = {"HEAD", 4},
-    [GW_METHOD_POST] = {"POST", 4},       [GW_METHOD_PUT] = {"PUT", 3},
-    [GW_METHOD_DELETE] = {"DELETE", 6},   [GW_METHOD_PATCH] = {"PATCH", 5},
-    [GW_METHOD_OPTIONS] = {"OPTIONS", 7}, [GW_METHOD_CONNECT] = {"CONNECT", 7},
-    [GW_METHOD_TRACE] = {"TRACE", 5},
-};
-
-int gw_http_method_id(gw_str m)
-{
-    /* Methods are case-sensitive (RFC 9110 9.1): "get" is an unknown method. */
-    for (int id = GW_METHOD_GET; id <= GW_METHOD_TRACE; id++)
-        if (method_names[id].n == m.n && memcmp(method_names[id].p, m.p, m.n) == 0) return id;
-    return GW_METHOD_OTHER;
-}
-
-void gw_http_allow_line(unsigned methods, char *out, size_t cap)
-{
-    size_t n = (size_t)snprintf(out, cap, "Allow: ");
-    for (int m = GW_METHOD_GET; m <= GW_METHOD_TRACE && n < cap; m++)
-        if (methods & (1u << m))
-            n += (size_t)snprintf(out + n, cap - n, "%s%s", n > 7 ? ", " : "", method_names[m].p);
-    if (n < cap) snprintf(out + n, cap - n, "\r\n");
-}
-
-/* RFC 9110 section 15 and the registered extensions still in use. */
-static const struct {
-    short code;
-    const char *text;
-} reasons[] = {
-    {100, "Continue"},
-    {101, "Switching Protocols"},
-    {102, "Processing"},
-    {103, "Early Hints"},
-    {200, "OK"},
-    {201, "Created"},
-    {202, "Accepted"},
-    {203, "Non-Authoritative Information"},
-    {204, "No Content"},
-    {205, "Reset Content"},
-    {206, "Partial Content"},
-    {207, "Multi-Status"},
-    {208, "Already Reported"},
-    {226, "IM Used"},
-    {300, "Multiple Choices"},
-    {301, "Moved Permanently"},
-    {302, "Found"},
-    {303, "See Other"},
-    {304, "Not Modified"},
-    {305, "Use Proxy"},
-    {307, "Temporary Redirect"},
-    {308, "Permanent Redirect"},
-    {400, "Bad Request"},
-    {401, "Unauthorized"},
-    {402, "Payment Required"},
-    {403, "Forbidden"},
-    {404, "Not Found"},
-    {405, "Method Not Allowed"},
-    {406, "Not Acceptable"},
-    {407, "Proxy Authentication Required"},
-    {408, "Request Timeout"},
-    {409, "Conflict"},
-    {410, "Gone"},
-    {411, "Length Required"},
-    {412, "Precondition Failed"},
-    {413, "Content Too Large"},
-    {414, "URI Too Long"},
-    {415, "Unsupported Media Type"},
-    {416, "Range Not Satisfiable"},
-    {417, "Expectation Failed"},
-    {421, "Misdirected Request"},
-    {422, "Unprocessable Content"},
-    {423, "Locked"},
-    {424, "Failed Dependency"},
-    {425, "Too Early"},
-    {426, "Upgrade Required"},
-    {428, "Precondition Required"},
-    {429, "Too Many Requests"},
-    {431, "Request Header Fields Too Large"},
-    {451, "Unavailable For Legal Reasons"},
-    {500, "Internal Server Error"},
-    {501, "Not Implemented"},
-    {502, "Bad Gateway"},
-    {503, "Service Unavailable"},
-    {504, "Gateway Timeout"},
-    {505, "HTTP Version Not Supported"},
-    {506, "Variant Also Negotiates"},
-    {507, "Insufficient Storage"},
-    {508, "Loop Detected"},
-    {510, "Not Extended"},
-    {511, "Network Authentication Required"},
-};
-
-const char *gw_http_reason(int status)
-{
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (reasons[i].code == status) return reasons[i].text;
-    return "Unknown";
 }
