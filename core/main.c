@@ -19,8 +19,9 @@
 #include "health.h"
 #include "log.h"
 #include "module.h"
-#include "store.h"
 #include "server.h"
+#include "store.h"
+#include "tls.h"
 
 static char *exe_directory(void)
 {

@@ -14,8 +14,9 @@
 #include "conf_settings.h"
 #include "log.h"
 #include "phases.h"
-#include "util.h"
 #include "server.h"
+#include "tls.h"
+#include "util.h"
 
 #define ERRLEN 1024
 

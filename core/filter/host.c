@@ -11,8 +11,10 @@
 #include <event2/event.h>
 
 #include "conf_api.h"
+#include "conn.h"
 #include "log.h"
 #include "phases.h"
+#include "proxy.h"
 #include "server.h"
 
 #define CHUNK 4096

@@ -26,8 +26,6 @@ void gw_host_headers_fill(gw_host *h);
 /* Store calls (host_store.c). */
 void gw_host_store_fill(gw_host *h);
 void gw_host_store_cancel_all(gw_req *r);
-void gw_host_http_call_fill(gw_host *h);
-void gw_http_call_cancel_all(gw_req *r);
 
 /* Starts a request's filter context (state block) when its generation has filters. */
 int gw_phase_request_init(gw_conn *c);

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "conn.h"
 #include "log.h"
 #include "server.h"
 #include "store.h"

@@ -12,8 +12,10 @@
 #include "io.h"
 #include <event2/event.h>
 
+#include "conn.h"
 #include "log.h"
 #include "phases.h"
+#include "proxy.h"
 #include "server.h"
 
 #define LINGER_MS 2000

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include "io.h"
 
+#include "conn.h"
 #include "head_buf.h"
 #include "log.h"
 #include "phases.h"

@@ -281,67 +281,8 @@ void gw_worker_conn_closed(gw_worker *w, struct gw_client_slot *client);
 const char *gw_worker_date(gw_worker *w, size_t *len);
 void gw_worker_request_id(gw_worker *w, char out[40]);
 
-/* conn.c */
-/* Every call ends in exactly one gw_worker_conn_closed(w, client), at once on failure. */
-void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t listener,
-                    struct gw_client_slot *client);
-void gw_conn_free(gw_conn *c);
-void gw_conn_drain(gw_conn *c);
-void gw_conn_request_done(gw_conn *c);
-void gw_conn_resume_read(gw_conn *c);
-/* Between requests: frees the buffers the next request allocates again (the worker's idle sweep). */
-void gw_conn_release_idle(gw_conn *c);
-
-/* respond.c */
-void gw_respond_own(gw_conn *c); /* the response a filter set with host->respond */
-void gw_respond_own_after_phase(gw_conn *c, gw_result res);
-char *gw_error_json(gw_conn *c, int status, const char *message, size_t *len); /* malloc'd */
-void gw_respond_json(gw_conn *c, int status, const char *body, size_t len, const char *extra_headers);
-void gw_respond_error(gw_conn *c, int status, const char *message);
-void gw_respond_error_close(gw_conn *c, int status, const char *message);
-void gw_respond_error_hdr(gw_conn *c, int status, const char *message, const char *extra_headers);
-
 /* builtin.c */
 bool gw_builtin_handle(gw_conn *c);
 int gw_builtin_prepare(gw_server *srv);
-
-/* proxy_body.c */
-void gw_proxy_start(gw_conn *c);
-void gw_proxy_timer(gw_conn *c);
-void gw_proxy_client_readable(gw_conn *c);
-/* The most of a request body held before the upstream is contacted: host->body_buffer's max if a filter
- * asked (413 above), else limits.body_buffer (the body streams above). */
-uint64_t gw_proxy_buffer_limit(const gw_conn *c);
-
-/* proxy.c */
-void gw_proxy_connect(gw_conn *c);
-void gw_proxy_client_drained(gw_conn *c);
-void gw_proxy_abort(gw_conn *c);
-void gw_proxy_tunnel_client_eof(gw_conn *c);
-
-/* proxy.c: upstream connection events while a request owns the connection */
-void gw_proxy_up_read(gw_io *bev, void *arg);
-void gw_proxy_up_write(gw_io *bev, void *arg);
-void gw_proxy_up_event(gw_io *bev, int what, void *arg);
-void gw_proxy_up_timeout(gw_upconn *u);
-
-/* upstream.c */
-gw_upconn *gw_upstream_acquire(gw_worker *w, gw_pool *pool, bool fresh, char **why);
-void gw_upstream_release(gw_upconn *u, bool reusable);
-/* Logs that a connection could not be started (what: "upstream", "http_call"), rate-limited per worker;
- * gw_upstream_log_flush (the worker's periodic sweep) reports how many more an ended interval had. */
-void gw_upstream_log_failure(const char *what, const char *url, const char *why);
-void gw_upstream_log_flush(void);
-void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
-int gw_upstream_connect(gw_worker *w, gw_upconn *u);
-SSL *gw_upstream_ssl(const gw_target *t);
-
-/* http_call.c: host->http_call's URL pools: idle connections closed (drain), everything freed (retire) */
-void gw_http_call_pools_idle_free(gw_worker *w, gw_gen *g);
-void gw_http_call_origins_free(gw_worker *w, gw_gen *g);
-
-/* tls.c */
-SSL_CTX *gw_tls_server_ctx(const char *cert, const char *key, char **err);
-SSL_CTX *gw_tls_client_ctx(bool verify, const char *ca_file, char **err);
 
 #endif

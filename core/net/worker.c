@@ -19,8 +19,10 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "conn.h"
 #include "connlimit.h"
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
 #include "store.h"
 

@@ -13,6 +13,7 @@
 
 #include "health.h"
 #include "log.h"
+#include "proxy_internal.h"
 
 typedef struct {
     gw_server *srv;

@@ -16,7 +16,9 @@
 
 #include "log.h"
 #include "phases.h"
+#include "proxy_internal.h"
 #include "server.h"
+#include "tls.h"
 #include "util.h"
 
 #define MAX_ORIGINS 64                /* URL origins pooled per worker and generation */

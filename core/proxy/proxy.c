@@ -12,10 +12,12 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 
+#include "conn.h"
 #include "forward.h"
 #include "head_buf.h"
 #include "log.h"
 #include "phases.h"
+#include "proxy.h"
 #include "proxy_internal.h"
 
 void gw_proxy_arm(struct event *ev, uint64_t ms)

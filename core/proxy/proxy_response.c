@@ -11,9 +11,11 @@
 #include "io.h"
 #include <event2/event.h>
 
+#include "conn.h"
 #include "head_buf.h"
 #include "log.h"
 #include "phases.h"
+#include "proxy.h"
 #include "proxy_internal.h"
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)

@@ -15,6 +15,7 @@
 #include <openssl/x509v3.h>
 
 #include "log.h"
+#include "proxy_internal.h"
 #include "server.h"
 
 static void pool_remove(gw_pool *p, gw_upconn *u)

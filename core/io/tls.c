@@ -6,7 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "server.h"
+#include "tls.h"
 
 static char *ssl_error(const char *what, const char *file)
 {
