@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # ctest-labels: asan
-"""apikey.so (plugins/apikey) with adminauth in front, on the Redis store (core/store_redis.c), against a real
+"""apikey.so (plugins/apikey) with adminauth in front, on the Redis store (core/store/store_redis.c), against a real
 redis-server started here on a free 127.0.0.1 port (no persistence, its own directory) and stopped by PID:
 the seed README's session, two gateways on one Redis seeing each other's keys and revokes (within cache_ttl),
 keys surviving a gateway restart, Redis killed while a gateway runs (cached keys keep working, admin calls

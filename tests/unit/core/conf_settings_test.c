@@ -1,4 +1,4 @@
-/* conf_settings_test.c - filter settings tables (core/conf_settings.c): every type with its defaults and
+/* conf_settings_test.c - filter settings tables (core/config/conf_settings.c): every type with its defaults and
  * YAML values, ranges, enums, lists, CIDRs, path prefixes, required keys, unknown and non-route keys, the
  * per-route merge, the table's own checks, the typed readers naming the key, and freeing (run under
  * ASan/LSan: every struct filled here is freed, with all it allocated). */

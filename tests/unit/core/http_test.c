@@ -1,4 +1,4 @@
-/* http_test.c - unit tests for the HTTP/1.1 codec (core/http.c): heads, limits, prefix feeding,
+/* http_test.c - unit tests for the HTTP/1.1 codec (core/http/): heads, limits, prefix feeding,
  * the chunked decoder and the field helpers. Inputs are parsed from exact-size heap copies so that
  * AddressSanitizer catches any read past the end. */
 #include <setjmp.h>
