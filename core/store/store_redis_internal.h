@@ -90,7 +90,8 @@ void gw_rs_maybe_free(rop *op);
 void gw_rs_on_script(redisAsyncContext *ac, void *reply, void *priv);
 
 /* store_redis_list.c */
-gw_store_op *gw_rs_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb, void *arg);
+gw_store_op *gw_rs_list(void *impl, unsigned w, const char *prefix, size_t plen, gw_store_list_cb cb,
+                        void *arg);
 int gw_rs_list_result(rop *op, const redisReply *r); /* a SCAN or MGET reply; 0 = handled (maybe re-sent) */
 
 /* store_redis_script.c */
