@@ -27,7 +27,7 @@ const char *const th_stage_names[] = {
     [TH_DONE] = "done",
 };
 
-/* The gateway's own table (core/http.c): the error JSON's title is the status line's, RFC 9110's. */
+/* The gateway's own table (core/http/http_fields.c): the error JSON's title is the status line's, RFC 9110's. */
 const char *th_status_title(int status)
 {
     return gw_http_reason(status);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "router.h"
+#include "http.h" /* gw_path_normalize */
 
 static bool method_matches(const th_endpoint *e, const char *method)
 {

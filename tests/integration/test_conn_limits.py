@@ -259,13 +259,21 @@ class ConnLimitsTest(g.GatewayTestCase):
     def test_cannot_start_upstream_connection_is_logged_rate_limited(self):
         # Out of descriptors, every proxied request fails to open its upstream socket: that used to log one
         # line per request. Now one line per interval (per worker), then how many more there were.
-        gw = self.low_fd_gateway(workers=1)
-        socks = connect_many(gw.port, 120)
-        self.addCleanup(close_all, socks)
-        g.wait_until(lambda: "out of file descriptors" in gw.log(), 5, what="EMFILE seen")
-        answers = {}
-        request_all(socks, b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n", timeout=3 * g.SLOW, answers=answers)
-        failed = sum(1 for b in answers.values() if b.startswith(b"HTTP/1.1 502"))
+        # How many accepted connections are left without a descriptor for their upstream depends on the
+        # kernel's timing on a loaded machine: the scenario is set up again (at most 3 times) until it holds.
+        for _ in range(3):
+            gw = self.low_fd_gateway(workers=1)
+            socks = connect_many(gw.port, 120)
+            self.addCleanup(close_all, socks)
+            g.wait_until(lambda: "out of file descriptors" in gw.log(), 5, what="EMFILE seen")
+            answers = {}
+            request_all(socks, b"GET /x HTTP/1.1\r\nHost: gw.test\r\n\r\n", timeout=3 * g.SLOW,
+                        answers=answers)
+            failed = sum(1 for b in answers.values() if b.startswith(b"HTTP/1.1 502"))
+            if failed >= 5:
+                break
+            close_all(socks)
+            gw.stop()
         self.assertGreaterEqual(failed, 5, "the scenario needs proxied requests that cannot connect")
         first = re.findall(r"upstream \S+: cannot start a connection: Too many open files", gw.log())
         self.assertEqual(len(first), 1, "%d requests failed to connect:\n%s" % (failed, gw.log(4000)))
