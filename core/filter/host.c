@@ -16,6 +16,7 @@
 #include "phases.h"
 #include "proxy.h"
 #include "server.h"
+#include "util.h"
 
 #define CHUNK 4096
 
@@ -331,13 +332,6 @@ static bool h_req_get(const gw_req *r, const char *key, gw_strv *out)
 
 /* --- time ------------------------------------------------------------------------------------------- */
 
-static uint64_t h_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t h_unix_ms(void)
 {
     struct timespec ts;
@@ -518,7 +512,7 @@ const gw_host *gw_host_api(void)
     h->req_set = h_req_set;
     h->req_get = h_req_get;
     h->alloc = h_alloc;
-    h->now_ms = h_now_ms;
+    h->now_ms = gw_mono_ms;
     h->unix_ms = h_unix_ms;
     h->resume = gw_phase_resume;
     h->timer_start = h_timer_start;

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
+#include "util.h"
 
 #define NSHARDS 16
 #define NBUCKETS 256 /* per shard; chains stay short up to tens of thousands of addresses */
@@ -167,13 +168,6 @@ void gw_connlimit_client_put(gw_connlimit *l, gw_client_slot *s)
     pthread_mutex_unlock(&sh->mu);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The first hit of an interval is logged at once; later ones are counted and reported by
  * gw_connlimit_flush at the interval's end, so the figures of all lines add up to the metric. n: this
  * hit and those of the previous interval that no flush reported yet. */
@@ -227,7 +221,7 @@ void gw_connlimit_hit(gw_connlimit *l, gw_limit_reason why, unsigned limit, cons
     if (l->m_limited)
         gw_metric_add(l->m_limited, gw_metrics_thread_slot(), (const char *const[]){reason_names[why]}, 1);
     atomic_store(&l->limit[why], limit);
-    int64_t now = now_ms(), last = atomic_load(&l->last_log_ms[why]);
+    int64_t now = (int64_t)gw_mono_ms(), last = atomic_load(&l->last_log_ms[why]);
     if (now - last >= LOG_EVERY_MS && atomic_compare_exchange_strong(&l->last_log_ms[why], &last, now)) {
         log_first(why, limit, detail, 1 + atomic_exchange(&l->since[why], 0));
         return;
@@ -239,7 +233,7 @@ void gw_connlimit_flush(gw_connlimit *l, bool now_anyway)
 {
     for (int why = 0; why < GW_LIMIT_NREASONS; why++) {
         if (atomic_load(&l->since[why]) == 0) continue;
-        int64_t now = now_ms(), last = atomic_load(&l->last_log_ms[why]);
+        int64_t now = (int64_t)gw_mono_ms(), last = atomic_load(&l->last_log_ms[why]);
         if (!now_anyway &&
             (now - last < LOG_EVERY_MS || !atomic_compare_exchange_strong(&l->last_log_ms[why], &last, now)))
             continue;

@@ -13,15 +13,9 @@
 #include "phases.h"
 #include "proxy.h"
 #include "proxy_internal.h"
+#include "util.h"
 
 #define ADD_LIT(out, lit) evbuffer_add((out), (lit), sizeof(lit) - 1)
-
-uint64_t gw_proxy_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static uint64_t left_ms(uint64_t since, uint64_t now, uint64_t limit)
 {
@@ -83,7 +77,7 @@ void gw_proxy_timer(gw_conn *c)
         gw_conn_free(c);
         return;
     }
-    uint64_t now = gw_proxy_now_ms();
+    uint64_t now = gw_mono_ms();
     const char *why = body_late(c, now);
     if (!why) {
         arm_body_timer(c, now);
@@ -218,7 +212,7 @@ static void pump_body(gw_conn *c)
 {
     const gw_config *cfg = c->gen->cfg;
     if (!pump_framing(c)) return;
-    uint64_t now = gw_proxy_now_ms();
+    uint64_t now = gw_mono_ms();
     c->body_last_ms = now;
     bool may_stream = !c->body_want && !c->for_endpoint; /* else over the limit was refused in move_payload */
     if (!c->body_streaming && may_stream && evbuffer_get_length(c->body) > cfg->body_buffer) {
@@ -246,7 +240,7 @@ static void pump_body(gw_conn *c)
  * the upstream_request phase): the rate window restarts and bytes that waited move on. */
 void gw_proxy_body_continue(gw_conn *c)
 {
-    c->rate_start_ms = gw_proxy_now_ms();
+    c->rate_start_ms = gw_mono_ms();
     c->rate_bytes = 0;
     gw_conn_resume_read(c);
     if (c->up && c->state == GW_C_PROXY) gw_proxy_request_timer(c, c->up);
@@ -264,7 +258,7 @@ void gw_proxy_start(gw_conn *c)
         gw_proxy_connect(c);
         return;
     }
-    uint64_t now = gw_proxy_now_ms();
+    uint64_t now = gw_mono_ms();
     c->body_start_ms = c->body_last_ms = c->rate_start_ms = now;
     c->rate_bytes = 0;
     if (rq->body == GW_BODY_LENGTH) c->body_left = rq->content_length;

@@ -28,7 +28,6 @@ void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char
 void gw_proxy_request_timer(gw_conn *c, gw_upconn *u);
 
 /* proxy_body.c */
-uint64_t gw_proxy_now_ms(void); /* monotonic */
 void gw_proxy_body_continue(gw_conn *c);
 
 /* proxy_response.c */

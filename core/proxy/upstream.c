@@ -17,6 +17,7 @@
 #include "log.h"
 #include "proxy_internal.h"
 #include "server.h"
+#include "util.h"
 
 static void pool_remove(gw_pool *p, gw_upconn *u)
 {
@@ -186,9 +187,7 @@ static _Thread_local struct {
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)gw_mono_ms();
 }
 
 void gw_upstream_log_flush(void)
