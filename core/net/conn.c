@@ -277,9 +277,9 @@ static void shrink_idle(gw_conn *c)
     }
 }
 
-void gw_conn_release_idle(gw_conn *c)
+bool gw_conn_release_idle(gw_conn *c)
 {
-    if (c->state != GW_C_IDLE || c->pending_next || c->wait_drain || c->gen) return;
+    if (c->state != GW_C_IDLE || c->pending_next || c->wait_drain || c->gen || !c->req) return false;
     free(c->head_buf);
     c->head_buf = NULL;
     c->head_cap = 0;
@@ -289,6 +289,7 @@ void gw_conn_release_idle(gw_conn *c)
     c->path_buf = NULL;
     c->path_cap = 0;
     gw_req_free(&c->rq); /* its first chunk; allocated again on demand */
+    return true;
 }
 
 /* The response is fully queued. Either close after flushing, or get ready for the next request. */

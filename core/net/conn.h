@@ -15,7 +15,7 @@ void gw_conn_drain(gw_conn *c);
 void gw_conn_request_done(gw_conn *c);
 void gw_conn_resume_read(gw_conn *c);
 /* Between requests: frees the buffers the next request allocates again (the worker's idle sweep). */
-void gw_conn_release_idle(gw_conn *c);
+bool gw_conn_release_idle(gw_conn *c); /* true if it freed the request buffers */
 
 /* respond.c */
 void gw_respond_own(gw_conn *c); /* the response a filter set with host->respond */

@@ -231,7 +231,12 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     gw_worker *w = arg;
-    for (gw_conn *c = w->conns; c; c = c->next) gw_conn_release_idle(c);
+    unsigned released = 0;
+    for (gw_conn *c = w->conns; c; c = c->next) released += gw_conn_release_idle(c);
+    /* What was freed lies between the connections that stay, below the arena's top (which a trim keeps
+     * top_pad of, see main.c): only malloc_trim hands those pages back. Not for a handful, and not while
+     * most connections are busy (their next requests would fault the pages in again). */
+    if (released >= 64 && released * 2 >= w->nconns) malloc_trim(0);
     gw_connlimit_flush(w->srv->climit, false); /* the limit warnings' summaries, from whichever worker */
     gw_upstream_log_flush();
 }
