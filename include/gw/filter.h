@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 #define GW_ABI_MAJOR 1
-#define GW_ABI_MINOR 1
+#define GW_ABI_MINOR 2
 
 /* The one symbol a filter exports: `const gw_filter_desc gw_filter_descriptor = {...};` */
 #define GW_FILTER_SYMBOL "gw_filter_descriptor"
@@ -70,7 +70,10 @@ enum { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
 
 enum { GW_CONF_NONE = 0, GW_CONF_SCALAR = 1, GW_CONF_SEQ = 2, GW_CONF_MAP = 3 };
 
-enum { GW_METRIC_COUNTER = 0, GW_METRIC_GAUGE = 1, GW_METRIC_HISTOGRAM = 2 };
+/* GW_METRIC_SUMMARY (ABI 1.2): metric_observe values; `buckets` passed to metric_register are the quantiles
+ * to report (ascending, each in (0, 1)). The host keeps a sketch of bounded relative error per worker over a
+ * sliding window of recent time and merges the workers at scrape; _sum and _count cover all time. */
+enum { GW_METRIC_COUNTER = 0, GW_METRIC_GAUGE = 1, GW_METRIC_HISTOGRAM = 2, GW_METRIC_SUMMARY = 3 };
 
 /* Phase callback. `inst` is what create() returned; `route_conf` what route_create() returned for the
  * request's route (NULL when the route has no settings for this filter), or for a filter with a settings
@@ -282,7 +285,12 @@ typedef struct gw_filter_desc {
     gw_body_fn on_request_body;
     gw_body_fn on_response_body;
 
-    void *reserved[4]; /* must be NULL */
+    /* --- ABI 1.2 (took a reserved slot: NULL in older filters) ---
+     * reopen: main thread, on SIGUSR1 (log rotation), for every instance of the running generation: reopen
+     *   the files the instance writes. Must not block for long. NULL = nothing to do. */
+    void (*reopen)(void *inst);
+
+    void *reserved[3]; /* must be NULL */
 } gw_filter_desc;
 
 /* ---------------------------------------------------------------------------------------------------
@@ -441,7 +449,28 @@ struct gw_host {
     /* Typed reader for sizes ("64k", "10MiB", bare bytes), like conf_duration_ms. */
     int (*conf_size)(const gw_conf *n, uint64_t *out, char *err, size_t errlen);
 
-    void *reserved[11];
+    /* --- ABI 1.2 (took reserved slots: check host->abi_minor >= 2 or the member for NULL) --- */
+    /* Process-lifetime memory shared by every instance of this filter (same descriptor name), across
+     * reloads: the first call for a key returns `size` zeroed bytes, later calls with the same key (from
+     * this or a later generation's instance) return the same block; NULL when size differs or memory runs
+     * out. create() only. Never freed while the process runs, and a reload loads a new copy of the filter's
+     * code: the block must hold no pointer into the filter's code or data (no function pointers, no string
+     * literals). Workers share it: use atomics or a lock of your own inside it. */
+    void *(*shared_block)(gw_filter *self, const char *key, size_t size);
+    /* The configured services of the instance's generation in configuration order: the i-th name, NULL
+     * past the end. From create() on, any thread; the string lives as long as the instance. */
+    const char *(*service_name)(gw_filter *self, size_t i);
+    /* upstream_response: whether any byte of this attempt's request was written to the upstream (false when
+     * the attempt failed before sending: no connection, or a connect timeout). */
+    bool (*attempt_sent)(const gw_req *req);
+    /* The status of the last upstream response head received (0 when no attempt got one), whatever the
+     * client is answered. */
+    int (*upstream_status)(const gw_req *req);
+    /* Monotonic microseconds, on the clock of now_ms; and when the request's head had been received. */
+    uint64_t (*now_us)(void);
+    uint64_t (*start_us)(const gw_req *req);
+
+    void *reserved[5];
 };
 
 #ifdef __cplusplus
