@@ -20,6 +20,7 @@
 #include "log.h"
 #include "module.h"
 #include "server.h"
+#include "shared.h"
 #include "store.h"
 #include "tls.h"
 
@@ -226,6 +227,22 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
             g->nfilters == 1 ? "" : "s");
 }
 
+/* SIGUSR1: filters that write files reopen them (log rotation). */
+static void on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+    gw_main *m = arg;
+    const gw_gen *g = m->srv->gen;
+    size_t n = 0;
+    for (size_t i = 0; i < g->nfilters; i++) {
+        const gw_filter *f = g->filters[i];
+        if (f->d->reopen) { /* older filters: NULL (the loader zero-fills what their descriptor lacks) */
+            f->d->reopen(f->inst);
+            n++;
+        }
+    }
+    gw_info("SIGUSR1: %zu filter%s reopened their files", n, n == 1 ? "" : "s");
+}
+
 /* A worker released a generation: free those every worker is done with (main thread only). */
 static void on_retired(evutil_socket_t fd, short what, void *arg)
 {
@@ -258,11 +275,12 @@ static int run(gw_server *srv)
     gw_main m = {.srv = srv};
     m.poll = event_new(srv->main_base, -1, EV_PERSIST, on_poll, &m);
     m.deadline = evtimer_new(srv->main_base, on_deadline, &m);
-    struct event *sigs[4] = {evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
+    struct event *sigs[5] = {evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
                              evsignal_new(srv->main_base, SIGINT, on_stop_signal, &m),
                              evsignal_new(srv->main_base, SIGHUP, on_hup, &m),
+                             evsignal_new(srv->main_base, SIGUSR1, on_usr1, &m),
                              event_new(srv->main_base, srv->retire_fd, EV_READ | EV_PERSIST, on_retired, &m)};
-    for (int i = 0; i < 4; i++) event_add(sigs[i], NULL);
+    for (int i = 0; i < 5; i++) event_add(sigs[i], NULL);
     gw_health_start(srv);
     for (size_t i = 0; i < srv->cfg->nlisteners; i++)
         gw_info("listening on %s:%u (%s), %u worker%s", srv->cfg->listeners[i].address, srv->cfg->listeners[i].port,
@@ -270,7 +288,7 @@ static int run(gw_server *srv)
     event_base_dispatch(srv->main_base);
     gw_workers_join(srv);
     gw_health_free();
-    for (int i = 0; i < 4; i++) event_free(sigs[i]);
+    for (int i = 0; i < 5; i++) event_free(sigs[i]);
     event_free(m.poll);
     event_free(m.deadline);
     event_base_free(srv->main_base);
@@ -341,6 +359,7 @@ int main(int argc, char **argv)
     gw_server srv = {.cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1};
     int rc = run(&srv);
     free_server(&srv);
+    gw_shared_free_all();
     free(exe_dir);
     libevent_global_shutdown();
     return rc;

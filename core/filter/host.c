@@ -16,6 +16,7 @@
 #include "phases.h"
 #include "proxy.h"
 #include "server.h"
+#include "shared.h"
 #include "util.h"
 
 #define CHUNK 4096
@@ -476,6 +477,34 @@ static const void *h_settings(gw_filter *self)
     return self ? self->settings : NULL;
 }
 
+/* --- ABI 1.2 ------------------------------------------------------------------------------------------ */
+
+static void *h_shared_block(gw_filter *self, const char *key, size_t size)
+{
+    return self ? gw_shared_block(self->d->name, key, size) : NULL;
+}
+
+static const char *h_service_name(gw_filter *self, size_t i)
+{
+    if (!self || !self->gen || i >= self->gen->cfg->nservices) return NULL;
+    return self->gen->cfg->services[i].name;
+}
+
+static bool h_attempt_sent(const gw_req *r)
+{
+    return C(r)->attempt_sent;
+}
+
+static int h_upstream_status(const gw_req *r)
+{
+    return C(r)->up_status;
+}
+
+static uint64_t h_start_us(const gw_req *r)
+{
+    return C(r)->start_us;
+}
+
 static gw_host host_table;
 
 const gw_host *gw_host_api(void)
@@ -525,6 +554,12 @@ const gw_host *gw_host_api(void)
     h->metric_observe = h_metric_observe;
     h->metrics_render = h_metrics_render;
     h->settings = h_settings;
+    h->shared_block = h_shared_block;
+    h->service_name = h_service_name;
+    h->attempt_sent = h_attempt_sent;
+    h->upstream_status = h_upstream_status;
+    h->now_us = gw_mono_us;
+    h->start_us = h_start_us;
     h->struct_size = sizeof *h; /* last: marks the table ready */
     return h;
 }

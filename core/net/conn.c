@@ -17,6 +17,7 @@
 #include "phases.h"
 #include "proxy.h"
 #include "server.h"
+#include "util.h"
 
 #define LINGER_MS 2000
 #define LINGER_BYTES (1u << 20)
@@ -315,6 +316,7 @@ void gw_conn_request_done(gw_conn *c)
     c->req_valid = false;
     c->sent_continue = false;
     c->attempts = 0;
+    c->up_status = 0;
     c->status = 0;
     if (c->body) evbuffer_drain(c->body, evbuffer_get_length(c->body));
     gw_conn_resume_read(c);
@@ -429,6 +431,7 @@ static void handle_request(gw_conn *c)
 {
     gw_http_head *rq = c->req;
     evtimer_del(c->timer);
+    c->start_us = gw_mono_us();
     c->gen = c->w->gen;
     c->gen->pw[c->w->id].inflight++;
     c->req_valid = true;

@@ -240,6 +240,10 @@ struct gw_conn {
     const char *wait_fail_why;
     bool wait_fail_stale;     /* ... and it was a stale pooled one: just connect again */
     unsigned attempts;
+    bool attempt_queued; /* the current attempt's request head went to its connection */
+    bool attempt_sent;   /* ... and that connection was established (host->attempt_sent) */
+    int up_status;       /* status of the last upstream response head, 0 if none */
+    uint64_t start_us;   /* when the request head was complete (monotonic) */
     /* response to the client */
     gw_body_kind resp_in;   /* framing of the upstream's body */
     bool resp_chunk_out;    /* we chunk-encode towards the client */

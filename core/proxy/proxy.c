@@ -63,6 +63,7 @@ static void reset_response_view(gw_req *r)
 void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message)
 {
     reset_response_view(&c->rq);
+    c->attempt_sent = c->attempt_queued && c->up && c->up->connected;
     if (c->response_started || !gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) {
         gw_proxy_fail(c, status, message);
         return;
@@ -174,6 +175,7 @@ void gw_proxy_connect(gw_conn *c)
     char *why = "out of memory";
     gw_upconn *u = gw_upstream_acquire(c->w, pool, c->attempts > 0, &why);
     c->attempts++;
+    c->attempt_queued = c->attempt_sent = false;
     c->up_url = pool->target->conf->url;
     c->rq.hup_on = false; /* the upstream view is per attempt */
     c->rq.attempt_error = NULL;
@@ -231,6 +233,7 @@ void gw_after_upstream_request(gw_conn *c, gw_result r)
     c->state = GW_C_PROXY;
     uint64_t buffered = c->body ? evbuffer_get_length(c->body) : 0;
     write_request_head(c, u, buffered);
+    c->attempt_queued = true;
     struct evbuffer *out = gw_io_output(u->bev);
     if (buffered && !c->body_streaming) {
         copy_body(out, c->body); /* kept for a replay (stale pooled connection, retry) */

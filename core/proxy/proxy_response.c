@@ -46,6 +46,8 @@ static void set_framing(gw_conn *c, const gw_http_head *h)
     }
     if (c->resp_close_out || !c->body_complete || c->w->draining) c->keep_alive = false;
     c->status = h->status;
+    c->up_status = h->status;
+    c->attempt_sent = true;
 }
 
 static bool skip_view_field(const gw_conn *c, const gw_http_field *f)

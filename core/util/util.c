@@ -15,6 +15,13 @@ char *gw_strdupf(const char *fmt, ...)
     return s;
 }
 
+uint64_t gw_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t gw_mono_ms(void)
 {
     struct timespec ts;

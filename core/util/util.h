@@ -10,5 +10,6 @@ char *gw_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic milliseconds (CLOCK_MONOTONIC): timers, deadlines, log intervals; host->now_ms. */
 uint64_t gw_mono_ms(void);
+uint64_t gw_mono_us(void);
 
 #endif

@@ -92,6 +92,7 @@ gw_th *gw_th_new(void)
     th_call_fill(h);
     th_settings_fill(h);
     th_body_fill(h);
+    th_abi12_fill(h);
     h->register_endpoint = register_endpoint;
     th->store_auto = true;
     if (g_live++ == 0) th_clock_reset();
@@ -175,7 +176,7 @@ void gw_th_free(gw_th *th)
     th_metrics_free(th);
     th_logs_free(th);
     free(th);
-    g_live--;
+    if (--g_live == 0) th_shared_free_all();
 }
 
 /* ------------------------------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ static void begin_attempt(gw_req *r)
     r->attempts++;
     r->retry_ms = 0;
     r->attempt_error = NULL;
+    r->attempt_sent = false;
     r->bytes_in = r->blen;
     r->reply = r->next_reply < r->nreplies ? r->next_reply++ : r->nreplies ? r->nreplies - 1 : SIZE_MAX;
     const th_reply *rp = attempt_reply(r);
@@ -221,6 +222,8 @@ static void upstream_call(gw_req *r)
     const th_reply *p = attempt_reply(r);
     r->status = p->status;
     r->attempt_error = p->fail;
+    r->attempt_sent = true;
+    if (!p->fail) r->up_status = p->status;
     th_hdrs prior = r->resp_h;
     r->resp_h = (th_hdrs){0};
     for (size_t i = 0; i < p->hdrs.n; i++)
@@ -518,6 +521,7 @@ static void start(gw_req *r)
 gw_th_state gw_th_run(gw_req *r)
 {
     if (r->stage == TH_NEW) {
+        r->start_us = th_clock_now() * 1000u;
         start(r);
         th_drive(r);
     }

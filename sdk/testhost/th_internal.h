@@ -156,6 +156,9 @@ struct gw_req {
     unsigned attempts;
     size_t reply;        /* index of the current attempt's scripted reply, SIZE_MAX = the default */
     const char *attempt_error;
+    bool attempt_sent;   /* host->attempt_sent */
+    int up_status;       /* host->upstream_status */
+    uint64_t start_us;   /* host->start_us: the fake clock when the request first ran */
     th_hdrs up_h;        /* current attempt's upstream head */
     bool up_started;     /* an upstream_request phase began */
     bool up_called;
@@ -347,6 +350,10 @@ void th_timers_fire_due(gw_th *th, uint64_t until);
 
 /* th_body.c */
 void th_body_fill(gw_host *h);
+
+/* th_abi12.c: the ABI 1.2 members; shared blocks live while any test host does. */
+void th_abi12_fill(gw_host *h);
+void th_shared_free_all(void);
 void th_body_framing(gw_req *r);
 bool th_body_too_large(const gw_req *r);
 gw_result th_body_request(gw_req *r);

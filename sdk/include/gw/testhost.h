@@ -225,6 +225,18 @@ const char *gw_th_upstream_target(const gw_req *r);
 uint64_t gw_th_retry_delay(const gw_req *r, unsigned attempt);
 
 /* ------------------------------------------------------------------------------------------------------
+ * ABI 1.2 */
+
+/* Calls every filter's reopen hook (the gateway does on SIGUSR1), in pipeline order. host->service_name()
+ * lists the test host's route names (a route stands for its service here), in the order they were added.
+ * host->shared_block() blocks live while any test host does: a second test host created while the first
+ * lives, loading the same filter, gets the same blocks (as a reloaded generation does); they are freed with
+ * the last test host. host->attempt_sent() is false for a "connect" failure, true for every other attempt;
+ * host->upstream_status() is the last scripted reply's status that was not a failure; host->now_us() and
+ * host->start_us() read the fake clock (the start is when gw_th_run first ran the request). */
+void gw_th_reopen(gw_th *th);
+
+/* ------------------------------------------------------------------------------------------------------
  * The fake clock */
 
 /* Moves the clock forward by `ms`, firing the timers that fall due on the way in due order (the clock
