@@ -415,6 +415,21 @@ static void test_store_timeout(void **state)
     assert_near(metric(th, "gateway_ratelimit_store_fallback_total", "local"), 3, 0);
 }
 
+/* By default the gateway's own probes and scrapes are never limited; their neighbours are. */
+static void test_default_exempt(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: ratelimit\nburst: 1\n");
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(status_of(th, "/health", NULL), 200);
+        assert_int_equal(status_of(th, "/metrics", NULL), 200);
+        assert_int_equal(status_of(th, "/services/health", NULL), 200);
+    }
+    assert_int_equal(status_of(th, "/services", NULL), 200);
+    assert_int_equal(status_of(th, "/services", NULL), 429);
+    assert_int_equal(status_of(th, "/metricsz", NULL), 429);
+}
+
 static void test_routes_and_exempt(void **state)
 {
     gw_th *th = *state;
@@ -546,6 +561,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_fail_local, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_fail_allow_deny, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_exempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_and_exempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ietf_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_errors, setup, teardown),
