@@ -34,11 +34,22 @@ typedef struct {
     unsigned unhealthy; /* consecutive failures to mark it unhealthy */
 } gw_health_conf;
 
+/* Passive health: live requests mark targets too (core/proxy/passive.c). */
+typedef struct {
+    unsigned failures;    /* consecutive failed attempts that take a target out; 0 = off */
+    uint64_t cooldown_ms; /* without active checks: out this long, then one request is tried */
+} gw_passive_conf;
+
+/* What a request does when every target of its service is out. */
+enum { GW_ALL_DOWN_TRY = 0, GW_ALL_DOWN_REFUSE };
+
 typedef struct {
     char *name;
     gw_target_conf *targets;
     size_t ntargets;
     gw_health_conf health;
+    gw_passive_conf passive;
+    int when_all_down; /* GW_ALL_DOWN_* */
     bool tls_verify;   /* https targets: verify the certificate (default true) */
     char *tls_ca_file; /* NULL = system store */
     int line;

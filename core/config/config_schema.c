@@ -257,12 +257,22 @@ static bool check_health(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n
     return ok;
 }
 
+static const gw_field passive_fields[] = {
+    UINTF("failures", "3", gw_passive_conf, failures, 0, 1000, 0),
+    DURF("cooldown", "10s", gw_passive_conf, cooldown_ms, 1, DAY_MS),
+    END,
+};
+
+static const char *const all_down_names[] = {"try", "refuse", NULL}; /* GW_ALL_DOWN_* order */
+
 static const gw_field service_fields[] = {
     STR("name", NULL, gw_service_conf, name, GW_F_REQUIRED | GW_F_NONEMPTY, check_name),
     CUSTOM("targets", p_targets, NULL, gw_service_conf, targets, GW_F_WALK),
     BOOLF("tls_verify", "true", gw_service_conf, tls_verify),
     STR("tls_ca", NULL, gw_service_conf, tls_ca_file, 0, check_file),
     SECTION("health_check", offsetof(gw_service_conf, health), health_fields, check_health),
+    SECTION("passive_health", offsetof(gw_service_conf, passive), passive_fields, NULL),
+    ENUMF("when_all_down", "try", gw_cfg_enum, gw_service_conf, when_all_down, all_down_names),
     END,
 };
 

@@ -9,6 +9,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "proxy.h"
 #include "server.h"
 #include "store.h"
 
@@ -117,6 +118,23 @@ static void info(gw_conn *c)
     send_json(c, 200, o);
 }
 
+/* Why an instance is out ("reason", null when it is not) and since when its status holds ("since", null
+ * before any change). */
+static void add_reason(cJSON *ie, const gw_target *t)
+{
+    char why[160] = "", when[32];
+    if (atomic_load(&t->health) == GW_HEALTH_UNHEALTHY) gw_target_reason(t, why, sizeof why);
+    if (why[0]) cJSON_AddStringToObject(ie, "reason", why);
+    else cJSON_AddNullToObject(ie, "reason");
+    int64_t since = atomic_load(&t->down_since);
+    if (since) {
+        iso_time(since, when);
+        cJSON_AddStringToObject(ie, "since", when);
+    } else {
+        cJSON_AddNullToObject(ie, "since");
+    }
+}
+
 static void services_health(gw_conn *c)
 {
     const gw_gen *srv = c->gen;
@@ -147,6 +165,7 @@ static void services_health(gw_conn *c)
             if (lc) cJSON_AddStringToObject(ie, "last_check", when);
             else cJSON_AddNullToObject(ie, "last_check");
             cJSON_AddNumberToObject(ie, "response_time_ms", rtt_ms(tg));
+            add_reason(ie, tg);
             cJSON_AddItemToArray(inst, ie);
         }
         char when[32];

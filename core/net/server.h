@@ -47,10 +47,27 @@ typedef struct {
     _Atomic int health;           /* GW_HEALTH_* */
     _Atomic uint32_t last_rtt_us; /* last check's response time */
     _Atomic int64_t last_check;   /* unix seconds, 0 = never */
-    unsigned ok_streak, fail_streak;
+    unsigned ok_streak, fail_streak; /* main thread */
+    unsigned seen_ejections;         /* main thread: `ejections` when the checker last looked */
+    bool ever_checked_ok;            /* main thread: some active check succeeded */
+    /* why it is out (GW_DOWN_*), since when (unix seconds) and a detail: the HTTP status or errno of a
+     * failed check, the count of a passive ejection */
+    _Atomic int down_reason;
+    _Atomic int down_detail;
+    _Atomic int64_t down_since;
+    /* passive health, written by the workers (core/proxy/passive.c) */
+    _Atomic unsigned passive_fails; /* failed attempts in a row on live traffic */
+    _Atomic int passive_last;       /* GW_PASSIVE_* of the latest */
+    _Atomic int64_t retry_at_ms;    /* no active checks: monotonic ms from which one trial request goes */
+    _Atomic unsigned ejections;     /* passive ejections so far */
 } gw_target;
 
 enum { GW_HEALTH_UNKNOWN = 0, GW_HEALTH_HEALTHY, GW_HEALTH_UNHEALTHY };
+/* Why a target is out. */
+enum { GW_DOWN_NONE = 0, GW_DOWN_NO_ADDRESS, GW_DOWN_CONNECT, GW_DOWN_TIMEOUT, GW_DOWN_STATUS, GW_DOWN_CLOSED,
+       GW_DOWN_PASSIVE };
+/* What a failed attempt on live traffic was. */
+enum { GW_PASSIVE_CONNECT = 1, GW_PASSIVE_TIMEOUT, GW_PASSIVE_CLOSED };
 
 struct gw_service {
     const gw_service_conf *conf;
@@ -73,6 +90,8 @@ struct gw_server {
     struct gw_store *store; /* process-wide: shared by all workers and generations */
     gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
     gw_metric *m_store_errors; /* gateway_store_errors_total{op} */
+    gw_metric *m_target_healthy; /* gateway_upstream_target_healthy{service,target}, set by the main thread */
+    gw_metric *m_ejections;      /* gateway_upstream_passive_ejections_total{service} */
     struct gw_connlimit *climit; /* max_connections budget and per-client counts, shared by the workers */
     atomic_uint npaused;  /* workers that stopped accepting because the budget is full */
     SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
@@ -235,6 +254,9 @@ struct gw_conn {
     bool response_started;  /* a response head went to the client */
     gw_upconn *up;
     const char *up_url; /* target of the current/last attempt */
+    gw_target *up_target;   /* ... and its target (a retry prefers another one) */
+    bool up_counts;         /* a failure of this attempt counts for passive health (not a local one) */
+    bool up_reused;         /* this attempt went out on a pooled connection */
     const char *fail_message; /* a failed attempt's answer, if filters let it stand */
     int wait_fail_status;     /* the upstream connection failed while upstream_request waited */
     const char *wait_fail_why;

@@ -15,10 +15,12 @@
 #include "conn.h"
 #include "forward.h"
 #include "head_buf.h"
+#include "health.h"
 #include "log.h"
 #include "phases.h"
 #include "proxy.h"
 #include "proxy_internal.h"
+#include "util.h"
 
 void gw_proxy_arm(struct event *ev, uint64_t ms)
 {
@@ -58,10 +60,13 @@ static void reset_response_view(gw_req *r)
         gw_hdr_put(r, GW_HDR_RESPONSE, r->hset.v[i].name.p, r->hset.v[i].value.p, r->hset.v[i].value.n, false);
 }
 
+static void passive_failed(gw_conn *c, const char *why);
+
 /* A failed upstream attempt: filters see it in the upstream_response phase (a retry filter may ask for
  * another attempt); otherwise the client gets the error. */
 void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message)
 {
+    passive_failed(c, why);
     reset_response_view(&c->rq);
     c->attempt_sent = c->attempt_queued && c->up && c->up->connected;
     if (c->response_started || !gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) {
@@ -156,27 +161,78 @@ static void copy_body(struct evbuffer *dst, struct evbuffer *src)
     }
 }
 
+/* Round-robin over the targets in the rotation. A retry (attempts > 0) goes to another one than the
+ * previous attempt's when there is one. NULL: every target is out and the service refuses then. */
 static gw_pool *pick_target(gw_conn *c)
 {
     gw_gen_worker *pw = &c->gen->pw[c->w->id];
     size_t s = c->route->service;
     const gw_service *svc = &c->gen->services[s];
     size_t n = svc->ntargets, start = pw->rr[s]++;
+    gw_target *avoid = c->attempts > 0 ? c->up_target : NULL;
+    gw_pool *again = NULL; /* the previous attempt's target, if nothing else is in */
+    int64_t now = 0;
     for (size_t i = 0; i < n; i++) {
         size_t idx = (start + i) % n;
-        if (atomic_load(&svc->targets[idx].health) != GW_HEALTH_UNHEALTHY) return &pw->pools[s][idx];
+        gw_target *t = &svc->targets[idx];
+        if (t == avoid) {
+            if (atomic_load(&t->health) != GW_HEALTH_UNHEALTHY) again = &pw->pools[s][idx];
+            continue;
+        }
+        if (gw_target_pickable(t, &now)) return &pw->pools[s][idx];
     }
-    return &pw->pools[s][start % n]; /* all marked down: still try rather than refuse */
+    if (again) return again;
+    if (svc->conf->when_all_down == GW_ALL_DOWN_REFUSE) return NULL;
+    return &pw->pools[s][start % n]; /* when_all_down: try (panic): forward rather than refuse */
+}
+
+/* when_all_down: refuse. Retry-After: when the first target may be tried again, at least a second. */
+static void refuse_all_down(gw_conn *c)
+{
+    const gw_service *svc = &c->gen->services[c->route->service];
+    int64_t now = (int64_t)gw_mono_ms(), wait = 0;
+    for (size_t i = 0; i < svc->ntargets; i++) {
+        int64_t w = gw_target_retry_in_ms(&svc->targets[i], now);
+        if (w > 0 && (wait == 0 || w < wait)) wait = w;
+    }
+    char msg[160], hdr[48];
+    snprintf(msg, sizeof msg, "No healthy target for service %s", svc->conf->name);
+    snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n", (long long)(wait > 1000 ? (wait + 999) / 1000 : 1));
+    if (!c->body_complete) c->keep_alive = false;
+    c->up_url = NULL;
+    gw_respond_error_hdr(c, 503, msg, hdr);
+}
+
+/* A failed attempt that says something about its target: connect failures, timeouts before the head, a
+ * fresh connection closed before any response (a pooled one may have been closed while idle). */
+static void passive_failed(gw_conn *c, const char *why)
+{
+    if (!c->up_counts || !c->up_target) return;
+    c->up_counts = false; /* once per attempt */
+    int kind = strcmp(why, "connect") == 0 ? GW_PASSIVE_CONNECT
+               : strcmp(why, "timeout") == 0 ? GW_PASSIVE_TIMEOUT
+               : strcmp(why, "closed") == 0 && !c->up_reused ? GW_PASSIVE_CLOSED
+                                                             : 0;
+    if (!kind || !gw_passive_failure(c->up_target, kind, (int64_t)gw_mono_ms())) return;
+    gw_metric *m = c->w->srv->m_ejections;
+    if (m) gw_metric_add(m, c->w->id, (const char *const[]){c->up_target->service->name}, 1);
 }
 
 void gw_proxy_connect(gw_conn *c)
 {
     gw_pool *pool = pick_target(c);
+    if (!pool) {
+        refuse_all_down(c);
+        return;
+    }
     char *why = "out of memory";
     gw_upconn *u = gw_upstream_acquire(c->w, pool, c->attempts > 0, &why);
     c->attempts++;
     c->attempt_queued = c->attempt_sent = false;
     c->up_url = pool->target->conf->url;
+    c->up_target = pool->target;
+    c->up_counts = u || pool->target->naddrs == 0; /* not when we ran out of descriptors or memory */
+    c->up_reused = u && u->reused;
     c->rq.hup_on = false; /* the upstream view is per attempt */
     c->rq.attempt_error = NULL;
     if (!u) {

@@ -20,6 +20,9 @@ void gw_proxy_client_drained(gw_conn *c);
 void gw_proxy_abort(gw_conn *c);
 void gw_proxy_tunnel_client_eof(gw_conn *c);
 
+/* passive.c: why a target is out, for /services/health ("" when it is not) */
+void gw_target_reason(const gw_target *t, char *buf, size_t n);
+
 /* upstream.c: the worker's sweep and generation retirement */
 void gw_upstream_log_flush(void);
 void gw_upstream_pools_free(gw_worker *w, gw_gen *g);

@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "head_buf.h"
+#include "health.h"
 #include "log.h"
 #include "phases.h"
 #include "proxy.h"
@@ -225,6 +226,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
             gw_proxy_attempt_failed(c, 502, "invalid", "The upstream service sent an invalid response");
             return -1;
         }
+        gw_passive_success(u->pool->target); /* any answer, 5xx included: that is the breaker's business */
         if (h->status == 101) {
             if (c->req->upgrade && h->upgrade) {
                 start_tunnel(c, u, p, head_len);
