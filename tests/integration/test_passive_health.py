@@ -196,6 +196,24 @@ class PassiveHealthTest(g.GatewayTestCase):
         self.wait_status(gw, "svc", other.url, "healthy", 3)
 
     # -- retries and metrics ------------------------------------------------------------------------
+    def test_retry_avoids_the_failed_target(self):
+        # One worker, one round-robin cursor: [dead, live]. The first request's attempt goes to the dead
+        # target and waits 300 ms before its retry; meanwhile a second request takes the live target, so
+        # the cursor points at the dead one again. The retry must still go to the live one.
+        live, dead = self.start_upstream("live"), dead_url()
+        pipeline = [{"name": "retrier", "file": g.fixture_path("retrier")}]
+        gw = self.gateway([{"name": "svc", "targets": [dead, live.url], "passive_health": {"failures": 0}}],
+                          pipeline=pipeline)
+        with g.RawConn(gw.port, timeout=10 * g.SLOW) as first:
+            first.send(g.request_bytes("GET", "/api/svc/first", headers=[("X-Retry-Delay-Ms", "%d" % (300 * g.SLOW))]))
+            time.sleep(0.05 * g.SLOW)
+            second = g.simple_request(gw.port, "GET", "/api/svc/second")
+            self.assertEqual((second.status, second.header("x-attempts")), (200, "1"), second.summary())
+            r = first.read_response()
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.header("x-attempts"), "2", "the retry went back to the target that had failed")
+
+
     def test_retry_goes_elsewhere_and_metrics(self):
         live, dead = self.start_upstream("live"), dead_url()
         pipeline = [{"name": "retrier", "file": g.fixture_path("retrier")}]
