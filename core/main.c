@@ -99,14 +99,16 @@ static int build_server(gw_server *srv, char **err)
     srv->m_store_errors = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_store_errors_total",
                                               "Store operations that failed (store unavailable or too slow)",
                                               op_label, NULL, 0, &merr);
-    static const char *const target_labels[] = {"service", "target", NULL}, *const svc_label[] = {"service", NULL};
-    srv->m_target_healthy = gw_metrics_register(srv->metrics, GW_METRIC_GAUGE, "gateway_upstream_target_healthy",
-                                                "1 while a target takes requests, 0 while it is out (active or "
-                                                "passive health)",
-                                                target_labels, NULL, 0, &merr);
-    srv->m_ejections = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_upstream_passive_ejections_total",
-                                           "Targets taken out of the rotation by failures of live requests",
-                                           svc_label, NULL, 0, &merr);
+    static const char *const target_labels[] = {"service", "target", NULL};
+    static const char *const svc_label[] = {"service", NULL};
+    srv->m_target_healthy =
+        gw_metrics_register(srv->metrics, GW_METRIC_GAUGE, "gateway_upstream_target_healthy",
+                            "1 while a target takes requests, 0 while it is out (active or passive health)",
+                            target_labels, NULL, 0, &merr);
+    srv->m_ejections =
+        gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_upstream_passive_ejections_total",
+                            "Targets taken out of the rotation by failures of live requests", svc_label, NULL,
+                            0, &merr);
     srv->climit = gw_connlimit_new(srv->metrics);
     if (!srv->climit) return asprintf(err, "out of memory"), -1;
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */

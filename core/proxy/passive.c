@@ -20,9 +20,9 @@ static bool passive_only(const gw_target *t)
 
 static const char *kind_name(int kind)
 {
-    return kind == GW_PASSIVE_CONNECT ? "connect failure"
+    return kind == GW_PASSIVE_CONNECT   ? "connect failure"
            : kind == GW_PASSIVE_TIMEOUT ? "timeout"
-           : kind == GW_PASSIVE_CLOSED ? "connection closed before a response"
+           : kind == GW_PASSIVE_CLOSED  ? "connection closed before a response"
                                         : "failure";
 }
 
@@ -50,7 +50,8 @@ bool gw_passive_failure(gw_target *t, int kind, int64_t now_ms)
     atomic_fetch_add(&t->ejections, 1);
     atomic_store(&t->health, GW_HEALTH_UNHEALTHY);
     if (passive_only(t))
-        gw_warn("health: %s target %s is out after %u failed requests in a row (last: %s); tried again in %llu ms",
+        gw_warn("health: %s target %s is out after %u failed requests in a row (last: %s); tried again in "
+                "%llu ms",
                 t->service->name, t->conf->url, n, kind_name(kind), (unsigned long long)pc->cooldown_ms);
     else
         gw_warn("health: %s target %s is out after %u failed requests in a row (last: %s) until its health "
@@ -78,7 +79,8 @@ bool gw_target_pickable(gw_target *t, int64_t *now_ms)
     if (*now_ms == 0) *now_ms = (int64_t)gw_mono_ms();
     if (*now_ms < at) return false;
     /* One trial per cool-down: the request that moves the time on is it. */
-    return atomic_compare_exchange_strong(&t->retry_at_ms, &at, *now_ms + (int64_t)t->service->passive.cooldown_ms);
+    return atomic_compare_exchange_strong(&t->retry_at_ms, &at,
+                                          *now_ms + (int64_t)t->service->passive.cooldown_ms);
 }
 
 int64_t gw_target_retry_in_ms(const gw_target *t, int64_t now_ms)
@@ -93,17 +95,27 @@ void gw_target_reason(const gw_target *t, char *buf, size_t n)
 {
     int detail = atomic_load(&t->down_detail);
     switch (atomic_load(&t->down_reason)) {
-    case GW_DOWN_NO_ADDRESS: snprintf(buf, n, "active check failed: no address for the host"); break;
+    case GW_DOWN_NO_ADDRESS:
+        snprintf(buf, n, "active check failed: no address for the host");
+        break;
     case GW_DOWN_CONNECT:
         snprintf(buf, n, "active check failed: connect: %s", detail ? strerror(detail) : "error");
         break;
-    case GW_DOWN_TIMEOUT: snprintf(buf, n, "active check failed: no answer within the timeout"); break;
-    case GW_DOWN_STATUS: snprintf(buf, n, "active check failed: status %d", detail); break;
-    case GW_DOWN_CLOSED: snprintf(buf, n, "active check failed: connection closed without a response"); break;
+    case GW_DOWN_TIMEOUT:
+        snprintf(buf, n, "active check failed: no answer within the timeout");
+        break;
+    case GW_DOWN_STATUS:
+        snprintf(buf, n, "active check failed: status %d", detail);
+        break;
+    case GW_DOWN_CLOSED:
+        snprintf(buf, n, "active check failed: connection closed without a response");
+        break;
     case GW_DOWN_PASSIVE:
         snprintf(buf, n, "passive: %d consecutive failed requests (last: %s)", detail,
                  kind_name(atomic_load(&t->passive_last)));
         break;
-    default: snprintf(buf, n, "%s", ""); break;
+    default:
+        snprintf(buf, n, "%s", "");
+        break;
     }
 }

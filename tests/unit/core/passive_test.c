@@ -53,7 +53,8 @@ static void test_run_resets_and_ejects(void **state)
     assert_true(atomic_load(&t.down_since) > 0);
     char why[160];
     gw_target_reason(&t, why, sizeof why);
-    assert_string_equal(why, "passive: 3 consecutive failed requests (last: connection closed before a response)");
+    assert_string_equal(why,
+                        "passive: 3 consecutive failed requests (last: connection closed before a response)");
 }
 
 static void test_cooldown_trial(void **state)
@@ -101,7 +102,8 @@ static void test_with_active_checks(void **state)
     atomic_store(&t.health, GW_HEALTH_UNHEALTHY);
     atomic_store(&t.down_reason, GW_DOWN_STATUS);
     atomic_store(&t.down_detail, 503);
-    for (int i = 0; i < 5; i++) assert_false(gw_passive_failure(&t, GW_PASSIVE_CONNECT, 10));
+    for (int i = 0; i < 5; i++)
+        assert_false(gw_passive_failure(&t, GW_PASSIVE_CONNECT, 10));
     assert_int_equal(atomic_load(&t.ejections), 0);
     char why[160];
     gw_target_reason(&t, why, sizeof why);
@@ -113,7 +115,8 @@ static void test_disabled(void **state)
     gw_service_conf s;
     gw_target t;
     setup_target(&t, &s, 0, NULL);
-    for (int i = 0; i < 100; i++) assert_false(gw_passive_failure(&t, GW_PASSIVE_CONNECT, 10));
+    for (int i = 0; i < 100; i++)
+        assert_false(gw_passive_failure(&t, GW_PASSIVE_CONNECT, 10));
     assert_int_equal(atomic_load(&t.health), GW_HEALTH_UNKNOWN);
     assert_true(pickable_at(&t, 10));
 }
@@ -137,8 +140,10 @@ static void test_threads_count_exactly(void **state)
     gw_target t;
     setup_target(&t, &s, 3, NULL);
     pthread_t th[THREADS];
-    for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, hammer, &t), 0);
-    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, hammer, &t), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
     assert_int_equal(atomic_load(&ejected), 1);
     assert_int_equal(atomic_load(&t.ejections), 1);
     assert_int_equal(atomic_load(&t.passive_fails), THREADS * PER_THREAD);
@@ -148,10 +153,8 @@ static void test_threads_count_exactly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_resets_and_ejects),
-        cmocka_unit_test(test_cooldown_trial),
-        cmocka_unit_test(test_with_active_checks),
-        cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_run_resets_and_ejects), cmocka_unit_test(test_cooldown_trial),
+        cmocka_unit_test(test_with_active_checks),    cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_threads_count_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
