@@ -1,6 +1,7 @@
 /* cb_phase.c - the breaker on the request path: admission in the request phase (first attempt) and in the
  * upstream_request phase (each later attempt, so an open breaker ends a retry sequence with its 503), the
- * outcome of every attempt in upstream_response, and the probe slot given back on cleanup when a probe
+ * outcome of every attempt in upstream_response (an attempt that skipped upstream_request, having no
+ * connection, is admitted there first), and the probe slot given back on cleanup when a probe
  * ends without an outcome (client gone, error). */
 #include "breaker.h"
 
@@ -125,8 +126,15 @@ gw_result cb_on_upstream_response(void *inst, void *route_conf, void *state, gw_
     const char *why = failure_of(in->h, req, buf, sizeof buf);
     uint32_t seq = st->seq;
     bool probe = st->probe;
-    if (!st->admitted) /* an attempt that failed before its upstream_request phase (no connection) */
-        seq = CB_W_SEQ(atomic_load(&st->svc->b->word));
+    if (!st->admitted) {
+        /* A later attempt that failed before its upstream_request phase (no connection): it asks now, and
+         * an open breaker answers instead of the attempt's error, which also ends the retries. */
+        cb_admit a;
+        cb_try_admit(st->svc, &st->lim, req, &a);
+        if (!a.allowed) return refuse(in, st, req, &a);
+        seq = a.seq;
+        probe = a.probe;
+    }
     st->admitted = st->probe = false;
     cb_record(st->svc, &st->lim, req, seq, probe, why);
     return GW_CONTINUE;
