@@ -7,7 +7,7 @@ once with Retry-After and the upstream sees nothing more; after the reset timeou
 exactly CB_HALF_OPEN_MAX_REQUESTS concurrent probes (held by a hanging upstream; clients that reset their
 connections free their slots) and closes after CB_SUCCESS_THRESHOLD successes; reset one / all / 404 behind adminauth; with
 two workers the failures are counted and the state reported alike whichever worker answers; the state
-survives SIGHUP; a per-service override naming an unknown service refuses to start."""
+survives SIGHUP; per-service and per-route overrides; a per-service override naming an unknown service refuses to start."""
 
 import base64
 import json
@@ -42,7 +42,7 @@ routes:
   - prefix: /api/users
     service: user-service
     strip_prefix: true
-log:
+{routes}log:
   level: info
 pipeline:
 {adminauth}  - name: breaker
@@ -61,14 +61,14 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:s3cret-pass").decod
 
 
 class BreakerTest(g.GatewayTestCase):
-    def start(self, env=None, workers=1, adminauth=False, extra=""):
+    def start(self, env=None, workers=1, adminauth=False, extra="", routes=""):
         self.users = self.start_upstream("users")
         self.auth = self.start_upstream("auth")
         self.admin_headers = AUTH if adminauth else {}
 
         def cfg(port):
             return CONFIG.format(port=port, workers=workers, auth_url=self.auth.url, user_url=self.users.url,
-                                 adminauth=ADMINAUTH if adminauth else "", extra=extra)
+                                 adminauth=ADMINAUTH if adminauth else "", extra=extra, routes=routes)
         self.cfg_text = cfg
         self.gw = self.start_gateway(cfg, env=env)
         return self.gw
@@ -263,11 +263,27 @@ class BreakerTest(g.GatewayTestCase):
             self.assertEqual(self.get("/api/users/echo")[0], 200)
         self.assertEqual(self.breaker("user-service")["state"], "closed")
 
+    def test_service_and_route_overrides(self):
+        routes = ("  - prefix: /api/fragile\n    service: user-service\n    strip_prefix: true\n"
+                  "    filters:\n      breaker: {max_failures: 1}\n")
+        self.start(extra="    services:\n      auth-service: {max_failures: 2, reset_timeout: 7s}\n", routes=routes)
+        self.assertEqual(self.get("/api/auth/status/500")[0], 500)
+        self.assertEqual(self.breaker("auth-service")["state"], "closed")
+        self.assertEqual(self.get("/api/auth/status/500")[0], 500)
+        st, h, body = self.get("/api/auth/echo")
+        self.assertEqual(self.assertBreaker503(st, h, body, "auth-service"), 7)
+        self.assertEqual(self.get("/api/users/status/500")[0], 500)  # the pipeline's 5 on this route
+        self.assertEqual(self.breaker("user-service")["state"], "closed")
+        self.assertEqual(self.get("/api/fragile/status/500")[0], 500)  # this route's 1: the service opens
+        self.assertEqual(self.breaker("user-service")["state"], "open")
+        st, h, body = self.get("/api/users/echo")
+        self.assertEqual(self.assertBreaker503(st, h, body), 30)
+
     def test_unknown_service_override_refused(self):
         self.users = self.start_upstream("users")
         extra = "    services:\n      billing-service: {max_failures: 3}\n"
         text = CONFIG.format(port=g.free_port(), workers=1, auth_url=self.users.url, user_url=self.users.url,
-                             adminauth="", extra=extra)
+                             adminauth="", extra=extra, routes="")
         gw = self.start_gateway(text, wait=False)
         gw.expect_exit = True
         rc = gw.proc.wait(15 * g.SLOW)
