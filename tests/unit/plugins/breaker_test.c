@@ -35,25 +35,23 @@
 
 /* --- "hold": a filter after the breaker that keeps a request waiting (a probe in flight) ------------- */
 
-static const gw_host *hold_host;
-
-static gw_result hold_on_request(void *inst, void *route_conf, void *state, gw_req *req)
-{
-    (void)inst;
-    (void)route_conf;
-    (void)state;
-    gw_strv v;
-    return hold_host->header_get(req, GW_HDR_REQUEST, "X-Hold", &v) ? GW_WAIT : GW_CONTINUE;
-}
-
-static void *hold_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
+/* The instance is the host table (each test host has its own). */
+static void *host_as_inst(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
     (void)self;
     (void)conf;
     (void)err;
     (void)errlen;
-    hold_host = h;
-    return (void *)&hold_host;
+    return (void *)h;
+}
+
+static gw_result hold_on_request(void *inst, void *route_conf, void *state, gw_req *req)
+{
+    const gw_host *h = inst;
+    (void)route_conf;
+    (void)state;
+    gw_strv v;
+    return h->header_get(req, GW_HDR_REQUEST, "X-Hold", &v) ? GW_WAIT : GW_CONTINUE;
 }
 
 static const gw_filter_desc hold_desc = {
@@ -62,32 +60,20 @@ static const gw_filter_desc hold_desc = {
     .struct_size = sizeof(gw_filter_desc),
     .name = "hold",
     .version = "1.0.0",
-    .create = hold_create,
+    .create = host_as_inst,
     .on_request = hold_on_request,
 };
 
 /* --- "retry": retries every 5xx or failed attempt, before the breaker in the pipeline ------------------- */
 
-static const gw_host *retry_host;
-
 static gw_result retry_on_upstream_response(void *inst, void *route_conf, void *state, gw_req *req)
 {
-    (void)inst;
+    const gw_host *h = inst;
     (void)route_conf;
     (void)state;
-    if (retry_host->status(req) < 500 || retry_host->attempts(req) >= 8) return GW_CONTINUE;
-    retry_host->retry_after(req, 10);
+    if (h->status(req) < 500 || h->attempts(req) >= 8) return GW_CONTINUE;
+    h->retry_after(req, 10);
     return GW_RETRY;
-}
-
-static void *retry_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
-{
-    (void)self;
-    (void)conf;
-    (void)err;
-    (void)errlen;
-    retry_host = h;
-    return (void *)&retry_host;
 }
 
 static const gw_filter_desc retry_desc = {
@@ -96,7 +82,7 @@ static const gw_filter_desc retry_desc = {
     .struct_size = sizeof(gw_filter_desc),
     .name = "retry",
     .version = "1.0.0",
-    .create = retry_create,
+    .create = host_as_inst,
     .on_upstream_response = retry_on_upstream_response,
 };
 
