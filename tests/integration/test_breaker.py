@@ -16,6 +16,7 @@ import socket
 import statistics
 import struct
 import sys
+import threading
 import time
 import unittest
 
@@ -176,6 +177,63 @@ class BreakerTest(g.GatewayTestCase):
         self.assertTrue(ok)
         self.assertEqual(self.get("/api/users/echo")[0], 200)
         self.assertEqual(self.breaker("user-service")["state"], "closed")
+
+    def test_two_workers_concurrent_probes(self):
+        """Many clients at once on two workers: one transition each way, exactly the configured probes."""
+        self.start(env={"CB_MAX_FAILURES": "3", "CB_RESET_TIMEOUT_SECONDS": "1", "CB_HALF_OPEN_MAX_REQUESTS": "3"},
+                   workers=2)
+        results = []
+        lock = threading.Lock()
+
+        def hammer():
+            for _ in range(20):
+                st = self.get("/api/users/status/500")[0]
+                with lock:
+                    results.append(st)
+                if st == 503:
+                    return
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertIn(503, results)
+        self.assertGreaterEqual(results.count(500), 3)
+        self.assertEqual(self.hits(), results.count(500))
+        self.assertEqual(self.gw.log().count("user-service: closed -> open"), 1)
+        time.sleep(1.1)
+        self.users.reset()
+        conns, answers = [], []
+
+        def probe():
+            c = g.RawConn(self.gw.port, timeout=10)
+            with lock:
+                conns.append(c)
+            c.send(g.request_bytes("GET", "/api/users/hang"))
+            try:
+                r = c.read_response(timeout=3)
+                with lock:
+                    answers.append(r.status)
+            except (g.NoResponse, g.ConnClosed, OSError):
+                pass  # a probe held by the hanging upstream
+        try:
+            threads = [threading.Thread(target=probe) for _ in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            self.assertEqual(sorted(answers), [503] * 9)
+            self.assertEqual(len(self.users.requests()), 3)
+        finally:
+            for c in conns:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close()
+        self.assertTrue(g.wait_until(lambda: self.get("/api/users/echo")[0] == 200, 10, interval=0.05))
+        self.assertEqual(self.get("/api/users/echo")[0], 200)
+        self.assertEqual({self.breaker("user-service")["state"] for _ in range(10)}, {"closed"})
+        log = self.gw.log()
+        self.assertEqual(log.count("user-service: open -> half-open"), 1)
+        self.assertEqual(log.count("user-service: half-open -> closed"), 1)
 
     def test_probe_failure_reopens(self):
         self.start(env={"CB_MAX_FAILURES": "1", "CB_RESET_TIMEOUT_SECONDS": "1"})
