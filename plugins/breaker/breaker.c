@@ -25,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CB_SET(key, type, field, def, lo, hi, flags, help)                                                  \
-    {key, type, offsetof(cb_conf, field), def, lo, hi, NULL, flags, help}
+#define CB_SET(key, type, field, def, lo, hi, flags, help)                                                   \
+    {                                                                                                        \
+        key, type, offsetof(cb_conf, field), def, lo, hi, NULL, flags, help                                  \
+    }
 static const gw_setting cb_settings_table[] = {
     CB_SET("max_failures", GW_SET_INT, max_failures, "5", 1, CB_MAX_COUNT, GW_SET_ROUTE,
            "Consecutive failed attempts (5xx, connect error, timeout) that open a service's breaker"),
@@ -52,8 +54,8 @@ static void limits_of(const cb_conf *c, cb_limits *lim)
     lim->success_threshold = (uint32_t)c->success_threshold;
 }
 
-static int read_count(const gw_host *h, const gw_conf *map, const char *key, int64_t max, uint32_t *out, char *err,
-                      size_t errlen)
+static int read_count(const gw_host *h, const gw_conf *map, const char *key, int64_t max, uint32_t *out,
+                      char *err, size_t errlen)
 {
     const gw_conf *n = h->conf_get(map, key);
     if (!n) return 0;
@@ -81,7 +83,8 @@ static int service_overrides(const gw_host *h, const gw_conf *node, cb_limits *l
             ok = ok || strcmp(k, known[j]) == 0;
         if (!ok)
             return h->conf_error(h->conf_at(node, i), err, errlen,
-                                 CB_NAME ".services.%s: unknown setting (allowed: max_failures, reset_timeout, "
+                                 CB_NAME
+                                 ".services.%s: unknown setting (allowed: max_failures, reset_timeout, "
                                  "half_open_max_requests, success_threshold)",
                                  k);
     }
@@ -96,7 +99,7 @@ static int service_overrides(const gw_host *h, const gw_conf *node, cb_limits *l
         if (h->conf_duration_ms(n, &ms, why, sizeof why) != 0 || ms < 1 || ms > 86400000)
             return h->conf_error(n, err, errlen,
                                  CB_NAME ".services.reset_timeout: expected a duration from 1ms to 24h "
-                                 "(\"500ms\", \"30s\", or seconds)");
+                                         "(\"500ms\", \"30s\", or seconds)");
         lim->reset_ms = ms;
     }
     return 0;
@@ -186,8 +189,10 @@ static cb_block *block_for(cb_inst *in, const char *name, char *err, size_t errl
         b = in->h->shared_block(in->self, key, sizeof *b);
     }
     if (!b) {
-        snprintf(err, errlen, CB_NAME ": no shared state for service %s (out of memory, or a block of another "
-                 "layout from an earlier version of this filter: restart the gateway)", name);
+        snprintf(err, errlen,
+                 CB_NAME ": no shared state for service %s (out of memory, or a block of another "
+                         "layout from an earlier version of this filter: restart the gateway)",
+                 name);
         return NULL;
     }
     /* A zeroed block is a closed breaker at sequence 0; the magic marks the layout. */
@@ -223,8 +228,8 @@ static int metrics_init(cb_inst *in)
     const gw_host *h = in->h;
     const char *const labels[] = {"service", NULL};
     in->m_state = h->metric_register(in->self, GW_METRIC_GAUGE, "gateway_circuit_breaker_state",
-                                     "Circuit breaker state per service: 1 closed, 0.5 half-open, 0 open", labels,
-                                     NULL, 0);
+                                     "Circuit breaker state per service: 1 closed, 0.5 half-open, 0 open",
+                                     labels, NULL, 0);
     in->m_trips = h->metric_register(in->self, GW_METRIC_COUNTER, "gateway_circuit_breaker_trips_total",
                                      "Transitions of a service's circuit breaker to open", labels, NULL, 0);
     for (size_t i = 0; i < in->nsvc; i++) {
@@ -246,8 +251,9 @@ static void *cb_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     (void)conf;
     if (!CB_HAS(h, settings) || !CB_HAS(h, service_name) || !CB_HAS(h, respond) || !CB_HAS(h, on_cleanup) ||
         !CB_HAS(h, register_endpoint) || !CB_HAS(h, header_set)) {
-        snprintf(err, errlen, CB_NAME ": the host lacks the service list, cleanup or endpoint calls this filter "
-                 "needs (filter ABI 1.2)");
+        snprintf(err, errlen,
+                 CB_NAME ": the host lacks the service list, cleanup or endpoint calls this filter "
+                         "needs (filter ABI 1.2)");
         return NULL;
     }
     cb_inst *in = calloc(1, sizeof *in);
@@ -275,7 +281,8 @@ static void *cb_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     }
     if (CB_HAS(h, metric_register) && CB_HAS(h, metric_add)) metrics_init(in);
     if (in->own_blocks)
-        h->log(self, NULL, GW_LOG_WARN, "the host has no shared blocks: breaker state is per instance and "
+        h->log(self, NULL, GW_LOG_WARN,
+               "the host has no shared blocks: breaker state is per instance and "
                "starts closed again after a reload");
     return in;
 oom:

@@ -13,8 +13,8 @@
 
 #define CB_NAME "breaker"
 #define CB_ADMIN_PATH "/admin/circuit-breakers"
-#define CB_MAX_PROBES 1000    /* half_open_max_requests upper bound (fits the probe field of the word) */
-#define CB_MAX_COUNT 1000000  /* max_failures, success_threshold upper bound */
+#define CB_MAX_PROBES 1000         /* half_open_max_requests upper bound (fits the probe field of the word) */
+#define CB_MAX_COUNT 1000000       /* max_failures, success_threshold upper bound */
 #define CB_BLOCK_MAGIC 0x43427631u /* "CBv1": the layout of cb_block */
 
 /* Whether the host table has member m (older hosts have a shorter table or a NULL there). */
@@ -45,20 +45,21 @@ typedef struct {
  * it belongs to (low 20 bits) with the monotonic ms at which it may half-open. */
 typedef struct {
     uint32_t magic;
-    _Atomic uint64_t word;     /* seq << 32 | probes << 2 | state */
-    _Atomic uint64_t until;    /* (seq & 0xfffff) << 44 | due ms (44 bits) */
-    _Atomic uint32_t failures; /* consecutive failures (a success resets) */
-    _Atomic uint32_t successes; /* consecutive successes (a failure resets) */
+    _Atomic uint64_t word;                 /* seq << 32 | probes << 2 | state */
+    _Atomic uint64_t until;                /* (seq & 0xfffff) << 44 | due ms (44 bits) */
+    _Atomic uint32_t failures;             /* consecutive failures (a success resets) */
+    _Atomic uint32_t successes;            /* consecutive successes (a failure resets) */
     _Atomic uint64_t last_failure_unix_ms; /* 0: never */
     _Atomic uint64_t trips;
     atomic_bool gauge_init; /* the state gauge got its +1 for this process */
     atomic_bool magic_set;
 } cb_block;
 
-#define CB_W_STATE(w) ((unsigned)((w) & 3u))
+#define CB_W_STATE(w) ((unsigned)((w)&3u))
 #define CB_W_PROBES(w) ((unsigned)(((w) >> 2) & 0xffffu))
 #define CB_W_SEQ(w) ((uint32_t)((w) >> 32))
-#define CB_W_MAKE(seq, probes, state) (((uint64_t)(seq) << 32) | ((uint64_t)(probes) << 2) | (uint64_t)(state))
+#define CB_W_MAKE(seq, probes, state)                                                                        \
+    (((uint64_t)(seq) << 32) | ((uint64_t)(probes) << 2) | (uint64_t)(state))
 
 struct cb_inst;
 
@@ -86,10 +87,10 @@ typedef struct cb_inst {
 typedef struct {
     cb_svc *svc;
     cb_limits lim;
-    uint32_t seq;     /* the sequence the current attempt was admitted in */
-    bool admitted;    /* the current attempt was admitted and its outcome not recorded yet */
-    bool probe;       /* ... and holds a half-open probe slot */
-    bool refused;     /* this filter answered 503: no attempt of ours to record */
+    uint32_t seq;  /* the sequence the current attempt was admitted in */
+    bool admitted; /* the current attempt was admitted and its outcome not recorded yet */
+    bool probe;    /* ... and holds a half-open probe slot */
+    bool refused;  /* this filter answered 503: no attempt of ours to record */
     bool cleanup_set;
 } cb_state;
 
@@ -98,8 +99,8 @@ typedef struct {
     bool allowed;
     bool probe;
     uint32_t seq;
-    unsigned state;          /* when refused: CB_OPEN or CB_HALF_OPEN */
-    uint64_t retry_after_s;  /* when refused */
+    unsigned state;         /* when refused: CB_OPEN or CB_HALF_OPEN */
+    uint64_t retry_after_s; /* when refused */
 } cb_admit;
 
 /* cb_state.c */

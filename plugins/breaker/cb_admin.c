@@ -52,7 +52,8 @@ static void rfc3339(uint64_t unix_ms, char out[32])
 {
     time_t t = (time_t)(unix_ms / 1000);
     struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) snprintf(out, 32, "1970-01-01T00:00:00Z");
+    if (!gmtime_r(&t, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "1970-01-01T00:00:00Z");
 }
 
 static cJSON *breaker_json(cb_svc *s, gw_req *req)
@@ -76,8 +77,8 @@ static cJSON *breaker_json(cb_svc *s, gw_req *req)
 static gw_result list(cb_inst *in, gw_req *req)
 {
     cJSON *doc = cJSON_CreateObject();
-    cJSON *data = doc && cJSON_AddStringToObject(doc, "status", "success") ? cJSON_AddArrayToObject(doc, "data")
-                                                                           : NULL;
+    cJSON *data =
+        doc && cJSON_AddStringToObject(doc, "status", "success") ? cJSON_AddArrayToObject(doc, "data") : NULL;
     if (!data) {
         cJSON_Delete(doc);
         return GW_ERROR;
@@ -112,7 +113,8 @@ gw_result cb_admin_endpoint(void *inst, void *route_conf, void *state, gw_req *r
     (void)state;
     gw_strv path = h->path(req), m = h->method(req);
     size_t plen = sizeof CB_ADMIN_PATH - 1;
-    if (path.n < plen || memcmp(path.p, CB_ADMIN_PATH, plen) != 0) return answer_error(h, req, 404, "Not found");
+    if (path.n < plen || memcmp(path.p, CB_ADMIN_PATH, plen) != 0)
+        return answer_error(h, req, 404, "Not found");
     const char *rest = path.p + plen;
     size_t rn = path.n - plen;
     if (rn == 0 || equals(rest, rn, "/")) {

@@ -167,7 +167,8 @@ void cb_release(cb_svc *s, uint32_t seq)
     uint64_t w = atomic_load(&b->word);
     for (int round = 0; round < CAS_ROUNDS; round++) {
         if (CB_W_SEQ(w) != seq || CB_W_STATE(w) != CB_HALF_OPEN || CB_W_PROBES(w) == 0) return;
-        if (atomic_compare_exchange_weak(&b->word, &w, CB_W_MAKE(seq, CB_W_PROBES(w) - 1, CB_HALF_OPEN))) return;
+        if (atomic_compare_exchange_weak(&b->word, &w, CB_W_MAKE(seq, CB_W_PROBES(w) - 1, CB_HALF_OPEN)))
+            return;
     }
 }
 

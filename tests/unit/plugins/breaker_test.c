@@ -1,9 +1,9 @@
 /* breaker_test.c - unit tests of plugins/breaker on the SDK test host and its fake clock: the admin listing
  * before any traffic, closed -> open after exactly max_failures (5xx and every attempt error; 4xx is a
  * success and resets the count), the 503 JSON and Retry-After, half-open probe slots (freed by a success, by
- * a client abort, by a timeout), half-open -> closed and -> open, reset one / all / 404 / 405, the state gauge
- * moved by exact deltas and the trips counter, state kept by a second test host (a reload), retries ended
- * by the breaker's 503, per-service overrides and settings errors. GW_PLUGIN_SO is the built filter. */
+ * a client abort, by a timeout), half-open -> closed and -> open, reset one / all / 404 / 405, the state
+ * gauge moved by exact deltas and the trips counter, state kept by a second test host (a reload), retries
+ * ended by the breaker's 503, per-service overrides and settings errors. GW_PLUGIN_SO is the built filter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -225,7 +225,8 @@ static void assert_refused(gw_req *r, const char *svc, const char *retry_after)
     assert_false(gw_th_upstream_called(r));
     char want[400];
     snprintf(want, sizeof want,
-             "{\"error\":\"Service unavailable\",\"message\":\"Circuit breaker is open for %s\",\"request_id\":\"%s\"}",
+             "{\"error\":\"Service unavailable\",\"message\":\"Circuit breaker is open for "
+             "%s\",\"request_id\":\"%s\"}",
              svc, gw_th_header(r, GW_HDR_RESPONSE, "X-Request-Id"));
     assert_string_equal(gw_th_body(r, NULL), want);
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "Content-Type"), "application/json");
@@ -240,10 +241,11 @@ static void test_listed_before_traffic(void **state)
     load(th, NULL);
     gw_req *r = admin(th, "GET", "/admin/circuit-breakers");
     assert_int_equal(gw_th_status(r), 200);
-    assert_string_equal(gw_th_body(r, NULL),
-                        "{\"status\":\"success\",\"data\":["
-                        "{\"name\":\"svc-a\",\"state\":\"closed\",\"failures\":0,\"consecutive_successes\":0},"
-                        "{\"name\":\"svc-b\",\"state\":\"closed\",\"failures\":0,\"consecutive_successes\":0}]}");
+    assert_string_equal(
+        gw_th_body(r, NULL),
+        "{\"status\":\"success\",\"data\":["
+        "{\"name\":\"svc-a\",\"state\":\"closed\",\"failures\":0,\"consecutive_successes\":0},"
+        "{\"name\":\"svc-b\",\"state\":\"closed\",\"failures\":0,\"consecutive_successes\":0}]}");
     assert_near(gauge(th, "svc-a"), 1);
     assert_near(gauge(th, "svc-b"), 1);
     assert_near(trips(th, "svc-a"), 0);
@@ -266,10 +268,11 @@ static void test_opens_after_exactly_max_failures(void **state)
     assert_string_equal(list_one(th, "svc-a").state, "closed");
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "open"), 0);
     assert_int_equal(status_of(th, "/a/x", 500), 500); /* the third in a row */
-    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN,
-                                    "circuit breaker for svc-a: closed -> open (3 consecutive failures, last: "
-                                    "upstream 500)"),
-                     1);
+    assert_int_equal(
+        gw_th_log_find(th, GW_LOG_WARN,
+                       "circuit breaker for svc-a: closed -> open (3 consecutive failures, last: "
+                       "upstream 500)"),
+        1);
     l = list_one(th, "svc-a");
     assert_string_equal(l.state, "open");
     assert_int_equal(l.failures, 3);
@@ -400,7 +403,8 @@ static void test_reset_endpoints(void **state)
     open_it(th, "/b");
     gw_req *r = admin(th, "POST", "/admin/circuit-breakers/svc-a/reset");
     assert_int_equal(gw_th_status(r), 200);
-    assert_string_equal(gw_th_body(r, NULL), "{\"status\":\"success\",\"message\":\"Circuit breaker for svc-a reset\"}");
+    assert_string_equal(gw_th_body(r, NULL),
+                        "{\"status\":\"success\",\"message\":\"Circuit breaker for svc-a reset\"}");
     assert_int_equal(gw_th_log_find(th, GW_LOG_INFO, "svc-a: open -> closed (reset by admin)"), 1);
     listed l = list_one(th, "svc-a");
     assert_string_equal(l.state, "closed");
@@ -413,7 +417,8 @@ static void test_reset_endpoints(void **state)
     r = admin(th, "POST", "/admin/circuit-breakers/nope/reset");
     assert_int_equal(gw_th_status(r), 404);
     cJSON *doc = json_of(r);
-    assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "message")->valuestring, "Circuit breaker not found");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "message")->valuestring,
+                        "Circuit breaker not found");
     assert_non_null(cJSON_GetObjectItemCaseSensitive(doc, "error"));
     assert_non_null(cJSON_GetObjectItemCaseSensitive(doc, "request_id"));
     cJSON_Delete(doc);
@@ -427,7 +432,8 @@ static void test_reset_endpoints(void **state)
 
     r = admin(th, "POST", "/admin/circuit-breakers/reset");
     assert_int_equal(gw_th_status(r), 200);
-    assert_string_equal(gw_th_body(r, NULL), "{\"status\":\"success\",\"message\":\"All circuit breakers reset\"}");
+    assert_string_equal(gw_th_body(r, NULL),
+                        "{\"status\":\"success\",\"message\":\"All circuit breakers reset\"}");
     assert_string_equal(list_one(th, "svc-b").state, "closed");
     assert_int_equal(status_of(th, "/b", 200), 200);
     assert_near(gauge(th, "svc-a"), 1);
@@ -507,21 +513,25 @@ static void test_settings_errors(void **state)
 {
     gw_th *th = *state;
     assert_int_equal(gw_th_route(th, "svc-a", "/a", NULL), 0);
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  nope: {max_failures: 2}\n"), -1);
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  nope: {max_failures: 2}\n"),
+                     -1);
     assert_non_null(strstr(gw_th_error(th), "pipeline.yaml:3:"));
     assert_non_null(strstr(gw_th_error(th), "breaker.services.nope: no service of that name is configured"));
     assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  svc-a: {max_fails: 2}\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "breaker.services.max_fails: unknown setting"));
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  svc-a: {max_failures: 0}\n"), -1);
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  svc-a: {max_failures: 0}\n"),
+                     -1);
     assert_non_null(strstr(gw_th_error(th), "breaker.services.max_failures: expected an integer from 1"));
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  svc-a: {reset_timeout: soon}\n"), -1);
+    assert_int_equal(
+        gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices:\n  svc-a: {reset_timeout: soon}\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "breaker.services.reset_timeout"));
     assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nservices: [svc-a]\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "breaker.services: expected a mapping"));
     assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nmax_failures: 0\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "breaker.max_failures"));
     assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nhalf_open_max_requests: 5000\n"), -1);
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nreset_timeout: 1\n"), 0); /* bare: seconds */
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: breaker\nreset_timeout: 1\n"),
+                     0); /* bare: seconds */
 }
 
 int main(void)
