@@ -42,11 +42,16 @@ static gw_result refuse(cb_inst *in, cb_state *st, gw_req *req, const cb_admit *
     size_t n = rid.n < sizeof idbuf - 1 ? rid.n : sizeof idbuf - 1;
     memcpy(idbuf, rid.p, n);
     idbuf[n] = '\0';
+    /* During an outage every request to the service comes here: keys and values are references (no
+     * copies) and the text goes to the stack. */
     cJSON *doc = cJSON_CreateObject();
-    char *text = NULL;
-    if (doc && cJSON_AddStringToObject(doc, "error", "Service unavailable") &&
-        cJSON_AddStringToObject(doc, "message", msg) && cJSON_AddStringToObject(doc, "request_id", idbuf))
-        text = cJSON_PrintUnformatted(doc);
+    char buf[1024], *text = NULL, *big = NULL;
+    if (doc && cJSON_AddItemToObjectCS(doc, "error", cJSON_CreateStringReference("Service unavailable")) &&
+        cJSON_AddItemToObjectCS(doc, "message", cJSON_CreateStringReference(msg)) &&
+        cJSON_AddItemToObjectCS(doc, "request_id", cJSON_CreateStringReference(idbuf)))
+        text = cJSON_PrintPreallocated(doc, buf, (int)sizeof buf, false)
+                   ? buf
+                   : (big = cJSON_PrintUnformatted(doc));
     cJSON_Delete(doc);
     if (!text) return GW_ERROR;
     char ra[24];
@@ -55,7 +60,7 @@ static gw_result refuse(cb_inst *in, cb_state *st, gw_req *req, const cb_admit *
     const char *state = cb_state_name(a->state);
     if (CB_HAS(h, req_set)) h->req_set(req, "breaker.state", state, strlen(state));
     int rc = h->respond(req, 503, "application/json", text, strlen(text));
-    free(text);
+    free(big);
     st->refused = true;
     return rc == 0 ? GW_RESPOND : GW_ERROR;
 }
