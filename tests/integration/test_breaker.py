@@ -106,7 +106,7 @@ class BreakerTest(g.GatewayTestCase):
         self.assertEqual(doc["request_id"], headers.get("x-request-id"))
         return int(headers["retry-after"])
 
-    def test_seed_session(self):
+    def test_seed_walkthrough(self):
         self.start(env={"CB_RESET_TIMEOUT_SECONDS": "1"})
         self.assertEqual(self.breakers(), [
             {"name": "auth-service", "state": "closed", "failures": 0, "consecutive_successes": 0},
