@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # ctest-labels: asan
-"""Settings tables (filter ABI 1.1) from outside: `gateway --describe-filter` (text and --json) on each
+"""Settings tables (filter ABI 1.1 and later) from outside: `gateway --describe-filter` (text and --json) on each
 first-party filter lists every setting docs/configuration.md names for it, with that default; docs/filters.md
 lists them too; and a wrong setting in the shipped conf/gateway.yaml (`burst: lots` under ratelimit, an
 unknown key under apikey, a non-route key under a route) makes `gateway -t` exit 1 with file:line:col and
@@ -68,7 +68,7 @@ class DescribeFilterTest(unittest.TestCase):
         rc, out, err = g.run_gateway_cli(["--describe-filter", so("ratelimit")])
         self.assertEqual(rc, 0, out + err)
         self.assertIn("name:        ratelimit\n", out)
-        self.assertRegex(out, r"abi:\s+1\.1\n")
+        self.assertRegex(out, r"abi:\s+1\.2\n")
         self.assertIn("phases:      request\n", out)
         self.assertIn("  burst: integer, default 10, range 1..1000000000, per-route\n", out)
         self.assertIn("  headers: enum, default legacy, one of legacy, ietf, both, none\n", out)
