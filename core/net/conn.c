@@ -152,8 +152,10 @@ static void on_event(gw_io *bev, int what, void *arg)
     gw_conn *c = arg;
     if (what & GW_IO_CONNECTED) return;
     if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && (c->state == GW_C_PROXY || c->state == GW_C_FILTER) &&
-        c->body_complete) {
-        /* Half-close after a complete request: answer it, then close. */
+        c->body_complete && !c->retry_pending) {
+        /* Half-close after a complete request: answer it, then close. (While a retry waits for its
+         * backoff the EOF ends the request instead, as nginx's client abort does: another attempt for a
+         * client that has probably gone only adds load to a failing upstream.) */
         c->peer_eof = true;
         c->keep_alive = false;
         return;
@@ -197,7 +199,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case GW_C_BODY:
     case GW_C_PROXY:
-        if (c->retry_pending) { /* a filter asked for another attempt after a delay */
+        if (c->retry_pending && c->peer_eof) { /* the client closed before the backoff began */
+            gw_debug("client %s: closed while a retry waited; not retried", c->peer_ip);
+            gw_conn_free(c);
+        } else if (c->retry_pending) { /* a filter asked for another attempt after a delay */
             c->retry_pending = false;
             gw_proxy_connect(c);
         } else {

@@ -210,6 +210,30 @@ class RetryCase(g.GatewayTestCase):
         self.assertEqual(r.header("x-retry-count"), "2", r.summary())
         self.assertEqual(r.json()["error"], "Bad Gateway", r.summary())
 
+    def test_open_breaker_ends_retries(self):
+        # retry before breaker, as in the default pipeline: each retry asks the breaker first
+        up = self.upstream(then=503)
+        pipeline = PIPELINE + "  - name: breaker\n    max_failures: 2\n    reset_timeout: 30s\n"
+        gw = self.gateway([up.url], env={"RETRY_INITIAL_DELAY_MS": "20"}, pipeline=pipeline)
+        r = self.call(gw)
+        self.assertEqual(r.status, 503, r.summary())
+        self.assertEqual(r.json()["message"], "Circuit breaker is open for svc", r.summary())
+        self.assertEqual(r.header("x-retry-count"), "2", r.summary())
+        self.assertIsNotNone(r.header("retry-after"), r.summary())
+        self.assertEqual(up.count(), 2)  # the third attempt never left the gateway
+
+    def test_client_gone_during_backoff(self):
+        up = self.upstream([503])
+        gw = self.gateway([up.url], env={"RETRY_INITIAL_DELAY_MS": "600", "RETRY_JITTER_FACTOR": "0"})
+        s = socket.create_connection((g.LOCALHOST, gw.port), timeout=5)
+        s.sendall(g.request_bytes("GET", "/api/x"))
+        g.wait_until(lambda: up.count() == 1, 5 * g.SLOW, what="the first attempt")
+        s.close()  # during the 600 ms backoff
+        time.sleep(1.0 * g.SLOW)
+        self.assertEqual(up.count(), 1, "a retry was sent for a client that had gone")
+        r = self.call(gw)  # the worker is fine and the next request is served
+        self.assertEqual(r.status, 200, r.summary())
+
     def test_budget_caps_outage(self):
         up = self.upstream(then=503)
         pipeline = PIPELINE + "    budget_ratio: 0.2\n    budget_min_per_second: 3\n    budget_window: 10s\n"
