@@ -299,9 +299,36 @@ static int parse_items(pctx *c, const char *const *texts, const gw_yaml_node *co
     return 0;
 }
 
+/* Items separated by ',' (blanks around each trimmed, empty ones skipped): list defaults, and a scalar
+ * given where a list is expected (so `${ORIGINS:-*}` or "a, b" from an environment variable fills one). */
+static int parse_split(pctx *c, const char *text, const gw_yaml_node *at, gw_list *out)
+{
+    size_t n = 0, cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    const char **texts = own(c->owner, cap * sizeof *texts);
+    const gw_yaml_node **ats = at ? own(c->owner, cap * sizeof *ats) : NULL;
+    if (!texts || (at && !ats)) return fail(c, "out of memory");
+    for (const char *p = text; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *a = p, *e = p + len;
+        while (a < e && (*a == ' ' || *a == '\t'))
+            a++;
+        while (e > a && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > a) {
+            if (ats) ats[n] = at;
+            if (!(texts[n++] = own_str(c->owner, a, (size_t)(e - a)))) return fail(c, "out of memory");
+        }
+        p += len + (p[len] == ',');
+    }
+    return parse_items(c, texts, (const gw_yaml_node *const *)ats, n, out);
+}
+
 static int parse_list_node(pctx *c, const gw_yaml_node *n, gw_list *out)
 {
-    if (n->kind != GW_YAML_SEQ) return fail(c, "expected a list like [a, b]");
+    if (n->kind == GW_YAML_SCALAR && !gw_cfg_is_null(n)) return parse_split(c, n->scalar, n, out);
+    if (n->kind != GW_YAML_SEQ) return fail(c, "expected a list like [a, b] (or items separated by ',')");
     const char **texts = n->n ? own(c->owner, n->n * sizeof *texts) : NULL;
     if (n->n && !texts) return fail(c, "out of memory");
     for (size_t i = 0; i < n->n; i++) {
@@ -321,22 +348,7 @@ static int parse_default(pctx *c, slot_val *out)
     const gw_setting *s = c->s;
     if (s->type == GW_SET_RAW) return fail(c, "a raw setting cannot have a default");
     if (!is_list(s->type)) return parse_scalar(c, s->def, out);
-    size_t n = 0, cap = 1;
-    for (const char *p = s->def; *p; p++)
-        cap += *p == ',';
-    const char **texts = own(c->owner, cap * sizeof *texts);
-    if (!texts) return fail(c, "out of memory");
-    for (const char *p = s->def; *p;) {
-        size_t len = strcspn(p, ",");
-        const char *a = p, *e = p + len;
-        while (a < e && *a == ' ')
-            a++;
-        while (e > a && e[-1] == ' ')
-            e--;
-        if (e > a && !(texts[n++] = own_str(c->owner, a, (size_t)(e - a)))) return fail(c, "out of memory");
-        p += len + (p[len] == ',');
-    }
-    return parse_items(c, texts, NULL, n, &out->l);
+    return parse_split(c, s->def, NULL, &out->l);
 }
 
 static int parse_node(pctx *c, const gw_yaml_node *n, slot_val *out)

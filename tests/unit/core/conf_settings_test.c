@@ -148,6 +148,26 @@ static void test_every_type(void **state)
     gw_yaml_free(d);
 }
 
+/* A scalar where a list is expected: items separated by ',' (what an environment variable can carry). */
+static void test_scalar_lists(void **state)
+{
+    (void)state;
+    char err[1024];
+    conf_t *c = fill("name: f\ntoken: t\ntags: ' x ,y,, z'\nnets: 10.0.0.0/8\npaths: /api/, /b\n", err,
+                     sizeof err, NULL);
+    if (!c) fail_msg("%s", err);
+    assert_int_equal(c->tags.n, 3);
+    assert_string_equal(((const char *const *)c->tags.v)[0], "x");
+    assert_string_equal(((const char *const *)c->tags.v)[1], "y");
+    assert_string_equal(((const char *const *)c->tags.v)[2], "z");
+    assert_int_equal(c->nets.n, 1);
+    assert_int_equal(((const gw_cidr *)c->nets.v)[0].bits, 8);
+    assert_int_equal(c->paths.n, 2);
+    assert_string_equal(((const char *const *)c->paths.v)[0], "/api");
+    assert_string_equal(((const char *const *)c->paths.v)[1], "/b");
+    gw_settings_free(c);
+}
+
 static void test_bools_and_sizes(void **state)
 {
     (void)state;
@@ -204,7 +224,11 @@ static void test_refusals(void **state)
                    "p.yaml:2:11: f.max_body: expected a size like 512, 64k, 10m, 1g, got '1t'");
     expect_refused("token: t\nmode: quick\n", "p.yaml:2:7: f.mode: 'quick' is not one of fast, safe, off");
     expect_refused("token: t\nlabel: {a: 1}\n", "p.yaml:2:8: f.label: expected a string, not a mapping");
-    expect_refused("token: t\ntags: a\n", "p.yaml:2:7: f.tags: expected a list like [a, b]");
+    expect_refused("token: t\ntags: {a: 1}\n",
+                   "p.yaml:2:7: f.tags: expected a list like [a, b] (or items separated by ',')");
+    expect_refused("token: t\ntags: a, b, c, d\n", "p.yaml:2:7: f.tags: 4 items, expected 0..3 items");
+    expect_refused("token: t\nnets: '10.0.0.0/8, 10.0.0.0/99'\n",
+                   "p.yaml:2:7: f.nets: '10.0.0.0/99' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
     expect_refused("token: t\ntags: [a, b, c, d]\n", "p.yaml:2:7: f.tags: 4 items, expected 0..3 items");
     expect_refused("token: t\ntags: [a, [b]]\n", "p.yaml:2:11: f.tags: list items must be single values");
     expect_refused(
@@ -358,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_every_type),
+        cmocka_unit_test(test_scalar_lists),
         cmocka_unit_test(test_bools_and_sizes),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_required_and_null),
