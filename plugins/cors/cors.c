@@ -32,15 +32,17 @@
 #include <strings.h>
 
 #define CORS_DEF_METHODS "GET,POST,PUT,PATCH,DELETE,OPTIONS,HEAD"
-#define CORS_DEF_HEADERS                                                                                      \
-    "Authorization,Content-Type,Accept,Accept-Language,Content-Language,X-API-Key,X-Request-ID,traceparent,"  \
+#define CORS_DEF_HEADERS                                                                                     \
+    "Authorization,Content-Type,Accept,Accept-Language,Content-Language,X-API-Key,X-Request-ID,traceparent," \
     "tracestate"
-#define CORS_DEF_EXPOSE                                                                                       \
-    "X-Request-ID,X-RateLimit-Limit,X-RateLimit-Remaining,X-RateLimit-Reset,RateLimit,RateLimit-Policy,"      \
+#define CORS_DEF_EXPOSE                                                                                      \
+    "X-Request-ID,X-RateLimit-Limit,X-RateLimit-Remaining,X-RateLimit-Reset,RateLimit,RateLimit-Policy,"     \
     "Retry-After,X-Retry-Count"
 
 #define CORS_SET(key, type, field, def, lo, hi, flags, help)                                                 \
-    {key, type, offsetof(cors_conf, field), def, lo, hi, NULL, flags, help}
+    {                                                                                                        \
+        key, type, offsetof(cors_conf, field), def, lo, hi, NULL, flags, help                                \
+    }
 static const gw_setting cors_settings_table[] = {
     CORS_SET("allow_origins", GW_SET_STRINGS, origins, "*", 1, CORS_MAX_ITEMS, GW_SET_ROUTE,
              "Origins allowed: * (any), or scheme://host[:port] items (https://*.example.com for subdomains; "
@@ -83,8 +85,8 @@ typedef struct {
     cors_list own;
 } src_list;
 
-static int src_get(const gw_host *h, const gw_conf *conf, const char *key, const char *const *base, size_t nbase,
-                   src_list *out, char *err, size_t errlen)
+static int src_get(const gw_host *h, const gw_conf *conf, const char *key, const char *const *base,
+                   size_t nbase, src_list *out, char *err, size_t errlen)
 {
     *out = (src_list){base, nbase, {0}};
     const gw_conf *n = h->conf_get(conf, key);
@@ -111,8 +113,8 @@ static int build(const gw_host *h, const gw_conf *conf, const cors_conf *base, c
     int rc = -1;
     char msg[512] = "";
     memset(&m, 0, sizeof m), memset(&hd, 0, sizeof hd), memset(&ex, 0, sizeof ex);
-    if (src_get(h, conf, "allow_origins", base ? base->origins.v : dummy_origin, base ? base->origins.n : 1, &o,
-                err, errlen) != 0)
+    if (src_get(h, conf, "allow_origins", base ? base->origins.v : dummy_origin, base ? base->origins.n : 1,
+                &o, err, errlen) != 0)
         return -1;
     if (src_get(h, conf, "allow_methods", base ? base->methods.v : NULL, base ? base->methods.n : 0, &m, err,
                 errlen) != 0 ||
@@ -250,19 +252,16 @@ static gw_result refuse(const gw_host *h, gw_req *req, cors_state *st, const cha
     return GW_RESPOND;
 }
 
-static gw_result preflight(const gw_host *h, const cors_policy *p, gw_req *req, cors_state *st, gw_strv origin,
-                           gw_strv acrm)
+static gw_result preflight(const gw_host *h, const cors_policy *p, gw_req *req, cors_state *st,
+                           gw_strv origin, gw_strv acrm)
 {
     gw_strv acrh = {"", 0}, bad;
     (void)h->header_get(req, GW_HDR_REQUEST, "Access-Control-Request-Headers", &acrh);
-    if (!cors_origin_allowed(p, origin))
-        return refuse(h, req, st, "origin", origin, "is not allowed");
+    if (!cors_origin_allowed(p, origin)) return refuse(h, req, st, "origin", origin, "is not allowed");
     if (!p->any_method && !cors_in_list(p->methods, p->nmethods, acrm, false))
         return refuse(h, req, st, "method", acrm, "is not allowed");
-    if (acrh.n > CORS_MAX_REFLECT)
-        return refuse(h, req, st, "headers", acrh, "are too many");
-    if (!headers_allowed(p, acrh, &bad))
-        return refuse(h, req, st, "header", bad, "is not allowed");
+    if (acrh.n > CORS_MAX_REFLECT) return refuse(h, req, st, "headers", acrh, "are too many");
+    if (!headers_allowed(p, acrh, &bad)) return refuse(h, req, st, "header", bad, "is not allowed");
     if (h->respond(req, 204, NULL, "", 0) != 0) return GW_ERROR;
     st->mode = CORS_PREFLIGHT;
     bool star = p->any_origin && !p->credentials;

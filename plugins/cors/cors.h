@@ -10,8 +10,8 @@
 #include <stdint.h>
 
 #define CORS_NAME "cors"
-#define CORS_MAX_ITEMS 256  /* origins, methods, headers per list */
-#define CORS_MAX_ORIGIN 256 /* longest origin accepted, in configuration or in a request */
+#define CORS_MAX_ITEMS 256    /* origins, methods, headers per list */
+#define CORS_MAX_ORIGIN 256   /* longest origin accepted, in configuration or in a request */
 #define CORS_MAX_REFLECT 1024 /* longest Access-Control-Request-Headers reflected when allow_headers is * */
 
 /* The settings, filled by the host from the table in cors.c (the pipeline's). */

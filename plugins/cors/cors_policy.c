@@ -59,7 +59,8 @@ int cors_list_read(const gw_host *h, const gw_conf *node, const char *key, cors_
             const char *s = h->conf_str(h->conf_at(node, i));
             if (!s) {
                 cors_list_free(out);
-                return h->conf_error(node, err, errlen, CORS_NAME ".%s: list items must be single values", key);
+                return h->conf_error(node, err, errlen, CORS_NAME ".%s: list items must be single values",
+                                     key);
             }
             out->items[out->n++] = s;
         }
@@ -258,7 +259,8 @@ static int token_list(const char *what, const char *const *items, size_t n, bool
     if (!*out) return snprintf(err, errlen, "out of memory"), -1;
     for (size_t i = 0; i < n; i++) {
         if (!*star && !is_token(items[i])) {
-            snprintf(err, errlen, "%s: '%s' is not a token (letters, digits, !#$%%&'*+-.^_`|~)", what, items[i]);
+            snprintf(err, errlen, "%s: '%s' is not a token (letters, digits, !#$%%&'*+-.^_`|~)", what,
+                     items[i]);
             return -1;
         }
         if (!((*out)[i] = strdup(items[i]))) return snprintf(err, errlen, "out of memory"), -1;
@@ -327,13 +329,15 @@ int cors_policy_build(cors_policy *p, const char *const *origins, size_t norigin
         return -1;
     char **ex = NULL;
     size_t nex = 0;
-    int rc = token_list("expose_headers", expose, nexpose, !credentials, &ex, &nex, &star_expose, err, errlen);
+    int rc =
+        token_list("expose_headers", expose, nexpose, !credentials, &ex, &nex, &star_expose, err, errlen);
     for (size_t i = 0; i < nex; i++)
         free(ex[i]);
     free(ex);
     if (rc != 0) {
         if (star_expose && credentials)
-            snprintf(err, errlen, "expose_headers: '*' means nothing with allow_credentials: list the headers");
+            snprintf(err, errlen,
+                     "expose_headers: '*' means nothing with allow_credentials: list the headers");
         return -1;
     }
     if (!p->any_method) p->methods_v = join(methods, nmethods, &p->methods_n, &failed);
@@ -341,6 +345,7 @@ int cors_policy_build(cors_policy *p, const char *const *origins, size_t norigin
     p->expose_v = join(expose, nexpose, &p->expose_n, &failed);
     if (failed) return snprintf(err, errlen, "out of memory"), -1;
     uint64_t secs = max_age_ms / 1000u;
-    if (secs) p->max_age_n = (size_t)snprintf(p->max_age_v, sizeof p->max_age_v, "%llu", (unsigned long long)secs);
+    if (secs)
+        p->max_age_n = (size_t)snprintf(p->max_age_v, sizeof p->max_age_v, "%llu", (unsigned long long)secs);
     return 0;
 }

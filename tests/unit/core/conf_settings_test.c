@@ -1,5 +1,5 @@
-/* conf_settings_test.c - filter settings tables (core/config/conf_settings.c): every type with its defaults and
- * YAML values, ranges, enums, lists, CIDRs, path prefixes, required keys, unknown and non-route keys, the
+/* conf_settings_test.c - filter settings tables (core/config/conf_settings.c): every type with its defaults
+ * and YAML values, ranges, enums, lists, CIDRs, path prefixes, required keys, unknown and non-route keys, the
  * per-route merge, the table's own checks, the typed readers naming the key, and freeing (run under
  * ASan/LSan: every struct filled here is freed, with all it allocated). */
 #include <setjmp.h>
@@ -227,8 +227,9 @@ static void test_refusals(void **state)
     expect_refused("token: t\ntags: {a: 1}\n",
                    "p.yaml:2:7: f.tags: expected a list like [a, b] (or items separated by ',')");
     expect_refused("token: t\ntags: a, b, c, d\n", "p.yaml:2:7: f.tags: 4 items, expected 0..3 items");
-    expect_refused("token: t\nnets: '10.0.0.0/8, 10.0.0.0/99'\n",
-                   "p.yaml:2:7: f.nets: '10.0.0.0/99' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
+    expect_refused(
+        "token: t\nnets: '10.0.0.0/8, 10.0.0.0/99'\n",
+        "p.yaml:2:7: f.nets: '10.0.0.0/99' is not an IPv4 or IPv6 address or CIDR (like 10.0.0.0/8 or ::1)");
     expect_refused("token: t\ntags: [a, b, c, d]\n", "p.yaml:2:7: f.tags: 4 items, expected 0..3 items");
     expect_refused("token: t\ntags: [a, [b]]\n", "p.yaml:2:11: f.tags: list items must be single values");
     expect_refused(
@@ -380,16 +381,11 @@ static void test_readers_name_the_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_every_type),
-        cmocka_unit_test(test_scalar_lists),
-        cmocka_unit_test(test_bools_and_sizes),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_required_and_null),
-        cmocka_unit_test(test_route_merge),
-        cmocka_unit_test(test_table_checks),
-        cmocka_unit_test(test_describe_text),
-        cmocka_unit_test(test_readers_name_the_key),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_every_type),
+        cmocka_unit_test(test_scalar_lists),  cmocka_unit_test(test_bools_and_sizes),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_required_and_null),
+        cmocka_unit_test(test_route_merge),   cmocka_unit_test(test_table_checks),
+        cmocka_unit_test(test_describe_text), cmocka_unit_test(test_readers_name_the_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

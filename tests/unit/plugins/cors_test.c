@@ -71,7 +71,8 @@ static gw_th *host_with(const char *entry)
     return th;
 }
 
-static gw_req *run(gw_th *th, const char *method, const char *path, const char *origin, const char *upstream_hdrs)
+static gw_req *run(gw_th *th, const char *method, const char *path, const char *origin,
+                   const char *upstream_hdrs)
 {
     gw_req *r = gw_th_request(th, method, path);
     if (origin) gw_th_request_header(r, "Origin", origin);
@@ -126,8 +127,12 @@ static void test_listed_origins(void **state)
     r = run(th, "GET", "/api/x", "http://localhost:3000", NULL);
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACAO), "http://localhost:3000");
     /* another port, scheme, a suffix trick, "null": not allowed, still forwarded, Vary kept */
-    const char *bad[] = {"http://localhost:3001", "http://app.example.com", "https://app.example.com.evil.test",
-                         "https://evilapp.example.com", "null", "https://app.example.com/"};
+    const char *bad[] = {"http://localhost:3001",
+                         "http://app.example.com",
+                         "https://app.example.com.evil.test",
+                         "https://evilapp.example.com",
+                         "null",
+                         "https://app.example.com/"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         r = run(th, "GET", "/api/x", bad[i], NULL);
         assert_int_equal(gw_th_status(r), 200);
@@ -147,9 +152,10 @@ static void test_listed_origins(void **state)
 static void test_wildcard_subdomain(void **state)
 {
     (void)state;
-    gw_th *th = host_with("name: cors\nallow_origins: ['https://*.example.com', 'https://*.dev.test:8443']\n");
+    gw_th *th =
+        host_with("name: cors\nallow_origins: ['https://*.example.com', 'https://*.dev.test:8443']\n");
     const char *good[] = {"https://a.example.com", "https://a.b.example.com", "https://x.dev.test:8443"};
-    const char *bad[] = {"https://example.com", "https://.example.com", "http://a.example.com",
+    const char *bad[] = {"https://example.com",       "https://.example.com",    "http://a.example.com",
                          "https://a.example.com:444", "https://a/b.example.com", "https://x.dev.test",
                          "https://a.example.com.evil"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -181,10 +187,13 @@ static void test_credentials(void **state)
     /* with "*": refused at load, at the key */
     th = gw_th_new();
     assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: cors\nallow_credentials: true\n"), -1);
-    assert_non_null(strstr(gw_th_error(th), "pipeline.yaml:2:20: cors.allow_credentials: true cannot go with"));
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: cors\nallow_origins: '*'\nallow_credentials: yes\n"), -1);
+    assert_non_null(
+        strstr(gw_th_error(th), "pipeline.yaml:2:20: cors.allow_credentials: true cannot go with"));
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, "name: cors\nallow_origins: '*'\nallow_credentials: yes\n"),
+                     -1);
     assert_non_null(strstr(gw_th_error(th), "cors.allow_credentials"));
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, LIST "allow_credentials: true\nexpose_headers: ['*']\n"), -1);
+    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO, LIST "allow_credentials: true\nexpose_headers: ['*']\n"),
+                     -1);
     assert_non_null(strstr(gw_th_error(th), "cors.expose_headers: '*' means nothing with allow_credentials"));
     gw_th_free(th);
 }
@@ -197,7 +206,8 @@ static void test_preflight(void **state)
     assert_int_equal(gw_th_status(r), 204);
     assert_false(gw_th_upstream_called(r));
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACAO), "https://app.example.com");
-    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACAM), "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD");
+    assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACAM),
+                        "GET, POST, PUT, PATCH, DELETE, OPTIONS, HEAD");
     assert_non_null(strstr(gw_th_header(r, GW_HDR_RESPONSE, ACAH), "X-API-Key"));
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACMA), "3600");
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, "Vary"),
@@ -282,8 +292,7 @@ static void test_upstream_headers(void **state)
     r = run(th, "GET", "/api/x", "https://app.example.com", "Vary: accept-encoding, ORIGIN\n");
     assert_int_equal(gw_th_header_count(r, GW_HDR_RESPONSE, "Vary"), 1);
     /* the upstream's own CORS headers: replaced for an allowed origin, removed for another */
-    r = run(th, "GET", "/api/x", "https://app.example.com",
-            ACAO ": *\n" ACAC ": true\n");
+    r = run(th, "GET", "/api/x", "https://app.example.com", ACAO ": *\n" ACAC ": true\n");
     assert_int_equal(gw_th_header_count(r, GW_HDR_RESPONSE, ACAO), 1);
     assert_string_equal(gw_th_header(r, GW_HDR_RESPONSE, ACAO), "https://app.example.com");
     assert_null(gw_th_header(r, GW_HDR_RESPONSE, ACAC));
@@ -309,8 +318,9 @@ static void test_routes(void **state)
 {
     (void)state;
     gw_th *th = host_with(LIST);
-    assert_int_equal(gw_th_route(th, "admin", "/admin", "cors:\n  allow_origins: https://admin.example.com\n"
-                                                        "  allow_credentials: true\n"),
+    assert_int_equal(gw_th_route(th, "admin", "/admin",
+                                 "cors:\n  allow_origins: https://admin.example.com\n"
+                                 "  allow_credentials: true\n"),
                      0);
     assert_int_equal(gw_th_route(th, "raw", "/raw", "cors:\n  disabled: true\n"), 0);
     assert_int_equal(gw_th_route(th, "api", "/api", NULL), 0);
@@ -350,10 +360,12 @@ static void test_settings_errors(void **state)
     } cases[] = {
         {"name: cors\nallow_origins: ['https://a.example/']\n",
          "pipeline.yaml:2:16: cors.allow_origins: 'https://a.example/': an origin has no path"},
-        {"name: cors\nallow_origins: [a.example]\n", "cors.allow_origins: 'a.example': expected scheme://host"},
+        {"name: cors\nallow_origins: [a.example]\n",
+         "cors.allow_origins: 'a.example': expected scheme://host"},
         {"name: cors\nallow_origins: ['https://a.*.example']\n", "'*' only as the first label"},
         {"name: cors\nallow_origins: ['https://a.example:99999']\n", "a bad port"},
-        {"name: cors\nallow_origins: ['*', 'https://a.example']\n", "cors.allow_origins: '*' must be the only item"},
+        {"name: cors\nallow_origins: ['*', 'https://a.example']\n",
+         "cors.allow_origins: '*' must be the only item"},
         {"name: cors\nallow_origins: []\n", "cors.allow_origins: 0 items, expected 1..256 items"},
         {"name: cors\nallow_methods: [GET, 'PO ST']\n", "cors.allow_methods: 'PO ST' is not a token"},
         {"name: cors\nallow_headers: [X-A, '*']\n", "cors.allow_headers: '*' must be the only item"},
@@ -373,11 +385,16 @@ static void test_settings_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_star_default),       cmocka_unit_test(test_listed_origins),
-        cmocka_unit_test(test_wildcard_subdomain), cmocka_unit_test(test_credentials),
-        cmocka_unit_test(test_preflight),          cmocka_unit_test(test_preflight_reflects_star),
-        cmocka_unit_test(test_before_authentication), cmocka_unit_test(test_upstream_headers),
-        cmocka_unit_test(test_scalar_list),        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_star_default),
+        cmocka_unit_test(test_listed_origins),
+        cmocka_unit_test(test_wildcard_subdomain),
+        cmocka_unit_test(test_credentials),
+        cmocka_unit_test(test_preflight),
+        cmocka_unit_test(test_preflight_reflects_star),
+        cmocka_unit_test(test_before_authentication),
+        cmocka_unit_test(test_upstream_headers),
+        cmocka_unit_test(test_scalar_list),
+        cmocka_unit_test(test_routes),
         cmocka_unit_test(test_settings_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
