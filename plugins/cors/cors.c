@@ -14,11 +14,10 @@
  * origin is allowed without credentials), Access-Control-Expose-Headers and, when configured,
  * Access-Control-Allow-Credentials, on every response: the upstream's and the gateway's own answers alike
  * (a 401 from apikey or a 429 from ratelimit), since this runs in the response phase, which every answer
- * passes. With a list of origins every response also carries Vary: Origin (added to the upstream's Vary);
- * with "*" and no credentials every response carries Access-Control-Allow-Origin: * whether or not the
- * request had an Origin, so a cache never mixes the two. A disallowed origin gets no CORS headers (those the
- * upstream set are removed: the gateway's policy is the policy) and the request goes on: CORS is enforced by
- * browsers, not by servers.
+ * passes. Every response carries Vary: Origin (added to the upstream's Vary), so a cache never hands an
+ * answer made for one origin (or for none) to another. A disallowed or missing origin gets no CORS headers
+ * (those the upstream set are removed: the gateway's policy is the policy) and the request goes on: CORS is
+ * enforced by browsers, not by servers.
  *
  * A preflight (OPTIONS with Origin and Access-Control-Request-Method) never reaches the upstream: allowed
  * (origin, method and every requested header), it is answered 204 in the request phase with the allow
@@ -310,35 +309,26 @@ static gw_result cors_on_response(void *inst, void *route_conf, void *state, gw_
     cors_state *st = state;
     const cors_policy *p = st->pol;
     if (!p || p->disabled || st->mode == CORS_NONE || st->mode == CORS_PREFLIGHT) return GW_CONTINUE;
-    bool star = p->any_origin && !p->credentials; /* the answer is the same for every origin */
     gw_strv origin;
-    switch (st->mode) {
-    case CORS_ALLOWED:
-        if (star) {
+    if (st->mode == CORS_ALLOWED && h->header_get(req, GW_HDR_REQUEST, "Origin", &origin)) {
+        if (p->any_origin && !p->credentials)
             (void)SET(req, "Access-Control-Allow-Origin", "*", 1);
-        } else if (h->header_get(req, GW_HDR_REQUEST, "Origin", &origin)) {
+        else
             (void)SET(req, "Access-Control-Allow-Origin", origin.p, origin.n);
-            if (p->credentials)
-                (void)SET(req, "Access-Control-Allow-Credentials", "true", 4);
-            else
-                (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Allow-Credentials");
-        }
-        if (p->expose_v) (void)SET(req, "Access-Control-Expose-Headers", p->expose_v, p->expose_n);
-        break;
-    case CORS_NO_ORIGIN:
-        if (star) {
-            (void)SET(req, "Access-Control-Allow-Origin", "*", 1);
-            break;
-        }
-        /* the upstream's CORS headers are not the gateway's policy */
-        /* fall through */
-    case CORS_DENIED:
+        if (p->credentials)
+            (void)SET(req, "Access-Control-Allow-Credentials", "true", 4);
+        else
+            (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Allow-Credentials");
+        if (p->expose_v)
+            (void)SET(req, "Access-Control-Expose-Headers", p->expose_v, p->expose_n);
+        else
+            (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Expose-Headers");
+    } else { /* no Origin, or not allowed: the upstream's CORS headers are not the gateway's policy */
         (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Allow-Origin");
         (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Allow-Credentials");
         (void)h->header_remove(req, GW_HDR_RESPONSE, "Access-Control-Expose-Headers");
-        break;
     }
-    if (!star) vary_origin(h, req);
+    vary_origin(h, req); /* with or without Origin the answer differs, even for "*" */
     return GW_CONTINUE;
 }
 
