@@ -516,7 +516,7 @@ static void test_settings_errors(void **state)
         {"name: ratelimit\nheaders: all\n", "ratelimit.headers: 'all' is not one of legacy, ietf, both, none"},
         {"name: ratelimit\non_store_error: ignore\n", "on_store_error: 'ignore' is not one of local, allow, deny"},
         {"name: ratelimit\nstore_timeout: 0ms\n", "ratelimit.store_timeout: 0ms is out of range 1ms..1m"},
-        {"name: ratelimit\ntrusted_proxies: 10.0.0.0/8\n", "trusted_proxies: expected a list"},
+        {"name: ratelimit\ntrusted_proxies: 10.0.0.0/8, 10.0.0.0/33\n", "'10.0.0.0/33' is not an IPv4 or IPv6"},
         {"name: ratelimit\ntrusted_proxies: [10.0.0.0/33]\n", "'10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR"},
         {"name: ratelimit\ntrusted_proxies: ['::1/129']\n", "is not an IPv4 or IPv6 address or CIDR"},
         {"name: ratelimit\ntrusted_proxies: [300.1.1.1]\n", "is not an IPv4 or IPv6 address or CIDR"},
