@@ -24,8 +24,53 @@ is out of date. How settings are written and checked: [configuration.md](configu
 
 Types: durations are `250ms`, `10s`, `2m`, `1h` or a bare number of seconds; sizes are bytes or `64k`,
 `10m`, `1g` (binary units); lists are YAML sequences (`[a, b]`). Settings marked *per route* may also be
-set under `routes[].filters.<filter>`, over the pipeline's values for that route.
+set under `routes[].filters.<filter>`, over the pipeline's values for that route. A list may also be one
+string with its items separated by `,` (what an environment variable yields).
 """
+
+CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conf", "gateway.yaml")
+
+# Why each first-party filter sits where it does in the default pipeline (request phases run in pipeline
+# order, upstream_response / response / log phases in reverse).
+WHY = {
+    "logging": "first, so its log phase runs last and records the final answer, whoever gave it, and the "
+               "trace context it sets is there for every later filter",
+    "cors": "before authentication, so a browser's preflight is answered without credentials; its response "
+            "phase runs after the others', so their own answers (401, 429, 503) carry the CORS headers",
+    "metrics": "before the filters that refuse requests, so refused requests are counted too",
+    "adminauth": "guards /admin before the API filters look at the request",
+    "apikey": "says who the consumer is, for the rate limit",
+    "ratelimit": "after apikey: a key's own rate replaces the per-address one",
+    "retry": "before breaker: the breaker is asked before every attempt (an open one ends the retries "
+             "with its 503) and sees every attempt's outcome before retry decides on another",
+    "breaker": "last, nearest the upstream: it judges each attempt",
+}
+
+
+def default_pipeline():
+    """The filter names of conf/gateway.yaml's pipeline, in order."""
+    names, inside = [], False
+    with open(CONF, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("pipeline:"):
+                inside = True
+            elif inside and line[:1] not in ("", " ", "#", "\n"):
+                break
+            elif inside and line.startswith("  - name: "):
+                names.append(line.split(":", 1)[1].strip())
+    return names
+
+
+def order_section():
+    names = default_pipeline()
+    out = ["## The default pipeline", "",
+           "`conf/gateway.yaml` runs these filters in this order:", ""]
+    for i, n in enumerate(names, 1):
+        if n not in WHY:
+            raise SystemExit("%s: filter %s in the pipeline has no reason in scripts/gen-filter-docs.py WHY"
+                             % (CONF, n))
+        out.append("%d. `%s`: %s." % (i, n, WHY[n]))
+    return out + [""]
 
 
 def cell(text):
@@ -62,7 +107,7 @@ def render(gateway, plugin_dir):
     files = sorted(glob.glob(os.path.join(plugin_dir, "*.so")))
     if not files:
         raise SystemExit("%s: no filters (*.so) found; build first" % plugin_dir)
-    lines = [HEADER]
+    lines = [HEADER] + order_section()
     for so in files:
         lines += section(describe(gateway, so))
     return "\n".join(lines).rstrip() + "\n"

@@ -492,11 +492,11 @@ static void test_shipped_gateway_yaml(void **state)
     assert_int_equal(cfg->routes[1].service, 1);
     assert_int_equal(cfg->store.type, GW_STORE_EMBEDDED);
     assert_null(cfg->store.password);
-    /* the shipped pipeline: admin auth, then API keys, then the rate limiter (which reads the key) */
-    assert_int_equal(cfg->npipeline, 3);
-    assert_string_equal(cfg->pipeline[0].name, "adminauth");
-    assert_string_equal(cfg->pipeline[1].name, "apikey");
-    assert_string_equal(cfg->pipeline[2].name, "ratelimit");
+    /* the shipped pipeline, in its documented order (docs/filters.md, "The default pipeline") */
+    static const char *const order[] = {"cors", "adminauth", "apikey", "ratelimit", "retry", "breaker"};
+    assert_int_equal(cfg->npipeline, sizeof order / sizeof order[0]);
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        assert_string_equal(cfg->pipeline[i].name, order[i]);
     gw_config_free(cfg);
 
     setenv("PORT", "9000", 1);
