@@ -424,7 +424,8 @@ struct gw_host {
 
     /* --- values filters pass to each other about one request (never sent anywhere) ---
      * Conventional keys: "consumer.id", "consumer.name" (who the client is, e.g. from an API key),
-     * "consumer.rate_limit" (requests per minute for that consumer, decimal). Setting a key again
+     * "consumer.rate_limit" (requests per minute for that consumer, decimal), "admin.user" (the username
+     * of a request that passed admin authentication, e.g. adminauth's). Setting a key again
      * replaces it; the value is copied. */
     int (*req_set)(gw_req *req, const char *key, const char *value, size_t len);
     bool (*req_get)(const gw_req *req, const char *key, gw_strv *out);

@@ -110,6 +110,8 @@ typedef struct {
     uint32_t max_failures; /* 0 = no throttling */
     uint32_t per_address;  /* failures per address, any username */
     uint64_t block_ms;
+    const char *username; /* the host's settings string (lives as long as the instance) */
+    size_t username_len;
 } aa_settings;
 
 typedef struct {
@@ -128,8 +130,10 @@ typedef struct {
     uint64_t block_ms;
 } aa_conf;
 
-#define AA_SET(key, type, field, def, lo, hi, flags, help)                                                  \
-    {key, type, offsetof(aa_conf, field), def, lo, hi, NULL, flags, help}
+#define AA_SET(key, type, field, def, lo, hi, flags, help)                                                   \
+    {                                                                                                        \
+        key, type, offsetof(aa_conf, field), def, lo, hi, NULL, flags, help                                  \
+    }
 static const gw_setting aa_settings_table[] = {
     AA_SET("username", GW_SET_STRING, username, AA_DEFAULT_USERNAME, 0, 0, 0,
            "The one admin username (no ':' or control characters)"),
@@ -314,6 +318,8 @@ static int settings_compile(const aa_conf *c, aa_settings *s, char *err, size_t 
     s->per_address =
         c->per_address ? (uint32_t)c->per_address : (uint32_t)c->max_failures * AA_PER_ADDRESS_FACTOR;
     s->block_ms = c->block_ms;
+    s->username = c->username;
+    s->username_len = strlen(c->username);
     size_t plen = strlen(c->path);
     while (plen > 0 && c->path[plen - 1] == '/') /* "/admin/" = "/admin"; "/" = everything */
         plen--;
@@ -518,7 +524,12 @@ static gw_result aa_on_request(void *inst, void *route_conf, void *state, gw_req
     bool configured_user =
         kind == AA_CREDENTIALS && CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN) == 0;
     OPENSSL_cleanse(user_md, sizeof user_md);
-    if (kind == AA_OK) return GW_CONTINUE;
+    if (kind == AA_OK) {
+        /* Later filters may tell an authenticated admin apart (ratelimit leaves them alone by default). */
+        if (h->req_set && h->req_set(req, "admin.user", in->s.username, in->s.username_len) != 0)
+            return GW_ERROR;
+        return GW_CONTINUE;
+    }
 
     count(in->failures_total, req, in, kind_reason[kind]);
     if (limited(in, in->fail_log, req, ip, "admin auth failures")) {

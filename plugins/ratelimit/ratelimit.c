@@ -9,6 +9,7 @@
  *       on_store_error: local    # local | allow | deny
  *       store_timeout: 100ms     # how long a request waits for the store before on_store_error decides
  *       exempt: [/health, /metrics, /services/health]   # path prefixes (at a '/' boundary) never limited
+ *       limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
  *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
  *
  * Identity: "key:<consumer.id>" when an earlier filter (apikey) identified the consumer, with the key's own
@@ -39,8 +40,10 @@ static const char *const err_names[] = {"local", "allow", "deny", NULL};
 static const char *const header_names[] = {"legacy", "ietf", "both", "none", NULL};
 static const unsigned header_bits[] = {RL_HDR_LEGACY, RL_HDR_IETF, RL_HDR_LEGACY | RL_HDR_IETF, 0};
 
-#define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                           \
-    {key, type, offsetof(rl_conf, field), def, lo, hi, names, flags, help}
+#define RL_SET(key, type, field, def, lo, hi, names, flags, help)                                            \
+    {                                                                                                        \
+        key, type, offsetof(rl_conf, field), def, lo, hi, names, flags, help                                 \
+    }
 static const gw_setting rl_settings_table[] = {
     RL_SET("rpm", GW_SET_NUMBER, rpm, "60", 0, RL_MAX_RATE, NULL, GW_SET_ROUTE,
            "Tokens added per minute, continuously (fractions count); above 0"),
@@ -55,12 +58,15 @@ static const gw_setting rl_settings_table[] = {
     RL_SET("store_timeout", GW_SET_DURATION, store_timeout_ms, "100ms", 1, 60000, NULL, 0,
            "How long a request waits for the store before on_store_error decides"),
     RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health,/metrics,/services/health", 0, RL_MAX_EXEMPT, NULL, 0,
-           "Path prefixes (matched at a '/' boundary) never limited (the gateway's probes and scrapes); [] limits everything"),
+           "Path prefixes (matched at a '/' boundary) never limited (the gateway's probes and scrapes); [] "
+           "limits everything"),
+    RL_SET("limit_admin", GW_SET_BOOL, limit_admin, "false", 0, 0, NULL, 0,
+           "Also limit requests that passed admin authentication (adminauth's admin.user); by default they "
+           "are not counted (adminauth throttles wrong credentials itself)"),
     RL_SET("disabled", GW_SET_BOOL, disabled, "false", 0, 0, NULL, GW_SET_ROUTE,
            "Per route only: no limit and no headers on that route"),
     {.name = NULL},
 };
-
 
 /* ---------------------------------------------------------------------------------------------------
  * settings: what the table cannot say */
@@ -151,7 +157,7 @@ static gw_result fallback(rl_inst *in, rl_state *st)
     case RL_ERR_DENY:
         rl_set_header_u64(h, req, "Retry-After", 1);
         return rl_respond_json(in, req, 503, "Service Unavailable",
-                            "Rate limiting is unavailable; try again shortly");
+                               "Rate limiting is unavailable; try again shortly");
     default:
         break;
     }
@@ -304,6 +310,9 @@ static gw_result rl_on_request(void *inst, void *route_conf, void *state, gw_req
     rl_state *st = state;
     if (rc->disabled) return GW_CONTINUE;
     if (exempt(in, h->path(req))) return GW_CONTINUE;
+    gw_strv admin;
+    if (!in->s->limit_admin && h->req_get && h->req_get(req, "admin.user", &admin) && admin.n > 0)
+        return GW_CONTINUE;
 
     double rpm = rc->rpm;
     double burst = (double)rc->burst;
@@ -411,4 +420,3 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .settings = rl_settings_table,
     .settings_size = sizeof(rl_conf),
 };
-

@@ -13,10 +13,10 @@
 
 #define RL_IP_TEXT 48        /* canonical text of an address, NUL included */
 #define RL_MAX_XFF_FIELDS 32 /* X-Forwarded-For fields looked at */
-#define RL_KEY_MAX 320      /* a bucket's key in the store */
-#define RL_LOCAL_SLOTS 4096 /* local fallback buckets per worker (power of two) */
-#define RL_LOCAL_PROBE 8    /* slots looked at per lookup */
-#define RL_LOCAL_KEY 112    /* longer keys are kept by their hash */
+#define RL_KEY_MAX 320       /* a bucket's key in the store */
+#define RL_LOCAL_SLOTS 4096  /* local fallback buckets per worker (power of two) */
+#define RL_LOCAL_PROBE 8     /* slots looked at per lookup */
+#define RL_LOCAL_KEY 112     /* longer keys are kept by their hash */
 
 enum { RL_HDR_LEGACY = 1, RL_HDR_IETF = 2 };
 
@@ -38,8 +38,9 @@ typedef struct {
     int headers;     /* index in header_names (ratelimit.c) */
     int on_error;    /* RL_ERR_* */
     uint64_t store_timeout_ms;
-    gw_list exempt; /* const char *: normalised path prefixes */
-    bool disabled;  /* per route only */
+    gw_list exempt;   /* const char *: normalised path prefixes */
+    bool disabled;    /* per route only */
+    bool limit_admin; /* also limit requests with admin.user set */
 } rl_conf;
 
 typedef struct {

@@ -138,6 +138,20 @@ class AdminAuthTest(AdminAuthTestCase):
                 c.send(g.request_bytes("GET", "/admin/circuit-breakers", [("Authorization", auth)]))
                 self.assertPassed(c.read_response(), auth)
 
+    def test_authenticated_admin_not_rate_limited(self):
+        # ratelimit after adminauth, as in conf/gateway.yaml: an admin script is not counted against the
+        # client's bucket, the same client's other requests are
+        gw = self.start([entry(), {"name": "ratelimit", "rpm": 1, "burst": 2}])
+        auth = basic("admin", PASSWORD)
+        for _ in range(12):
+            r = self.get(gw, "/admin/apikeys", auth)
+            self.assertEqual(r.status, 200, r.summary())
+            self.assertIsNone(r.header("x-ratelimit-remaining"), r.summary())
+        self.assertEqual([self.get(gw, "/api/x").status for _ in range(3)], [200, 200, 429])
+        # with limit_admin: true they share the bucket again
+        gw2 = self.start([entry(), {"name": "ratelimit", "rpm": 1, "burst": 2, "limit_admin": True}])
+        self.assertEqual([self.get(gw2, "/admin/apikeys", auth).status for _ in range(3)], [200, 200, 429])
+
     def test_only_admin_prefix_protected(self):
         gw = self.start([entry(max_failures=0)])  # no throttling here
         for path in ("/administrator", "/adminx", "/api/users/1", "/health-check", "/api/admin"):

@@ -45,6 +45,8 @@ static gw_result ident_on_request(void *inst, void *route_conf, void *state, gw_
         ident_host->req_set(req, "consumer.id", v.p, v.n);
     if (ident_host->header_get(req, GW_HDR_REQUEST, "X-Test-Rate", &v))
         ident_host->req_set(req, "consumer.rate_limit", v.p, v.n);
+    if (ident_host->header_get(req, GW_HDR_REQUEST, "X-Test-Admin", &v))
+        ident_host->req_set(req, "admin.user", v.p, v.n); /* as adminauth does after a good password */
     return GW_CONTINUE;
 }
 
@@ -471,6 +473,40 @@ static void test_routes_and_exempt(void **state)
     assert_string_equal(hdr(r, "Retry-After"), "10");
 }
 
+/* A request that passed admin authentication (admin.user) is not limited, unless limit_admin says so. */
+static void test_admin_not_limited(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: ratelimit\nrpm: 1\nburst: 2\n");
+    for (int i = 0; i < 6; i++) {
+        gw_req *r = gw_th_request(th, "GET", "/admin/apikeys");
+        gw_th_request_header(r, "X-Test-Admin", "admin");
+        assert_int_equal(gw_th_run(r), GW_TH_DONE);
+        assert_int_equal(gw_th_status(r), 200);
+        assert_null(hdr(r, "X-RateLimit-Remaining"));
+    }
+    /* the same client without admin credentials still has its whole burst, then 429 */
+    assert_int_equal(status_of(th, "/api/x", NULL), 200);
+    assert_int_equal(status_of(th, "/api/x", NULL), 200);
+    assert_int_equal(status_of(th, "/api/x", NULL), 429);
+}
+
+static void test_limit_admin(void **state)
+{
+    gw_th *th = *state;
+    load(th, "name: ratelimit\nrpm: 1\nburst: 2\nlimit_admin: true\n");
+    int got[3];
+    for (int i = 0; i < 3; i++) {
+        gw_req *r = gw_th_request(th, "GET", "/admin/apikeys");
+        gw_th_request_header(r, "X-Test-Admin", "admin");
+        assert_int_equal(gw_th_run(r), GW_TH_DONE);
+        got[i] = gw_th_status(r);
+    }
+    assert_int_equal(got[0], 200);
+    assert_int_equal(got[1], 200);
+    assert_int_equal(got[2], 429);
+}
+
 static void test_ietf_headers(void **state)
 {
     gw_th *th = *state;
@@ -513,16 +549,22 @@ static void test_settings_errors(void **state)
         {"name: ratelimit\nrpm: 0\n", "rpm: expected a number above 0"},
         {"name: ratelimit\nrpm: x\n", NULL},
         {"name: ratelimit\nburst: 0\n", NULL},
-        {"name: ratelimit\nheaders: all\n", "ratelimit.headers: 'all' is not one of legacy, ietf, both, none"},
-        {"name: ratelimit\non_store_error: ignore\n", "on_store_error: 'ignore' is not one of local, allow, deny"},
+        {"name: ratelimit\nheaders: all\n",
+         "ratelimit.headers: 'all' is not one of legacy, ietf, both, none"},
+        {"name: ratelimit\non_store_error: ignore\n",
+         "on_store_error: 'ignore' is not one of local, allow, deny"},
         {"name: ratelimit\nstore_timeout: 0ms\n", "ratelimit.store_timeout: 0ms is out of range 1ms..1m"},
-        {"name: ratelimit\ntrusted_proxies: 10.0.0.0/8, 10.0.0.0/33\n", "'10.0.0.0/33' is not an IPv4 or IPv6"},
-        {"name: ratelimit\ntrusted_proxies: [10.0.0.0/33]\n", "'10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR"},
+        {"name: ratelimit\ntrusted_proxies: 10.0.0.0/8, 10.0.0.0/33\n",
+         "'10.0.0.0/33' is not an IPv4 or IPv6"},
+        {"name: ratelimit\ntrusted_proxies: [10.0.0.0/33]\n",
+         "'10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR"},
         {"name: ratelimit\ntrusted_proxies: ['::1/129']\n", "is not an IPv4 or IPv6 address or CIDR"},
         {"name: ratelimit\ntrusted_proxies: [300.1.1.1]\n", "is not an IPv4 or IPv6 address or CIDR"},
-        {"name: ratelimit\nburst: lots\n", "ratelimit.burst: expected an integer (1..1000000000), got 'lots'"},
+        {"name: ratelimit\nburst: lots\n",
+         "ratelimit.burst: expected an integer (1..1000000000), got 'lots'"},
         {"name: ratelimit\ndisabled: true\n", "ratelimit.disabled: a per-route setting"},
-        {"name: ratelimit\nexempt: [health]\n", "ratelimit.exempt: 'health' is not a path prefix starting with '/'"},
+        {"name: ratelimit\nexempt: [health]\n",
+         "ratelimit.exempt: 'health' is not a path prefix starting with '/'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (gw_th_load(th, GW_PLUGIN_SO, bad[i].yaml) != -1) fail_msg("accepted: %s", bad[i].yaml);
@@ -540,7 +582,8 @@ static void test_settings_errors(void **state)
     assert_int_equal(gw_th_route(th, "bad0", "/bad0", "ratelimit:\n  rpm: 0\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "rpm: expected a number above 0"));
     assert_int_equal(gw_th_route(th, "bad2", "/bad2", "ratelimit:\n  burst: 2\n  speed: 3\n"), -1);
-    assert_non_null(strstr(gw_th_error(th), "ratelimit.speed: unknown setting (per-route settings: rpm, burst, disabled)"));
+    assert_non_null(strstr(gw_th_error(th),
+                           "ratelimit.speed: unknown setting (per-route settings: rpm, burst, disabled)"));
     assert_int_equal(gw_th_route(th, "bad3", "/bad3", "ratelimit:\n  disabled: maybe\n"), -1);
     assert_int_equal(gw_th_route(th, "bad4", "/bad4", "ratelimit:\n  headers: none\n"), -1);
     assert_non_null(strstr(gw_th_error(th), "ratelimit.headers: not a per-route setting"));
@@ -564,6 +607,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_exempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_routes_and_exempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ietf_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_not_limited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_admin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
