@@ -152,14 +152,17 @@ static void on_event(gw_io *bev, int what, void *arg)
     gw_conn *c = arg;
     if (what & GW_IO_CONNECTED) return;
     if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && (c->state == GW_C_PROXY || c->state == GW_C_FILTER) &&
-        c->body_complete && !c->retry_pending) {
-        /* Half-close after a complete request: answer it, then close. (While a retry waits for its
-         * backoff the EOF ends the request instead, as nginx's client abort does: another attempt for a
-         * client that has probably gone only adds load to a failing upstream.) */
+        c->body_complete && c->response_started) {
+        /* EOF once the response has begun: send the rest, then close (a client that is really gone
+         * makes the next write fail). */
         c->peer_eof = true;
         c->keep_alive = false;
         return;
     }
+    /* EOF before any of the response went out (waiting for a filter, the upstream or a retry's backoff)
+     * ends the request, as nginx's client abort does: a half-close cannot be told from a client that
+     * left, and an answer nobody reads would still hold an upstream connection, a breaker's probe slot
+     * or a retry. */
     if ((what & GW_IO_EOF) && !(what & GW_IO_ERROR) && c->state == GW_C_TUNNEL && c->up && !c->peer_eof) {
         /* Half-close: pass it on once the upstream got everything, keep the other direction open. */
         gw_proxy_client_readable(c);
@@ -199,10 +202,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case GW_C_BODY:
     case GW_C_PROXY:
-        if (c->retry_pending && c->peer_eof) { /* the client closed before the backoff began */
-            gw_debug("client %s: closed while a retry waited; not retried", c->peer_ip);
-            gw_conn_free(c);
-        } else if (c->retry_pending) { /* a filter asked for another attempt after a delay */
+        if (c->retry_pending) { /* a filter asked for another attempt after a delay */
             c->retry_pending = false;
             gw_proxy_connect(c);
         } else {

@@ -149,6 +149,14 @@ class BreakerTest(g.GatewayTestCase):
         self.assertEqual(log.count("user-service: open -> half-open"), 1)
 
     def test_half_open_admits_exactly_the_probes(self):
+        self.half_open_probes(rst=True)
+
+    def test_probes_whose_clients_close_free_their_slots(self):
+        # a plain close (FIN) while the upstream has not answered is a client gone too, not a half-close
+        # to answer later: the slot is free at once and the late answer closes nothing
+        self.half_open_probes(rst=False)
+
+    def half_open_probes(self, rst):
         self.start(env={"CB_MAX_FAILURES": "2", "CB_RESET_TIMEOUT_SECONDS": "1", "CB_HALF_OPEN_MAX_REQUESTS": "3"})
         for i in range(2):
             self.assertEqual(self.get("/api/users/status/502")[0], 502)
@@ -169,8 +177,9 @@ class BreakerTest(g.GatewayTestCase):
             self.assertEqual(self.hits(), 5)
             self.assertEqual(self.breaker("user-service")["state"], "half-open")
         finally:
-            for c in probes:  # the clients go away (RST): their slots are freed, no outcome recorded
-                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            for c in probes:  # the clients go away: their slots are freed, no outcome recorded
+                if rst:
+                    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.close()
         ok = g.wait_until(lambda: self.get("/api/users/echo")[0] == 200, 10, interval=0.05,
                           what="a probe slot freed by the clients that left")
