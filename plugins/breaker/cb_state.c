@@ -178,9 +178,14 @@ void cb_reset(cb_svc *s, gw_req *req)
     uint64_t w = atomic_load(&b->word);
     while (!atomic_compare_exchange_weak(&b->word, &w, CB_W_MAKE(CB_W_SEQ(w) + 1, 0, CB_CLOSED))) {
     }
-    atomic_store(&b->failures, 0);
+    uint64_t failures = atomic_exchange(&b->failures, 0);
     atomic_store(&b->successes, 0);
-    transitioned(s, req, CB_W_STATE(w), CB_CLOSED, "reset by admin");
+    if (CB_W_STATE(w) != CB_CLOSED)
+        transitioned(s, req, CB_W_STATE(w), CB_CLOSED, "reset by admin");
+    else if (failures) /* a closed breaker: only its count changed */
+        s->in->h->log(s->in->self, req, GW_LOG_INFO,
+                      "circuit breaker for %s: closed, %llu failures cleared (reset by admin)", s->name,
+                      (unsigned long long)failures);
 }
 
 uint64_t cb_refresh(cb_svc *s, gw_req *req)

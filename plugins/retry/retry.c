@@ -56,7 +56,7 @@ static const gw_setting rt_settings_table[] = {
            "Retries allowed per request received over budget_window, per service (0.2 = 20 %)"),
     RT_SET("budget_window", GW_SET_DURATION, budget_window_ms, "10s", 1000, RT_MAX_WINDOW_S * 1000.0, 0,
            "The window the budget counts requests and retries over, in whole seconds (1s to 60s)"),
-    RT_SET("budget_min_per_second", GW_SET_INT, budget_min_per_second, "3", 0, 1000000, 0,
+    RT_SET("budget_min_per_second", GW_SET_INT, budget_min_per_second, "10", 0, 1000000, 0,
            "Retries per second per service always allowed, whatever the ratio says"),
     {.name = NULL},
 };
