@@ -23,6 +23,7 @@
 #include "shared.h"
 #include "store.h"
 #include "tls.h"
+#include "util.h"
 
 static char *exe_directory(void)
 {
@@ -69,6 +70,12 @@ static void usage(FILE *f)
                "  -v, --version       print the version and exit\n");
 }
 
+static double uptime_seconds(void *arg)
+{
+    const gw_server *srv = arg;
+    return (double)(gw_mono_ms() - srv->started_mono_ms) / 1000.0;
+}
+
 static int build_server(gw_server *srv, char **err)
 {
     gw_config *cfg = srv->cfg;
@@ -109,6 +116,17 @@ static int build_server(gw_server *srv, char **err)
         gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_upstream_passive_ejections_total",
                             "Targets taken out of the rotation by failures of live requests", svc_label, NULL,
                             0, &merr);
+    static const char *const service_label[] = {"service", NULL};
+    srv->m_backend_requests =
+        gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_backend_requests_total",
+                            "Upstream attempts by service (retries included)", service_label, NULL, 0, &merr);
+    srv->m_backend_errors = gw_metrics_register(
+        srv->metrics, GW_METRIC_COUNTER, "gateway_backend_errors_total",
+        "Upstream attempts that failed (connect, timeout, closed, invalid) or answered >= 500, by service",
+        service_label, NULL, 0, &merr);
+    srv->started_mono_ms = gw_mono_ms();
+    gw_metrics_register_func(srv->metrics, GW_METRIC_GAUGE, "gateway_uptime_seconds",
+                             "Seconds since the gateway started", uptime_seconds, srv, &merr);
     srv->climit = gw_connlimit_new(srv->metrics);
     if (!srv->climit) return asprintf(err, "out of memory"), -1;
     /* The first generation owns a configuration of its own: the listeners' one lives as long as we do. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "metrics_internal.h"
+#include "util.h"
 
 #define RELAXED memory_order_relaxed
 
@@ -31,6 +32,8 @@ gw_metrics *gw_metrics_new(unsigned nworkers)
         return NULL;
     }
     m->nslots = nworkers + 1;
+    m->now_ms = gw_mono_ms;
+    m->summary_window_ms = GW_SKETCH_WINDOW_MS;
     atomic_init(&m->head, NULL);
     return m;
 }
@@ -38,8 +41,11 @@ gw_metrics *gw_metrics_new(unsigned nworkers)
 static void slot_free(gw_mslot *s)
 {
     uint32_t n = atomic_load_explicit(&s->n, RELAXED);
-    for (uint32_t i = 0; i < n; i++)
-        free(s->chunks[i / GW_METRICS_CHUNK][i % GW_METRICS_CHUNK]);
+    for (uint32_t i = 0; i < n; i++) {
+        gw_series *e = s->chunks[i / GW_METRICS_CHUNK][i % GW_METRICS_CHUNK];
+        gw_sketch_free(e->sk);
+        free(e);
+    }
     for (size_t c = 0; c < GW_METRICS_NCHUNKS; c++)
         free(s->chunks[c]);
     free(s->tab);
@@ -85,18 +91,33 @@ static bool name_ok(const char *s, bool label)
     return true;
 }
 
-/* Is `name` one of the series names a histogram called `base` produces? */
-static bool histogram_series_name(const char *name, const char *base)
+/* Is `name` one of the series names a histogram (or summary) called `base` produces? */
+static bool histogram_series_name(const char *name, const char *base, int type)
 {
     size_t n = strlen(base);
+    if (type != GW_METRIC_HISTOGRAM && type != GW_METRIC_SUMMARY) return false;
     if (strncmp(name, base, n) != 0) return false;
-    return !strcmp(name + n, "_bucket") || !strcmp(name + n, "_sum") || !strcmp(name + n, "_count");
+    return (type == GW_METRIC_HISTOGRAM && !strcmp(name + n, "_bucket")) || !strcmp(name + n, "_sum") ||
+           !strcmp(name + n, "_count");
 }
+
+void gw_metrics_set_clock(gw_metrics *m, uint64_t (*now_ms)(void))
+{
+    m->now_ms = now_ms ? now_ms : gw_mono_ms;
+}
+
+void gw_metrics_set_summary_window(gw_metrics *m, uint64_t window_ms)
+{
+    m->summary_window_ms = window_ms >= GW_SKETCH_NPARTS ? window_ms : GW_SKETCH_WINDOW_MS;
+}
+
+static const double default_quantiles[] = {0.5, 0.9, 0.99};
 
 static const char *check_shape(int type, const char *name, const char *const *labels, size_t *nlabels,
                                const double *buckets, size_t nbuckets)
 {
-    if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM)
+    if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM &&
+        type != GW_METRIC_SUMMARY)
         return "unknown metric type";
     if (!name_ok(name, false)) return "invalid metric name (want [a-zA-Z_:][a-zA-Z0-9_:]*)";
     size_t n = 0;
@@ -106,10 +127,21 @@ static const char *check_shape(int type, const char *name, const char *const *la
             return "invalid label name (want [a-zA-Z_][a-zA-Z0-9_]*, no leading __)";
         if (type == GW_METRIC_HISTOGRAM && !strcmp(labels[n], "le"))
             return "a histogram cannot have a label named \"le\"";
+        if (type == GW_METRIC_SUMMARY && !strcmp(labels[n], "quantile"))
+            return "a summary cannot have a label named \"quantile\"";
         for (size_t k = 0; k < n; k++)
             if (!strcmp(labels[k], labels[n])) return "duplicate label name";
     }
     *nlabels = n;
+    if (type == GW_METRIC_SUMMARY) {
+        if (nbuckets > GW_METRICS_MAX_BUCKETS) return "more than 32 quantiles";
+        if (nbuckets && !buckets) return "summary quantiles missing";
+        for (size_t i = 0; i < nbuckets; i++) {
+            if (!(buckets[i] > 0 && buckets[i] < 1)) return "summary quantiles must lie between 0 and 1";
+            if (i && !(buckets[i] > buckets[i - 1])) return "summary quantiles must be strictly ascending";
+        }
+        return NULL;
+    }
     if (type != GW_METRIC_HISTOGRAM) return NULL;
     if (nbuckets > GW_METRICS_MAX_BUCKETS) return "more than 32 histogram buckets";
     if (nbuckets && !buckets) return "histogram buckets missing";
@@ -127,7 +159,11 @@ static const char *same_shape(const gw_metric *f, int type, const char *const *l
     if (f->nlabels != nlabels) return "metric already registered with other label names";
     for (size_t i = 0; i < nlabels; i++)
         if (strcmp(f->labels[i], labels[i]) != 0) return "metric already registered with other label names";
-    if (type != GW_METRIC_HISTOGRAM) return NULL;
+    if (type == GW_METRIC_SUMMARY && !nbuckets) {
+        buckets = default_quantiles;
+        nbuckets = sizeof default_quantiles / sizeof *default_quantiles;
+    }
+    if (type != GW_METRIC_HISTOGRAM && type != GW_METRIC_SUMMARY) return NULL;
     if (f->nbuckets != nbuckets) return "metric already registered with other buckets";
     for (size_t i = 0; i < nbuckets; i++)
         if (f->buckets[i] != buckets[i]) return "metric already registered with other buckets";
@@ -151,10 +187,16 @@ static gw_metric *family_new(const gw_metrics *m, int type, const char *name, co
     bool ok = f->name && f->help;
     for (size_t i = 0; i < nlabels; i++, f->nlabels++)
         ok = (f->labels[i] = strdup(labels[i])) != NULL && ok;
-    if (type == GW_METRIC_HISTOGRAM) {
+    if (type == GW_METRIC_SUMMARY && !nbuckets) {
+        buckets = default_quantiles;
+        nbuckets = sizeof default_quantiles / sizeof *default_quantiles;
+    }
+    if (type == GW_METRIC_HISTOGRAM || type == GW_METRIC_SUMMARY) {
         f->nbuckets = nbuckets;
         if (nbuckets) memcpy(f->buckets, buckets, nbuckets * sizeof *buckets);
     }
+    f->now_ms = m->now_ms;
+    f->window_ms = m->summary_window_ms;
     if (!ok) {
         family_free(f);
         return NULL;
@@ -162,9 +204,9 @@ static gw_metric *family_new(const gw_metrics *m, int type, const char *name, co
     return f;
 }
 
-gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const char *help,
-                               const char *const *labels, const double *buckets, size_t nbuckets,
-                               const char **err)
+static gw_metric *register_family(gw_metrics *m, int type, const char *name, const char *help,
+                                  const char *const *labels, const double *buckets, size_t nbuckets,
+                                  double (*fn)(void *), void *fn_arg, const char **err)
 {
     static const char *unused;
     if (!err) err = &unused;
@@ -177,16 +219,20 @@ gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const 
     gw_metric *f = atomic_load_explicit(&m->head, RELAXED);
     for (; f; f = atomic_load_explicit(&f->next, RELAXED)) {
         if (!strcmp(f->name, name)) break;
-        if ((f->type == GW_METRIC_HISTOGRAM && histogram_series_name(name, f->name)) ||
-            (type == GW_METRIC_HISTOGRAM && histogram_series_name(f->name, name))) {
-            *err = "metric name clashes with a histogram's _bucket/_sum/_count series";
+        if (histogram_series_name(name, f->name, f->type) || histogram_series_name(f->name, name, type)) {
+            *err = "metric name clashes with a histogram's or summary's _bucket/_sum/_count series";
             break;
         }
     }
     if (f && !*err) {
         *err = same_shape(f, type, labels, nlabels, buckets, nbuckets);
+        if (!*err && fn && !f->fn) *err = "metric already registered as a plain family";
     } else if (!f) {
         f = family_new(m, type, name, help, labels, nlabels, buckets, nbuckets);
+        if (f) {
+            f->fn = fn;
+            f->fn_arg = fn_arg;
+        }
         if (!f) {
             *err = "out of memory";
         } else if (m->tail) {
@@ -199,6 +245,23 @@ gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const 
     }
     pthread_mutex_unlock(&m->lock);
     return *err ? NULL : f;
+}
+
+gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const char *help,
+                               const char *const *labels, const double *buckets, size_t nbuckets,
+                               const char **err)
+{
+    return register_family(m, type, name, help, labels, buckets, nbuckets, NULL, NULL, err);
+}
+
+gw_metric *gw_metrics_register_func(gw_metrics *m, int type, const char *name, const char *help,
+                                    double (*fn)(void *arg), void *arg, const char **err)
+{
+    static const char *unused;
+    if (!err) err = &unused;
+    if (!fn || (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE))
+        return *err = "a computed metric is a counter or a gauge with a function", NULL;
+    return register_family(m, type, name, help, NULL, NULL, 0, fn, arg, err);
 }
 
 uint64_t gw_metric_dropped(const gw_metric *f)
@@ -270,13 +333,19 @@ static gw_series *series_new(const gw_metric *f, gw_mslot *s, const char *const 
     gw_series ***chunk = &s->chunks[n / GW_METRICS_CHUNK];
     if (!*chunk && !(*chunk = malloc(GW_METRICS_CHUNK * sizeof **chunk))) return NULL;
 
-    size_t nb = f->type == GW_METRIC_HISTOGRAM ? f->nbuckets + 1 : 0;
+    size_t nb = f->type == GW_METRIC_HISTOGRAM ? f->nbuckets + 1 : f->type == GW_METRIC_SUMMARY ? 1 : 0;
+    gw_sketch *sk = NULL;
+    if (f->type == GW_METRIC_SUMMARY && !(sk = gw_sketch_new(f->window_ms))) return NULL;
     size_t head = sizeof(gw_series) + nb * sizeof(_Atomic uint64_t), lens[GW_METRICS_MAX_LABELS], total = 0;
     for (size_t i = 0; i < f->nlabels; i++)
         total += lens[i] = strlen(value_at(values, i)) + 1;
     gw_series *e = malloc(head + total);
-    if (!e) return NULL;
+    if (!e) {
+        gw_sketch_free(sk);
+        return NULL;
+    }
     e->hash = h;
+    e->sk = sk;
     char *p = (char *)e + head;
     for (size_t i = 0; i < GW_METRICS_MAX_LABELS; i++) {
         e->vals[i] = NULL;
@@ -340,23 +409,31 @@ static inline void add_double(_Atomic double *a, double v)
 
 void gw_metric_add(gw_metric *f, unsigned slot, const char *const *values, double v)
 {
-    if (!f || f->type == GW_METRIC_HISTOGRAM || (f->type == GW_METRIC_COUNTER && !(v >= 0))) return;
+    if (!f || f->fn || f->type == GW_METRIC_HISTOGRAM || f->type == GW_METRIC_SUMMARY ||
+        (f->type == GW_METRIC_COUNTER && !(v >= 0)))
+        return;
     gw_series *e = series_get(f, slot, values);
     if (e) add_double(&e->v, v);
 }
 
 void gw_metric_set(gw_metric *f, unsigned slot, const char *const *values, double v)
 {
-    if (!f || f->type != GW_METRIC_GAUGE) return;
+    if (!f || f->fn || f->type != GW_METRIC_GAUGE) return;
     gw_series *e = series_get(f, slot, values);
     if (e) atomic_store_explicit(&e->v, v, RELAXED);
 }
 
 void gw_metric_observe(gw_metric *f, unsigned slot, const char *const *values, double v)
 {
-    if (!f || f->type != GW_METRIC_HISTOGRAM) return;
+    if (!f || (f->type != GW_METRIC_HISTOGRAM && f->type != GW_METRIC_SUMMARY)) return;
     gw_series *e = series_get(f, slot, values);
     if (!e) return;
+    if (f->type == GW_METRIC_SUMMARY) {
+        gw_sketch_add(e->sk, v, f->now_ms());
+        atomic_store_explicit(&e->b[0], atomic_load_explicit(&e->b[0], RELAXED) + 1, RELAXED);
+        add_double(&e->v, v);
+        return;
+    }
     size_t lo = 0, hi = f->nbuckets; /* first bucket with v <= le; NaN lands in +Inf */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;

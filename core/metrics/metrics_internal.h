@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "sketch.h"
 
 #define GW_METRICS_MAX_LABELS 8
 #define GW_METRICS_MAX_BUCKETS 32
@@ -20,9 +21,11 @@
 typedef struct gw_series {
     uint64_t hash;
     const char *vals[GW_METRICS_MAX_LABELS]; /* the family's label order; unused entries NULL */
-    _Atomic double v;                        /* counter/gauge value; histogram: sum of observations */
+    _Atomic double v;                        /* counter/gauge value; histogram, summary: sum of observations */
+    gw_sketch *sk;                           /* summary: the recent observations */
     _Atomic uint64_t b[];                    /* histogram: observations per bucket (not cumulative);
-                                                b[nbuckets] is the +Inf bucket; the count is their sum */
+                                                b[nbuckets] is the +Inf bucket; the count is their sum;
+                                                summary: b[0] is the count (all time) */
 } gw_series;
 
 /* One family's series on one writer slot. */
@@ -40,7 +43,11 @@ struct gw_metric {
     char *name, *help;
     size_t nlabels, nbuckets;
     char *labels[GW_METRICS_MAX_LABELS];
-    double buckets[GW_METRICS_MAX_BUCKETS];
+    double buckets[GW_METRICS_MAX_BUCKETS]; /* histogram: upper bounds; summary: the quantiles */
+    uint64_t (*now_ms)(void);               /* summary: the sketches' clock */
+    uint64_t window_ms;                     /* summary: the sketches' window */
+    double (*fn)(void *arg);                /* computed at scrape (gw_metrics_register_func), or NULL */
+    void *fn_arg;
     unsigned nslots;
     _Atomic uint64_t stray;      /* updates from a slot out of range (a thread that never set its slot) */
     _Atomic(gw_mslot *) slots[]; /* created by their writer on first use, published with a release store */
@@ -49,6 +56,8 @@ struct gw_metric {
 struct gw_metrics {
     pthread_mutex_t lock; /* serialises registration; readers walk the list without it */
     unsigned nslots;
+    uint64_t (*now_ms)(void);
+    uint64_t summary_window_ms;
     _Atomic(gw_metric *) head;
     gw_metric *tail; /* under lock */
 };

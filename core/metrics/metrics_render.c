@@ -80,8 +80,10 @@ typedef struct {
 } entry;
 
 typedef struct {
-    double v;                               /* value, or histogram sum */
-    uint64_t b[GW_METRICS_MAX_BUCKETS + 1]; /* histogram: per bucket, not cumulative */
+    double v;                               /* value, or histogram/summary sum */
+    uint64_t b[GW_METRICS_MAX_BUCKETS + 1]; /* histogram: per bucket, not cumulative; summary: b[0] count */
+    gw_sketch_view *view;                   /* summary: the slots' windows merged (the render's buffer) */
+    double q[GW_METRICS_MAX_BUCKETS];       /* summary: the quantiles' values */
 } merged;
 
 static int vals_cmp(const char *const *a, const char *const *b)
@@ -173,17 +175,35 @@ out:
 }
 
 /* Sums the run of entries starting at e[0] with the same label values; returns its length. */
-static size_t merge_run(const gw_metric *f, const entry *e, size_t n, merged *m)
+static size_t merge_run(const gw_metric *f, const entry *e, size_t n, merged *m, uint64_t now)
 {
+    gw_sketch_view *view = m->view;
     memset(m, 0, sizeof *m);
-    size_t nb = f->type == GW_METRIC_HISTOGRAM ? f->nbuckets + 1 : 0, len = 0;
+    m->view = view;
+    bool summary = f->type == GW_METRIC_SUMMARY;
+    if (summary) memset(view, 0, sizeof *view);
+    size_t nb = f->type == GW_METRIC_HISTOGRAM ? f->nbuckets + 1 : summary ? 1 : 0, len = 0;
     for (; len < n; len++) {
         if (len && vals_cmp(e[0].vals, e[len].vals) != 0) break;
         m->v += atomic_load_explicit(&e[len].s->v, RELAXED);
         for (size_t k = 0; k < nb; k++)
             m->b[k] += atomic_load_explicit(&e[len].s->b[k], RELAXED);
+        if (summary) gw_sketch_merge(view, e[len].s->sk, now);
     }
+    for (size_t k = 0; summary && k < f->nbuckets; k++)
+        m->q[k] = gw_sketch_quantile(view, f->buckets[k]);
     return len;
+}
+
+/* A family with no series yet: its label-less series, zero (summary: NaN quantiles), or computed. */
+static void merge_empty(const gw_metric *f, merged *m)
+{
+    gw_sketch_view *view = m->view;
+    memset(m, 0, sizeof *m);
+    m->view = view;
+    for (size_t k = 0; f->type == GW_METRIC_SUMMARY && k < f->nbuckets; k++)
+        m->q[k] = NAN;
+    if (f->fn) m->v = f->fn(f->fn_arg);
 }
 
 /* Shortest text that reads back as v; integers without exponent or decimals; Prometheus' NaN and Inf. */
@@ -263,9 +283,9 @@ static void put_num(sbuf *b, double v)
     puts_(b, tmp);
 }
 
-/* name{l1="v1",...,le="x"} followed by the space before the value. */
-static void put_sample_name(sbuf *b, const gw_metric *f, const char *suffix, const char *const *vals,
-                            const char *le)
+/* name{l1="v1",...,le="x"} (or quantile="x") followed by the space before the value. */
+static void put_sample_name_ex(sbuf *b, const gw_metric *f, const char *suffix, const char *const *vals,
+                               const char *extra, const char *le)
 {
     puts_(b, f->name);
     puts_(b, suffix);
@@ -282,15 +302,44 @@ static void put_sample_name(sbuf *b, const gw_metric *f, const char *suffix, con
         put(b, "\"", 1);
     }
     if (le) {
-        puts_(b, f->nlabels ? ",le=\"" : "le=\"");
+        if (f->nlabels) put(b, ",", 1);
+        puts_(b, extra);
+        put(b, "=\"", 2);
         puts_(b, le);
         put(b, "\"", 1);
     }
     put(b, "} ", 2);
 }
 
+static void put_sample_name(sbuf *b, const gw_metric *f, const char *suffix, const char *const *vals,
+                            const char *le)
+{
+    put_sample_name_ex(b, f, suffix, vals, "le", le);
+}
+
+static void put_sample_name_q(sbuf *b, const gw_metric *f, const char *const *vals, const char *q)
+{
+    put_sample_name_ex(b, f, "", vals, "quantile", q);
+}
+
 static void text_series(sbuf *b, const gw_metric *f, const char *const *vals, const merged *m)
 {
+    if (f->type == GW_METRIC_SUMMARY) {
+        char q[40];
+        for (size_t i = 0; i < f->nbuckets; i++) {
+            fmt_num(q, f->buckets[i]);
+            put_sample_name_q(b, f, vals, q);
+            put_num(b, m->q[i]);
+            put(b, "\n", 1);
+        }
+        put_sample_name(b, f, "_sum", vals, NULL);
+        put_num(b, m->v);
+        put(b, "\n", 1);
+        put_sample_name(b, f, "_count", vals, NULL);
+        put_u64(b, m->b[0]);
+        put(b, "\n", 1);
+        return;
+    }
     if (f->type != GW_METRIC_HISTOGRAM) {
         put_sample_name(b, f, "", vals, NULL);
         put_num(b, m->v);
@@ -317,7 +366,7 @@ static void text_series(sbuf *b, const gw_metric *f, const char *const *vals, co
     put(b, "\n", 1);
 }
 
-static const char *const type_names[] = {"counter", "gauge", "histogram"};
+static const char *const type_names[] = {"counter", "gauge", "histogram", "summary"};
 
 static void text_family_head(sbuf *b, const gw_metric *f)
 {
@@ -373,6 +422,17 @@ static void json_series(bool *ok, cJSON *arr, const gw_metric *f, const char *co
     cJSON *labels = jadd(ok, o, "labels", cJSON_CreateObject());
     for (size_t i = 0; labels && i < f->nlabels; i++)
         jadd(ok, labels, f->labels[i], cJSON_CreateString(vals[i]));
+    if (f->type == GW_METRIC_SUMMARY) {
+        cJSON *qs = jadd(ok, o, "quantiles", cJSON_CreateArray());
+        for (size_t i = 0; i < f->nbuckets; i++) {
+            cJSON *e = jadd(ok, qs, NULL, cJSON_CreateObject());
+            jadd(ok, e, "quantile", cJSON_CreateNumber(f->buckets[i]));
+            jadd(ok, e, "value", jnum(m->q[i]));
+        }
+        jadd(ok, o, "sum", jnum(m->v));
+        jadd(ok, o, "count", cJSON_CreateNumber((double)m->b[0]));
+        return;
+    }
     if (f->type != GW_METRIC_HISTOGRAM) {
         jadd(ok, o, "value", jnum(m->v));
         return;
@@ -406,6 +466,9 @@ char *gw_metrics_render(gw_metrics *m, int format, size_t *len)
     if (!m || (format != 0 && format != 1)) return NULL;
     sbuf b = {0};
     bool ok = true;
+    uint64_t now = m->now_ms();
+    merged mg = {0};
+    if (!(mg.view = malloc(sizeof *mg.view))) return NULL;
     cJSON *root = NULL, *fams = NULL;
     if (format == 1) {
         root = cJSON_CreateObject();
@@ -413,26 +476,25 @@ char *gw_metrics_render(gw_metrics *m, int format, size_t *len)
     }
     for (gw_metric *f = atomic_load_explicit(&m->head, memory_order_acquire); f && ok && !b.oom;
          f = atomic_load_explicit(&f->next, memory_order_acquire)) {
-        entry *e;
-        size_t n;
-        uint64_t dropped;
-        if (collect(f, &e, &n, &dropped) != 0) {
+        entry *e = NULL;
+        size_t n = 0;
+        uint64_t dropped = 0;
+        if (!f->fn && collect(f, &e, &n, &dropped) != 0) {
             ok = false;
             break;
         }
         cJSON *series = format == 1 ? json_family(&ok, fams, f, dropped) : NULL;
         if (format == 0) text_family_head(&b, f);
-        merged mg;
         /* A family without labels always has its one series, zero until first used. */
         if (!n && !f->nlabels) {
-            memset(&mg, 0, sizeof mg);
+            merge_empty(f, &mg);
             if (format == 0)
                 text_series(&b, f, NULL, &mg);
             else
                 json_series(&ok, series, f, NULL, &mg);
         }
         for (size_t i = 0, run; i < n; i += run) {
-            run = merge_run(f, e + i, n - i, &mg);
+            run = merge_run(f, e + i, n - i, &mg, now);
             if (format == 0)
                 text_series(&b, f, e[i].vals, &mg);
             else
@@ -441,6 +503,7 @@ char *gw_metrics_render(gw_metrics *m, int format, size_t *len)
         if (format == 0 && dropped) text_dropped(&b, f, dropped);
         entries_free(e, n);
     }
+    free(mg.view);
     if (format == 1) { /* cJSON allocates with malloc unless someone installs hooks (nobody does) */
         char *s = ok ? cJSON_PrintUnformatted(root) : NULL;
         cJSON_Delete(root);

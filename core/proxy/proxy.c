@@ -61,12 +61,23 @@ static void reset_response_view(gw_req *r)
 }
 
 static void passive_failed(gw_conn *c, const char *why);
+/* Every attempt's outcome, counted here rather than by filters: a retry filter's GW_RETRY skips the
+ * upstream_response phase of the filters after it for the attempts it discards. */
+void gw_proxy_count_attempt(gw_conn *c, bool error)
+{
+    gw_server *srv = c->w->srv;
+    if (!c->route || !srv->m_backend_requests) return;
+    const char *const v[] = {c->gen->services[c->route->service].conf->name};
+    gw_metric_add(srv->m_backend_requests, c->w->id, v, 1);
+    if (error && srv->m_backend_errors) gw_metric_add(srv->m_backend_errors, c->w->id, v, 1);
+}
 
 /* A failed upstream attempt: filters see it in the upstream_response phase (a retry filter may ask for
  * another attempt); otherwise the client gets the error. */
 void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message)
 {
     passive_failed(c, why);
+    gw_proxy_count_attempt(c, true);
     reset_response_view(&c->rq);
     c->attempt_sent = c->attempt_queued && c->up && c->up->connected;
     if (c->response_started || !gw_phase_present(c, GW_PH_UPSTREAM_RESPONSE)) {

@@ -25,6 +25,8 @@ SSL *gw_upstream_ssl(const gw_target *t);
 void gw_proxy_arm(struct event *ev, uint64_t ms);
 void gw_proxy_fail(gw_conn *c, int status, const char *message);
 void gw_proxy_attempt_failed(gw_conn *c, int status, const char *why, const char *message);
+/* Counts one upstream attempt in gateway_backend_requests_total (and _errors_total when error). */
+void gw_proxy_count_attempt(gw_conn *c, bool error);
 void gw_proxy_request_timer(gw_conn *c, gw_upconn *u);
 
 /* proxy_body.c */

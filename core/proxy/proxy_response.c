@@ -186,6 +186,7 @@ static void start_tunnel(gw_conn *c, gw_upconn *u, const char *head, size_t head
     evbuffer_add(out, c->request_id, strlen(c->request_id));
     ADD_LIT(out, "\r\n\r\n");
     evbuffer_drain(gw_io_input(u->bev), head_len);
+    gw_proxy_count_attempt(c, false);
     c->status = 101;
     c->response_started = true;
     c->keep_alive = false;
@@ -242,6 +243,7 @@ static int read_response_head(gw_conn *c, gw_upconn *u)
         u->keep_alive = h->keep_alive;
         set_framing(c, h);
         u->head_done = true;
+        gw_proxy_count_attempt(c, h->status >= 500);
         if (c->gen->phases & (1u << GW_PH_UPSTREAM_RESPONSE | 1u << GW_PH_RESPONSE)) {
             int rc = stage_response(c, h);
             evbuffer_drain(in, head_len);
