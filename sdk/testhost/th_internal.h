@@ -225,6 +225,7 @@ typedef struct {
     double value; /* counter/gauge; histogram: sum */
     uint64_t count;
     uint64_t *bucket_counts; /* [nbuckets], non-cumulative */
+    struct gw_sketch *sk;    /* summary: the recent observations (core/metrics/sketch.h) */
 } th_series;
 
 struct gw_metric {
@@ -291,12 +292,14 @@ char *th_xmemdup(const char *p, size_t n); /* NUL-terminated copy */
 void *th_grow(void *p, size_t *cap, size_t need, size_t size);
 int th_fail(gw_th *th, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* logging (th_metrics.c) */
+/* logging (th_log.c) */
+char *th_vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 void th_log_add(gw_th *th, int level, const char *filter, const gw_req *r, const char *fmt, va_list ap)
     __attribute__((format(printf, 5, 0)));
 void th_violation(gw_th *th, const gw_req *r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void th_note(gw_th *th, const gw_req *r, int level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void th_metrics_fill(gw_host *h);
+void th_metrics_fill(gw_host *h); /* and th_log_fill */
+void th_log_fill(gw_host *h);
 void th_metrics_free(gw_th *th);
 void th_logs_free(gw_th *th);
 

@@ -1,5 +1,6 @@
-/* th_metrics.c - metric families and series kept in memory and queryable by name and label values; the
- * captured log (host->log, the host's own notes and the misuse it detects). */
+/* th_metrics.c - metric families and series kept in memory and queryable by name and label values, and
+ * host->metrics_render over them. Summaries keep the gateway's own sketch (core/metrics/sketch.c) on the
+ * fake clock. */
 #include "th_internal.h"
 
 #include <cjson/cJSON.h>
@@ -8,122 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------------------------------------------
- * logs */
-
-static void log_line(gw_th *th, int level, char *line)
-{
-    if (level < GW_LOG_DEBUG) level = GW_LOG_DEBUG;
-    if (level > GW_LOG_ERROR) level = GW_LOG_ERROR;
-    th->logs = th_grow(th->logs, &th->clogs, th->nlogs + 1, sizeof *th->logs);
-    th->logs[th->nlogs++] = (th_log){.level = level, .line = line};
-    if (th->echo) {
-        static const char *const names[] = {"debug", "info", "warn", "error"};
-        fprintf(stderr, "%s %s\n", names[level], line);
-    }
-}
-
-static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-static char *vformat(const char *fmt, va_list ap)
-{
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
-    if (n < 0) return th_xstrdup("(unprintable message)");
-    char *s = th_xcalloc((size_t)n + 1, 1);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
-
-void th_log_add(gw_th *th, int level, const char *filter, const gw_req *r, const char *fmt, va_list ap)
-{
-    char *msg = vformat(fmt, ap);
-    const char *rid = r && r->request_id[0] ? r->request_id : NULL;
-    size_t n = strlen(msg) + strlen(filter) + (rid ? strlen(rid) : 0) + 32;
-    char *line = th_xcalloc(n, 1);
-    bool host = strcmp(filter, "testhost") == 0;
-    snprintf(line, n, "[%s%s] %s%s%s%s", host ? "" : "filter:", filter, msg, rid ? " (request " : "", rid ? rid : "",
-             rid ? ")" : "");
-    free(msg);
-    log_line(th, level, line);
-}
-
-void th_note(gw_th *th, const gw_req *r, int level, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    th_log_add(th, level, "testhost", r, fmt, ap);
-    va_end(ap);
-}
-
-void th_violation(gw_th *th, const gw_req *r, const char *fmt, ...)
-{
-    th->violations++;
-    va_list ap;
-    va_start(ap, fmt);
-    th_log_add(th, GW_LOG_ERROR, "testhost", r, fmt, ap);
-    va_end(ap);
-}
-
-static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt, ...)
-{
-    gw_th *th = self ? self->th : req ? req->th : NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    if (th && fmt) {
-        th_log_add(th, level, self ? self->d.name : "?", req, fmt, ap);
-    } else if (fmt) {
-        fputs("[filter:?] ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-    }
-    va_end(ap);
-}
-
-size_t gw_th_log_count(const gw_th *th)
-{
-    return th->nlogs;
-}
-
-const char *gw_th_log_line(const gw_th *th, size_t i, int *level)
-{
-    if (i >= th->nlogs) return NULL;
-    if (level) *level = th->logs[i].level;
-    return th->logs[i].line;
-}
-
-size_t gw_th_log_find(const gw_th *th, int min_level, const char *substring)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < th->nlogs; i++)
-        if (th->logs[i].level >= min_level && (!substring || strstr(th->logs[i].line, substring))) n++;
-    return n;
-}
-
-void gw_th_log_echo(gw_th *th, bool on)
-{
-    th->echo = on;
-}
-
-unsigned gw_th_violations(const gw_th *th)
-{
-    return th->violations;
-}
-
-void gw_th_alloc_limit(gw_th *th, size_t bytes)
-{
-    th->alloc_limit = bytes;
-}
-
-void th_logs_free(gw_th *th)
-{
-    for (size_t i = 0; i < th->nlogs; i++)
-        free(th->logs[i].line);
-    free(th->logs);
-}
+#include "sketch.h"
 
 /* ------------------------------------------------------------------------------------------------------
  * metrics */
@@ -146,6 +32,8 @@ static gw_metric *family_find(const gw_th *th, const char *name)
     return NULL;
 }
 
+static const double default_quantiles[] = {0.5, 0.9, 0.99}; /* as the gateway's */
+
 static bool same_shape(const gw_metric *m, int type, const char *const *labels, const double *buckets,
                        size_t nbuckets)
 {
@@ -155,7 +43,11 @@ static bool same_shape(const gw_metric *m, int type, const char *const *labels, 
     if (m->type != type || n != m->nlabels) return false;
     for (size_t i = 0; i < n; i++)
         if (strcmp(m->labels[i], labels[i]) != 0) return false;
-    if (type != GW_METRIC_HISTOGRAM) return true;
+    if (type == GW_METRIC_SUMMARY && !nbuckets) {
+        buckets = default_quantiles;
+        nbuckets = 3;
+    }
+    if (type != GW_METRIC_HISTOGRAM && type != GW_METRIC_SUMMARY) return true;
     if (nbuckets != m->nbuckets) return false;
     for (size_t i = 0; i < nbuckets; i++)
         if (buckets[i] != m->buckets[i]) return false;
@@ -173,14 +65,23 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
         return NULL;
     }
     const char *bad = NULL;
-    if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM) bad = "unknown type";
+    if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM &&
+        type != GW_METRIC_SUMMARY)
+        bad = "unknown type";
     else if (!metric_name_ok(name, false)) bad = "invalid name";
     for (size_t i = 0; !bad && labels && labels[i]; i++)
-        if (!metric_name_ok(labels[i], true) || strcmp(labels[i], "le") == 0) bad = "invalid label name";
+        if (!metric_name_ok(labels[i], true) || strcmp(labels[i], type == GW_METRIC_SUMMARY ? "quantile" : "le") == 0)
+            bad = "invalid label name";
     if (!bad && type == GW_METRIC_HISTOGRAM) {
         if (nbuckets && !buckets) bad = "no bucket array";
         for (size_t i = 0; !bad && i < nbuckets; i++)
             if (!isfinite(buckets[i]) || (i && buckets[i] <= buckets[i - 1])) bad = "buckets must be finite and ascending";
+    }
+    if (!bad && type == GW_METRIC_SUMMARY) {
+        if (nbuckets > 32 || (nbuckets && !buckets)) bad = "no quantile array, or more than 32";
+        for (size_t i = 0; !bad && i < nbuckets; i++)
+            if (!(buckets[i] > 0 && buckets[i] < 1) || (i && buckets[i] <= buckets[i - 1]))
+                bad = "quantiles must lie between 0 and 1, ascending";
     }
     gw_metric *m = bad ? NULL : family_find(th, name);
     if (!bad && m && !same_shape(m, type, labels, buckets, nbuckets))
@@ -201,7 +102,11 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
     m->labels = th_xcalloc(m->nlabels, sizeof *m->labels);
     for (size_t i = 0; i < m->nlabels; i++)
         m->labels[i] = th_xstrdup(labels[i]);
-    if (type == GW_METRIC_HISTOGRAM) {
+    if (type == GW_METRIC_SUMMARY && !nbuckets) {
+        buckets = default_quantiles;
+        nbuckets = 3;
+    }
+    if (type == GW_METRIC_HISTOGRAM || type == GW_METRIC_SUMMARY) {
         m->nbuckets = nbuckets;
         m->buckets = th_xcalloc(nbuckets, sizeof *m->buckets);
         if (nbuckets) memcpy(m->buckets, buckets, nbuckets * sizeof *buckets);
@@ -240,15 +145,20 @@ static th_series *series(gw_metric *m, const char *const *values)
     for (size_t i = 0; i < m->nlabels; i++)
         s->values[i] = th_xstrdup(label_value(values, i));
     s->bucket_counts = th_xcalloc(m->nbuckets, sizeof *s->bucket_counts);
+    if (m->type == GW_METRIC_SUMMARY && !(s->sk = gw_sketch_new(GW_SKETCH_WINDOW_MS))) {
+        fputs("gwtesthost: out of memory\n", stderr);
+        abort();
+    }
     return s;
 }
 
 static void h_metric_add(gw_metric *m, gw_req *req, const char *const *label_values, double v)
 {
     if (!m) return;
-    if (m->type == GW_METRIC_HISTOGRAM || (m->type == GW_METRIC_COUNTER && !(v >= 0))) {
+    bool observed = m->type == GW_METRIC_HISTOGRAM || m->type == GW_METRIC_SUMMARY;
+    if (observed || (m->type == GW_METRIC_COUNTER && !(v >= 0))) {
         th_violation(m->th, req, "metric_add('%s', %g): %s", m->name, v,
-                     m->type == GW_METRIC_HISTOGRAM ? "histograms take metric_observe" : "counters only grow");
+                     observed ? "histograms and summaries take metric_observe" : "counters only grow");
         return;
     }
     series(m, label_values)->value += v;
@@ -267,13 +177,14 @@ static void h_metric_set(gw_metric *m, gw_req *req, const char *const *label_val
 static void h_metric_observe(gw_metric *m, gw_req *req, const char *const *label_values, double v)
 {
     if (!m) return;
-    if (m->type != GW_METRIC_HISTOGRAM) {
-        th_violation(m->th, req, "metric_observe('%s'): not a histogram", m->name);
+    if (m->type != GW_METRIC_HISTOGRAM && m->type != GW_METRIC_SUMMARY) {
+        th_violation(m->th, req, "metric_observe('%s'): not a histogram or summary", m->name);
         return;
     }
     th_series *s = series(m, label_values);
     s->count++;
     s->value += v;
+    if (s->sk) gw_sketch_add(s->sk, v, th_clock_now());
     for (size_t i = 0; i < m->nbuckets; i++)
         if (v <= m->buckets[i]) {
             s->bucket_counts[i]++;
@@ -317,6 +228,18 @@ uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *cons
     return n;
 }
 
+double gw_th_metric_quantile(const gw_th *th, const char *name, const char *const *label_values, double q)
+{
+    const gw_metric *m;
+    const th_series *s = query(th, name, label_values, &m);
+    if (!s || !s->sk) return NAN;
+    gw_sketch_view *v = th_xcalloc(1, sizeof *v);
+    gw_sketch_merge(v, s->sk, th_clock_now());
+    double r = gw_sketch_quantile(v, q);
+    free(v);
+    return r;
+}
+
 /* ------------------------------------------------------------------------------------------------------
  * rendering (host->metrics_render) */
 
@@ -338,7 +261,7 @@ static void buf_printf(th_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = vformat(fmt, ap);
+    char *s = th_vformat(fmt, ap);
     va_end(ap);
     buf_put(b, s, strlen(s));
     free(s);
@@ -370,7 +293,8 @@ static void buf_escaped(th_buf *b, const char *s, bool quotes)
     }
 }
 
-static void buf_labels(th_buf *b, const gw_metric *m, const th_series *se, const char *le_text)
+static void buf_labels_ex(th_buf *b, const gw_metric *m, const th_series *se, const char *extra,
+                          const char *le_text)
 {
     if (!m->nlabels && !le_text) return;
     buf_put(b, "{", 1);
@@ -379,13 +303,18 @@ static void buf_labels(th_buf *b, const gw_metric *m, const th_series *se, const
         buf_escaped(b, se->values[i], true);
         buf_put(b, "\"", 1);
     }
-    if (le_text) buf_printf(b, "%sle=\"%s\"", m->nlabels ? "," : "", le_text);
+    if (le_text) buf_printf(b, "%s%s=\"%s\"", m->nlabels ? "," : "", extra, le_text);
     buf_put(b, "}", 1);
+}
+
+static void buf_labels(th_buf *b, const gw_metric *m, const th_series *se, const char *le_text)
+{
+    buf_labels_ex(b, m, se, "le", le_text);
 }
 
 static void render_text(const gw_th *th, th_buf *b)
 {
-    static const char *const types[] = {"counter", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "histogram", "summary"};
     for (size_t f = 0; f < th->nfams; f++) {
         const gw_metric *m = th->fams[f];
         if (m->help[0]) {
@@ -396,7 +325,19 @@ static void render_text(const gw_th *th, th_buf *b)
         buf_printf(b, "# TYPE %s %s\n", m->name, types[m->type]);
         for (size_t k = 0; k < m->nseries; k++) {
             const th_series *se = &m->series[k];
-            if (m->type != GW_METRIC_HISTOGRAM) {
+            if (m->type == GW_METRIC_SUMMARY) {
+                for (size_t i = 0; i < m->nbuckets; i++) {
+                    th_buf q = {0};
+                    buf_number(&q, m->buckets[i]);
+                    buf_printf(b, "%s", m->name);
+                    buf_labels_ex(b, m, se, "quantile", q.p);
+                    free(q.p);
+                    buf_put(b, " ", 1);
+                    buf_number(b, gw_th_metric_quantile(th, m->name, (const char *const *)se->values, m->buckets[i]));
+                    buf_put(b, "\n", 1);
+                }
+            }
+            if (m->type != GW_METRIC_HISTOGRAM && m->type != GW_METRIC_SUMMARY) {
                 buf_printf(b, "%s", m->name);
                 buf_labels(b, m, se, NULL);
                 buf_put(b, " ", 1);
@@ -405,7 +346,7 @@ static void render_text(const gw_th *th, th_buf *b)
                 continue;
             }
             uint64_t cum = 0;
-            for (size_t i = 0; i <= m->nbuckets; i++) {
+            for (size_t i = 0; m->type == GW_METRIC_HISTOGRAM && i <= m->nbuckets; i++) {
                 char le[64];
                 if (i < m->nbuckets) {
                     th_buf tmp = {0};
@@ -443,7 +384,7 @@ static cJSON *json_number(double v)
  *  {"labels","buckets":[{"le","count"} cumulative, the last le "+Inf"],"sum","count"}]}]} */
 static char *render_json(const gw_th *th)
 {
-    static const char *const types[] = {"counter", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "histogram", "summary"};
     cJSON *root = cJSON_CreateObject(), *fams = cJSON_AddArrayToObject(root, "metrics");
     for (size_t f = 0; fams && f < th->nfams; f++) {
         const gw_metric *m = th->fams[f];
@@ -459,6 +400,19 @@ static char *render_json(const gw_th *th)
             cJSON_AddItemToArray(arr, so);
             for (size_t i = 0; labels && i < m->nlabels; i++)
                 cJSON_AddStringToObject(labels, m->labels[i], se->values[i]);
+            if (m->type == GW_METRIC_SUMMARY) {
+                cJSON *qs = cJSON_AddArrayToObject(so, "quantiles");
+                for (size_t i = 0; qs && i < m->nbuckets; i++) {
+                    cJSON *e = cJSON_CreateObject();
+                    cJSON_AddItemToArray(qs, e);
+                    cJSON_AddNumberToObject(e, "quantile", m->buckets[i]);
+                    cJSON_AddItemToObject(e, "value", json_number(gw_th_metric_quantile(
+                                                          th, m->name, (const char *const *)se->values, m->buckets[i])));
+                }
+                cJSON_AddItemToObject(so, "sum", json_number(se->value));
+                cJSON_AddNumberToObject(so, "count", (double)se->count);
+                continue;
+            }
             if (m->type != GW_METRIC_HISTOGRAM) {
                 cJSON_AddItemToObject(so, "value", json_number(se->value));
                 continue;
@@ -517,6 +471,7 @@ void th_metrics_free(gw_th *th)
                 free(m->series[k].values[j]);
             free(m->series[k].values);
             free(m->series[k].bucket_counts);
+            gw_sketch_free(m->series[k].sk);
         }
         free(m->series);
         for (size_t j = 0; j < m->nlabels; j++)
@@ -532,7 +487,7 @@ void th_metrics_free(gw_th *th)
 
 void th_metrics_fill(gw_host *h)
 {
-    h->log = h_log;
+    th_log_fill(h);
     h->metric_register = h_metric_register;
     h->metric_add = h_metric_add;
     h->metric_set = h_metric_set;

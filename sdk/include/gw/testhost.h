@@ -334,7 +334,8 @@ const gw_http_call *gw_th_call_made(const gw_th *th, size_t i);
  * the family's label names, e.g. (const char *[]){"GET", "200"} (NULL when the family has no labels; as in
  * the gateway, a NULL entry reads as ""). host->metrics_render renders the same families: format 0 is the
  * Prometheus text format 0.0.4, format 1 is {"metrics":[{"name","type","help","series":[{"labels":{...},
- * "value"} or, for histograms, {"labels","buckets":[{"le","count"}...],"sum","count"}]}]}, as the gateway
+ * "value"} or, for histograms, {"labels","buckets":[{"le","count"}...],"sum","count"}, or, for summaries,
+ * {"labels","quantiles":[{"quantile","value"}...],"sum","count"}]}]}, as the gateway
  * renders them. */
 
 /* Counter or gauge value; for a histogram, the sum of the observations. 0 for a series never touched of a
@@ -345,6 +346,11 @@ double gw_th_metric(const gw_th *th, const char *name, const char *const *label_
  * bound is <= `le`: pass one of the family's bounds, or INFINITY for all). 0 when absent. */
 uint64_t gw_th_metric_count(const gw_th *th, const char *name, const char *const *label_values);
 uint64_t gw_th_metric_bucket(const gw_th *th, const char *name, const char *const *label_values, double le);
+
+/* Summary (GW_METRIC_SUMMARY): gw_th_metric gives the sum, gw_th_metric_count the count (all time); this the
+ * q-quantile of the observations in the window that ends now on the fake clock (the gateway's sketch and
+ * window: 60 s in 6 rotating parts, 1 % relative error). NaN when absent or empty. */
+double gw_th_metric_quantile(const gw_th *th, const char *name, const char *const *label_values, double q);
 
 /* ------------------------------------------------------------------------------------------------------
  * Logs: every host->log() line is kept as the gateway writes it, "[filter:NAME] message" or, with a
