@@ -175,7 +175,8 @@ static gw_strv h_route(const gw_req *r)
     const gw_conn *c = C(r);
     if (r->endpoint) return sv(r->endpoint->path, r->endpoint->path_len);
     if (c->route) return sv(c->route->name, strlen(c->route->name));
-    return sv(c->path_buf, c->path_len); /* built-in endpoints are their own route */
+    if (c->builtin) return sv(c->path_buf, c->path_len); /* built-in endpoints are their own route */
+    return sv("", 0); /* matched nothing: never the raw path (it would make labels unbounded) */
 }
 
 static gw_strv h_service(const gw_req *r)
