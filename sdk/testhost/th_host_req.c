@@ -67,7 +67,7 @@ static gw_strv h_route(const gw_req *req)
 {
     if (!req) return sv(NULL);
     if (req->ep) return (gw_strv){req->ep->path, req->ep->plen};
-    if (req->unrouted) return sv(req->path); /* as the gateway: an unrouted request is its own route */
+    if (req->unrouted) return sv(NULL); /* as the gateway: a request that matched nothing has no route */
     return sv(req->route ? req->route->name : "default");
 }
 

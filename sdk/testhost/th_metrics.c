@@ -32,6 +32,8 @@ static gw_metric *family_find(const gw_th *th, const char *name)
     return NULL;
 }
 
+static th_series *series(gw_metric *m, const char *const *values);
+
 static const double default_quantiles[] = {0.5, 0.9, 0.99}; /* as the gateway's */
 
 static bool same_shape(const gw_metric *m, int type, const char *const *labels, const double *buckets,
@@ -114,6 +116,7 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
     size_t cap = th->nfams;
     th->fams = th_grow(th->fams, &cap, th->nfams + 1, sizeof *th->fams);
     th->fams[th->nfams++] = m;
+    if (!m->nlabels) series(m, NULL); /* as in the gateway: a family without labels shows at zero at once */
     return m;
 }
 
