@@ -19,8 +19,9 @@ void gw_metrics_free(gw_metrics *m);
 /* Registers (or finds) a family. type: GW_METRIC_COUNTER/GAUGE/HISTOGRAM/SUMMARY. labels NULL-terminated
  * or NULL. Histogram buckets ascending (+Inf implied); summary: `buckets` are the quantiles to report,
  * ascending, each in (0, 1) (none: 0.5, 0.9, 0.99), over a sketch per slot and series (sketch.h) whose
- * window is the registry's summary window; _sum and _count cover all time. Returns NULL with *err (static text) on a name clash with a
- * different type/labels/buckets, an invalid name (Prometheus: [a-zA-Z_:][a-zA-Z0-9_:]*), or invalid labels. */
+ * window is the registry's summary window; _sum and _count cover all time. Returns NULL with *err (static
+ * text) on a name clash with a different type/labels/buckets, an invalid name (Prometheus:
+ * [a-zA-Z_:][a-zA-Z0-9_:]*), or invalid labels. */
 gw_metric *gw_metrics_register(gw_metrics *m, int type, const char *name, const char *help,
                                const char *const *labels, const double *buckets, size_t nbuckets,
                                const char **err);
@@ -39,16 +40,16 @@ void gw_metrics_set_summary_window(gw_metrics *m, uint64_t window_ms);
 /* Updates from writer slot `slot` (a worker id, or the main thread's slot). Only that thread may use
  * that slot. Label values in the order of the names (NULL entries read as ""). Misuse is ignored: add on
  * a histogram, a negative or NaN add on a counter, set on anything but a gauge, observe on anything but a
- * histogram or a summary. At most 10000 series per family and slot: updates with new label values past that are
- * dropped and counted (gw_metric_dropped; rendered as a comment line / a "dropped" member). */
+ * histogram or a summary. At most 10000 series per family and slot: updates with new label values past that
+ * are dropped and counted (gw_metric_dropped; rendered as a comment line / a "dropped" member). */
 void gw_metric_add(gw_metric *f, unsigned slot, const char *const *values, double v);
 void gw_metric_set(gw_metric *f, unsigned slot, const char *const *values, double v);
 void gw_metric_observe(gw_metric *f, unsigned slot, const char *const *values, double v);
 
-/* Renders everything merged over slots: counters and histograms summed, summaries' sketches merged, gauges summed too (a gauge set
- * from several workers is per-worker state that adds up, e.g. requests in flight). format 0 = Prometheus
- * text 0.0.4 (HELP/TYPE lines, escaped label values, _bucket/_sum/_count for histograms,
- * {quantile="q"}/_sum/_count for summaries; a quantile of an empty window is NaN), 1 = JSON.
+/* Renders everything merged over slots: counters and histograms summed, summaries' sketches merged, gauges
+ * summed too (a gauge set from several workers is per-worker state that adds up, e.g. requests in flight).
+ * format 0 = Prometheus text 0.0.4 (HELP/TYPE lines, escaped label values, _bucket/_sum/_count for
+ * histograms, {quantile="q"}/_sum/_count for summaries; a quantile of an empty window is NaN), 1 = JSON.
  * Returns a malloc'd NUL-terminated string (caller frees) and its length. Safe while workers write. */
 char *gw_metrics_render(gw_metrics *m, int format, size_t *len);
 

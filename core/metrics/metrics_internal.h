@@ -21,11 +21,11 @@
 typedef struct gw_series {
     uint64_t hash;
     const char *vals[GW_METRICS_MAX_LABELS]; /* the family's label order; unused entries NULL */
-    _Atomic double v;                        /* counter/gauge value; histogram, summary: sum of observations */
-    gw_sketch *sk;                           /* summary: the recent observations */
-    _Atomic uint64_t b[];                    /* histogram: observations per bucket (not cumulative);
-                                                b[nbuckets] is the +Inf bucket; the count is their sum;
-                                                summary: b[0] is the count (all time) */
+    _Atomic double v;     /* counter/gauge value; histogram, summary: sum of observations */
+    gw_sketch *sk;        /* summary: the recent observations */
+    _Atomic uint64_t b[]; /* histogram: observations per bucket (not cumulative);
+                             b[nbuckets] is the +Inf bucket; the count is their sum;
+                             summary: b[0] is the count (all time) */
 } gw_series;
 
 /* One family's series on one writer slot. */

@@ -24,20 +24,25 @@
 
 #define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
 
-#define MX_SET(key, type, field, def, lo, hi, help) {key, type, offsetof(mx_conf, field), def, lo, hi, NULL, 0, help}
+#define MX_SET(key, type, field, def, lo, hi, help)                                                          \
+    {                                                                                                        \
+        key, type, offsetof(mx_conf, field), def, lo, hi, NULL, 0, help                                      \
+    }
 static const gw_setting mx_settings_table[] = {
     MX_SET("path", GW_SET_STRING, path, "/metrics", 0, 0, "Path of the exposition endpoint (GET and HEAD)"),
     MX_SET("quantiles", GW_SET_STRINGS, quantiles, "0.5,0.95,0.99", 1, MX_MAX_LIST,
-           "Quantiles of gateway_http_request_duration_ms (a summary over the last minute), ascending, in (0,1)"),
-    MX_SET("buckets", GW_SET_STRINGS, buckets, "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10", 1, MX_MAX_LIST,
+           "Quantiles of gateway_http_request_duration_ms (a summary over the last minute), ascending, in "
+           "(0,1)"),
+    MX_SET("buckets", GW_SET_STRINGS, buckets, "0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10", 1,
+           MX_MAX_LIST,
            "Upper bounds in seconds of the gateway_http_request_duration_seconds histogram, ascending"),
     MX_SET("unmatched_route", GW_SET_STRING, unmatched, "unmatched", 0, 0,
            "Route label of requests that matched no route (404s of unknown paths)"),
     {.name = NULL},
 };
 
-static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT",
-                                      "TRACE", NULL};
+static const char *const methods[] = {"GET",   "HEAD",    "POST",    "PUT",   "DELETE",
+                                      "PATCH", "OPTIONS", "CONNECT", "TRACE", NULL};
 
 /* The method label: a standard method as sent, anything else OTHER (the label set stays bounded). */
 static const char *method_label(gw_strv m)
@@ -119,7 +124,8 @@ static gw_result mx_endpoint(void *inst, void *route_conf, void *state, gw_req *
     }
     h->header_set(req, GW_HDR_RESPONSE, "Vary", "Accept", 6);
     h->header_set(req, GW_HDR_RESPONSE, "Cache-Control", "no-store", 8);
-    h->respond(req, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body.p, body.n);
+    h->respond(req, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body.p,
+               body.n);
     return GW_RESPOND;
 }
 
@@ -135,8 +141,10 @@ static int mx_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
 
 static void *mx_create(const gw_host *h, gw_filter *self, const gw_conf *conf, char *err, size_t errlen)
 {
-    if (!HAS(h, settings) || !HAS(h, register_endpoint) || !HAS(h, metric_register) || !HAS(h, respond_error)) {
-        snprintf(err, errlen, MX_NAME ": the host lacks the settings, endpoint or metric calls this filter needs");
+    if (!HAS(h, settings) || !HAS(h, register_endpoint) || !HAS(h, metric_register) ||
+        !HAS(h, respond_error)) {
+        snprintf(err, errlen,
+                 MX_NAME ": the host lacks the settings, endpoint or metric calls this filter needs");
         return NULL;
     }
     mx_inst *in = calloc(1, sizeof *in);
@@ -155,21 +163,23 @@ static void *mx_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
         return NULL;
     }
     static const char *const req_labels[] = {"method", "route", "status", NULL};
-    in->in_flight = h->metric_register(self, GW_METRIC_GAUGE, "gateway_requests_in_flight",
-                                       "Requests being processed (request phase seen, log phase not yet)", NULL,
-                                       NULL, 0);
+    in->in_flight =
+        h->metric_register(self, GW_METRIC_GAUGE, "gateway_requests_in_flight",
+                           "Requests being processed (request phase seen, log phase not yet)", NULL, NULL, 0);
     in->requests = h->metric_register(self, GW_METRIC_COUNTER, "gateway_http_requests_total",
                                       "HTTP requests by method, route and status", req_labels, NULL, 0);
-    in->duration_ms = h->metric_register(self, GW_METRIC_SUMMARY, "gateway_http_request_duration_ms",
-                                         "Request duration in milliseconds (quantiles over the last minute)", NULL,
-                                         qs, nq);
+    in->duration_ms =
+        h->metric_register(self, GW_METRIC_SUMMARY, "gateway_http_request_duration_ms",
+                           "Request duration in milliseconds (quantiles over the last minute)", NULL, qs, nq);
     in->duration_s = h->metric_register(self, GW_METRIC_HISTOGRAM, "gateway_http_request_duration_seconds",
                                         "Request duration in seconds, from the request head to the last byte",
                                         NULL, bs, nb);
     if (!in->requests || !in->in_flight || !in->duration_s)
-        h->log(self, NULL, GW_LOG_WARN, "some metric families could not be registered (see the gateway's log)");
+        h->log(self, NULL, GW_LOG_WARN,
+               "some metric families could not be registered (see the gateway's log)");
     if (!in->duration_ms)
-        h->log(self, NULL, GW_LOG_WARN, "gateway_http_request_duration_ms not registered: the host has no summaries");
+        h->log(self, NULL, GW_LOG_WARN,
+               "gateway_http_request_duration_ms not registered: the host has no summaries");
     if (h->register_endpoint(self, "*", in->s->path, false, mx_endpoint) != 0 &&
         (h->register_endpoint(self, "GET", in->s->path, false, mx_endpoint) != 0 ||
          h->register_endpoint(self, "HEAD", in->s->path, false, mx_endpoint) != 0)) {

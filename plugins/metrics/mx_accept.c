@@ -62,9 +62,12 @@ static void consider(mx_pref *pref, const char *t, size_t tn, const char *st, si
                      const char *want_t, const char *want_st)
 {
     int spec = 0;
-    if (same(t, tn, "*") && same(st, stn, "*")) spec = 1;
-    else if (same(t, tn, want_t) && same(st, stn, "*")) spec = 2;
-    else if (same(t, tn, want_t) && same(st, stn, want_st)) spec = 3;
+    if (same(t, tn, "*") && same(st, stn, "*"))
+        spec = 1;
+    else if (same(t, tn, want_t) && same(st, stn, "*"))
+        spec = 2;
+    else if (same(t, tn, want_t) && same(st, stn, want_st))
+        spec = 3;
     if (spec > pref->spec) {
         pref->spec = spec;
         pref->q = q;

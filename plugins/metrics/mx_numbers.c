@@ -1,4 +1,5 @@
-/* mx_numbers.c - the quantiles and buckets settings: YAML lists of numbers, checked where they are written. */
+/* mx_numbers.c - the quantiles and buckets settings: YAML lists of numbers, checked where they are written.
+ */
 #include "mx.h"
 
 #include <math.h>
@@ -22,14 +23,15 @@ int mx_numbers(const gw_list *l, int quantiles, double *out, size_t *n, char *er
 {
     const char *const *v = l->v;
     if (l->n > MX_MAX_LIST) {
-        snprintf(err, errlen, MX_NAME ".%s: at most %d items", quantiles ? "quantiles" : "buckets", MX_MAX_LIST);
+        snprintf(err, errlen, MX_NAME ".%s: at most %d items", quantiles ? "quantiles" : "buckets",
+                 MX_MAX_LIST);
         return -1;
     }
     for (size_t i = 0; i < l->n; i++) {
         const char *why = item(v[i], quantiles, i ? out[i - 1] : 0, i == 0, &out[i]);
         if (why) {
-            snprintf(err, errlen, MX_NAME ".%s: item %zu (\"%s\"): %s", quantiles ? "quantiles" : "buckets", i + 1,
-                     v[i] ? v[i] : "", why);
+            snprintf(err, errlen, MX_NAME ".%s: item %zu (\"%s\"): %s", quantiles ? "quantiles" : "buckets",
+                     i + 1, v[i] ? v[i] : "", why);
             return -1;
         }
     }
@@ -41,7 +43,8 @@ static int check_list(const gw_host *h, const gw_conf *conf, const char *key, in
                       size_t errlen)
 {
     const gw_conf *n = h->conf_get(conf, key);
-    if (!n || h->conf_kind(n) != GW_CONF_SEQ) return 0; /* absent (default), or the table says what is wrong */
+    if (!n || h->conf_kind(n) != GW_CONF_SEQ)
+        return 0; /* absent (default), or the table says what is wrong */
     size_t len = h->conf_len(n);
     if (len > MX_MAX_LIST)
         return h->conf_error(n, err, errlen, MX_NAME ".%s: at most %d items", key, MX_MAX_LIST);

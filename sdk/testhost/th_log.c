@@ -39,8 +39,8 @@ void th_log_add(gw_th *th, int level, const char *filter, const gw_req *r, const
     size_t n = strlen(msg) + strlen(filter) + (rid ? strlen(rid) : 0) + 32;
     char *line = th_xcalloc(n, 1);
     bool host = strcmp(filter, "testhost") == 0;
-    snprintf(line, n, "[%s%s] %s%s%s%s", host ? "" : "filter:", filter, msg, rid ? " (request " : "", rid ? rid : "",
-             rid ? ")" : "");
+    snprintf(line, n, "[%s%s] %s%s%s%s", host ? "" : "filter:", filter, msg, rid ? " (request " : "",
+             rid ? rid : "", rid ? ")" : "");
     free(msg);
     log_line(th, level, line);
 }
@@ -120,7 +120,6 @@ void th_logs_free(gw_th *th)
         free(th->logs[i].line);
     free(th->logs);
 }
-
 
 void th_log_fill(gw_host *h)
 {

@@ -70,14 +70,17 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
     if (type != GW_METRIC_COUNTER && type != GW_METRIC_GAUGE && type != GW_METRIC_HISTOGRAM &&
         type != GW_METRIC_SUMMARY)
         bad = "unknown type";
-    else if (!metric_name_ok(name, false)) bad = "invalid name";
+    else if (!metric_name_ok(name, false))
+        bad = "invalid name";
     for (size_t i = 0; !bad && labels && labels[i]; i++)
-        if (!metric_name_ok(labels[i], true) || strcmp(labels[i], type == GW_METRIC_SUMMARY ? "quantile" : "le") == 0)
+        if (!metric_name_ok(labels[i], true) ||
+            strcmp(labels[i], type == GW_METRIC_SUMMARY ? "quantile" : "le") == 0)
             bad = "invalid label name";
     if (!bad && type == GW_METRIC_HISTOGRAM) {
         if (nbuckets && !buckets) bad = "no bucket array";
         for (size_t i = 0; !bad && i < nbuckets; i++)
-            if (!isfinite(buckets[i]) || (i && buckets[i] <= buckets[i - 1])) bad = "buckets must be finite and ascending";
+            if (!isfinite(buckets[i]) || (i && buckets[i] <= buckets[i - 1]))
+                bad = "buckets must be finite and ascending";
     }
     if (!bad && type == GW_METRIC_SUMMARY) {
         if (nbuckets > 32 || (nbuckets && !buckets)) bad = "no quantile array, or more than 32";
@@ -89,8 +92,8 @@ static gw_metric *h_metric_register(gw_filter *self, int type, const char *name,
     if (!bad && m && !same_shape(m, type, labels, buckets, nbuckets))
         bad = "already registered with another type, labels or buckets";
     if (bad) {
-        th_note(th, NULL, GW_LOG_ERROR, "filter '%s': metric_register('%s'): %s", self->d.name, name ? name : "",
-                bad);
+        th_note(th, NULL, GW_LOG_ERROR, "filter '%s': metric_register('%s'): %s", self->d.name,
+                name ? name : "", bad);
         return NULL;
     }
     if (m) return m;
@@ -195,7 +198,8 @@ static void h_metric_observe(gw_metric *m, gw_req *req, const char *const *label
         }
 }
 
-static const th_series *query(const gw_th *th, const char *name, const char *const *values, const gw_metric **fam)
+static const th_series *query(const gw_th *th, const char *name, const char *const *values,
+                              const gw_metric **fam)
 {
     const gw_metric *m = family_find(th, name);
     *fam = m;
@@ -272,9 +276,12 @@ static void buf_printf(th_buf *b, const char *fmt, ...)
 
 static void buf_number(th_buf *b, double v)
 {
-    if (isnan(v)) buf_printf(b, "NaN");
-    else if (isinf(v)) buf_printf(b, "%sInf", v > 0 ? "+" : "-");
-    else if (v == (double)(long long)v && v > -1e15 && v < 1e15) buf_printf(b, "%lld", (long long)v);
+    if (isnan(v))
+        buf_printf(b, "NaN");
+    else if (isinf(v))
+        buf_printf(b, "%sInf", v > 0 ? "+" : "-");
+    else if (v == (double)(long long)v && v > -1e15 && v < 1e15)
+        buf_printf(b, "%lld", (long long)v);
     else {
         char tmp[40];
         for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back as v */
@@ -289,10 +296,14 @@ static void buf_number(th_buf *b, double v)
 static void buf_escaped(th_buf *b, const char *s, bool quotes)
 {
     for (; *s; s++) {
-        if (*s == '\\') buf_put(b, "\\\\", 2);
-        else if (*s == '\n') buf_put(b, "\\n", 2);
-        else if (*s == '"' && quotes) buf_put(b, "\\\"", 2);
-        else buf_put(b, s, 1);
+        if (*s == '\\')
+            buf_put(b, "\\\\", 2);
+        else if (*s == '\n')
+            buf_put(b, "\\n", 2);
+        else if (*s == '"' && quotes)
+            buf_put(b, "\\\"", 2);
+        else
+            buf_put(b, s, 1);
     }
 }
 
@@ -336,7 +347,8 @@ static void render_text(const gw_th *th, th_buf *b)
                     buf_labels_ex(b, m, se, "quantile", q.p);
                     free(q.p);
                     buf_put(b, " ", 1);
-                    buf_number(b, gw_th_metric_quantile(th, m->name, (const char *const *)se->values, m->buckets[i]));
+                    buf_number(b, gw_th_metric_quantile(th, m->name, (const char *const *)se->values,
+                                                        m->buckets[i]));
                     buf_put(b, "\n", 1);
                 }
             }
@@ -409,8 +421,9 @@ static char *render_json(const gw_th *th)
                     cJSON *e = cJSON_CreateObject();
                     cJSON_AddItemToArray(qs, e);
                     cJSON_AddNumberToObject(e, "quantile", m->buckets[i]);
-                    cJSON_AddItemToObject(e, "value", json_number(gw_th_metric_quantile(
-                                                          th, m->name, (const char *const *)se->values, m->buckets[i])));
+                    cJSON_AddItemToObject(e, "value",
+                                          json_number(gw_th_metric_quantile(
+                                              th, m->name, (const char *const *)se->values, m->buckets[i])));
                 }
                 cJSON_AddItemToObject(so, "sum", json_number(se->value));
                 cJSON_AddNumberToObject(so, "count", (double)se->count);

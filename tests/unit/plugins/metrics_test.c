@@ -105,8 +105,8 @@ static void test_counts(void **state)
         run(th, "GET", "/api/a", 200);
     run(th, "POST", "/api/b?x=\"1\"", 503);
     run(th, "BREW", "/users/7", 200);
-    run(th, "get", "/users/7", 200); /* methods are case-sensitive: not GET */
-    run(th, "GET", "/nowhere/%E2%82%AC", 0);   /* no route: 404 */
+    run(th, "get", "/users/7", 200);            /* methods are case-sensitive: not GET */
+    run(th, "GET", "/nowhere/%E2%82%AC", 0);    /* no route: 404 */
     run(th, "GET", "/nowhere/\xe2\x82\xac", 0); /* not a valid target: 400 */
     assert_true(gw_th_metric(th, "gateway_http_requests_total", V("GET", "api", "200")) == 3);
     assert_true(gw_th_metric(th, "gateway_http_requests_total", V("POST", "api", "503")) == 1);
@@ -189,8 +189,9 @@ static void test_endpoint(void **state)
     gw_req *r = scrape(th, "GET", NULL);
     assert_int_equal(gw_th_status(r), 200);
     const char *body = gw_th_body(r, NULL);
-    assert_non_null(strstr(body, "# TYPE gateway_http_requests_total counter\n"
-                                 "gateway_http_requests_total{method=\"GET\",route=\"api\",status=\"200\"} 1\n"));
+    assert_non_null(strstr(body,
+                           "# TYPE gateway_http_requests_total counter\n"
+                           "gateway_http_requests_total{method=\"GET\",route=\"api\",status=\"200\"} 1\n"));
     assert_non_null(strstr(body, "# TYPE gateway_http_request_duration_ms summary\n"
                                  "gateway_http_request_duration_ms{quantile=\"0.5\"} "));
     assert_non_null(strstr(body, "gateway_http_request_duration_ms{quantile=\"0.95\"} "));
@@ -204,11 +205,12 @@ static void test_endpoint(void **state)
     assert_false(is_json(th, "text/plain"));
     assert_false(is_json(th, "*/*"));
     assert_false(is_json(th, "image/png"));
-    assert_false(is_json(th, "application/json, text/plain"));  /* a tie: text */
+    assert_false(is_json(th, "application/json, text/plain")); /* a tie: text */
     assert_false(is_json(th, "application/json;q=0.5, text/plain"));
     assert_false(is_json(th, "application/json;q=0, */*"));
-    assert_false(is_json(th, "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,"
-                             "*/*;q=0.2")); /* what a Prometheus server sends */
+    assert_false(is_json(th,
+                         "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,"
+                         "*/*;q=0.2")); /* what a Prometheus server sends */
     assert_true(is_json(th, "application/json"));
     assert_true(is_json(th, "Application/JSON"));
     assert_true(is_json(th, "text/plain;q=0.1, application/json"));
@@ -218,12 +220,16 @@ static void test_endpoint(void **state)
     /* the JSON agrees with the text */
     r = scrape(th, "GET", "application/json");
     cJSON *j = cJSON_Parse(gw_th_body(r, NULL)), *f, *found = NULL;
-    cJSON_ArrayForEach(f, cJSON_GetObjectItem(j, "metrics"))
-        if (!strcmp(cJSON_GetObjectItem(f, "name")->valuestring, "gateway_http_requests_total")) found = f;
+    cJSON_ArrayForEach(
+        f, cJSON_GetObjectItem(j, "metrics")) if (!strcmp(cJSON_GetObjectItem(f, "name")->valuestring,
+                                                          "gateway_http_requests_total")) found = f;
     assert_non_null(found);
     cJSON *s = NULL, *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(found, "series"))
-        if (!strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(it, "labels"), "route")->valuestring, "api")) s = it;
+    cJSON_ArrayForEach(
+        it, cJSON_GetObjectItem(
+                found, "series")) if (!strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(it, "labels"), "route")
+                                                  ->valuestring,
+                                              "api")) s = it;
     assert_non_null(s);
     assert_true(cJSON_GetObjectItem(s, "value")->valuedouble == 1);
     cJSON_Delete(j);
@@ -259,9 +265,10 @@ static void test_settings(void **state)
         gw_th_free(th);
     }
     gw_th *th = gw_th_new();
-    assert_int_equal(gw_th_load(th, GW_PLUGIN_SO,
-                                "name: metrics\npath: /internal/prom\nquantiles: [0.25, 0.75]\nbuckets: [1, 2]\n"),
-                     0);
+    assert_int_equal(
+        gw_th_load(th, GW_PLUGIN_SO,
+                   "name: metrics\npath: /internal/prom\nquantiles: [0.25, 0.75]\nbuckets: [1, 2]\n"),
+        0);
     assert_int_equal(gw_th_route(th, "api", "/api", NULL), 0); /* so that /metrics matches nothing */
     gw_req *r = gw_th_request(th, "GET", "/internal/prom");
     assert_int_equal(gw_th_run(r), GW_TH_DONE);
