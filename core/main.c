@@ -124,6 +124,11 @@ static int build_server(gw_server *srv, char **err)
         srv->metrics, GW_METRIC_COUNTER, "gateway_backend_errors_total",
         "Upstream attempts that failed (connect, timeout, closed, invalid) or answered >= 500, by service",
         service_label, NULL, 0, &merr);
+    static const char *const status_label[] = {"status", NULL};
+    srv->m_malformed = gw_metrics_register(
+        srv->metrics, GW_METRIC_COUNTER, "gateway_http_malformed_requests_total",
+        "Request heads refused before routing (malformed or too large), by status; no filter sees them",
+        status_label, NULL, 0, &merr);
     srv->started_mono_ms = gw_mono_ms();
     gw_metrics_register_func(srv->metrics, GW_METRIC_GAUGE, "gateway_uptime_seconds",
                              "Seconds since the gateway started", uptime_seconds, srv, &merr);

@@ -3,6 +3,7 @@
  * pipelined requests in order, and closes gracefully (lingering) after an error response. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +31,19 @@ static void arm_timer(gw_conn *c, uint64_t ms)
 }
 
 static void read_head(gw_conn *c);
+
+/* A head refused before it became a request: no filter sees it, so the core counts it. */
+static void refuse_head(gw_conn *c, int status, const char *message)
+{
+    gw_metric *m = c->w->srv->m_malformed;
+    if (m) {
+        char st[12];
+        snprintf(st, sizeof st, "%d", status);
+        const char *const v[] = {st};
+        gw_metric_add(m, c->w->id, v, 1);
+    }
+    gw_respond_error_close(c, status, message);
+}
 
 /* The configuration in force for this connection: the request's generation, else the worker's. */
 static const gw_config *cfg_of(const gw_conn *c)
@@ -550,11 +564,11 @@ static void read_head(gw_conn *c)
         if (window >= cfg->max_header_block || window >= 2 * c->parsed_upto) {
             ssize_t r = gw_http_parse_request(p, window, &lim, c->req);
             if (r < 0) {
-                gw_respond_error_close(c, (int)-r, "The request head is malformed or too large");
+                refuse_head(c, (int)-r, "The request head is malformed or too large");
                 return;
             }
             if (window >= cfg->max_header_block) {
-                gw_respond_error_close(c, 431, "The request header fields are too large");
+                refuse_head(c, 431, "The request header fields are too large");
                 return;
             }
             c->parsed_upto = window;
@@ -572,7 +586,7 @@ static void read_head(gw_conn *c)
     evbuffer_drain(in, head_len);
     ssize_t r = gw_http_parse_request(c->head_buf, head_len, &lim, c->req);
     if (r <= 0 || (size_t)r != head_len) {
-        gw_respond_error_close(c, r < 0 ? (int)-r : 400, "The request head is malformed");
+        refuse_head(c, r < 0 ? (int)-r : 400, "The request head is malformed");
         return;
     }
     handle_request(c);

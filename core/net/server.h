@@ -94,6 +94,7 @@ struct gw_server {
     gw_metric *m_ejections;      /* gateway_upstream_passive_ejections_total{service} */
     gw_metric *m_backend_requests; /* gateway_backend_requests_total{service}: every upstream attempt */
     gw_metric *m_backend_errors;   /* gateway_backend_errors_total{service}: failed or status >= 500 */
+    gw_metric *m_malformed;        /* gateway_http_malformed_requests_total{status}: heads refused unparsed */
     uint64_t started_mono_ms;      /* gw_mono_ms() at start: gateway_uptime_seconds */
     struct gw_connlimit *climit; /* max_connections budget and per-client counts, shared by the workers */
     atomic_uint npaused;  /* workers that stopped accepting because the budget is full */
