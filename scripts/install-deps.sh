@@ -5,6 +5,8 @@ set -euo pipefail
 
 want=(build-essential cmake pkg-config libevent-dev libhiredis-dev libyaml-dev libssl-dev
       libcjson-dev libcmocka-dev redis-server curl python3 openssl)
+# promtool checks the /metrics exposition and a real prometheus server scrapes it (test_metrics).
+want+=(prometheus)
 # clang + its runtime give the libFuzzer target; optional for running, installed when possible.
 want+=(clang libclang-rt-14-dev)
 if [[ ${1:-build} == bench ]]; then want+=(nginx haproxy wrk util-linux); fi
