@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit docs clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics docs clean
 
 all: build
 
@@ -53,6 +53,9 @@ bench: build
 bench-ratelimit: build
 	@scripts/install-deps.sh bench
 	bench/ratelimit.sh $(BUILD)
+
+bench-metrics: build
+	python3 -B bench/metrics_scrape.py $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
