@@ -401,7 +401,15 @@ class MetricsTest(g.GatewayTestCase):
             return doc["data"]["result"]
 
         expr = 'gateway_http_requests_total{job="gateway",method="GET",route="api",status="200"}'
-        res = g.wait_until(lambda: prom.alive() and query(expr), 60 * g.SLOW, interval=0.5)
+        last = [None]
+
+        def scraped():
+            if not prom.alive():
+                return True
+            last[0] = query(expr)
+            return last[0] and float(last[0][0]["value"][1]) == sent
+        g.wait_until(scraped, 60 * g.SLOW, interval=0.5)
+        res = last[0]
         self.assertTrue(prom.alive(), "prometheus exited:\n%s" % prom.log())
         self.assertTrue(res, "prometheus did not return %s within %ds; its log:\n%s"
                         % (expr, 60 * g.SLOW, prom.log()))
