@@ -5,7 +5,7 @@ after mixed traffic (standard and unknown methods, 2xx/4xx/5xx, unmatched paths,
 newlines and unicode, raw and percent-encoded) GET /metrics is Prometheus text 0.0.4 that `promtool check
 metrics` parses, gateway_http_requests_total equals what was sent per method, route and status (route
 names only, never a raw path), the per-attempt backend counters equal what the upstreams saw, and the JSON
-variant (Accept: application/json) parses and agrees; the duration summary's quantiles of a known latency
+variant (Accept: application/json) parses and agrees; attempts a retry filter discards are counted; the duration summary's quantiles of a known latency
 distribution (an upstream that sleeps known times) are within 5 %, and the histogram's buckets count them;
 a real prometheus server (started here on a free loopback port with its own temporary storage, stopped by
 PID) scrapes the gateway and its query API returns the request count that was sent."""
@@ -311,6 +311,30 @@ class MetricsTest(g.GatewayTestCase):
         r = self.scrape(method="POST")
         self.assertErrorJson(r, 405, "Method Not Allowed")
         self.assertEqual(r.header("allow"), "GET, HEAD")
+
+    def test_backend_counters_count_every_attempt(self):
+        """retry.so (after metrics) retries 503s: every attempt is in the backend counters, the client's one
+        request once in gateway_http_requests_total with the status it finally got."""
+        self.api = self.start_upstream("api")
+        self.users = self.start_upstream("users")
+        retry = ("  - name: retry\n    max_retries: 2\n    initial_delay_ms: 1\n    max_delay_ms: 5\n"
+                 "    budget: false\n")
+        self.gw = self.start_gateway(lambda p: CONFIG.format(port=p, api_url=self.api.url,
+                                                             users_url=self.users.url, metrics="") + retry)
+        for _ in range(4):
+            st, h, _ = g.http_request(self.gw.port, "GET", "/api/status/503")
+            self.assertEqual(st, 503)
+            self.assertEqual(h.get("x-retry-count"), "2")
+        for _ in range(3):
+            self.assertEqual(g.http_request(self.gw.port, "GET", "/users/echo")[0], 200)
+        _, samples, _ = self.settled(7)
+        self.assertEqual(len(self.api.requests()), 12)
+        self.assertEqual(value(samples, "gateway_backend_requests_total", service="api-service"), 12)
+        self.assertEqual(value(samples, "gateway_backend_errors_total", service="api-service"), 12)
+        self.assertEqual(value(samples, "gateway_backend_requests_total", service="user-service"), 3)
+        self.assertEqual(value(samples, "gateway_backend_errors_total", service="user-service") or 0, 0)
+        self.assertEqual(value(samples, "gateway_http_requests_total", method="GET", route="api", status="503"), 4)
+        self.assertEqual(value(samples, "gateway_http_requests_total", method="GET", route="users", status="200"), 3)
 
     def test_quantiles_of_known_latencies(self):
         # buckets around the three latencies; the summary's quantiles from the sketch
