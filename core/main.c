@@ -245,6 +245,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     srv->old[srv->nold++] = srv->gen;
     srv->gen = g;
     atomic_store(&srv->cur_gen_id, g->id);
+    gw_log_set_level(g->cfg->log_level); /* log.level and log.format follow the new file too */
+    gw_log_set_format(g->cfg->log_format);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         gw_gen *skipped = atomic_exchange(&srv->workers[i].next_gen, g);
         /* That worker never adopted the previous one: it will never release it either. */
@@ -379,6 +381,7 @@ int main(int argc, char **argv)
         return rc == 0 ? 0 : 1;
     }
     gw_log_set_level(cfg->log_level);
+    gw_log_set_format(cfg->log_format);
     fit_fd_limit(cfg);
     /* Buffers come and go at up to 64 KiB per read: keep them on the heap instead of mapping, faulting in
      * and unmapping pages on every response (measured: a third of the CPU time). A thread arena gives

@@ -145,6 +145,7 @@ typedef struct {
     size_t npipeline;
 
     char *log_level; /* "debug" | "info" | "warn" | "error" */
+    int log_format;  /* GW_LOG_TEXT | GW_LOG_JSON (util/log.h) */
 } gw_config;
 
 /* Loads and validates `path`. On failure returns NULL and sets *err to a malloc'd "file:line:col: msg"

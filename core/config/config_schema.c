@@ -567,9 +567,11 @@ static const gw_field store_fields[] = {
 };
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const log_formats[] = {"text", "json", NULL}; /* GW_LOG_TEXT, GW_LOG_JSON */
 
 static const gw_field log_fields[] = {
     ENUMF("level", "info", gw_cfg_enum_str, gw_config, log_level, log_levels),
+    ENUMF("format", "text", gw_cfg_enum, gw_config, log_format, log_formats),
     END,
 };
 

@@ -145,10 +145,7 @@ static void h_log(gw_filter *self, const gw_req *req, int level, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (req)
-        gw_log_write(level, "[filter:%s] %s (request %s)", self ? self->name : "?", msg, C(req)->request_id);
-    else
-        gw_log_write(level, "[filter:%s] %s", self ? self->name : "?", msg);
+    gw_log_filter(level, self ? self->name : "?", req ? C(req)->request_id : NULL, msg);
 }
 
 /* --- request accessors ------------------------------------------------------------------------------ */
