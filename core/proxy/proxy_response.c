@@ -297,6 +297,7 @@ static int send_payload(gw_conn *c, struct evbuffer *in, size_t n)
 {
     if (response_body_filters(c, in, n, false) != 0) return -1;
     c->resp_body_seen += n;
+    c->rq.bytes_out += n; /* host->bytes_out: payload bytes, as for the gateway's own answers */
     struct evbuffer *out = gw_io_output(c->bev);
     size_t before = evbuffer_get_length(out);
     if (c->resp_chunk_out) {
