@@ -38,7 +38,8 @@ static size_t utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0], lo = 0x80, hi = 0xbf;
     size_t len;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
     else if (c >= 0xe0 && c <= 0xef) {
         len = 3;
         lo = c == 0xe0 ? 0xa0 : lo;
@@ -65,15 +66,22 @@ size_t gw_json_escape(char *out, size_t cap, const char *in, size_t n)
         char esc[8];
         const char *piece = esc;
         size_t k = 1, adv = 1;
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') esc[0] = (char)c;
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            esc[0] = (char)c;
         else if (c >= 0x80) {
             size_t len = utf8_len(s + i, n - i);
-            if (len) piece = in + i, k = adv = len;
-            else piece = "\\ufffd", k = 6;
-        } else if (c == '"' || c == '\\') esc[0] = '\\', esc[1] = (char)c, k = 2;
-        else if (c == '\n') piece = "\\n", k = 2;
-        else if (c == '\r') piece = "\\r", k = 2;
-        else if (c == '\t') piece = "\\t", k = 2;
+            if (len)
+                piece = in + i, k = adv = len;
+            else
+                piece = "\\ufffd", k = 6;
+        } else if (c == '"' || c == '\\')
+            esc[0] = '\\', esc[1] = (char)c, k = 2;
+        else if (c == '\n')
+            piece = "\\n", k = 2;
+        else if (c == '\r')
+            piece = "\\r", k = 2;
+        else if (c == '\t')
+            piece = "\\t", k = 2;
         else {
             memcpy(esc, "\\u00", 4);
             esc[4] = hexd[c >> 4];
@@ -147,8 +155,10 @@ void gw_log_write(int level, const char *fmt, ...)
     va_end(ap);
     if (m < 0) msg[0] = '\0';
     level = level < 0 ? 0 : level > 3 ? 3 : level;
-    if (log_format == GW_LOG_JSON) write_json(level, NULL, NULL, msg);
-    else write_text(level, msg);
+    if (log_format == GW_LOG_JSON)
+        write_json(level, NULL, NULL, msg);
+    else
+        write_text(level, msg);
 }
 
 void gw_log_filter(int level, const char *filter, const char *request_id, const char *msg)
@@ -159,6 +169,8 @@ void gw_log_filter(int level, const char *filter, const char *request_id, const 
         write_json(level, filter, request_id, msg);
         return;
     }
-    if (request_id) gw_log_write(level, "[filter:%s] %s (request %s)", filter, msg, request_id);
-    else gw_log_write(level, "[filter:%s] %s", filter, msg);
+    if (request_id)
+        gw_log_write(level, "[filter:%s] %s (request %s)", filter, msg, request_id);
+    else
+        gw_log_write(level, "[filter:%s] %s", filter, msg);
 }

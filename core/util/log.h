@@ -22,9 +22,9 @@ void gw_log_filter(int level, const char *filter, const char *request_id, const 
 size_t gw_json_escape(char *out, size_t cap, const char *in, size_t n);
 
 /* The level check happens before any argument is evaluated or formatted. */
-#define gw_log(level, ...)                                                                              \
-    do {                                                                                                \
-        if ((level) >= gw_log_threshold) gw_log_write((level), __VA_ARGS__);                           \
+#define gw_log(level, ...)                                                                                   \
+    do {                                                                                                     \
+        if ((level) >= gw_log_threshold) gw_log_write((level), __VA_ARGS__);                                 \
     } while (0)
 #define gw_debug(...) gw_log(GW_LOG_DEBUG, __VA_ARGS__)
 #define gw_info(...) gw_log(GW_LOG_INFO, __VA_ARGS__)

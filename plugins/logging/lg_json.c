@@ -19,7 +19,8 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     unsigned char c = s[0];
     size_t len;
     unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
     else if (c >= 0xe0 && c <= 0xef) {
         len = 3;
         if (c == 0xe0) lo = 0xa0;
@@ -62,13 +63,27 @@ size_t lg_escape(char *out, const char *in, size_t n)
         }
         *o++ = '\\';
         switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = 't';
+            break;
+        case '\b':
+            *o++ = 'b';
+            break;
+        case '\f':
+            *o++ = 'f';
+            break;
         default: /* other controls and DEL */
             memcpy(o, "u00", 3);
             o[3] = hexd[c >> 4];
@@ -85,7 +100,8 @@ size_t lg_cut(const char *s, size_t n, size_t cap)
     if (n <= cap) return n;
     size_t k = cap;
     /* back off over continuation bytes so a multi-byte character is not split into invalid UTF-8 */
-    for (size_t i = 0; i < 3 && k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80; i++) k--;
+    for (size_t i = 0; i < 3 && k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80; i++)
+        k--;
     return k;
 }
 
@@ -104,7 +120,8 @@ static char *put_u64(char *o, uint64_t v)
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    while (n) *o++ = tmp[--n];
+    while (n)
+        *o++ = tmp[--n];
     return o;
 }
 

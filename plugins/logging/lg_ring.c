@@ -9,7 +9,8 @@
 lg_ring *lg_ring_new(size_t records)
 {
     size_t cap = 16;
-    while (cap < records && cap < ((size_t)1 << 24)) cap <<= 1;
+    while (cap < records && cap < ((size_t)1 << 24))
+        cap <<= 1;
     lg_ring *r = aligned_alloc(64, (sizeof(lg_ring) + 63) / 64 * 64);
     if (!r) return NULL;
     atomic_init(&r->head, 0);

@@ -39,8 +39,10 @@ static int unhex(const char *s, uint8_t *out, size_t n)
 
 int lg_trace_parse(const char *v, size_t n, uint8_t trace[16], uint8_t *flags)
 {
-    while (n && (v[0] == ' ' || v[0] == '\t')) v++, n--;
-    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    while (n && (v[0] == ' ' || v[0] == '\t'))
+        v++, n--;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
     if (n < 55) return -1;
     uint8_t version, parent[8], tr[16];
     if (unhex(v, &version, 1) < 0 || version == 0xff) return -1;

@@ -50,8 +50,8 @@ static void note_failure(lg_writer *w, const char *what, int err)
 {
     if (w->failing) return;
     w->failing = true;
-    w->in->h->log(w->in->self, NULL, GW_LOG_ERROR, "access log %s: %s: %s (lines are lost until it works)", what,
-                  w->path ? w->path : "stdout", strerror(err));
+    w->in->h->log(w->in->self, NULL, GW_LOG_ERROR, "access log %s: %s: %s (lines are lost until it works)",
+                  what, w->path ? w->path : "stdout", strerror(err));
 }
 
 /* Writes n bytes; waits (this is the writer's own thread) when a non-blocking output is full. */
@@ -93,7 +93,8 @@ static void flush(lg_writer *w)
         if (k > PIPE_BUF) {
             /* whole lines up to PIPE_BUF; a single longer line goes as it is */
             k = PIPE_BUF;
-            while (k > 0 && p[k - 1] != '\n') k--;
+            while (k > 0 && p[k - 1] != '\n')
+                k--;
             if (k == 0) {
                 const char *nl = memchr(p, '\n', n);
                 k = nl ? (size_t)(nl - p) + 1 : n;
@@ -141,8 +142,8 @@ static void do_reopen(lg_writer *w)
     if (!w->own_fd) return;
     int fd = open_output(w->path);
     if (fd < 0) {
-        w->in->h->log(w->in->self, NULL, GW_LOG_ERROR, "access log reopen: %s: %s (writing on to the old file)",
-                      w->path, strerror(errno));
+        w->in->h->log(w->in->self, NULL, GW_LOG_ERROR,
+                      "access log reopen: %s: %s (writing on to the old file)", w->path, strerror(errno));
         return;
     }
     close(w->fd);
@@ -213,8 +214,10 @@ lg_writer *lg_writer_new(lg_inst *in, const char *output, char *err, size_t errl
     w->in = in;
     w->fd = w->efd = -1;
     if (!(w->buf = malloc(LG_BATCH))) goto oom;
-    if (strcmp(output, "stdout") == 0) w->fd = STDOUT_FILENO;
-    else if (strcmp(output, "stderr") == 0) w->fd = STDERR_FILENO;
+    if (strcmp(output, "stdout") == 0)
+        w->fd = STDOUT_FILENO;
+    else if (strcmp(output, "stderr") == 0)
+        w->fd = STDERR_FILENO;
     else {
         if (!(w->path = strdup(output))) goto oom;
         if ((w->fd = open_output(output)) < 0) {

@@ -28,11 +28,14 @@
 
 static const char *const level_names[] = {"info", "warn", "error", NULL};
 
-#define LG_SET(key, type, field, def, lo, hi, names, help)                                                 \
-    {key, type, offsetof(lg_conf, field), def, lo, hi, names, 0, help}
+#define LG_SET(key, type, field, def, lo, hi, names, help)                                                   \
+    {                                                                                                        \
+        key, type, offsetof(lg_conf, field), def, lo, hi, names, 0, help                                     \
+    }
 static const gw_setting lg_settings_table[] = {
-    LG_SET("output", GW_SET_STRING, output, "stdout", 0, 0, NULL,
-           "Where lines go: stdout (the gateway's fd 1), stderr, or a file path (appended; SIGUSR1 reopens it)"),
+    LG_SET(
+        "output", GW_SET_STRING, output, "stdout", 0, 0, NULL,
+        "Where lines go: stdout (the gateway's fd 1), stderr, or a file path (appended; SIGUSR1 reopens it)"),
     LG_SET("level", GW_SET_ENUM, level, "info", 0, 0, level_names,
            "Lowest level written; a line's level comes from its status: 5xx error, 4xx warn, else info"),
     LG_SET("include", GW_SET_PREFIXES, include, NULL, 0, LG_MAX_PREFIXES, NULL,
@@ -55,7 +58,8 @@ static int lg_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
 {
     const gw_conf *n = h->conf_get(conf, "output");
     const char *v = n ? h->conf_str(n) : NULL;
-    if (n && (!v || !*v)) return h->conf_error(n, err, errlen, LG_NAME ".output: expected stdout, stderr or a path");
+    if (n && (!v || !*v))
+        return h->conf_error(n, err, errlen, LG_NAME ".output: expected stdout, stderr or a path");
     return 0;
 }
 
@@ -82,7 +86,8 @@ static void random_bytes(uint64_t rng[2], uint8_t *out, size_t n)
             size_t k = n - i < 8 ? n - i : 8;
             memcpy(out + i, &v, k);
         }
-        for (size_t i = 0; i < n; i++) any |= out[i];
+        for (size_t i = 0; i < n; i++)
+            any |= out[i];
         if (any) return; /* all zero is invalid in traceparent */
     } while (1);
 }
@@ -99,7 +104,8 @@ static gw_result lg_on_request(void *inst, void *route_conf, void *state, gw_req
     if (!r) return GW_CONTINUE;
     gw_strv v;
     uint8_t flags = 0;
-    if (h->header_get(req, GW_HDR_REQUEST, "traceparent", &v) && lg_trace_parse(v.p, v.n, st->trace, &flags) == 0) {
+    if (h->header_get(req, GW_HDR_REQUEST, "traceparent", &v) &&
+        lg_trace_parse(v.p, v.n, st->trace, &flags) == 0) {
         flags &= 0x03; /* sampled, random: the flags this version defines; the rest must be zero */
     } else {
         random_bytes(r->rng, st->trace, sizeof st->trace);
@@ -145,7 +151,8 @@ static uint32_t retries_of(const gw_host *h, const gw_req *req)
     if (h->req_get(req, "retry.count", &v) && v.n > 0 && v.n < 10) {
         uint32_t n = 0;
         size_t i = 0;
-        for (; i < v.n && v.p[i] >= '0' && v.p[i] <= '9'; i++) n = n * 10 + (uint32_t)(v.p[i] - '0');
+        for (; i < v.n && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+            n = n * 10 + (uint32_t)(v.p[i] - '0');
         if (i == v.n) return n;
     }
     unsigned a = h->attempts(req);
@@ -194,8 +201,8 @@ static gw_result lg_on_log(void *inst, void *route_conf, void *state, gw_req *re
     int status = h->status(req);
     /* no status: the client went away before an answer */
     int level = status >= 500 || status <= 0 ? (status <= 0 ? LG_LVL_WARN : LG_LVL_ERROR)
-                : status >= 400            ? LG_LVL_WARN
-                                           : LG_LVL_INFO;
+                : status >= 400              ? LG_LVL_WARN
+                                             : LG_LVL_INFO;
     if (level < s->level) return GW_CONTINUE;
     gw_strv path = h->path(req);
     if (s->include.n && !any_under(path, &s->include)) return GW_CONTINUE;
@@ -226,9 +233,12 @@ static int lg_worker_init(void *inst, unsigned worker, unsigned workers)
         lg_rings *mine = calloc(1, sizeof *mine + (size_t)workers * sizeof mine->r[0]);
         if (!mine) return -1;
         mine->n = workers;
-        for (unsigned i = 0; i < workers; i++) atomic_init(&mine->r[i], NULL);
-        if (atomic_compare_exchange_strong(&in->rings, &rs, mine)) rs = mine;
-        else free(mine); /* another worker was first: rs is its table */
+        for (unsigned i = 0; i < workers; i++)
+            atomic_init(&mine->r[i], NULL);
+        if (atomic_compare_exchange_strong(&in->rings, &rs, mine))
+            rs = mine;
+        else
+            free(mine); /* another worker was first: rs is its table */
     }
     if (worker >= rs->n) return -1;
     if (atomic_load(&rs->r[worker])) return 0;
@@ -268,7 +278,8 @@ static void lg_destroy(void *inst)
     lg_writer_free(in->w); /* writes what the workers queued, then stops */
     lg_rings *rs = atomic_load(&in->rings);
     if (rs) {
-        for (size_t i = 0; i < rs->n; i++) lg_ring_free(atomic_load(&rs->r[i]));
+        for (size_t i = 0; i < rs->n; i++)
+            lg_ring_free(atomic_load(&rs->r[i]));
         free(rs);
     }
     free(in);

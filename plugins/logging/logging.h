@@ -114,10 +114,10 @@ void lg_rand_seed(uint64_t s[2]);
 
 /* lg_json.c: the writer's formatting. */
 /* Bytes an escaped copy of n input bytes can take at most (each byte as \u00XX or \ufffd). */
-#define LG_ESC_MAX(n) ((n) * 6u)
+#define LG_ESC_MAX(n) ((n)*6u)
 /* The longest line lg_format writes. */
-#define LG_LINE_MAX                                                                                        \
-    (512u + LG_ESC_MAX(LG_CAP_METHOD + LG_CAP_PATH + LG_CAP_ROUTE + LG_CAP_UPSTREAM + LG_CAP_IP +          \
+#define LG_LINE_MAX                                                                                          \
+    (512u + LG_ESC_MAX(LG_CAP_METHOD + LG_CAP_PATH + LG_CAP_ROUTE + LG_CAP_UPSTREAM + LG_CAP_IP +            \
                        LG_CAP_KEY + LG_CAP_UA + LG_CAP_RID))
 /* JSON string contents of s (quotes, backslash, controls, invalid UTF-8 as \ufffd); returns bytes written
  * (at most LG_ESC_MAX(n)). */
