@@ -15,7 +15,7 @@ import gwtest as g
 
 PLUGIN_DIR = os.path.join(os.path.dirname(g.GW_BIN), "plugins")
 CONF = os.path.join(g.SOURCE_DIR, "conf", "gateway.yaml")
-FILTERS = ("adminauth", "apikey", "breaker", "cors", "metrics", "ratelimit", "retry")
+FILTERS = ("adminauth", "apikey", "breaker", "cors", "logging", "metrics", "ratelimit", "retry")
 CHECK_ENV = {"STORE_TYPE": None, "ADMIN_PASSWORD": "x", "ADMIN_AUTH_ENABLED": None,
              "RATE_LIMIT_RPM": None, "RATE_LIMIT_BURST": None}
 
