@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
 #define LG_MAX_PREFIXES 256
@@ -92,6 +93,18 @@ static void random_bytes(uint64_t rng[2], uint8_t *out, size_t n)
     } while (1);
 }
 
+/* Two traceparent fields read as one comma-joined value (RFC 9110 5.3), which no version parses: as the
+ * specification treats an unparseable header, the trace starts anew. */
+static bool only_one(const gw_host *h, const gw_req *req, const char *name)
+{
+    size_t n = h->header_count(req, GW_HDR_REQUEST), found = 0, len = strlen(name);
+    gw_strv k, v;
+    for (size_t i = 0; i < n && found < 2; i++)
+        if (h->header_at(req, GW_HDR_REQUEST, i, &k, &v) && k.n == len && strncasecmp(k.p, name, len) == 0)
+            found++;
+    return found == 1;
+}
+
 static gw_result lg_on_request(void *inst, void *route_conf, void *state, gw_req *req)
 {
     (void)route_conf;
@@ -104,7 +117,7 @@ static gw_result lg_on_request(void *inst, void *route_conf, void *state, gw_req
     if (!r) return GW_CONTINUE;
     gw_strv v;
     uint8_t flags = 0;
-    if (h->header_get(req, GW_HDR_REQUEST, "traceparent", &v) &&
+    if (h->header_get(req, GW_HDR_REQUEST, "traceparent", &v) && only_one(h, req, "traceparent") &&
         lg_trace_parse(v.p, v.n, st->trace, &flags) == 0) {
         flags &= 0x03; /* sampled, random: the flags this version defines; the rest must be zero */
     } else {

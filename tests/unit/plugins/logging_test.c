@@ -446,8 +446,19 @@ static void test_traceparent(void **state)
         else if (cases[i].tp)
             assert_null(ts);
     }
+    /* two traceparent fields: one comma-joined value, unparseable */
+    gw_req *r = gw_th_request(f->th, "GET", "/api/t");
+    gw_th_request_header(r, "traceparent", "00-" TRACE "-" PARENT "-01");
+    gw_th_request_header(r, "Traceparent", "00-" TRACE "-" PARENT "-01");
+    gw_th_request_header(r, "tracestate", "vendor=opaque");
+    assert_int_equal(gw_th_run(r), GW_TH_DONE);
+    const char *tp = gw_th_header(r, GW_HDR_UPSTREAM, "traceparent");
+    check_traceparent(tp, NULL, "01");
+    assert_false(memcmp(tp + 3, TRACE, 32) == 0);
+    assert_int_equal(gw_th_header_count(r, GW_HDR_UPSTREAM, "traceparent"), 1);
+    assert_null(gw_th_header(r, GW_HDR_UPSTREAM, "tracestate"));
     finish(f);
-    assert_int_equal(f->n, n);
+    assert_int_equal(f->n, n + 1);
     for (size_t i = 0; i < n; i++) {
         char rid[16];
         snprintf(rid, sizeof rid, "req-%zu", i + 1);
