@@ -87,8 +87,14 @@ class StdoutTest(LoggingCase):
             self.assertIn(r.status, (200, 404))
             rids.append((r.header("X-Request-Id"), r.status, path))
         r = self.get(gw, "/api/mine", [("X-Request-Id", "client-given-123")])
-        self.assertEqual(r.header("X-Request-Id"), "client-given-123")
+        self.assertEqual(r.header("X-Request-Id"), "client-given-123")  # kept, and sent upstream
+        self.assertEqual(g.hget(self.up.requests()[-1]["headers"], "X-Request-Id"), "client-given-123")
         rids.append(("client-given-123", 200, "/api/mine"))
+        r = self.get(gw, "/api/theirs", [("X-Request-Id", 'not "sane" at all')])
+        generated = r.header("X-Request-Id")
+        self.assertRegex(generated, r"^[0-9a-f-]{36}$")  # replaced by a generated one
+        self.assertEqual(g.hget(self.up.requests()[-1]["headers"], "X-Request-Id"), generated)
+        rids.append((generated, 200, "/api/theirs"))
         access = self.wait_access(lambda: gw.log_since(0), len(rids))
         access = self.settle(lambda: gw.log_since(0), len(rids))
         by_id = {a["request_id"]: a for a in access}
