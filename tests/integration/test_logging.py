@@ -194,6 +194,31 @@ class FieldsTest(LoggingCase):
         self.assertNotIn(raw, gw.log_since(0))  # the raw key never reaches the log
 
 
+    def test_retries_and_upstream_of_the_last_attempt(self):
+        """With retry.so: a refused first target, the second answers; the line has retry's count and the
+        target and status of the attempt that answered."""
+        if not os.path.exists(os.path.join(PLUGIN_DIR, "retry.so")):
+            self.skipTest("retry.so not built")
+        dead = "http://127.0.0.1:%d" % g.free_port()
+        cfg = lambda p: g.base_config(  # noqa: E731
+            p, [{"name": "up", "targets": [dead, self.up.url], "passive_health": {"failures": 0}}],
+            [{"prefix": "/api", "service": "up", "name": "api"}],
+            pipeline=[{"name": "logging"}, {"name": "retry", "initial_delay_ms": 1, "budget": False}])
+        gw = self.start_gateway(cfg)
+        seen = []
+        for i in range(4):
+            r = self.get(gw, "/api/r/%d" % i)
+            self.assertEqual(r.status, 200, r.summary())
+            seen.append((r.header("X-Request-Id"), int(r.header("X-Retry-Count") or 0)))
+        self.assertIn(1, [n for _, n in seen])
+        access = {a["request_id"]: a for a in self.wait_access(lambda: gw.log_since(0), 4)}
+        for rid, n in seen:
+            a = access[rid]
+            self.assertEqual(a["retries"], n, a)
+            self.assertEqual(a["upstream"], self.up.url, a)
+            self.assertEqual(a["upstream_status"], 200, a)
+
+
 class TraceTest(LoggingCase):
     def upstream_header(self, name, idx=-1):
         reqs = self.up.requests()
