@@ -19,10 +19,12 @@
  * before it returns. */
 #include "logging.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define HAS(h, m) ((h)->struct_size >= offsetof(gw_host, m) + sizeof((h)->m) && (h)->m)
 #define LG_MAX_PREFIXES 256
@@ -61,7 +63,20 @@ static int lg_config_check(const gw_host *h, const gw_conf *conf, char *err, siz
     const char *v = n ? h->conf_str(n) : NULL;
     if (n && (!v || !*v))
         return h->conf_error(n, err, errlen, LG_NAME ".output: expected stdout, stderr or a path");
-    return 0;
+    if (!v || strcmp(v, "stdout") == 0 || strcmp(v, "stderr") == 0) return 0;
+    /* As nginx -t does for its logs, `gateway -t` tells whether the file can be written (without
+     * creating it: create() opens it). */
+    if (access(v, W_OK) == 0) return 0;
+    if (errno == ENOENT) {
+        char dir[4096];
+        const char *slash = strrchr(v, '/');
+        size_t len = slash ? (size_t)(slash - v) : 0;
+        if (len >= sizeof dir) len = sizeof dir - 1;
+        memcpy(dir, v, len);
+        dir[len] = '\0';
+        if (access(slash ? (len ? dir : "/") : ".", W_OK | X_OK) == 0) return 0;
+    }
+    return h->conf_error(n, err, errlen, LG_NAME ".output: cannot write '%s': %s", v, strerror(errno));
 }
 
 static lg_ring *ring_of(lg_inst *in, const gw_req *req)

@@ -687,7 +687,7 @@ static void test_settings_errors(void **state)
         {"name: logging\nqueue_size: 4\n", "logging.queue_size"},
         {"name: logging\ninclude: [api]\n", "logging.include"},
         {"name: logging\ncolour: blue\n", "logging.colour: unknown setting"},
-        {"name: logging\noutput: /nonexistent-dir/x/access.log\n", "cannot open"},
+        {"name: logging\noutput: /nonexistent-dir/x/access.log\n", "logging.output: cannot write"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(gw_th_load(f->th, GW_PLUGIN_SO, bad[i].yaml), -1);
