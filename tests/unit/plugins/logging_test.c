@@ -43,6 +43,8 @@ static gw_result aux_on_request(void *inst, void *route_conf, void *state, gw_re
     gw_strv v;
     if (aux_host->header_get(req, GW_HDR_REQUEST, "X-Test-Consumer", &v))
         aux_host->req_set(req, "consumer.id", v.p, v.n);
+    if (aux_host->header_get(req, GW_HDR_REQUEST, "X-Test-Hostile-Key", &v)) /* raw bytes no header has */
+        aux_host->req_set(req, "consumer.id", "a\nb\"}\r\0z", 8);
     if (aux_host->header_get(req, GW_HDR_REQUEST, "X-Test-Retry-Count", &v))
         aux_host->req_set(req, "retry.count", v.p, v.n);
     if (aux_host->header_get(req, GW_HDR_REQUEST, "X-Test-Wait", &v)) {
@@ -348,8 +350,9 @@ static void test_escaping(void **state)
                        "k\xf0\x9f\x98\x80 l\\ufffd\\ufffd\"}";
     run(f, "GET", "/api/x", (const char *[]){"User-Agent", ua, NULL});
     run(f, "GET", "/api/a\"b\\c?q=\"}{\"forged\":1", (const char *[]){"X-Test-Consumer", "k\"\x02", NULL});
+    run(f, "GET", "/api/k", (const char *[]){"X-Test-Hostile-Key", "1", NULL});
     finish(f);
-    assert_int_equal(f->n, 2);
+    assert_int_equal(f->n, 3);
     const cJSON *a = line_of(f, "req-1"), *b = line_of(f, "req-2");
     assert_non_null(a), assert_non_null(b);
     if (!strstr(f->raw[0], want) && !strstr(f->raw[1], want))
@@ -357,6 +360,12 @@ static void test_escaping(void **state)
     assert_string_equal(str(b, "path"), "/api/a\"b\\c?q=\"}{\"forged\":1");
     assert_null(cJSON_GetObjectItemCaseSensitive(b, "forged"));
     assert_string_equal(str(b, "api_key_id"), "k\"\x02");
+    const cJSON *c = line_of(f, "req-3");
+    assert_non_null(c);
+    const cJSON *key = field(c, "api_key_id");
+    if (!strstr(f->raw[2], "\"api_key_id\":\"a\\nb\\\"}\\r\\u0000z\"")) fail_msg("%s", f->raw[2]);
+    assert_true(cJSON_IsString(key));
+    assert_memory_equal(key->valuestring, "a\nb\"}\r", 6); /* (cJSON's string ends at the NUL) */
 }
 
 static void test_caps(void **state)
