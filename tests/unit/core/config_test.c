@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "http.h"
+#include "log.h"
 
 static char dir[256];       /* per-run scratch directory */
 static char yaml_path[300]; /* the file each case is written to */
@@ -206,7 +207,7 @@ static void test_every_key(void **state)
                 "store: {type: redis, path: /var/gw, host: 10.0.0.1, port: 6380, password: 's3cr$$t',\n"
                 "        db: 2147483647, connect_timeout: 2s, command_timeout: 1m}\n"
                 "plugin_dir: /opt/filters\n"
-                "log: {level: debug}\n");
+                "log: {level: debug, format: json}\n");
     assert_int_equal(cfg->nlisteners, 2);
     assert_string_equal(cfg->listeners[0].address, "::1");
     assert_int_equal(cfg->listeners[1].port, 81);
@@ -235,6 +236,7 @@ static void test_every_key(void **state)
     assert_int_equal(cfg->store.command_timeout_ms, 60000);
     assert_string_equal(cfg->plugin_dir, "/opt/filters");
     assert_string_equal(cfg->log_level, "debug");
+    assert_int_equal(cfg->log_format, GW_LOG_JSON);
     gw_config_free(cfg);
 }
 
@@ -252,6 +254,7 @@ static void test_null_means_default(void **state)
     assert_string_equal(cfg->store.host, "localhost");
     assert_int_equal(cfg->npipeline, 0);
     assert_string_equal(cfg->log_level, "info");
+    assert_int_equal(cfg->log_format, GW_LOG_TEXT);
     gw_config_free(cfg);
 }
 
@@ -900,6 +903,7 @@ static void test_errors_store_log_pipeline(void **state)
         {L "log:\n  level: INFO\n",
          "3:10: log.level: must be 'debug', 'info', 'warn' or 'error', not 'INFO'"},
         {L "log:\n  file: x\n", "3:3: unknown key 'file' in log"},
+        {L "log:\n  format: xml\n", "3:11: log.format: must be 'text' or 'json', not 'xml'"},
         {L "pipeline: {}\n", "2:11: pipeline: must be a sequence"},
         {L "pipeline: [x]\n", "2:12: pipeline[0]: must be a mapping"},
         {L "pipeline: [{enabled: true}]\n", "2:12: pipeline[0].name: required"},
