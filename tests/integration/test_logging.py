@@ -395,6 +395,10 @@ class CoreJsonTest(LoggingCase):
         self.assertEqual(r.status, 401)
         self.wait_access(lambda: gw.log_since(0), 1)
         self.assertTrue(gw.wait_log(r'"filter":"adminauth"', timeout=5.0))
+        ok, _ = gw.reload(self.config(gw.port, log={"level": "info", "format": "json"}, pipeline=[entry]))
+        self.assertTrue(ok)
+        gw.proc.signal(signal.SIGUSR1)
+        self.assertTrue(gw.wait_log(r'"msg":"SIGUSR1: ', timeout=5.0))
         gw.proc.signal(signal.SIGTERM)
         self.assertEqual(gw.proc.wait(15 * g.SLOW), 0)
         lines = [ln for ln in gw.log_since(0).split("\n") if ln]
@@ -407,8 +411,12 @@ class CoreJsonTest(LoggingCase):
                 core.append(obj)
         self.assertTrue(any(c.get("filter") == "adminauth" and c.get("request_id") == r.header("X-Request-Id")
                             for c in core), core)
-        self.assertTrue(any("filter" not in c for c in core), core)
-        self.assertEqual(len(lines) - len(core), 1)
+        msgs = [c["msg"] for c in core if "filter" not in c]
+        for start in ("listening on ", "reload: generation 2 serves", "SIGUSR1: ", "stopped"):
+            self.assertTrue(any(m.startswith(start) for m in msgs), (start, msgs))
+        access = [json.loads(ln) for ln in lines if '"duration_ms"' in ln]  # the 401, the GET /info of the reload
+        self.assertEqual(len(access) + len(core), len(lines))
+        self.assertEqual([a["status"] for a in access if a["path"] != "/info"], [401])
 
 
 if __name__ == "__main__":
