@@ -6,9 +6,10 @@
  *       level: info            # info | warn | error: lines below are not written (5xx error, 4xx warn)
  *       include: []            # path prefixes to log (at a '/' boundary); [] = every path
  *       exclude: [/health]     # path prefixes never logged
- *       sample: 1              # share of 2xx/3xx lines kept (0..1); others always
+ *       sample: 1              # share of 1xx/2xx/3xx lines kept (0..1); others always
  *       queue_size: 1024       # records per worker waiting for the writer; full: dropped and counted
  *       trace_context: true    # traceparent kept when valid, else started; forwarded with our span id
+ *       trace_sampled: true    # the sampled flag of the traces started here
  *
  * Request phase (trace context): a valid client traceparent keeps its trace id and flags; an invalid or
  * absent one starts a trace (random trace id) and drops tracestate. Either way this hop gets a new span
