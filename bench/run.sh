@@ -10,6 +10,8 @@
 #   CONNS [64]        wrk connections (one wrk thread)      PATHS ["/ /4k /64k"]
 #   QUICK=1           smoke run: 1 round of 2 s, 1 s warm-up
 #   DIRECT=1          also measure the upstream itself (the ceiling; not a proxy)
+#   FULL [1]          also measure the gateway with the full default pipeline (bench/gateway-full.yaml),
+#                     with logging and metrics on ("full") and off ("full_bare"); 0 skips both
 #   LOADGEN_CPU [0]   CPU for wrk                           SERVER_CPU [1]  CPU for every server
 #   RESULTS_DIR       where the raw results go [BUILD_DIR/bench-results/<date-time>]
 #   KEEP=1            keep the scratch directory (configurations, server logs)
@@ -81,8 +83,10 @@ UP_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 HAPROXY_PORT=$(free_port)
 GW_PORT=$(free_port)
+FULL_PORT=$(free_port)
+BARE_PORT=$(free_port)
 
-mkdir -p "$RUN"/{upstream,nginx}/{logs,tmp} "$RUN/www" "$RUN/gateway"
+mkdir -p "$RUN"/{upstream,nginx}/{logs,tmp} "$RUN/www" "$RUN/gateway" "$RUN/full" "$RUN/full_bare"
 # json_body FILE SIZE: a JSON document of exactly SIZE bytes
 json_body() {
     local prefix="{\"bytes\":$2,\"fill\":\""
@@ -202,19 +206,32 @@ EOF
 export BENCH_GATEWAY_PORT=$GW_PORT BENCH_UPSTREAM_URL=http://127.0.0.1:$UP_PORT
 "$GATEWAY" -t -c "$BENCH_DIR/gateway.yaml" >/dev/null 2>"$RUN/gateway-check.log" \
     || { cat "$RUN/gateway-check.log" >&2; die "bench/gateway.yaml does not validate"; }
+FULL=${FULL:-1}
+if [[ $FULL == 1 ]]; then
+    BENCH_GATEWAY_PORT=$FULL_PORT BENCH_OBSERVE=true "$GATEWAY" -t -c "$BENCH_DIR/gateway-full.yaml" >/dev/null \
+        2>"$RUN/gateway-check.log" || { cat "$RUN/gateway-check.log" >&2; die "bench/gateway-full.yaml does not validate"; }
+fi
 
 # ------------------------------------------------------------------------------------- start
 note "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | awk 'NR == 1 { print "haproxy " $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print "wrk " $2 }'), $("$GATEWAY" --version 2>&1 | head -1)"
 note "$NCPU CPUs; wrk on cpu $LOADGEN_CPU, all servers on cpu $SERVER_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-declare -A PORT=([upstream]=$UP_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [gateway]=$GW_PORT)
+declare -A PORT=([upstream]=$UP_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [gateway]=$GW_PORT
+    [full]=$FULL_PORT [full_bare]=$BARE_PORT)
 start upstream "$UP_PORT" nginx -p "$RUN/upstream" -c "$RUN/upstream.conf"
 start nginx "$NGINX_PORT" nginx -p "$RUN/nginx" -c "$RUN/nginx.conf"
 start haproxy "$HAPROXY_PORT" haproxy -db -f "$RUN/haproxy.cfg"
 # the gateway's working directory is scratch space (its embedded store defaults to ./data)
 start gateway "$GW_PORT" env -C "$RUN/gateway" "$GATEWAY" -c "$BENCH_DIR/gateway.yaml"
+if [[ $FULL == 1 ]]; then
+    start full "$FULL_PORT" env -C "$RUN/full" BENCH_GATEWAY_PORT="$FULL_PORT" BENCH_OBSERVE=true \
+        "$GATEWAY" -c "$BENCH_DIR/gateway-full.yaml"
+    start full_bare "$BARE_PORT" env -C "$RUN/full_bare" BENCH_GATEWAY_PORT="$BARE_PORT" BENCH_OBSERVE=false \
+        "$GATEWAY" -c "$BENCH_DIR/gateway-full.yaml"
+fi
 
 TARGETS=(nginx haproxy gateway)
+[[ $FULL == 1 ]] && TARGETS+=(full full_bare)
 [[ ${DIRECT:-0} == 1 ]] && TARGETS=(upstream "${TARGETS[@]}")
 
 # Sanity: every target answers 200 with the upstream's body size on every path.
@@ -304,6 +321,24 @@ done
     echo "rss_MiB: peak resident memory (VmHWM summed over the target's processes) by the end of that path's runs."
     echo "x_nginx: median over the rounds of req/s(target) / req/s(nginx) in the same round."
     echo "errors: socket errors + non-2xx answers over all measured runs (should be 0)."
+    if [[ $FULL == 1 ]]; then
+        echo
+        echo "full / full_bare (the default pipeline with logging and metrics on / off), median over the rounds"
+        echo "of the per-round req/s ratio:"
+        awk -F'\t' -v paths="$PATHS" 'NR > 1 { R[$1, $2, $3] = $4; rounds[$3] = 1 }
+        END {
+            np = split(paths, P, " ")
+            for (i = 1; i <= np; i++) {
+                n = 0
+                for (r in rounds)
+                    if (("full", P[i], r) in R && ("full_bare", P[i], r) in R && R["full_bare", P[i], r] > 0)
+                        v[++n] = R["full", P[i], r] / R["full_bare", P[i], r]
+                for (a = 2; a <= n; a++) { x = v[a]; for (b = a - 1; b >= 1 && v[b] > x; b--) v[b + 1] = v[b]; v[b + 1] = x }
+                m = n == 0 ? "-" : sprintf("%.3f", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+                printf "  %-5s %s\n", P[i], m
+            }
+        }' "$RES"
+    fi
     for t in "${!DEAD[@]}"; do echo "WARNING: $t died during the run; its rows are incomplete"; done
 } | tee "$RESULTS_DIR/summary.txt"
 note "raw results: $RESULTS_DIR"
