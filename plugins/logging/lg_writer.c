@@ -1,10 +1,16 @@
 /* lg_writer.c - the instance's writer thread: drains every worker's ring, formats the lines into one large
  * buffer and writes it with as few write(2) calls as the output allows.
  *
- * Sleeping and waking without a lock: the writer announces `sleeping`, looks at every ring once more, and
- * only then waits on an eventfd (at most a second). A worker that pushed a record reads `sleeping` after
- * its push (both sequentially consistent), so either the writer's last look sees the record or the worker
- * sees the flag and writes the eventfd; while the writer is busy the workers make no syscall at all.
+ * Sleeping and waking without a lock. After a drain that found lines, the writer naps for `flush`
+ * (LG_NAP): lines arriving meanwhile wait for the end of the nap, and a worker wakes the writer early only
+ * when its ring is half full. Waking a thread per request (an eventfd write and a context switch, on the
+ * same core under load) cost more than formatting the line; batching them makes the wake-ups a few dozen
+ * a second at any rate. When a drain finds nothing the writer sleeps deeply (LG_DEEP, at most a second):
+ * the next push wakes it at once, so a lone request is logged without waiting for a nap. The writer
+ * announces its state, looks at every ring once more, and only then waits on the eventfd. A worker reads
+ * the state after its push (both sequentially consistent), so either the writer's last look sees the
+ * record or the worker sees the state and writes the eventfd; while the writer drains or naps with
+ * rings below half full, the workers make no syscall at all.
  * Output to a pipe or socket is written in pieces of at most PIPE_BUF bytes cut at line ends, so the
  * lines stay whole when other writers (the gateway's own log, on the same pipe) write in between; a file
  * gets the whole batch at once (O_APPEND). The thread blocks every signal: they are the main thread's. */
@@ -25,6 +31,8 @@
 #define LG_BATCH (256u * 1024u + LG_LINE_MAX)
 #define LG_IDLE_MS 1000
 
+enum { LG_AWAKE = 0, LG_NAP = 1, LG_DEEP = 2 };
+
 struct lg_writer {
     lg_inst *in;
     pthread_t thread;
@@ -33,7 +41,8 @@ struct lg_writer {
     bool is_pipe; /* FIFO or socket: pieces of at most PIPE_BUF */
     char *path;
     int efd;
-    _Atomic int sleeping;
+    int nap_ms;
+    _Atomic int sleeping; /* LG_AWAKE, LG_NAP, LG_DEEP */
     _Atomic int stop;
     _Atomic int reopen;
     bool failing; /* the last write failed: logged once until a write succeeds */
@@ -151,6 +160,23 @@ static void do_reopen(lg_writer *w)
     w->failing = false;
 }
 
+/* Waits on the eventfd for at most ms, in state `how`, unless a ring or a request is already there. */
+static void wait_kick(lg_writer *w, int how, int ms)
+{
+    atomic_store(&w->sleeping, how);
+    if (how == LG_DEEP && (!rings_empty(w) || atomic_load(&w->stop) || atomic_load(&w->reopen))) {
+        atomic_store(&w->sleeping, LG_AWAKE);
+        return;
+    }
+    struct pollfd pf = {.fd = w->efd, .events = POLLIN};
+    if (poll(&pf, 1, ms) > 0) {
+        uint64_t v;
+        ssize_t k = read(w->efd, &v, sizeof v);
+        (void)k;
+    }
+    atomic_store(&w->sleeping, LG_AWAKE);
+}
+
 static void *writer_main(void *arg)
 {
     lg_writer *w = arg;
@@ -159,23 +185,15 @@ static void *writer_main(void *arg)
             drain(w); /* lines queued before the signal still go to the old file */
             do_reopen(w);
         }
-        if (drain(w)) continue;
+        size_t got = drain(w);
         if (atomic_load(&w->stop)) {
             drain(w); /* the workers are done: whatever they queued last */
             break;
         }
-        atomic_store(&w->sleeping, 1);
-        if (!rings_empty(w) || atomic_load(&w->stop) || atomic_load(&w->reopen)) {
-            atomic_store(&w->sleeping, 0);
-            continue;
-        }
-        struct pollfd pf = {.fd = w->efd, .events = POLLIN};
-        if (poll(&pf, 1, LG_IDLE_MS) > 0) {
-            uint64_t v;
-            ssize_t k = read(w->efd, &v, sizeof v);
-            (void)k;
-        }
-        atomic_store(&w->sleeping, 0);
+        if (got && w->nap_ms > 0)
+            wait_kick(w, LG_NAP, w->nap_ms);
+        else if (!got)
+            wait_kick(w, LG_DEEP, LG_IDLE_MS);
     }
     return NULL;
 }
@@ -187,9 +205,12 @@ static void wake(lg_writer *w)
     (void)k; /* EAGAIN: the counter is already non-zero, the writer wakes anyway */
 }
 
-void lg_writer_kick(lg_writer *w)
+void lg_writer_kick(lg_writer *w, const lg_ring *r)
 {
-    if (atomic_load(&w->sleeping) && atomic_exchange(&w->sleeping, 0)) wake(w);
+    int s = atomic_load(&w->sleeping);
+    if (s == LG_AWAKE) return;
+    if (s == LG_NAP && lg_ring_used(r) <= r->mask / 2) return;
+    if (atomic_exchange(&w->sleeping, LG_AWAKE) != LG_AWAKE) wake(w);
 }
 
 void lg_writer_reopen(lg_writer *w)
@@ -207,11 +228,12 @@ static void writer_close(lg_writer *w)
     free(w);
 }
 
-lg_writer *lg_writer_new(lg_inst *in, const char *output, char *err, size_t errlen)
+lg_writer *lg_writer_new(lg_inst *in, const char *output, int nap_ms, char *err, size_t errlen)
 {
     lg_writer *w = calloc(1, sizeof *w);
     if (!w) goto oom;
     w->in = in;
+    w->nap_ms = nap_ms;
     w->fd = w->efd = -1;
     if (!(w->buf = malloc(LG_BATCH))) goto oom;
     if (strcmp(output, "stdout") == 0)

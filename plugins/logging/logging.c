@@ -8,6 +8,7 @@
  *       exclude: [/health]     # path prefixes never logged
  *       sample: 1              # share of 1xx/2xx/3xx lines kept (0..1); others always
  *       queue_size: 1024       # records per worker waiting for the writer; full: dropped and counted
+ *       flush: 100ms           # under load, lines wait up to this long and are written in one batch
  *       trace_context: true    # traceparent kept when valid, else started; forwarded with our span id
  *       trace_sampled: true    # the sampled flag of the traces started here
  *
@@ -15,9 +16,9 @@
  * absent one starts a trace (random trace id) and drops tracestate. Either way this hop gets a new span
  * id and the request goes upstream with traceparent 00-<trace id>-<our span id>-<flags>.
  * Log phase: the worker copies the fields into a record of its ring (strings cut at the caps in
- * logging.h) and wakes the writer if it sleeps; lg_writer.c does the rest. A full ring drops the line and
- * counts it in gateway_access_log_dropped_total. Destroy (reload, shutdown) writes every queued line
- * before it returns. */
+ * logging.h) and wakes the writer only if it sleeps deeply or the ring is half full; lg_writer.c does the
+ * rest. A full ring drops the line and counts it in gateway_access_log_dropped_total. Destroy (reload,
+ * shutdown) writes every queued line before it returns. */
 #include "logging.h"
 
 #include <errno.h>
@@ -51,6 +52,10 @@ static const gw_setting lg_settings_table[] = {
     LG_SET("queue_size", GW_SET_INT, queue_size, "1024", 16, 1 << 20, NULL,
            "Lines each worker can queue for the writer thread (rounded up to a power of two); when full, "
            "lines are dropped and counted in gateway_access_log_dropped_total"),
+    LG_SET("flush", GW_SET_DURATION, flush_ms, "100ms", 0, 10000, NULL,
+           "Under load, how long lines may wait to be written together (the writer thread then wakes a few "
+           "times a second, not once per request); a worker whose queue is half full wakes it sooner; 0 "
+           "writes at once"),
     LG_SET("trace_context", GW_SET_BOOL, trace_context, "true", 0, 0, NULL,
            "W3C traceparent: kept when valid, else a new trace; forwarded upstream with this hop's span id"),
     LG_SET("trace_sampled", GW_SET_BOOL, trace_sampled, "true", 0, 0, NULL,
@@ -248,7 +253,7 @@ static gw_result lg_on_log(void *inst, void *route_conf, void *state, gw_req *re
     }
     fill(in, state, req, path, status, level, rec);
     lg_ring_push(r);
-    lg_writer_kick(in->w);
+    lg_writer_kick(in->w, r);
     return GW_CONTINUE;
 }
 
@@ -294,7 +299,7 @@ static void *lg_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
                                            "Access-log lines dropped because a worker's queue to the log "
                                            "writer was full",
                                            NULL, NULL, 0);
-    if (!(in->w = lg_writer_new(in, in->s->output, err, errlen))) {
+    if (!(in->w = lg_writer_new(in, in->s->output, (int)in->s->flush_ms, err, errlen))) {
         free(in);
         return NULL;
     }

@@ -34,6 +34,7 @@ typedef struct {
     gw_list exclude;    /* path prefixes never logged */
     double sample;      /* share of 2xx/3xx lines kept, 0..1 */
     int64_t queue_size; /* records per worker ring */
+    uint64_t flush_ms;  /* the writer's nap between drains under load */
     bool trace_context; /* W3C traceparent handling */
     bool trace_sampled; /* the sampled flag of traces this hop starts */
 } lg_conf;
@@ -95,9 +96,10 @@ typedef struct {
 
 /* lg_writer.c */
 /* Opens the output (a file with O_APPEND|O_CREAT, 0640) and starts the writer thread. NULL + err. */
-lg_writer *lg_writer_new(lg_inst *in, const char *output, char *err, size_t errlen);
-/* The worker's side: wake the writer after a push, if it sleeps. Lock-free; a syscall only then. */
-void lg_writer_kick(lg_writer *w);
+lg_writer *lg_writer_new(lg_inst *in, const char *output, int nap_ms, char *err, size_t errlen);
+/* The worker's side, after a push to r: wake the writer if it sleeps deeply, or naps while r is half
+ * full. Lock-free; a syscall only then. */
+void lg_writer_kick(lg_writer *w, const lg_ring *r);
 /* SIGUSR1: the writer reopens the file before its next write. */
 void lg_writer_reopen(lg_writer *w);
 /* Drains every ring, writes, joins the thread, closes the file. */
@@ -109,6 +111,12 @@ void lg_ring_free(lg_ring *r);
 /* The free slot to fill, or NULL when the ring is full; lg_ring_push publishes it. */
 lg_rec *lg_ring_slot(lg_ring *r);
 void lg_ring_push(lg_ring *r);
+/* Records queued and not yet taken by the writer. */
+static inline uint64_t lg_ring_used(const lg_ring *r)
+{
+    return atomic_load_explicit(&r->head, memory_order_relaxed) -
+           atomic_load_explicit(&r->tail, memory_order_relaxed);
+}
 uint64_t lg_rand(uint64_t s[2]);
 void lg_rand_seed(uint64_t s[2]);
 

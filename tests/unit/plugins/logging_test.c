@@ -1,9 +1,10 @@
 /* logging_test.c - unit tests of plugins/logging on the SDK test host: every field of the access-log record
  * (present and absent), JSON escaping of quotes, backslashes, controls and invalid UTF-8, the string caps,
  * W3C traceparent (valid, invalid, absent, a future version, trace_context off), sampling, include/exclude,
- * the level threshold, a reopen after a rename, a full queue (dropped lines counted, none else lost) and the
- * settings errors. The writer is the filter's own thread: gw_th_free (destroy) writes every queued line, so
- * the tests read the output file after it. GW_PLUGIN_SO is the built filter. */
+ * the level threshold, the writer's wake-ups (nap, half-full queue), a reopen after a rename, a full queue
+ * (dropped lines counted, none else lost) and the settings errors. The writer is the filter's own thread:
+ * gw_th_free (destroy) writes every queued line, so the tests read the output file after it. GW_PLUGIN_SO is
+ * the built filter. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -684,6 +685,48 @@ static void test_full_queue_drops_and_counts(void **state)
     assert_int_equal(rd.lines + (size_t)dropped, total);
 }
 
+/* Lines in the file now (without stopping the writer). */
+static size_t lines_now(const char *path)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    size_t n = 0;
+    int c;
+    while ((c = fgetc(fp)) != EOF)
+        n += c == '\n';
+    fclose(fp);
+    return n;
+}
+
+/* Waits (at most 5 s) until the file has `want` lines; returns how many it has then. */
+static size_t wait_lines(const char *path, size_t want)
+{
+    size_t n = 0;
+    for (int i = 0; i < 500 && (n = lines_now(path)) < want; i++)
+        usleep(10000);
+    return n;
+}
+
+/* The writer's wake-ups: a line after a quiet spell is written at once; after that the writer naps for
+ * `flush` (10 s here) and lines wait, unless a worker's queue passes half full (16 slots: 8 lines). */
+static void test_flush_nap_and_half_full_wake(void **state)
+{
+    fx *f = *state;
+    load(f, "queue_size: 16\nflush: 10s\n");
+    run(f, "GET", "/api/first", NULL);
+    assert_int_equal(wait_lines(f->path, 1), 1); /* deep sleep: woken by the push */
+    usleep(50000);                               /* now napping */
+    for (int i = 0; i < 7; i++)
+        run(f, "GET", "/api/batch", NULL);
+    usleep(300000);
+    assert_int_equal(lines_now(f->path), 1); /* 7 of 16: below half, they wait for the nap's end */
+    run(f, "GET", "/api/batch", NULL);
+    run(f, "GET", "/api/batch", NULL); /* 9 of 16: the worker wakes the writer */
+    assert_int_equal(wait_lines(f->path, 10), 10);
+    finish(f);
+    assert_int_equal(f->n, 10);
+}
+
 static void test_settings_errors(void **state)
 {
     fx *f = *state;
@@ -694,6 +737,7 @@ static void test_settings_errors(void **state)
         {"name: logging\nsample: 1.5\n", "logging.sample"},
         {"name: logging\nlevel: debug\n", "logging.level"},
         {"name: logging\nqueue_size: 4\n", "logging.queue_size"},
+        {"name: logging\nflush: 11s\n", "logging.flush"},
         {"name: logging\ninclude: [api]\n", "logging.include"},
         {"name: logging\ncolour: blue\n", "logging.colour: unknown setting"},
         {"name: logging\noutput: /nonexistent-dir/x/access.log\n", "logging.output: cannot write"},
@@ -717,6 +761,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_traceparent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_context_off_and_unsampled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sampling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_nap_and_half_full_wake, setup, teardown),
         cmocka_unit_test_setup_teardown(test_include_exclude, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_after_rename, setup, teardown),
