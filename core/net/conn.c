@@ -319,6 +319,7 @@ void gw_conn_request_done(gw_conn *c)
     c->for_endpoint = false;
     c->resp_own = false;
     c->builtin = 0;
+    c->refuse = 0;
     c->up_url = NULL;
     if (!c->keep_alive || !c->body_complete || c->w->draining) {
         c->state = GW_C_CLOSING;
@@ -394,11 +395,23 @@ static int request_path(gw_conn *c)
     return 0;
 }
 
-static void method_not_allowed(gw_conn *c)
+/* A request nothing serves: 404, or 405 with Allow. Answered after the request phase, so the filters see
+ * it first, as any other request: adminauth answers 401 for every path under its prefix whether or not
+ * something is served there (no mapping the admin API without credentials), CORS and rate limits apply,
+ * and the access log and metrics record it (route empty). Envoy's filter chain likewise runs before its
+ * router says 404. */
+static void answer_refused(gw_conn *c)
 {
-    char allow[160];
-    gw_http_allow_line(c->route->methods, allow, sizeof allow);
-    gw_respond_error_hdr(c, 405, "The method is not allowed on this route", allow);
+    if (c->refuse == 405) {
+        char allow[160];
+        gw_http_allow_line(c->refuse_allow, allow, sizeof allow);
+        gw_respond_error_hdr(c, 405,
+                             c->route ? "The method is not allowed on this route"
+                                      : "The method is not allowed on this endpoint",
+                             allow);
+    } else {
+        gw_respond_error(c, 404, "No route matches the request path");
+    }
 }
 
 /* A client's X-Request-Id is kept when trusted, sane and not declared hop-by-hop (named in Connection:
@@ -416,7 +429,7 @@ static void set_request_id(gw_conn *c)
     }
 }
 
-/* What serves the request: a built-in endpoint, a filter's endpoint, or a route. False once answered. */
+/* What serves the request: a built-in endpoint, a filter's endpoint, a route, or nothing (c->refuse). */
 static bool dispatch_target(gw_conn *c)
 {
     const gw_gen *g = c->gen;
@@ -429,19 +442,16 @@ static bool dispatch_target(gw_conn *c)
     bool known = false;
     if (g->nendpoints && (c->rq.endpoint = gw_gen_endpoint(g, c->req->method_id, p, n, &known))) return true;
     if (known) {
-        char allow[160];
-        gw_http_allow_line(gw_gen_endpoint_methods(g, p, n), allow, sizeof allow);
-        gw_respond_error_hdr(c, 405, "The method is not allowed on this endpoint", allow);
-        return false;
+        c->refuse = 405;
+        c->refuse_allow = gw_gen_endpoint_methods(g, p, n);
+        return true;
     }
     c->route = gw_router_match(g->router, p, n);
     if (!c->route) {
-        gw_respond_error(c, 404, "No route matches the request path");
-        return false;
-    }
-    if (c->route->methods && !(c->route->methods & (1u << c->req->method_id))) {
-        method_not_allowed(c);
-        return false;
+        c->refuse = 404;
+    } else if (c->route->methods && !(c->route->methods & (1u << c->req->method_id))) {
+        c->refuse = 405;
+        c->refuse_allow = c->route->methods;
     }
     return true;
 }
@@ -492,7 +502,9 @@ void gw_after_request_phase(gw_conn *c, gw_result r)
         gw_respond_error(c, 500, "A filter failed to process the request");
         return;
     }
-    if (c->builtin) {
+    if (c->refuse) {
+        answer_refused(c);
+    } else if (c->builtin) {
         gw_builtin_handle(c);
     } else if (c->rq.endpoint) {
         if (c->body_complete) {

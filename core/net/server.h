@@ -254,6 +254,8 @@ struct gw_conn {
     bool for_endpoint;      /* the body is read for a registered endpoint, not proxied */
     bool resp_own;          /* the response being prepared is ours (not the upstream's) */
     int builtin;            /* 1 /health, 2 /info, 3 /services/health */
+    int refuse;             /* 404 or 405: nothing serves the request, answered after the request phase */
+    unsigned refuse_allow;  /* 405: the methods that are allowed, (1u << enum gw_http_method) bits */
     bool sent_continue;
     bool response_started;  /* a response head went to the client */
     gw_upconn *up;

@@ -161,6 +161,30 @@ class AdminAuthTest(AdminAuthTestCase):
             with self.subTest(path=path):
                 self.assert401(self.get(gw, path), "Authentication required: missing Authorization header")
 
+    def test_unserved_admin_paths_need_credentials_too(self):
+        # Nothing routes /admin here: only the filters' endpoints live there. Without credentials every
+        # path under the prefix is 401, served or not, any method (no mapping the admin API); with them,
+        # what is not served is 404 and a wrong method 405 with Allow.
+        cfg = lambda p: g.base_config(p, [{"name": "up", "targets": [self.up.url]}],
+                                      [{"prefix": "/api", "service": "up"}],
+                                      pipeline=[entry(max_failures=0), {"name": "apikey"}],
+                                      store={"type": "embedded", "path": os.path.join(self.tmp, "store")})
+        gw = self.start_gateway(cfg, env=env())
+        auth = basic("admin", PASSWORD)
+        for method, path in (("GET", "/admin/console"), ("GET", "/admin/nothing/here"), ("GET", "/admin"),
+                             ("DELETE", "/admin/apikeys"), ("PUT", "/admin/apikeys"), ("GET", "/admin/apikeys")):
+            with self.subTest(method=method, path=path):
+                self.assert401(self.get(gw, path, method=method),
+                               "Authentication required: missing Authorization header")
+        r = self.get(gw, "/admin/nothing/here", auth)
+        self.assertErrorJson(r, 404, "Not Found")
+        r = self.get(gw, "/admin/apikeys", auth, method="DELETE")
+        self.assertErrorJson(r, 405, "Method Not Allowed")
+        self.assertIn("GET", r.header("allow") or "", r.summary())
+        self.assertEqual(self.get(gw, "/admin/apikeys", auth).status, 200)
+        # outside the prefix nothing changed: an unrouted path is a plain 404
+        self.assertErrorJson(self.get(gw, "/elsewhere"), 404, "Not Found")
+
     def test_throttling(self):
         gw = self.start([entry(max_failures=3, block="2s")])
         auth = basic("admin", PASSWORD)
