@@ -15,6 +15,7 @@
 
 #include <event2/event.h>
 
+#include "admin.h"
 #include "connlimit.h"
 #include "health.h"
 #include "log.h"
@@ -55,19 +56,22 @@ static void fit_fd_limit(const gw_config *cfg)
     }
     unsigned long long need = (unsigned long long)cfg->max_connections * 2 + FD_MARGIN;
     if (cfg->max_connections && rl.rlim_cur != RLIM_INFINITY && need > (unsigned long long)rl.rlim_cur)
-        gw_warn("max_connections %u may need up to %llu file descriptors (two per proxied connection) but the "
-                "limit is %llu: past it, accepting pauses; raise the limit (ulimit -n, LimitNOFILE=) or lower "
-                "max_connections", cfg->max_connections, need, (unsigned long long)rl.rlim_cur);
+        gw_warn(
+            "max_connections %u may need up to %llu file descriptors (two per proxied connection) but the "
+            "limit is %llu: past it, accepting pauses; raise the limit (ulimit -n, LimitNOFILE=) or lower "
+            "max_connections",
+            cfg->max_connections, need, (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: gateway [-c FILE] [-t] [--version]\n"
-               "  -c, --config FILE   configuration file (default conf/gateway.yaml)\n"
-               "  -t, --test          check the configuration (and every filter's settings) and exit\n"
-               "  --check-filter SO   print a filter's descriptor and whether this gateway can load it\n"
-               "  --describe-filter SO [--json]  print a filter's phases and settings (type, default, range)\n"
-               "  -v, --version       print the version and exit\n");
+    fprintf(f,
+            "usage: gateway [-c FILE] [-t] [--version]\n"
+            "  -c, --config FILE   configuration file (default conf/gateway.yaml)\n"
+            "  -t, --test          check the configuration (and every filter's settings) and exit\n"
+            "  --check-filter SO   print a filter's descriptor and whether this gateway can load it\n"
+            "  --describe-filter SO [--json]  print a filter's phases and settings (type, default, range)\n"
+            "  -v, --version       print the version and exit\n");
 }
 
 static double uptime_seconds(void *arg)
@@ -82,11 +86,15 @@ static int build_server(gw_server *srv, char **err)
     srv->listener_ssl_ctx = calloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(SSL_CTX *));
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const gw_listener_conf *l = &cfg->listeners[i];
-        if (l->tls && !(srv->listener_ssl_ctx[i] = gw_tls_server_ctx(l->cert_file, l->key_file, err))) return -1;
+        if (l->tls && !(srv->listener_ssl_ctx[i] = gw_tls_server_ctx(l->cert_file, l->key_file, err)))
+            return -1;
     }
     if (gw_builtin_prepare(srv) != 0) return asprintf(err, "out of memory"), -1;
     srv->retire_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (srv->retire_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
+    srv->reload_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->reload_fd < 0) return asprintf(err, "eventfd: %s", strerror(errno)), -1;
+    pthread_mutex_init(&srv->reload_mu, NULL);
     srv->started_at = (int64_t)time(NULL);
     srv->nworkers = cfg->workers ? cfg->workers : 1;
     srv->metrics = gw_metrics_new(srv->nworkers);
@@ -94,8 +102,9 @@ static int build_server(gw_server *srv, char **err)
     gw_metrics_set_thread_slot(srv->nworkers);
     static const char *const result_label[] = {"result", NULL};
     const char *merr = NULL;
-    srv->m_reloads = gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_config_reloads_total",
-                                         "Configuration reloads (SIGHUP) by result", result_label, NULL, 0, &merr);
+    srv->m_reloads =
+        gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_config_reloads_total",
+                            "Configuration reloads (SIGHUP) by result", result_label, NULL, 0, &merr);
     const gw_store_conf *sc = &cfg->store;
     srv->store = sc->type == GW_STORE_REDIS
                      ? gw_store_new_redis(sc->host, sc->port, sc->password, sc->db, sc->connect_timeout_ms,
@@ -112,10 +121,9 @@ static int build_server(gw_server *srv, char **err)
         gw_metrics_register(srv->metrics, GW_METRIC_GAUGE, "gateway_upstream_target_healthy",
                             "1 while a target takes requests, 0 while it is out (active or passive health)",
                             target_labels, NULL, 0, &merr);
-    srv->m_ejections =
-        gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_upstream_passive_ejections_total",
-                            "Targets taken out of the rotation by failures of live requests", svc_label, NULL,
-                            0, &merr);
+    srv->m_ejections = gw_metrics_register(
+        srv->metrics, GW_METRIC_COUNTER, "gateway_upstream_passive_ejections_total",
+        "Targets taken out of the rotation by failures of live requests", svc_label, NULL, 0, &merr);
     static const char *const service_label[] = {"service", NULL};
     srv->m_backend_requests =
         gw_metrics_register(srv->metrics, GW_METRIC_COUNTER, "gateway_backend_requests_total",
@@ -142,6 +150,7 @@ static int build_server(gw_server *srv, char **err)
         return -1;
     }
     srv->gen = gw_gen_build(srv, gcfg, ++srv->gen_seq, err);
+    if (srv->gen && gw_admin_register(srv->gen) != 0) return asprintf(err, "out of memory"), -1;
     if (!srv->gen) return -1;
     atomic_store(&srv->cur_gen_id, srv->gen->id);
     return 0;
@@ -149,7 +158,8 @@ static int build_server(gw_server *srv, char **err)
 
 static void free_server(gw_server *srv)
 {
-    for (size_t i = 0; i < srv->nold; i++) gw_gen_free(srv->old[i]);
+    for (size_t i = 0; i < srv->nold; i++)
+        gw_gen_free(srv->old[i]);
     gw_gen_free(srv->gen);
     gw_metrics_free(srv->metrics);
     gw_store_free(srv->store);
@@ -160,6 +170,7 @@ static void free_server(gw_server *srv)
     free(srv->listener_ssl_ctx);
     free(srv->health_body);
     if (srv->retire_fd > 0) close(srv->retire_fd);
+    if (srv->reload_fd > 0) close(srv->reload_fd);
     gw_config_free(srv->cfg);
 }
 
@@ -213,28 +224,37 @@ static bool same_listeners(const gw_config *a, const gw_config *b)
     return true;
 }
 
-/* SIGHUP: validate and build a whole new generation; only then hand it to the workers. Anything wrong
- * leaves the running generation untouched. */
-static void on_hup(evutil_socket_t sig, short what, void *arg)
+static void reload_failed(gw_server *srv, char *msg, size_t msglen, const char *why)
 {
-    gw_main *m = arg;
+    snprintf(msg, msglen, "%s", why);
+    gw_error("reload failed, generation %u kept: %s", srv->gen->id, why);
+    atomic_fetch_add(&srv->reloads_failed, 1);
+    if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
+}
+
+/* Validates and builds a whole new generation; only then hands it to the workers. Anything wrong leaves
+ * the running generation untouched. True on success; msg gets the reason of a failure. */
+static bool reload(gw_main *m, char *msg, size_t msglen)
+{
     gw_server *srv = m->srv;
-    if (atomic_load(&srv->draining)) return;
     if (srv->nold >= sizeof srv->old / sizeof srv->old[0]) {
-        gw_error("reload failed: too many older generations still have requests in flight; try again later");
-        atomic_fetch_add(&srv->reloads_failed, 1);
-        if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
-        return;
+        reload_failed(srv, msg, msglen,
+                      "too many older generations still have requests in flight; try again later");
+        return false;
     }
     char *err = NULL;
     gw_config *cfg = gw_config_load(srv->config_path, &err);
     gw_gen *g = cfg ? gw_gen_build(srv, cfg, srv->gen_seq + 1, &err) : NULL;
-    if (!g) {
-        gw_error("reload failed, generation %u kept: %s", srv->gen->id, err ? err : "unknown error");
+    if (g && gw_admin_register(g) != 0) {
+        gw_gen_free(g);
+        g = NULL;
         free(err);
-        atomic_fetch_add(&srv->reloads_failed, 1);
-        if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
-        return;
+        err = strdup("out of memory");
+    }
+    if (!g) {
+        reload_failed(srv, msg, msglen, err ? err : "unknown error");
+        free(err);
+        return false;
     }
     if (!same_listeners(srv->cfg, g->cfg))
         gw_warn("reload: listener or worker changes need a restart; the running listeners are kept");
@@ -252,7 +272,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         /* That worker never adopted the previous one: it will never release it either. */
         if (skipped && atomic_fetch_sub(&skipped->workers_left, 1) == 1) {
             uint64_t one = 1;
-            if (write(srv->retire_fd, &one, sizeof one) != sizeof one) gw_warn("reload: eventfd write failed");
+            if (write(srv->retire_fd, &one, sizeof one) != sizeof one)
+                gw_warn("reload: eventfd write failed");
         }
     }
     gw_workers_wake(srv);
@@ -261,6 +282,34 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"success"}, 1);
     gw_info("reload: generation %u serves new requests (%zu filter%s)", g->id, g->nfilters,
             g->nfilters == 1 ? "" : "s");
+    msg[0] = '\0';
+    return true;
+}
+
+/* SIGHUP */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    gw_main *m = arg;
+    if (atomic_load(&m->srv->draining)) return;
+    char msg[1024];
+    reload(m, msg, sizeof msg);
+}
+
+/* POST /admin/reload (admin.c): one reload for every request queued meanwhile, each told the outcome. */
+static void on_reload_request(evutil_socket_t fd, short what, void *arg)
+{
+    gw_main *m = arg;
+    uint64_t v;
+    if (read(fd, &v, sizeof v) < 0) return;
+    gw_reload_ticket *q = gw_admin_reload_take(m->srv);
+    if (!q) return;
+    char msg[1024];
+    bool ok = false;
+    if (atomic_load(&m->srv->draining))
+        snprintf(msg, sizeof msg, "the gateway is shutting down");
+    else
+        ok = reload(m, msg, sizeof msg);
+    gw_admin_reload_done(q, ok, m->srv->gen->id, msg);
 }
 
 /* SIGUSR1: filters that write files reopen them (log rotation). */
@@ -311,20 +360,26 @@ static int run(gw_server *srv)
     gw_main m = {.srv = srv};
     m.poll = event_new(srv->main_base, -1, EV_PERSIST, on_poll, &m);
     m.deadline = evtimer_new(srv->main_base, on_deadline, &m);
-    struct event *sigs[5] = {evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
-                             evsignal_new(srv->main_base, SIGINT, on_stop_signal, &m),
-                             evsignal_new(srv->main_base, SIGHUP, on_hup, &m),
-                             evsignal_new(srv->main_base, SIGUSR1, on_usr1, &m),
-                             event_new(srv->main_base, srv->retire_fd, EV_READ | EV_PERSIST, on_retired, &m)};
-    for (int i = 0; i < 5; i++) event_add(sigs[i], NULL);
+    struct event *sigs[6] = {
+        evsignal_new(srv->main_base, SIGTERM, on_stop_signal, &m),
+        evsignal_new(srv->main_base, SIGINT, on_stop_signal, &m),
+        evsignal_new(srv->main_base, SIGHUP, on_hup, &m),
+        evsignal_new(srv->main_base, SIGUSR1, on_usr1, &m),
+        event_new(srv->main_base, srv->retire_fd, EV_READ | EV_PERSIST, on_retired, &m),
+        event_new(srv->main_base, srv->reload_fd, EV_READ | EV_PERSIST, on_reload_request, &m)};
+    for (int i = 0; i < 6; i++)
+        event_add(sigs[i], NULL);
     gw_health_start(srv);
     for (size_t i = 0; i < srv->cfg->nlisteners; i++)
-        gw_info("listening on %s:%u (%s), %u worker%s", srv->cfg->listeners[i].address, srv->cfg->listeners[i].port,
-                srv->cfg->listeners[i].tls ? "https" : "http", srv->nworkers, srv->nworkers == 1 ? "" : "s");
+        gw_info("listening on %s:%u (%s), %u worker%s", srv->cfg->listeners[i].address,
+                srv->cfg->listeners[i].port, srv->cfg->listeners[i].tls ? "https" : "http", srv->nworkers,
+                srv->nworkers == 1 ? "" : "s");
     event_base_dispatch(srv->main_base);
     gw_workers_join(srv);
+    gw_admin_reload_done(gw_admin_reload_take(srv), false, srv->gen->id, "the gateway stopped");
     gw_health_free();
-    for (int i = 0; i < 5; i++) event_free(sigs[i]);
+    for (int i = 0; i < 6; i++)
+        event_free(sigs[i]);
     event_free(m.poll);
     event_free(m.deadline);
     event_base_free(srv->main_base);
@@ -348,14 +403,29 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
         switch (o) {
-        case 'c': file = optarg; break;
-        case 't': test_only = true; break;
-        case 'v': printf("gateway %s\n", GW_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        case 'F': return gw_module_check_cli(optarg);
-        case 'D': describe = optarg; break;
-        case 'J': json = true; break;
-        default: usage(stderr); return 2;
+        case 'c':
+            file = optarg;
+            break;
+        case 't':
+            test_only = true;
+            break;
+        case 'v':
+            printf("gateway %s\n", GW_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'F':
+            return gw_module_check_cli(optarg);
+        case 'D':
+            describe = optarg;
+            break;
+        case 'J':
+            json = true;
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc || (json && !describe)) {
@@ -373,8 +443,10 @@ int main(int argc, char **argv)
     char *exe_dir = exe_directory();
     if (test_only) {
         int rc = gw_gen_check(cfg, exe_dir, &err);
-        if (rc == 0) printf("%s: ok\n", file);
-        else fprintf(stderr, "%s\n", err ? err : "filter check failed");
+        if (rc == 0)
+            printf("%s: ok\n", file);
+        else
+            fprintf(stderr, "%s\n", err ? err : "filter check failed");
         free(err);
         free(exe_dir);
         gw_config_free(cfg);
@@ -393,7 +465,8 @@ int main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 4 << 20);
     mallopt(M_TOP_PAD, 8 << 20);
     signal(SIGPIPE, SIG_IGN);
-    gw_server srv = {.cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1};
+    gw_server srv = {
+        .cfg = cfg, .exe_dir = exe_dir, .config_path = (char *)file, .retire_fd = -1, .reload_fd = -1};
     int rc = run(&srv);
     free_server(&srv);
     gw_shared_free_all();

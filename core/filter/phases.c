@@ -18,11 +18,16 @@ static bool forward(int phase)
 static gw_phase_fn phase_fn(const gw_filter *f, int phase)
 {
     switch (phase) {
-    case GW_PH_REQUEST: return f->d->on_request;
-    case GW_PH_UPSTREAM_REQUEST: return f->d->on_upstream_request;
-    case GW_PH_UPSTREAM_RESPONSE: return f->d->on_upstream_response;
-    case GW_PH_RESPONSE: return f->d->on_response;
-    case GW_PH_LOG: return f->d->on_log;
+    case GW_PH_REQUEST:
+        return f->d->on_request;
+    case GW_PH_UPSTREAM_REQUEST:
+        return f->d->on_upstream_request;
+    case GW_PH_UPSTREAM_RESPONSE:
+        return f->d->on_upstream_response;
+    case GW_PH_RESPONSE:
+        return f->d->on_response;
+    case GW_PH_LOG:
+        return f->d->on_log;
     }
     return NULL;
 }
@@ -52,11 +57,21 @@ int gw_phase_request_init(gw_conn *c)
 static void done(gw_conn *c, int phase, gw_result res)
 {
     switch (phase) {
-    case GW_PH_REQUEST: gw_after_request_phase(c, res); break;
-    case GW_PH_ENDPOINT: gw_after_endpoint(c, res); break;
-    case GW_PH_UPSTREAM_REQUEST: gw_after_upstream_request(c, res); break;
-    case GW_PH_UPSTREAM_RESPONSE: gw_after_upstream_response(c, res); break;
-    case GW_PH_RESPONSE: gw_after_response_phase(c, res); break;
+    case GW_PH_REQUEST:
+        gw_after_request_phase(c, res);
+        break;
+    case GW_PH_ENDPOINT:
+        gw_after_endpoint(c, res);
+        break;
+    case GW_PH_UPSTREAM_REQUEST:
+        gw_after_upstream_request(c, res);
+        break;
+    case GW_PH_UPSTREAM_RESPONSE:
+        gw_after_upstream_response(c, res);
+        break;
+    case GW_PH_RESPONSE:
+        gw_after_response_phase(c, res);
+        break;
     }
 }
 
@@ -73,6 +88,10 @@ static gw_result call(gw_conn *c, int phase, size_t k)
     if (phase == GW_PH_ENDPOINT) {
         const gw_endpoint *e = r->endpoint;
         const gw_filter *f = e->f;
+        if (!f) { /* one of the core's own (admin.c) */
+            r->cur = NULL;
+            return e->handler(g->srv, NULL, NULL, r);
+        }
         if (!g->pw[c->w->id].init_ok[f->index]) return GW_ERROR;
         r->cur = (gw_filter *)f;
         return e->handler(f->inst, f->route_default, r->state ? r->state + f->state_off : NULL, r);
@@ -167,8 +186,10 @@ static gw_result body_piece(gw_conn *c, int phase, const gw_body_chunk *ch)
         r->cur = (gw_filter *)f;
         void *st = r->state && f->d->req_state_size ? r->state + f->state_off : NULL;
         res = fn(f->inst, route_conf_of(c, f), st, r, ch);
-        if (res == GW_RESPOND && (!req_side || !r->own_status)) res = GW_ERROR;
-        else if (res != GW_CONTINUE && res != GW_RESPOND) res = GW_ERROR; /* WAIT, RETRY, garbage */
+        if (res == GW_RESPOND && (!req_side || !r->own_status))
+            res = GW_ERROR;
+        else if (res != GW_CONTINUE && res != GW_RESPOND)
+            res = GW_ERROR; /* WAIT, RETRY, garbage */
         if (res == GW_ERROR)
             gw_warn("filter '%s' failed in the %s body phase", f->name, req_side ? "request" : "response");
     }
@@ -206,7 +227,8 @@ void gw_phase_log(gw_conn *c)
         r->in_call = true;
         gw_result res = call(c, GW_PH_LOG, k);
         r->in_call = false;
-        if (res == GW_WAIT) gw_warn("filter '%s' returned WAIT in the log phase (not allowed)",
-                                    c->gen->filters[c->gen->nfilters - 1 - k]->name);
+        if (res == GW_WAIT)
+            gw_warn("filter '%s' returned WAIT in the log phase (not allowed)",
+                    c->gen->filters[c->gen->nfilters - 1 - k]->name);
     }
 }

@@ -44,9 +44,9 @@ typedef struct {
     int naddrs;
     SSL_CTX *ssl_ctx; /* https targets */
     /* health, written by the main thread, read by anyone */
-    _Atomic int health;           /* GW_HEALTH_* */
-    _Atomic uint32_t last_rtt_us; /* last check's response time */
-    _Atomic int64_t last_check;   /* unix seconds, 0 = never */
+    _Atomic int health;              /* GW_HEALTH_* */
+    _Atomic uint32_t last_rtt_us;    /* last check's response time */
+    _Atomic int64_t last_check;      /* unix seconds, 0 = never */
     unsigned ok_streak, fail_streak; /* main thread */
     unsigned seen_ejections;         /* main thread: `ejections` when the checker last looked */
     bool ever_checked_ok;            /* main thread: some active check succeeded */
@@ -64,8 +64,15 @@ typedef struct {
 
 enum { GW_HEALTH_UNKNOWN = 0, GW_HEALTH_HEALTHY, GW_HEALTH_UNHEALTHY };
 /* Why a target is out. */
-enum { GW_DOWN_NONE = 0, GW_DOWN_NO_ADDRESS, GW_DOWN_CONNECT, GW_DOWN_TIMEOUT, GW_DOWN_STATUS, GW_DOWN_CLOSED,
-       GW_DOWN_PASSIVE };
+enum {
+    GW_DOWN_NONE = 0,
+    GW_DOWN_NO_ADDRESS,
+    GW_DOWN_CONNECT,
+    GW_DOWN_TIMEOUT,
+    GW_DOWN_STATUS,
+    GW_DOWN_CLOSED,
+    GW_DOWN_PASSIVE
+};
 /* What a failed attempt on live traffic was. */
 enum { GW_PASSIVE_CONNECT = 1, GW_PASSIVE_TIMEOUT, GW_PASSIVE_CLOSED };
 
@@ -76,30 +83,33 @@ struct gw_service {
 };
 
 struct gw_server {
-    gw_config *cfg;       /* the configuration at start: listeners and workers come from it */
-    gw_gen *gen;          /* main thread: the current generation */
-    gw_gen *old[64];      /* main thread: replaced generations not yet released by every worker */
+    gw_config *cfg;  /* the configuration at start: listeners and workers come from it */
+    gw_gen *gen;     /* main thread: the current generation */
+    gw_gen *old[64]; /* main thread: replaced generations not yet released by every worker */
     size_t nold;
     unsigned gen_seq;
-    char *exe_dir;        /* directory of the gateway binary (filter search path) */
+    char *exe_dir; /* directory of the gateway binary (filter search path) */
     char *config_path;
     atomic_uint reloads_ok, reloads_failed;
     atomic_uint cur_gen_id;
-    int retire_fd;        /* eventfd: a worker released a generation */
-    gw_metrics *metrics;  /* process-wide: values survive reloads */
-    struct gw_store *store; /* process-wide: shared by all workers and generations */
-    gw_metric *m_reloads; /* gateway_config_reloads_total{result} */
-    gw_metric *m_store_errors; /* gateway_store_errors_total{op} */
+    int retire_fd;             /* eventfd: a worker released a generation */
+    int reload_fd;             /* eventfd: POST /admin/reload queued a ticket (admin.c) */
+    pthread_mutex_t reload_mu; /* guards reload_q: only that endpoint and the main thread take it */
+    struct gw_reload_ticket *reload_q;
+    gw_metrics *metrics;         /* process-wide: values survive reloads */
+    struct gw_store *store;      /* process-wide: shared by all workers and generations */
+    gw_metric *m_reloads;        /* gateway_config_reloads_total{result} */
+    gw_metric *m_store_errors;   /* gateway_store_errors_total{op} */
     gw_metric *m_target_healthy; /* gateway_upstream_target_healthy{service,target}, set by the main thread */
     gw_metric *m_ejections;      /* gateway_upstream_passive_ejections_total{service} */
     gw_metric *m_backend_requests; /* gateway_backend_requests_total{service}: every upstream attempt */
     gw_metric *m_backend_errors;   /* gateway_backend_errors_total{service}: failed or status >= 500 */
     gw_metric *m_malformed;        /* gateway_http_malformed_requests_total{status}: heads refused unparsed */
     uint64_t started_mono_ms;      /* gw_mono_ms() at start: gateway_uptime_seconds */
-    struct gw_connlimit *climit; /* max_connections budget and per-client counts, shared by the workers */
-    atomic_uint npaused;  /* workers that stopped accepting because the budget is full */
-    SSL_CTX *listener_ssl; /* one context for all TLS listeners (they share the cert in practice) */
-    SSL_CTX **listener_ssl_ctx; /* per listener (NULL for plain) */
+    struct gw_connlimit *climit;   /* max_connections budget and per-client counts, shared by the workers */
+    atomic_uint npaused;           /* workers that stopped accepting because the budget is full */
+    SSL_CTX *listener_ssl;         /* one context for all TLS listeners (they share the cert in practice) */
+    SSL_CTX **listener_ssl_ctx;    /* per listener (NULL for plain) */
     gw_worker *workers;
     unsigned nworkers;
     struct event_base *main_base;
@@ -127,18 +137,18 @@ struct gw_worker {
     struct gw_listen **listeners;
     size_t nlisteners;
     struct event *drain_ev;
-    struct event *retire_ev; /* releases replaced generations from the loop */
-    int drain_fd; /* eventfd written by the main thread: drain or adopt a new generation */
+    struct event *retire_ev;    /* releases replaced generations from the loop */
+    int drain_fd;               /* eventfd written by the main thread: drain or adopt a new generation */
     gw_gen *gen;                /* current generation on this worker */
     _Atomic(gw_gen *) next_gen; /* set by the main thread on reload */
     gw_gen *retiring[64];       /* replaced here, requests still running on them */
     size_t nretiring;
-    gw_conn *conns;   /* all client connections (for drain) */
+    gw_conn *conns; /* all client connections (for drain) */
     unsigned nconns;
-    unsigned peak_conns; /* since the last trim */
+    unsigned peak_conns;     /* since the last trim */
     _Atomic bool wants_slot; /* paused for the budget and not yet woken: a closing connection wakes it */
-    bool paused;      /* listeners off: the process-wide budget was full */
-    bool fd_backoff;  /* listeners off for a moment: accept ran out of file descriptors */
+    bool paused;             /* listeners off: the process-wide budget was full */
+    bool fd_backoff;         /* listeners off for a moment: accept ran out of file descriptors */
     bool listening;
     struct event *backoff_ev; /* ends fd_backoff */
     struct event *trim_ev;    /* returns freed memory to the system once the worker is idle */
@@ -148,7 +158,7 @@ struct gw_worker {
     int64_t date_sec;
     char date[40]; /* "Date: ...\r\n" cached per second */
     size_t date_len;
-    gw_http_head scratch; /* response heads are parsed here and consumed at once */
+    gw_http_head scratch;   /* response heads are parsed here and consumed at once */
     struct evdns_base *dns; /* host->http_call's resolver, made on first use */
 };
 
@@ -165,43 +175,43 @@ enum { GW_PH_REQUEST = 0, GW_PH_UPSTREAM_REQUEST, GW_PH_UPSTREAM_RESPONSE, GW_PH
 /* What filters see of a request (gw_req in the ABI). Lives in its connection, reset per request. */
 struct gw_req {
     gw_conn *c;
-    char *first;       /* the connection's first chunk, reused by each request */
-    char *arena;       /* current chunk */
+    char *first; /* the connection's first chunk, reused by each request */
+    char *arena; /* current chunk */
     size_t arena_used, arena_cap;
-    void *chunks;      /* extra chunks, freed at request end */
+    void *chunks; /* extra chunks, freed at request end */
     unsigned char *state;
     gw_hlist hreq, hup, hresp; /* header views once a filter touched them (or phases need them) */
     bool hreq_on, hup_on, hresp_on;
     int phase;
-    size_t next;       /* filter position the phase continues at */
+    size_t next; /* filter position the phase continues at */
     bool waiting, in_call, active, early_set, staged;
     gw_result early; /* resume() called from inside the phase call */
     const gw_endpoint *endpoint;
-    int own_status;    /* response set by a filter (host->respond) */
+    int own_status; /* response set by a filter (host->respond) */
     char *own_body;
     size_t own_len;
     gw_str resp_reason;
-    gw_hlist hset;      /* response fields filters set before the first upstream response */
+    gw_hlist hset; /* response fields filters set before the first upstream response */
     uint64_t retry_delay_ms;
     const char *attempt_error;
     gw_timer_rec *timers;
     gw_cleanup_rec *cleanups;
     struct gw_store_call *store_calls; /* pending store operations, cancelled if the request ends */
-    struct gw_call *calls; /* pending outbound calls (http_call.c), closed if the request ends */
-    gw_filter *cur;    /* the filter whose code is running (store keys are namespaced by it) */
+    struct gw_call *calls;             /* pending outbound calls (http_call.c), closed if the request ends */
+    gw_filter *cur;       /* the filter whose code is running (store keys are namespaced by it) */
     struct gw_req_kv *kv; /* host->req_set values */
     uint64_t bytes_out;
     uint64_t started_ms;
 };
 
 typedef enum {
-    GW_C_IDLE,     /* between requests (keep-alive timer) */
-    GW_C_HEAD,     /* reading a request head (head deadline) */
-    GW_C_BODY,     /* reading the request body into the buffer before contacting the upstream */
-    GW_C_PROXY,    /* upstream in progress; streaming body and/or response */
-    GW_C_TUNNEL,   /* after 101: bytes both ways */
-    GW_C_CLOSING,  /* flushing the last response, then close */
-    GW_C_FILTER,   /* a filter phase is waiting (host->resume continues) */
+    GW_C_IDLE,    /* between requests (keep-alive timer) */
+    GW_C_HEAD,    /* reading a request head (head deadline) */
+    GW_C_BODY,    /* reading the request body into the buffer before contacting the upstream */
+    GW_C_PROXY,   /* upstream in progress; streaming body and/or response */
+    GW_C_TUNNEL,  /* after 101: bytes both ways */
+    GW_C_CLOSING, /* flushing the last response, then close */
+    GW_C_FILTER,  /* a filter phase is waiting (host->resume continues) */
 } gw_conn_state;
 
 struct gw_conn {
@@ -230,10 +240,10 @@ struct gw_conn {
     struct gw_req rq;
     const gw_route_conf *route;
     char request_id[40];
-    uint64_t body_limit;    /* 413 above; 0 = none */
-    uint64_t body_want;     /* host->body_buffer: hold the whole body up to this, 413 above; 0 = not asked */
-    uint64_t body_seen;     /* payload bytes read from the client */
-    uint64_t body_left;     /* Content-Length bodies: bytes still to read */
+    uint64_t body_limit; /* 413 above; 0 = none */
+    uint64_t body_want;  /* host->body_buffer: hold the whole body up to this, 413 above; 0 = not asked */
+    uint64_t body_seen;  /* payload bytes read from the client */
+    uint64_t body_left;  /* Content-Length bodies: bytes still to read */
     gw_chunked req_chunked;
     struct evbuffer *body;  /* buffered request body (kept for a replay on a stale pooled connection) */
     uint64_t body_start_ms; /* monotonic: the body began (a buffered body's deadline counts from here) */
@@ -257,28 +267,28 @@ struct gw_conn {
     int refuse;             /* 404 or 405: nothing serves the request, answered after the request phase */
     unsigned refuse_allow;  /* 405: the methods that are allowed, (1u << enum gw_http_method) bits */
     bool sent_continue;
-    bool response_started;  /* a response head went to the client */
+    bool response_started; /* a response head went to the client */
     gw_upconn *up;
-    const char *up_url; /* target of the current/last attempt */
-    gw_target *up_target;   /* ... and its target (a retry prefers another one) */
-    bool up_counts;         /* a failure of this attempt counts for passive health (not a local one) */
-    bool up_reused;         /* this attempt went out on a pooled connection */
+    const char *up_url;       /* target of the current/last attempt */
+    gw_target *up_target;     /* ... and its target (a retry prefers another one) */
+    bool up_counts;           /* a failure of this attempt counts for passive health (not a local one) */
+    bool up_reused;           /* this attempt went out on a pooled connection */
     const char *fail_message; /* a failed attempt's answer, if filters let it stand */
     int wait_fail_status;     /* the upstream connection failed while upstream_request waited */
     const char *wait_fail_why;
-    bool wait_fail_stale;     /* ... and it was a stale pooled one: just connect again */
+    bool wait_fail_stale; /* ... and it was a stale pooled one: just connect again */
     unsigned attempts;
     bool attempt_queued; /* the current attempt's request head went to its connection */
     bool attempt_sent;   /* ... and that connection was established (host->attempt_sent) */
     int up_status;       /* status of the last upstream response head, 0 if none */
     uint64_t start_us;   /* when the request head was complete (monotonic) */
     /* response to the client */
-    gw_body_kind resp_in;   /* framing of the upstream's body */
-    bool resp_chunk_out;    /* we chunk-encode towards the client */
-    bool resp_close_out;    /* close-delimited towards the client */
+    gw_body_kind resp_in; /* framing of the upstream's body */
+    bool resp_chunk_out;  /* we chunk-encode towards the client */
+    bool resp_close_out;  /* close-delimited towards the client */
     uint64_t resp_left;
     uint64_t resp_body_seen; /* payload bytes of the upstream's body so far (response_body offsets) */
-    size_t resp_queued;     /* bytes of this response put in the client output (none sent while all there) */
+    size_t resp_queued;      /* bytes of this response put in the client output (none sent while all there) */
     gw_chunked resp_chunked;
     int status;
 };
@@ -292,12 +302,12 @@ struct gw_upconn {
     int addr_idx;
     bool connected;
     bool reused;
-    bool got_bytes;   /* any response byte arrived for the current request */
-    bool head_done;   /* response head parsed */
-    bool req_sent;    /* the last request byte was written: the response deadline counts from here */
-    bool keep_alive;  /* the response allows another request on this connection */
-    bool read_paused; /* reads stopped by back-pressure from the client */
-    bool held;        /* reads stopped while response-side filters work on the head */
+    bool got_bytes;    /* any response byte arrived for the current request */
+    bool head_done;    /* response head parsed */
+    bool req_sent;     /* the last request byte was written: the response deadline counts from here */
+    bool keep_alive;   /* the response allows another request on this connection */
+    bool read_paused;  /* reads stopped by back-pressure from the client */
+    bool held;         /* reads stopped while response-side filters work on the head */
     bool shut_pending; /* tunnel: shut our write side once the output is flushed */
     size_t scan_from;
     size_t req_queued; /* head + buffered body queued at once; output that long = nothing was written */
