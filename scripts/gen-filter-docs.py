@@ -43,7 +43,9 @@ WHY = {
     "ratelimit": "after apikey: a key's own rate replaces the per-address one",
     "retry": "before breaker: the breaker is asked before every attempt (an open one ends the retries "
              "with its 503) and sees every attempt's outcome before retry decides on another",
-    "breaker": "last, nearest the upstream: it judges each attempt",
+    "breaker": "nearest the upstream: it judges each attempt",
+    "console": "anywhere: it only serves the admin page's endpoints (under /admin, so adminauth, which "
+               "runs in the request phase before any endpoint, guards them)",
 }
 
 
