@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics docs clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics docs screenshot clean
 
 all: build
 
@@ -42,6 +42,10 @@ fuzz: build-fuzz
 docs: build
 	python3 scripts/gen-filter-docs.py $(BUILD)/gateway $(BUILD)/plugins > docs/filters.md.tmp
 	mv docs/filters.md.tmp docs/filters.md
+
+# docs/console.png: the admin console at 1280x800, taken by the browser test (headless chromium)
+screenshot: build
+	cd $(BUILD) && GW_CONSOLE_SCREENSHOT=$(CURDIR)/docs/console.png ctest -R it.test_console_browser --output-on-failure
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -8,7 +8,7 @@
  *       headers: legacy          # legacy (X-RateLimit-*) | ietf (RateLimit, RateLimit-Policy) | both | none
  *       on_store_error: local    # local | allow | deny
  *       store_timeout: 100ms     # how long a request waits for the store before on_store_error decides
- *       exempt: [/health, /metrics, /services/health]   # path prefixes (at a '/' boundary) never limited
+ *       exempt: [/health, /info, /metrics, /services/health]   # path prefixes (at a '/' boundary) never limited
  *       limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
  *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
  *
@@ -57,7 +57,7 @@ static const gw_setting rl_settings_table[] = {
            "Who decides when the store fails or is late: a local bucket, allow, or deny (503)"),
     RL_SET("store_timeout", GW_SET_DURATION, store_timeout_ms, "100ms", 1, 60000, NULL, 0,
            "How long a request waits for the store before on_store_error decides"),
-    RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health,/metrics,/services/health", 0, RL_MAX_EXEMPT, NULL, 0,
+    RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health,/info,/metrics,/services/health", 0, RL_MAX_EXEMPT, NULL, 0,
            "Path prefixes (matched at a '/' boundary) never limited (the gateway's probes and scrapes); [] "
            "limits everything"),
     RL_SET("limit_admin", GW_SET_BOOL, limit_admin, "false", 0, 0, NULL, 0,

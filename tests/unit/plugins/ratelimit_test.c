@@ -426,6 +426,7 @@ static void test_default_exempt(void **state)
         assert_int_equal(status_of(th, "/health", NULL), 200);
         assert_int_equal(status_of(th, "/metrics", NULL), 200);
         assert_int_equal(status_of(th, "/services/health", NULL), 200);
+        assert_int_equal(status_of(th, "/info", NULL), 200);
     }
     assert_int_equal(status_of(th, "/services", NULL), 200);
     assert_int_equal(status_of(th, "/services", NULL), 429);
