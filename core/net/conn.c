@@ -358,7 +358,7 @@ void gw_conn_request_done(gw_conn *c)
 
 static bool sane_request_id(gw_str v)
 {
-    if (v.n == 0 || v.n > 36 + 92) return false;
+    if (v.n == 0 || v.n > GW_REQUEST_ID_MAX) return false;
     for (size_t i = 0; i < v.n; i++) {
         unsigned char ch = (unsigned char)v.p[i];
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
@@ -421,9 +421,8 @@ static void set_request_id(gw_conn *c)
     const gw_http_field *rid = gw_http_find(c->req, "X-Request-Id");
     if (cfg_of(c)->trust_request_id && rid && sane_request_id(rid->value) &&
         !gw_http_conn_lists(c->req, rid->name)) {
-        size_t n = rid->value.n < 39 ? rid->value.n : 39;
-        memcpy(c->request_id, rid->value.p, n);
-        c->request_id[n] = '\0';
+        memcpy(c->request_id, rid->value.p, rid->value.n); /* sane: at most GW_REQUEST_ID_MAX */
+        c->request_id[rid->value.n] = '\0';
     } else {
         gw_worker_request_id(c->w, c->request_id);
     }

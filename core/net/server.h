@@ -162,6 +162,8 @@ struct gw_worker {
     struct evdns_base *dns; /* host->http_call's resolver, made on first use */
 };
 
+#define GW_REQUEST_ID_MAX 128 /* longest client X-Request-Id kept (longer ones are replaced) */
+
 typedef struct gw_timer_rec gw_timer_rec;
 typedef struct gw_cleanup_rec gw_cleanup_rec;
 
@@ -239,7 +241,7 @@ struct gw_conn {
     gw_gen *gen; /* pinned at the request head; NULL between requests */
     struct gw_req rq;
     const gw_route_conf *route;
-    char request_id[40];
+    char request_id[GW_REQUEST_ID_MAX + 1]; /* a client's (kept whole when sane) or generated (36) */
     uint64_t body_limit; /* 413 above; 0 = none */
     uint64_t body_want;  /* host->body_buffer: hold the whole body up to this, 413 above; 0 = not asked */
     uint64_t body_seen;  /* payload bytes read from the client */
@@ -321,7 +323,7 @@ void gw_worker_request_end(gw_worker *w, gw_gen *g);
 void gw_workers_join(gw_server *srv);
 void gw_worker_conn_closed(gw_worker *w, struct gw_client_slot *client);
 const char *gw_worker_date(gw_worker *w, size_t *len);
-void gw_worker_request_id(gw_worker *w, char out[40]);
+void gw_worker_request_id(gw_worker *w, char out[GW_REQUEST_ID_MAX + 1]);
 
 /* builtin.c */
 bool gw_builtin_handle(gw_conn *c);

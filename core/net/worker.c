@@ -543,7 +543,7 @@ static uint64_t next_rand(gw_worker *w)
 }
 
 /* UUID version 4 layout. Unique enough for correlation; not a secret. */
-void gw_worker_request_id(gw_worker *w, char out[40])
+void gw_worker_request_id(gw_worker *w, char out[GW_REQUEST_ID_MAX + 1])
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t a = next_rand(w), b = next_rand(w);

@@ -171,6 +171,19 @@ class ProxyBasicTest(g.GatewayTestCase):
         r, seen = self.one("GET", "/api/users/rid", [("X-Request-Id", "client-id-123")])
         self.assertEqual(g.hall(seen["headers"], "x-request-id"), ["client-id-123"])
         self.assertEqual(r.header_all("x-request-id"), ["client-id-123"])
+        # whole up to 128 characters (not cut: two ids sharing a prefix stay two ids); longer ones replaced
+        for n in (39, 40, 64, 128):
+            rid = ("%d-" % n) + "r" * (n - len("%d-" % n))
+            self.users.reset()
+            r, seen = self.one("GET", "/api/users/rid", [("X-Request-Id", rid)])
+            self.assertEqual(g.hall(seen["headers"], "x-request-id"), [rid])
+            self.assertEqual(r.header_all("x-request-id"), [rid])
+        self.users.reset()
+        r, seen = self.one("GET", "/api/users/rid", [("X-Request-Id", "x" * 129)])
+        self.assertNotEqual(r.header("x-request-id"), "x" * 129)
+        self.assertEqual(g.hall(seen["headers"], "x-request-id"), [r.header("x-request-id")])
+        r = g.simple_request(self.gw.port, "GET", "/nowhere", [("X-Request-Id", "n" * 100)])
+        self.assertEqual(r.json()["request_id"], "n" * 100, r.summary())
 
     # -- hop-by-hop ---------------------------------------------------------------------------------
     def test_hop_by_hop_request_headers_removed(self):
