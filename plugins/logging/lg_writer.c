@@ -26,10 +26,12 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LG_BATCH (256u * 1024u + LG_LINE_MAX)
 #define LG_IDLE_MS 1000
+#define LG_STOP_GRACE_MS 5000 /* after stop, how long a blocked output may hold the writer */
 
 enum { LG_AWAKE = 0, LG_NAP = 1, LG_DEEP = 2 };
 
@@ -37,15 +39,19 @@ struct lg_writer {
     lg_inst *in;
     pthread_t thread;
     int fd;
-    bool own_fd;  /* a file we opened (and reopen on SIGUSR1) */
-    bool is_pipe; /* FIFO or socket: pieces of at most PIPE_BUF */
+    bool own_fd;         /* a file we opened (and reopen on SIGUSR1) */
+    bool is_pipe;        /* FIFO or socket: pieces of at most PIPE_BUF */
+    bool may_block;      /* FIFO, socket or terminal: a reader decides when a write returns */
+    uint64_t give_up_ms; /* after stop, the monotonic time past which unwritten lines are given up */
     char *path;
     int efd;
     int nap_ms;
     _Atomic int sleeping; /* LG_AWAKE, LG_NAP, LG_DEEP */
     _Atomic int stop;
     _Atomic int reopen;
-    bool failing; /* the last write failed: logged once until a write succeeds */
+    bool failing;   /* the last write failed: logged once until a write succeeds */
+    bool abandoned; /* stopping with an output that takes nothing: the rest is dropped, not written */
+    size_t lost;    /* lines dropped so, reported once at the end */
     char *buf;
     size_t len;
 };
@@ -63,10 +69,46 @@ static void note_failure(lg_writer *w, const char *what, int err)
                   what, w->path ? w->path : "stdout", strerror(err));
 }
 
-/* Writes n bytes; waits (this is the writer's own thread) when a non-blocking output is full. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t count_lines(const char *p, size_t n)
+{
+    size_t k = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+        k++;
+    return k;
+}
+
+/* An output a reader drains (pipe, socket, terminal): wait until it takes a piece instead of blocking in
+ * write(2), so a reader that stopped reading cannot hold a stopping gateway. False: give up (stopping and
+ * the grace time is over). */
+static bool wait_writable(lg_writer *w)
+{
+    for (;;) {
+        struct pollfd pf = {.fd = w->fd, .events = POLLOUT};
+        int r = poll(&pf, 1, 200);
+        if (r > 0 || (r < 0 && errno != EINTR)) return true; /* writable, or an error write reports */
+        if (atomic_load(&w->stop)) {
+            uint64_t now = mono_ms();
+            if (!w->give_up_ms) w->give_up_ms = now + LG_STOP_GRACE_MS;
+            if (now >= w->give_up_ms) return false;
+        }
+    }
+}
+
+/* Writes n bytes; waits (this is the writer's own thread) while the output is full. */
 static bool write_all(lg_writer *w, const char *p, size_t n)
 {
     while (n) {
+        if (w->may_block && !wait_writable(w)) {
+            w->abandoned = true;
+            return false;
+        }
         ssize_t k = write(w->fd, p, n);
         if (k > 0) {
             p += k;
@@ -93,8 +135,12 @@ static void flush(lg_writer *w)
     const char *p = w->buf;
     size_t n = w->len;
     w->len = 0;
+    if (w->abandoned) {
+        w->lost += count_lines(p, n);
+        return;
+    }
     if (!w->is_pipe) {
-        write_all(w, p, n);
+        if (!write_all(w, p, n) && w->abandoned) w->lost += count_lines(p, n);
         return;
     }
     while (n) {
@@ -109,7 +155,10 @@ static void flush(lg_writer *w)
                 k = nl ? (size_t)(nl - p) + 1 : n;
             }
         }
-        if (!write_all(w, p, k)) return;
+        if (!write_all(w, p, k)) {
+            if (w->abandoned) w->lost += count_lines(p, n);
+            return;
+        }
         p += k;
         n -= k;
     }
@@ -188,6 +237,11 @@ static void *writer_main(void *arg)
         size_t got = drain(w);
         if (atomic_load(&w->stop)) {
             drain(w); /* the workers are done: whatever they queued last */
+            if (w->lost)
+                w->in->h->log(w->in->self, NULL, GW_LOG_ERROR,
+                              "access log: %zu line%s not written: the output took nothing for %d s after "
+                              "the stop",
+                              w->lost, w->lost == 1 ? "" : "s", LG_STOP_GRACE_MS / 1000);
             break;
         }
         if (got && w->nap_ms > 0)
@@ -250,6 +304,7 @@ lg_writer *lg_writer_new(lg_inst *in, const char *output, int nap_ms, char *err,
     }
     struct stat st;
     w->is_pipe = fstat(w->fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    w->may_block = w->is_pipe || (fstat(w->fd, &st) == 0 && S_ISCHR(st.st_mode) && isatty(w->fd));
     if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         snprintf(err, errlen, LG_NAME ": eventfd: %s", strerror(errno));
         goto fail;

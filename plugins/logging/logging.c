@@ -202,7 +202,9 @@ static void fill(lg_inst *in, lg_state *st, gw_req *req, gw_strv path, int statu
     r->bytes_in = h->bytes_in(req);
     r->bytes_out = h->bytes_out(req);
     r->retries = retries_of(h, req);
-    r->status = (uint16_t)(status > 0 && status < 1000 ? status : 0);
+    /* no status: the client went away before an answer went out; 499, as nginx logs it and as the metrics
+     * filter counts it, so the log and /metrics agree */
+    r->status = (uint16_t)(status > 0 && status < 1000 ? status : 499);
     int us = HAS(h, upstream_status) ? h->upstream_status(req) : 0;
     r->upstream_status = (uint16_t)(us > 0 && us < 1000 ? us : 0);
     r->level = (uint8_t)level;
