@@ -25,8 +25,10 @@
 
 #define RT_DAY_MS 86400000
 
-#define RT_SET(key, type, field, def, lo, hi, flags, help)                                                  \
-    {key, type, offsetof(rt_conf, field), def, lo, hi, NULL, flags, help}
+#define RT_SET(key, type, field, def, lo, hi, flags, help)                                                   \
+    {                                                                                                        \
+        key, type, offsetof(rt_conf, field), def, lo, hi, NULL, flags, help                                  \
+    }
 static const gw_setting rt_settings_table[] = {
     RT_SET("max_retries", GW_SET_INT, max_retries, "3", 0, RT_MAX_RETRIES, GW_SET_ROUTE,
            "Retries after the first attempt (RETRY_MAX_RETRIES); 0 disables retries"),
@@ -145,6 +147,21 @@ static void warn_budget(rt_inst *in, rt_worker *w, gw_req *req, const char *svc,
     in->h->log(in->self, req, GW_LOG_WARN, "retry budget of service %s exhausted: retries refused", svc);
 }
 
+/* The attempt a retry decided has begun: now it counts (retry.count for later filters, the metric). A
+ * client gone during the backoff ends the request before that, and the retry is not counted. */
+static void count_started(rt_inst *in, rt_state *st, gw_req *req)
+{
+    const gw_host *h = in->h;
+    st->pending = false;
+    st->retries++;
+    char n[16];
+    int len = snprintf(n, sizeof n, "%u", st->retries);
+    h->req_set(req, "retry.count", n, (size_t)len);
+    char buf[RT_SVC_NAME_MAX];
+    const char *const labels[] = {svc_label(in, st->svc, h->service(req), buf, sizeof buf)};
+    if (in->m_retries) h->metric_add(in->m_retries, req, labels, 1);
+}
+
 static gw_result rt_on_upstream_response(void *inst, void *route_conf, void *state, gw_req *req)
 {
     rt_inst *in = inst;
@@ -152,6 +169,7 @@ static gw_result rt_on_upstream_response(void *inst, void *route_conf, void *sta
     const rt_conf *rc = route_conf ? route_conf : in->s;
     rt_state *st = state;
     if (!st->active) return GW_CONTINUE;
+    if (st->pending) count_started(in, st, req); /* a refused connection skips upstream_request */
     gw_strv method = h->method(req);
     bool sent;
     const char *why = retriable(in, rc, req, method, &sent);
@@ -187,15 +205,19 @@ static gw_result rt_on_upstream_response(void *inst, void *route_conf, void *sta
         return GW_CONTINUE;
     }
     rt_budget_count_retry(in, st->w, st->svc, now);
-    st->retries++;
-    char n[16];
-    int len = snprintf(n, sizeof n, "%u", st->retries);
-    h->req_set(req, "retry.count", n, (size_t)len);
-    if (in->m_retries) h->metric_add(in->m_retries, req, labels, 1);
-    h->log(in->self, req, GW_LOG_DEBUG, "retry %u of %s (%s, status %d) in %llu ms", st->retries, svc, why,
-           h->status(req), (unsigned long long)delay);
+    st->pending = true; /* counted when it starts: a client gone during the backoff ends it unmade */
+    h->log(in->self, req, GW_LOG_DEBUG, "retry %u of %s (%s, status %d) in %llu ms", st->retries + 1, svc,
+           why, h->status(req), (unsigned long long)delay);
     h->retry_after(req, delay);
     return GW_RETRY;
+}
+
+static gw_result rt_on_upstream_request(void *inst, void *route_conf, void *state, gw_req *req)
+{
+    (void)route_conf;
+    rt_state *st = state;
+    if (st->active && st->pending) count_started(inst, st, req);
+    return GW_CONTINUE;
 }
 
 static gw_result rt_on_response(void *inst, void *route_conf, void *state, gw_req *req)
@@ -287,9 +309,9 @@ static void *rt_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     }
     if (HAS(h, metric_register)) {
         const char *const labels[] = {"service", NULL};
-        in->m_retries = h->metric_register(self, GW_METRIC_COUNTER, "gateway_retries_total",
-                                           "Retries started (upstream attempts after the first)", labels,
-                                           NULL, 0);
+        in->m_retries =
+            h->metric_register(self, GW_METRIC_COUNTER, "gateway_retries_total",
+                               "Retries started (upstream attempts after the first)", labels, NULL, 0);
         in->m_budget = h->metric_register(self, GW_METRIC_COUNTER, "gateway_retry_budget_exhausted_total",
                                           "Retries refused because the service's retry budget was spent",
                                           labels, NULL, 0);
@@ -307,7 +329,8 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .struct_size = sizeof(gw_filter_desc),
     .name = RT_NAME,
     .version = "1.0.0",
-    .description = "Retries: another upstream attempt after an exponential backoff with jitter, within a budget",
+    .description =
+        "Retries: another upstream attempt after an exponential backoff with jitter, within a budget",
     .config_check = rt_config_check,
     .create = rt_create,
     .worker_init = rt_worker_init,
@@ -315,6 +338,7 @@ GW_FILTER_EXPORT const gw_filter_desc gw_filter_descriptor = {
     .destroy = rt_destroy,
     .route_check = rt_route_check,
     .on_request = rt_on_request,
+    .on_upstream_request = rt_on_upstream_request,
     .on_upstream_response = rt_on_upstream_response,
     .on_response = rt_on_response,
     .req_state_size = sizeof(rt_state),

@@ -12,9 +12,9 @@
 #include <stdint.h>
 
 #define RT_NAME "retry"
-#define RT_MAX_RETRIES 15      /* the core makes at most 16 attempts per request */
-#define RT_MAX_WINDOW_S 60     /* budget window: at most 60 one-second slots */
-#define RT_SVC_NAME_MAX 128    /* service names longer than this share the "other" budget */
+#define RT_MAX_RETRIES 15   /* the core makes at most 16 attempts per request */
+#define RT_MAX_WINDOW_S 60  /* budget window: at most 60 one-second slots */
+#define RT_SVC_NAME_MAX 128 /* service names longer than this share the "other" budget */
 
 /* The settings, filled by the host from the table in retry.c: the pipeline's, and per route a copy merged
  * over them (route_conf). */
@@ -43,9 +43,9 @@ typedef struct {
 } rt_slot;
 
 typedef struct {
-    uint64_t rng;           /* xorshift64* state, never 0 */
-    uint64_t warned_ms;     /* last budget warning logged by this worker */
-    rt_slot slots[];        /* nsvc * nwin */
+    uint64_t rng;       /* xorshift64* state, never 0 */
+    uint64_t warned_ms; /* last budget warning logged by this worker */
+    rt_slot slots[];    /* nsvc * nwin */
 } rt_worker;
 
 typedef struct {
@@ -56,22 +56,23 @@ typedef struct {
 typedef struct {
     const gw_host *h;
     gw_filter *self;
-    const rt_conf *s;       /* the pipeline's settings (host->settings) */
+    const rt_conf *s;         /* the pipeline's settings (host->settings) */
     bool has_sent, has_start; /* ABI 1.2 members present */
-    size_t nsvc;            /* configured services + 1 ("other": names not known at create) */
-    const char **svc_names; /* nsvc - 1 names, the host's strings */
-    uint32_t *svc_hash;     /* open addressing over svc_names: index + 1, 0 = empty */
-    size_t hash_size;       /* power of two */
-    unsigned nwin;          /* budget window in one-second slots */
+    size_t nsvc;              /* configured services + 1 ("other": names not known at create) */
+    const char **svc_names;   /* nsvc - 1 names, the host's strings */
+    uint32_t *svc_hash;       /* open addressing over svc_names: index + 1, 0 = empty */
+    size_t hash_size;         /* power of two */
+    unsigned nwin;            /* budget window in one-second slots */
     gw_metric *m_retries, *m_budget, *m_exhausted;
     _Atomic(rt_workers *) workers;
 } rt_inst;
 
 /* Per request (req_state_size). */
 typedef struct {
-    bool active;            /* a proxied request the filter looks after */
-    unsigned retries;       /* retries started */
-    int svc;                /* index in the budget tables */
+    bool active;      /* a proxied request the filter looks after */
+    unsigned retries; /* retries started (counted when the attempt begins) */
+    bool pending;     /* a retry was decided; the next upstream_request is it */
+    int svc;          /* index in the budget tables */
     uint64_t start_us;
     rt_worker *w;
 } rt_state;

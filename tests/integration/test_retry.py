@@ -224,13 +224,18 @@ class RetryCase(g.GatewayTestCase):
 
     def test_client_gone_during_backoff(self):
         up = self.upstream([503])
-        gw = self.gateway([up.url], env={"RETRY_INITIAL_DELAY_MS": "600", "RETRY_JITTER_FACTOR": "0"})
+        gw = self.gateway([up.url], env={"RETRY_INITIAL_DELAY_MS": "600", "RETRY_JITTER_FACTOR": "0"},
+                          pipeline=PIPELINE + "  - name: metrics\n")
         s = socket.create_connection((g.LOCALHOST, gw.port), timeout=5)
         s.sendall(g.request_bytes("GET", "/api/x"))
         g.wait_until(lambda: up.count() == 1, 5 * g.SLOW, what="the first attempt")
         s.close()  # during the 600 ms backoff
         time.sleep(1.0 * g.SLOW)
         self.assertEqual(up.count(), 1, "a retry was sent for a client that had gone")
+        # and none is counted: the retry never began
+        m = g.simple_request(gw.port, "GET", "/metrics").body.decode()
+        counted = [ln for ln in m.splitlines() if ln.startswith("gateway_retries_total{")]
+        self.assertTrue(all(ln.endswith(" 0") for ln in counted), counted)
         r = self.call(gw)  # the worker is fine and the next request is served
         self.assertEqual(r.status, 200, r.summary())
 
