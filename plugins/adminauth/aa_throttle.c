@@ -25,8 +25,9 @@
 
 #define AA_SETS 1024
 #define AA_WAYS 4
-#define AA_IP_MAX 48 /* an IPv6 text address is at most 45 bytes; longer ones are cut (the hash covers all)  \
-                      */
+#define AA_IP_MAX                                                                                            \
+    48 /* an IPv6 text address is at most 45 bytes; longer ones are cut (the hash covers all)                \
+        */
 
 typedef struct {
     uint64_t hash;

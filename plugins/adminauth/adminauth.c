@@ -10,6 +10,8 @@
  *       max_failures: 5                        # wrong credentials per (client IP, username) before a block
  *       max_failures_per_address: 0            # ... per client IP, any username; 0 = 4 x max_failures
  *       block: 60s                             # how long a throttled client waits after its last failure
+ *       allow_cross_site: false                # true accepts other sites' browser requests that change
+ * things
  *
  * Requests below `path` must carry `Authorization: Basic base64(username:password)`. The presented username
  * and password are hashed with SHA-256 and compared, both of them and in constant time, with the digests of
@@ -32,6 +34,11 @@
  * for block lines); what is left out is summed up in one line, and every failure is counted in
  * gateway_admin_auth_failures_total{reason}.
  *
+ * Cross-site requests: a browser re-sends cached Basic credentials with any site's form or fetch, so an
+ * authenticated request that changes something (not GET/HEAD/OPTIONS) is refused with 403 when the
+ * browser says another site asked for it (aa_origin.c: Sec-Fetch-Site, else Origin against Host), unless
+ * allow_cross_site. Scripts and curl send neither field.
+ *
  * Requests outside `path` are not touched at all. */
 #include <gw/filter.h>
 
@@ -40,6 +47,7 @@
 #include <openssl/rand.h>
 
 #include "aa_loglimit.h"
+#include "aa_origin.h"
 #include "aa_throttle.h"
 
 #include <inttypes.h>
@@ -112,6 +120,7 @@ typedef struct {
     uint64_t block_ms;
     const char *username; /* the host's settings string (lives as long as the instance) */
     size_t username_len;
+    bool allow_cross_site;
 } aa_settings;
 
 typedef struct {
@@ -127,6 +136,7 @@ typedef struct {
 typedef struct {
     const char *username, *password, *realm, *path;
     int64_t max_failures, per_address;
+    bool allow_cross_site;
     uint64_t block_ms;
 } aa_conf;
 
@@ -150,6 +160,9 @@ static const gw_setting aa_settings_table[] = {
            "before 429 for every username; 0 = 4 x max_failures"),
     AA_SET("block", GW_SET_DURATION, block_ms, "60s", 1, AA_MAX_BLOCK_MS, 0,
            "How long failures are remembered, and how long a blocked pair stays blocked"),
+    AA_SET("allow_cross_site", GW_SET_BOOL, allow_cross_site, "false", 0, 0, 0,
+           "Accept admin requests that change something (not GET/HEAD/OPTIONS) from a browser on behalf of "
+           "another site (Sec-Fetch-Site, Origin); false refuses them with 403 (CSRF)"),
     {.name = NULL},
 };
 
@@ -318,6 +331,7 @@ static int settings_compile(const aa_conf *c, aa_settings *s, char *err, size_t 
     s->per_address =
         c->per_address ? (uint32_t)c->per_address : (uint32_t)c->max_failures * AA_PER_ADDRESS_FACTOR;
     s->block_ms = c->block_ms;
+    s->allow_cross_site = c->allow_cross_site;
     s->username = c->username;
     s->username_len = strlen(c->username);
     size_t plen = strlen(c->path);
@@ -524,6 +538,16 @@ static gw_result aa_on_request(void *inst, void *route_conf, void *state, gw_req
     bool configured_user =
         kind == AA_CREDENTIALS && CRYPTO_memcmp(user_md, in->s.user_md, AA_DIGEST_LEN) == 0;
     OPENSSL_cleanse(user_md, sizeof user_md);
+    if (kind == AA_OK && !in->s.allow_cross_site && aa_cross_site(h, req)) {
+        /* A browser re-sends cached credentials for any site's form or fetch: good credentials are not
+         * enough for a change asked for by another site's page. */
+        count(in->failures_total, req, in, "cross_site");
+        if (limited(in, in->fail_log, req, ip, "admin auth failures"))
+            h->log(in->self, req, GW_LOG_WARN, "cross-site admin request refused (client %.*s, %.*s)", ipn,
+                   ip.p, (int)(path.n > 256 ? 256 : path.n), path.p);
+        return h->respond_error(req, 403, "Cross-site admin requests are refused") != 0 ? GW_ERROR
+                                                                                        : GW_RESPOND;
+    }
     if (kind == AA_OK) {
         /* Later filters may tell an authenticated admin apart (ratelimit leaves them alone by default). */
         if (h->req_set && h->req_set(req, "admin.user", in->s.username, in->s.username_len) != 0)

@@ -297,8 +297,8 @@ static void test_throttled_after_max_failures(void **state)
     if (gw_th_host(th)->metric_register)
         assert_true(gw_th_metric(th, "gateway_admin_auth_throttled_total", NULL) == 3.0);
     /* requests that name no username are not throttled (nor counted): they are plain 401s */
-    assert_401(run(th, "GET", "/admin", NULL, "10.0.0.1"), "Authentication required: missing Authorization header",
-               NULL);
+    assert_401(run(th, "GET", "/admin", NULL, "10.0.0.1"),
+               "Authentication required: missing Authorization header", NULL);
     assert_401(run(th, "GET", "/admin", "Bearer x", "10.0.0.1"),
                "Authentication required: unsupported authorization scheme (use Basic)", NULL);
     /* another username from the same address is counted on its own */
@@ -384,7 +384,8 @@ static void test_many_clients_bounded(void **state)
         gw_th_advance(th, 1);
     }
     assert_true(refused > 0);
-    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.1"), "54"); /* the first one: still blocked */
+    assert_429(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.1"),
+               "54"); /* the first one: still blocked */
     gw_th_advance(th, 60000);
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "10.0.0.1"));
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "fd00::1"));
@@ -402,8 +403,9 @@ static void test_many_usernames_bounded(void **state)
         assert_int_equal(gw_th_status(run(th, "GET", "/admin", basic(cred), "192.0.2.9")), i < 4 ? 401 : 429);
         gw_th_advance(th, 1);
     }
-    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "client 192.0.2.9 throttled for 60000 ms after 4 failed "
-                                                     "attempts across usernames"),
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN,
+                                    "client 192.0.2.9 throttled for 60000 ms after 4 failed "
+                                    "attempts across usernames"),
                      1);
     assert_429(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.9"), "55");
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "192.0.2.10"));
@@ -430,7 +432,8 @@ static void test_block_not_evicted_by_other_usernames(void **state)
     assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "10 more admin auth failures (last from 10.9.9.9)"), 1);
     assert_passed(run(th, "GET", "/admin", basic("admin:" PASSWORD), "10.9.9.10"));
     if (gw_th_host(th)->metric_register) /* logged or not, every failure is counted */
-        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"credentials"}) == 21.0);
+        assert_true(gw_th_metric(th, "gateway_admin_auth_failures_total", (const char *[]){"credentials"}) ==
+                    21.0);
 }
 
 /* max_failures_per_address; an IPv6 address counts by its /64 */
@@ -464,10 +467,11 @@ static void test_anonymous_not_counted(void **state)
     /* wrong passwords from there are still throttled, at exactly max_failures */
     fail_n(th, "203.0.113.5", 5);
     assert_429(run(th, "GET", "/admin/apikeys", basic("admin:" PASSWORD), "203.0.113.5"), "60");
-    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN,
-                                    "client 203.0.113.5 throttled for 60000 ms after 5 failed attempts with the "
-                                    "configured username"),
-                     1);
+    assert_int_equal(
+        gw_th_log_find(th, GW_LOG_WARN,
+                       "client 203.0.113.5 throttled for 60000 ms after 5 failed attempts with the "
+                       "configured username"),
+        1);
 }
 
 /* The throttle keys on (address, username): a block for one username leaves the others alone. */
@@ -476,21 +480,24 @@ static void test_keyed_by_address_and_username(void **state)
     gw_th *th = *state;
     load(th, "name: adminauth\npassword: pw\nmax_failures: 2\n");
     for (int i = 0; i < 2; i++)
-        assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.7"), "Invalid username or password",
-                   NULL);
-    assert_int_equal(
-        gw_th_log_find(th, GW_LOG_WARN, "client 198.51.100.7 throttled for 60000 ms after 2 failed attempts with "
-                                        "another username"),
-        1);
+        assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.7"),
+                   "Invalid username or password", NULL);
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN,
+                                    "client 198.51.100.7 throttled for 60000 ms after 2 failed attempts with "
+                                    "another username"),
+                     1);
     assert_429(run(th, "GET", "/admin", basic("root:pw"), "198.51.100.7"), "60");
     /* the configured username from the same address is not blocked by the guesses at "root" */
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
     /* nor is "root" from another address */
-    assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.8"), "Invalid username or password", NULL);
+    assert_401(run(th, "GET", "/admin", basic("root:guess"), "198.51.100.8"), "Invalid username or password",
+               NULL);
     /* one failure of "admin", a success clears it; two block it */
-    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password", NULL);
+    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password",
+               NULL);
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
-    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password", NULL);
+    assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password",
+               NULL);
     assert_passed(run(th, "GET", "/admin", basic("admin:pw"), "198.51.100.7"));
     for (int i = 0; i < 2; i++)
         assert_401(run(th, "GET", "/admin", basic("admin:x"), "198.51.100.7"), "Invalid username or password",
@@ -500,6 +507,67 @@ static void test_keyed_by_address_and_username(void **state)
 }
 
 /* --- settings -------------------------------------------------------------------------------------- */
+
+/* A browser's request on behalf of another site that would change something is refused (403), good
+ * credentials or not; reads, same-origin pages, typed URLs and non-browser clients pass. */
+static gw_req *run_from(gw_th *th, const char *method, const char *fetch_site, const char *origin,
+                        const char *host)
+{
+    char auth[256];
+    snprintf(auth, sizeof auth, "%s", basic("admin:" PASSWORD));
+    gw_req *r = gw_th_request(th, method, "/admin/circuit-breakers/reset");
+    assert_int_equal(gw_th_request_header(r, "Authorization", auth), 0);
+    if (fetch_site) assert_int_equal(gw_th_request_header(r, "Sec-Fetch-Site", fetch_site), 0);
+    if (origin) assert_int_equal(gw_th_request_header(r, "Origin", origin), 0);
+    if (host) assert_int_equal(gw_th_request_header(r, "Host", host), 0);
+    gw_th_upstream_reply(r, 200, "Content-Type: text/plain\n", "admin data");
+    assert_int_equal(gw_th_run(r), GW_TH_DONE);
+    return r;
+}
+
+static void test_cross_site_refused(void **state)
+{
+    gw_th *th = *state;
+    load(th, CONF);
+    static const struct {
+        const char *method, *site, *origin, *host;
+        int status;
+    } cases[] = {
+        {"POST", "cross-site", NULL, "gw.example", 403},
+        {"POST", "same-site", NULL, "gw.example", 403},
+        {"DELETE", "cross-site", "https://evil.example", "gw.example", 403},
+        {"POST", "same-origin", "http://gw.example:8081", "gw.example:8081", 200},
+        {"POST", "none", NULL, "gw.example", 200},                        /* typed or bookmarked */
+        {"GET", "cross-site", "https://evil.example", "gw.example", 200}, /* a read changes nothing */
+        {"HEAD", "cross-site", NULL, "gw.example", 200},
+        /* no Sec-Fetch-Site (an older browser): Origin against Host */
+        {"POST", NULL, "https://evil.example", "gw.example", 403},
+        {"POST", NULL, "null", "gw.example", 403},
+        {"POST", NULL, "http://gw.example:8081", "gw.example:8081", 200},
+        {"POST", NULL, "http://gw.example", "gw.example:80", 200},
+        {"POST", NULL, "https://GW.example:443", "gw.example", 200},
+        {"POST", NULL, "http://gw.example:8082", "gw.example:8081", 403},
+        {"POST", NULL, NULL, "gw.example", 200}, /* curl, scripts */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gw_req *r = run_from(th, cases[i].method, cases[i].site, cases[i].origin, cases[i].host);
+        if (gw_th_status(r) != cases[i].status)
+            fail_msg("case %zu (%s, Sec-Fetch-Site %s, Origin %s): %d, not %d", i, cases[i].method,
+                     cases[i].site ? cases[i].site : "-", cases[i].origin ? cases[i].origin : "-",
+                     gw_th_status(r), cases[i].status);
+        if (cases[i].status == 403) {
+            assert_false(gw_th_upstream_called(r));
+            assert_non_null(strstr(gw_th_body(r, NULL), "Cross-site admin requests are refused"));
+        }
+    }
+    assert_int_equal(gw_th_log_find(th, GW_LOG_WARN, "cross-site admin request refused"), 6);
+    /* allow_cross_site: true lets them through */
+    gw_th_free(th);
+    *state = th = gw_th_new();
+    load(th, "name: adminauth\npassword: '" PASSWORD "'\nallow_cross_site: true\n");
+    assert_int_equal(gw_th_status(run_from(th, "POST", "cross-site", "https://evil.example", "gw.example")),
+                     200);
+}
 
 static void expect_error(gw_th *th, const char *conf, const char *want)
 {
@@ -523,9 +591,10 @@ static void test_config_errors(void **state)
 
     expect_error(th, "name: adminauth\npassword: [s3cret]\n",
                  "pipeline.yaml:2:11: adminauth.password: expected a string, not a list");
-    expect_error(th, "name: adminauth\npassword: s3cret\npasword: x\n",
-                 "pipeline.yaml:3:1: adminauth.pasword: unknown setting (allowed: username, password, realm, path, "
-                 "max_failures, max_failures_per_address, block)");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\npasword: x\n",
+        "pipeline.yaml:3:1: adminauth.pasword: unknown setting (allowed: username, password, realm, path, "
+        "max_failures, max_failures_per_address, block, allow_cross_site)");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: {a: b}\n",
                  "pipeline.yaml:3:11: adminauth.username: expected a string, not a mapping");
     expect_error(th, "name: adminauth\npassword: s3cret\nusername: ''\n",
@@ -539,9 +608,10 @@ static void test_config_errors(void **state)
                  "pipeline.yaml:3:15: adminauth.max_failures: -1 is out of range 0..1000000");
     expect_error(th, "name: adminauth\npassword: s3cret\nmax_failures: [5]\n",
                  "pipeline.yaml:3:15: adminauth.max_failures: expected a single value, not a list");
-    expect_error(th, "name: adminauth\npassword: s3cret\nblock: soon\n",
-                 "pipeline.yaml:3:8: adminauth.block: expected a duration like 250ms, 10s, 2m, 1h (1ms..24h), "
-                 "got 'soon'");
+    expect_error(
+        th, "name: adminauth\npassword: s3cret\nblock: soon\n",
+        "pipeline.yaml:3:8: adminauth.block: expected a duration like 250ms, 10s, 2m, 1h (1ms..24h), "
+        "got 'soon'");
     expect_error(th, "name: adminauth\npassword: s3cret\nblock: 0\n",
                  "pipeline.yaml:3:8: adminauth.block: 0 is out of range 1ms..24h");
     expect_error(th, "name: adminauth\npassword: s3cret\nblock: 25h\n",
@@ -558,9 +628,8 @@ static void test_config_errors(void **state)
         th, "name: adminauth\npassword: s3cret\npath: '/admin?x'\n",
         "pipeline.yaml:3:7: adminauth.path: expected an absolute path such as /admin (no query, '%', "
         "empty or dot segments), got '/admin?x'");
-    expect_error(
-        th, "name: adminauth\npassword: s3cret\nrealm: ''\n",
-        "pipeline.yaml:3:8: adminauth.realm: expected 1..256 characters without control characters");
+    expect_error(th, "name: adminauth\npassword: s3cret\nrealm: ''\n",
+                 "pipeline.yaml:3:8: adminauth.realm: expected 1..256 characters without control characters");
     assert_null(gw_th_instance(th, "adminauth"));
 
     /* the smallest valid entry */
@@ -573,6 +642,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_every_failure_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_correct_credentials_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_site_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_protected_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whole_site, setup, teardown),
