@@ -604,3 +604,12 @@ bool gw_cfg_finish(gw_cfg_ctx *c, const gw_yaml_node *root)
     gw_cfg_pop(c, mark);
     return false;
 }
+
+const gw_field *gw_cfg_nested(const gw_field *f, bool *list)
+{
+    *list = f->parse == gw_cfg_list;
+    if (f->parse == gw_cfg_section) return f->aux;
+    if (f->parse == gw_cfg_list) return ((const gw_list_desc *)f->aux)->fields;
+    if (f->parse == p_tls) return tls_fields;
+    return NULL;
+}

@@ -99,4 +99,8 @@ bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 extern const gw_field gw_cfg_top[];
 bool gw_cfg_finish(gw_cfg_ctx *c, const gw_yaml_node *root);
 
+/* The keys under field f, for a walk over every key (config_keys.c): a section's, a list item's (*list
+ * true) or another nested mapping's (listeners[].tls); NULL for a leaf. */
+const gw_field *gw_cfg_nested(const gw_field *f, bool *list);
+
 #endif
