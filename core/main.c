@@ -169,6 +169,7 @@ static void free_server(gw_server *srv)
             if (srv->listener_ssl_ctx[i]) SSL_CTX_free(srv->listener_ssl_ctx[i]);
     free(srv->listener_ssl_ctx);
     free(srv->health_body);
+    free(srv->health_body_down);
     if (srv->retire_fd > 0) close(srv->retire_fd);
     if (srv->reload_fd > 0) close(srv->reload_fd);
     gw_config_free(srv->cfg);

@@ -190,8 +190,17 @@ base="http://$GW_HOST:${GW_PORT:-PORT}"
     echo "  curl -s $base/health"
     echo "  curl -s $base/api/users/42"
     echo "  curl -s -X POST $base/api/auth/login -H 'Content-Type: application/json' -d '{\"user\":\"demo\"}'"
-    echo "  curl -s -u ${ADMIN_USERNAME:-admin}:\$ADMIN_PASSWORD -X POST $base/admin/apikeys -d '{\"name\":\"my-app\"}'"
-    echo "  curl -s $base/api/auth/me -H 'X-API-Key: <raw_key from the answer>'"
+    if [[ ${ADMIN_AUTH_ENABLED:-true} != false && -n ${ADMIN_PASSWORD:-} ]]; then
+        # the password as it is (quoted for the shell), so the line works when pasted into another shell
+        creds=$(printf '%q' "${ADMIN_USERNAME:-admin}:$ADMIN_PASSWORD")
+        echo "  curl -s -u $creds -X POST $base/admin/apikeys -d '{\"name\":\"my-app\"}'"
+        echo "  curl -s $base/api/auth/me -H 'X-API-Key: <raw_key from the answer>'"
+        echo "  admin page: $base/admin/console (user ${ADMIN_USERNAME:-admin}, the password above)"
+    else
+        echo "  curl -s -X POST $base/admin/apikeys -d '{\"name\":\"my-app\"}'"
+        echo "  curl -s $base/api/auth/me -H 'X-API-Key: <raw_key from the answer>'"
+        echo "  admin page: $base/admin/console"
+    fi
     echo "Ctrl-C stops the gateway and the demo services."
     echo
 } >&2

@@ -124,8 +124,10 @@ static void add_reason(cJSON *ie, const gw_target *t)
 {
     char why[160] = "", when[32];
     if (atomic_load(&t->health) == GW_HEALTH_UNHEALTHY) gw_target_reason(t, why, sizeof why);
-    if (why[0]) cJSON_AddStringToObject(ie, "reason", why);
-    else cJSON_AddNullToObject(ie, "reason");
+    if (why[0])
+        cJSON_AddStringToObject(ie, "reason", why);
+    else
+        cJSON_AddNullToObject(ie, "reason");
     int64_t since = atomic_load(&t->down_since);
     if (since) {
         iso_time(since, when);
@@ -162,8 +164,10 @@ static void services_health(gw_conn *c)
             cJSON *ie = cJSON_CreateObject();
             cJSON_AddStringToObject(ie, "url", tg->conf->url);
             cJSON_AddStringToObject(ie, "status", health_name(atomic_load(&tg->health)));
-            if (lc) cJSON_AddStringToObject(ie, "last_check", when);
-            else cJSON_AddNullToObject(ie, "last_check");
+            if (lc)
+                cJSON_AddStringToObject(ie, "last_check", when);
+            else
+                cJSON_AddNullToObject(ie, "last_check");
             cJSON_AddNumberToObject(ie, "response_time_ms", rtt_ms(tg));
             add_reason(ie, tg);
             cJSON_AddItemToArray(inst, ie);
@@ -183,15 +187,29 @@ static void services_health(gw_conn *c)
     send_json(c, all_ok ? 200 : 503, o);
 }
 
-int gw_builtin_prepare(gw_server *srv)
+/* /health: the gateway answers, so 200; the store's state is a detail (a Redis store that is down makes
+ * the admin API and key checks fail, not the proxy). Both bodies are made once. */
+static char *health_json(const char *store_type, bool store_ok)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", "ok");
     cJSON_AddStringToObject(o, "message", "API Gateway is running");
-    srv->health_body = cJSON_PrintUnformatted(o);
+    cJSON *st = cJSON_AddObjectToObject(o, "store");
+    cJSON_AddStringToObject(st, "type", store_type);
+    cJSON_AddStringToObject(st, "status", store_ok ? "ok" : "unavailable");
+    char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!srv->health_body) return -1;
+    return s;
+}
+
+int gw_builtin_prepare(gw_server *srv)
+{
+    const char *type = srv->cfg->store.type == GW_STORE_REDIS ? "redis" : "embedded";
+    srv->health_body = health_json(type, true);
+    srv->health_body_down = health_json(type, false);
+    if (!srv->health_body || !srv->health_body_down) return -1;
     srv->health_len = strlen(srv->health_body);
+    srv->health_len_down = strlen(srv->health_body_down);
     return 0;
 }
 
@@ -204,8 +222,14 @@ bool gw_builtin_handle(gw_conn *c)
         gw_respond_error_hdr(c, 405, "Only GET and HEAD are allowed here", "Allow: GET, HEAD\r\n");
         return true;
     }
-    if (which == 1) gw_respond_json(c, 200, c->w->srv->health_body, c->w->srv->health_len, NULL);
-    else if (which == 2) info(c);
-    else services_health(c);
+    const gw_server *srv = c->w->srv;
+    if (which == 1 && (!srv->store || gw_store_available(srv->store)))
+        gw_respond_json(c, 200, srv->health_body, srv->health_len, NULL);
+    else if (which == 1)
+        gw_respond_json(c, 200, srv->health_body_down, srv->health_len_down, NULL);
+    else if (which == 2)
+        info(c);
+    else
+        services_health(c);
     return true;
 }

@@ -114,8 +114,10 @@ struct gw_server {
     unsigned nworkers;
     struct event_base *main_base;
     int64_t started_at; /* unix seconds */
-    char *health_body;  /* preformatted /health JSON */
+    char *health_body;  /* preformatted /health JSON, store available */
     size_t health_len;
+    char *health_body_down; /* ... and with the store unavailable */
+    size_t health_len_down;
     atomic_bool draining;
     atomic_uint workers_done;
 };

@@ -75,10 +75,14 @@ static void deliver(rop *op)
     op->queued = false;
     if (!op->cancelled) {
         bool ok = op->status == GW_STORE_OK;
-        if (op->kind == K_TAKE) op->bcb(op->arg, op->status, ok ? &op->br : NULL);
-        else if (op->kind == K_LIST) op->lcb(op->arg, op->status, ok ? op->n : 0, op->keys, op->vals);
-        else if (op->kind == K_INCR) op->icb(op->arg, op->status, ok ? op->ival : 0);
-        else op->cb(op->arg, op->status, op->val, op->vlen);
+        if (op->kind == K_TAKE)
+            op->bcb(op->arg, op->status, ok ? &op->br : NULL);
+        else if (op->kind == K_LIST)
+            op->lcb(op->arg, op->status, ok ? op->n : 0, op->keys, op->vals);
+        else if (op->kind == K_INCR)
+            op->icb(op->arg, op->status, ok ? op->ival : 0);
+        else
+            op->cb(op->arg, op->status, op->val, op->vlen);
     }
     op->user_done = true;
     gw_rs_maybe_free(op);
@@ -116,8 +120,10 @@ void gw_rs_finish(rop *op, int status)
     op->status = status;
     op->queued = true;
     op->next = NULL;
-    if (w->ready_tail) w->ready_tail->next = op;
-    else w->ready_head = op;
+    if (w->ready_tail)
+        w->ready_tail->next = op;
+    else
+        w->ready_head = op;
     w->ready_tail = op;
     if (w->ready_ev) event_active(w->ready_ev, EV_READ, 1);
 }
@@ -184,7 +190,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     rworker *w = ac->data;
     if (!w || status == REDIS_OK) return; /* ready once SELECT answers */
-    w->ac = NULL; /* hiredis frees it after this */
+    w->ac = NULL;                         /* hiredis frees it after this */
     set_state(w, W_DOWN);
     event_del(w->conn_tmo);
     log_down(w, ac->errstr);
@@ -325,8 +331,6 @@ rop *gw_rs_new_op(rstore *s, unsigned worker, int kind, void *arg)
     return op;
 }
 
-
-
 char *gw_rs_dup_mem(const char *p, size_t n)
 {
     char *c = malloc(n + 1);
@@ -337,8 +341,6 @@ char *gw_rs_dup_mem(const char *p, size_t n)
     return c;
 }
 
-
-
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     rop *op = priv;
@@ -347,8 +349,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (r) op->w->timeouts = 0;
     if (!r) {
         gw_rs_release_followers(op, GW_STORE_ERROR);
-        if (op->finished) gw_rs_maybe_free(op);
-        else gw_rs_finish(op, GW_STORE_ERROR);
+        if (op->finished)
+            gw_rs_maybe_free(op);
+        else
+            gw_rs_finish(op, GW_STORE_ERROR);
         return;
     }
     if (op->finished) { /* timed out or cancelled: its riders still get their answers */
@@ -362,11 +366,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     case K_GET:
         if (r->type == REDIS_REPLY_STRING) {
             if ((op->val = gw_rs_dup_mem(r->str, r->len))) op->vlen = r->len, st = GW_STORE_OK;
-        } else if (r->type == REDIS_REPLY_NIL || (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "WRONGTYPE", 9))) {
+        } else if (r->type == REDIS_REPLY_NIL ||
+                   (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "WRONGTYPE", 9))) {
             st = GW_STORE_NOT_FOUND; /* a bucket is not a value */
         }
         break;
-    case K_SET: st = r->type == REDIS_REPLY_STATUS ? GW_STORE_OK : GW_STORE_ERROR; break;
+    case K_SET:
+        st = r->type == REDIS_REPLY_STATUS ? GW_STORE_OK : GW_STORE_ERROR;
+        break;
     case K_DEL:
         if (r->type == REDIS_REPLY_INTEGER) st = r->integer > 0 ? GW_STORE_OK : GW_STORE_NOT_FOUND;
         break;
@@ -386,8 +393,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 /* --- backend operations ---------------------------------------------------------------------------- */
 
-static gw_store_op *r_kv(void *impl, unsigned wk, int kind, const char *k, size_t kl, const char *v, size_t vl,
-                         uint64_t ttl_ms, gw_store_cb cb, void *arg)
+static gw_store_op *r_kv(void *impl, unsigned wk, int kind, const char *k, size_t kl, const char *v,
+                         size_t vl, uint64_t ttl_ms, gw_store_cb cb, void *arg)
 {
     rop *op = gw_rs_new_op(impl, wk, kind, arg);
     if (!op) return NULL;
@@ -417,7 +424,6 @@ static gw_store_op *r_del(void *impl, unsigned w, const char *k, size_t kl, gw_s
     return r_kv(impl, w, K_DEL, k, kl, NULL, 0, 0, cb, arg);
 }
 
-
 static size_t r_count(void *impl)
 {
     return 0; /* not known without a round trip */
@@ -432,6 +438,7 @@ static int r_attach(void *impl, unsigned worker, struct event_base *base)
     rworker *w = &s->w[worker];
     w->base = base;
     w->first = true;
+    w->logged = -1; /* nothing logged yet: the first outcome is, a failed first connect included */
     w->ready_ev = event_new(base, -1, 0, on_ready, w);
     w->conn_tmo = evtimer_new(base, on_conn_timeout, w);
     w->retry_ev = evtimer_new(base, on_retry, w);
@@ -449,8 +456,8 @@ static void r_detach(void *impl, unsigned worker)
     rworker *w = &s->w[worker];
     w->detaching = true;
     if (w->flush_ev) gw_rs_flush(-1, 0, w); /* takes not sent yet fail fast (or go out before the drop) */
-    drop_conn(w, NULL); /* pending replies complete (-1) */
-    run_ready(w);       /* deliver (or drop, if cancelled) what is left */
+    drop_conn(w, NULL);                     /* pending replies complete (-1) */
+    run_ready(w);                           /* deliver (or drop, if cancelled) what is left */
     struct event **evs[5] = {&w->ready_ev, &w->conn_tmo, &w->retry_ev, &w->drop_ev, &w->flush_ev};
     for (int i = 0; i < 5; i++) {
         if (*evs[i]) event_free(*evs[i]);
@@ -480,8 +487,17 @@ static bool r_available(void *impl)
 }
 
 static const gw_store_backend redis_backend = {
-    .free = r_free, .attach = r_attach, .detach = r_detach, .get = r_get, .set = r_set, .del = r_del,
-    .take = gw_rs_take, .list = gw_rs_list, .cancel = on_redis_cancel, .incr = gw_rs_incr, .count = r_count,
+    .free = r_free,
+    .attach = r_attach,
+    .detach = r_detach,
+    .get = r_get,
+    .set = r_set,
+    .del = r_del,
+    .take = gw_rs_take,
+    .list = gw_rs_list,
+    .cancel = on_redis_cancel,
+    .incr = gw_rs_incr,
+    .count = r_count,
     .available = r_available,
 };
 

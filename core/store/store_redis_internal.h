@@ -59,7 +59,7 @@ struct rworker {
     int state;
     atomic_bool up; /* state == W_UP, readable from any thread (for /info) */
     bool first, bad, detaching;
-    int logged; /* last state logged: 0 none, W_DOWN, W_UP */
+    int logged; /* last state logged: -1 none, W_DOWN, W_UP */
     struct event *ready_ev, *conn_tmo, *retry_ev, *drop_ev;
     rop *ready_head, *ready_tail;
     rop *batch_head, *batch_tail; /* takes of this loop turn, sent together by flush_ev */

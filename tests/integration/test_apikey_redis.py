@@ -416,6 +416,25 @@ class ApiKeyRedisTest(ApiKeyRedisTestCase):
         self.assertConsumer(self.call(gw2, headers=[("Authorization", "Bearer " + raw)]), key, raw)
         self.assert401(self.call(gw2, headers=[("X-API-Key", raw_r)]), "API key has been revoked")
 
+    def test_started_with_redis_down(self):
+        # Redis not there at start: the gateway starts all the same, says so at once (not at the first
+        # admin call), shows it in /health's detail (still 200: it proxies), and connects when Redis comes.
+        self.redis.kill()
+        gw = self.start(workers=2)
+        self.assertIsNotNone(gw.wait_log(r"\[warn\] store: redis .*:%d unavailable \(worker \d\): .*reconnecting"
+                                          % self.redis.port))
+        r = g.simple_request(gw.port, "GET", "/health")
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.json()["store"], {"type": "redis", "status": "unavailable"}, r.summary())
+        self.assertEqual(self.call(gw).status, 200)  # proxying does not need the store
+        self.redis.start()
+
+        def store_ok():
+            doc = g.simple_request(gw.port, "GET", "/health").json()
+            return doc["store"]["status"] == "ok" or None
+        self.poll(store_ok, 10 * g.SLOW, "/health store ok after Redis started")
+        self.assertIsNotNone(gw.wait_log(r"store: redis .* connected"))
+
     def test_redis_down_and_back(self):
         gw = self.start(workers=1, cache_ttl="30s")
         self.assertEqual(self.wait_store_state(gw, "ok"), {"type": "redis", "state": "ok"})

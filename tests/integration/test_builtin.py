@@ -37,6 +37,7 @@ class BuiltinEndpointsTest(g.GatewayTestCase):
         doc = r.json()
         self.assertEqual(doc.get("status"), "ok", doc)
         self.assertEqual(doc.get("message"), "API Gateway is running", doc)
+        self.assertEqual(doc.get("store"), {"type": "embedded", "status": "ok"}, doc)
         self.assertUpstreamSawNothing(self.up, settle=0)
 
     def test_health_head_no_body(self):
