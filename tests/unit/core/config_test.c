@@ -496,7 +496,8 @@ static void test_shipped_gateway_yaml(void **state)
     assert_int_equal(cfg->store.type, GW_STORE_EMBEDDED);
     assert_null(cfg->store.password);
     /* the shipped pipeline, in its documented order (docs/filters.md, "The default pipeline") */
-    static const char *const order[] = {"logging", "cors", "metrics", "adminauth", "apikey", "ratelimit", "retry", "breaker"};
+    static const char *const order[] = {"logging", "cors",  "metrics", "adminauth", "apikey",
+                                        "ratelimit", "retry", "breaker", "console"};
     assert_int_equal(cfg->npipeline, sizeof order / sizeof order[0]);
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         assert_string_equal(cfg->pipeline[i].name, order[i]);
