@@ -988,6 +988,14 @@ class GatewayTestCase(unittest.TestCase):
         self._procs.append(p)
         return p
 
+    def start_demo_service(self, name):
+        """tools/demo_service (`make run`'s upstreams) as `name` on a free port: (process, base URL)."""
+        port = free_port()
+        p = self.start_proc([GW_DEMO_BIN, "--name", name, "--port", str(port), "--address", LOCALHOST], name)
+        ok = wait_until(lambda: port_accepts(port) or not p.alive(), 10 * SLOW)
+        self.assertTrue(ok and p.alive(), "%s did not start on port %d; log:\n%s" % (name, port, p.log()))
+        return p, "http://%s:%d" % (LOCALHOST, port)
+
     # -- teardown --
     def _failed(self):
         # Cleanups run inside their own "test part", so outcome.success is reset there: look at the result.

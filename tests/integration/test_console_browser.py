@@ -42,18 +42,11 @@ def missing_parts():
 
 
 class ConsoleBrowserTest(g.GatewayTestCase):
-    def start_demo(self, name):
-        port = g.free_port()
-        p = self.start_proc([g.GW_DEMO_BIN, "--name", name, "--port", str(port), "--address", "127.0.0.1"], name)
-        ok = g.wait_until(lambda: g.port_accepts(port) or not p.alive(), 10 * g.SLOW)
-        self.assertTrue(ok and p.alive(), "%s did not start on port %d; log:\n%s" % (name, port, p.log()))
-        return p, "http://127.0.0.1:%d" % port
-
     def test_console_in_chromium(self):
         # Installed by scripts/install-deps.sh: a missing part is a broken set-up, not a reason to skip.
         self.assertEqual(missing_parts(), [], "run scripts/install-deps.sh build")
-        _, auth_url = self.start_demo("auth-service")
-        user_proc, user_url = self.start_demo("user-service")
+        _, auth_url = self.start_demo_service("auth-service")
+        user_proc, user_url = self.start_demo_service("user-service")
         port = g.free_port()
         shot = os.environ.get("GW_CONSOLE_SCREENSHOT")
         env = {"AUTH_SERVICE_URL": auth_url, "USER_SERVICE_URL": user_url, "PORT": str(port),

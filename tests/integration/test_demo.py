@@ -14,11 +14,7 @@ CONF = os.path.join(g.SOURCE_DIR, "conf", "gateway.yaml")
 @unittest.skipUnless(os.path.exists(CONF), "shipped config missing: %s" % CONF)
 class DemoTest(g.GatewayTestCase):
     def start_demo(self, name):
-        port = g.free_port()
-        p = self.start_proc([g.GW_DEMO_BIN, "--name", name, "--port", str(port), "--address", "127.0.0.1"], name)
-        ok = g.wait_until(lambda: g.port_accepts(port) or not p.alive(), 10 * g.SLOW)
-        self.assertTrue(ok and p.alive(), "%s did not start on port %d; log:\n%s" % (name, port, p.log()))
-        return "http://127.0.0.1:%d" % port
+        return self.start_demo_service(name)[1]
 
     def setUp(self):
         super().setUp()
