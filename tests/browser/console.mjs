@@ -140,6 +140,10 @@ async function main() {
     await page.click(`#breakers tr[data-name="${TRIP_SERVICE}"] button[data-action="reset"]`);
     await page.waitForSelector(`#breakers tr[data-name="${TRIP_SERVICE}"][data-state="closed"]`,
       { timeout: WAIT });
+    // the outcome is shown where the operator is looking, however far down the page the button was
+    await page.waitForSelector('#notice:not([hidden])', { timeout: WAIT });
+    const box = await page.locator('#notice').boundingBox();
+    if (!box || box.y < 0 || box.y > 800) fail(`the reset notice is off screen (${JSON.stringify(box)})`);
     r = await call('/admin/circuit-breakers', { headers: { Authorization: basic } });
     const b = JSON.parse(r.text).data.find((x) => x.name === TRIP_SERVICE);
     if (!b || b.state !== 'closed') fail(`after reset the API says ${r.text}`);

@@ -19,9 +19,10 @@
     config: '/admin/config',
     reload: '/admin/reload',
   };
-  /* Things that change rarely (filters, keys, configuration) are read every ~15 s, the rest every tick:
-   * /admin requests count against the rate limit of the admin's address. */
-  const SLOW_EVERY = Math.max(1, Math.round(15000 / REFRESH_MS));
+  /* Things that change rarely (filters, keys, configuration) are read every ~6 s, the rest every tick
+   * (and everything right after an action). Authenticated admin requests are not rate limited by default
+   * (ratelimit's limit_admin), but there is no point in asking for them more often. */
+  const SLOW_EVERY = Math.max(1, Math.round(6000 / REFRESH_MS));
   const HISTORY = 60; /* points in the charts */
 
   const $ = (id) => document.getElementById(id);
@@ -309,6 +310,12 @@
       button.disabled = false;
     }
     await guard('breakers', 'breakers-card', loadBreakers);
+    /* the button was disabled during the call, which drops keyboard focus: give it back */
+    if (!document.activeElement || document.activeElement === document.body) {
+      const again = name === null ? $('reset-all')
+        : document.querySelector('#breakers tr[data-name="' + CSS.escape(name) + '"] button[data-action="reset"]');
+      if (again) again.focus();
+    }
   }
 
   /* --- metrics ---------------------------------------------------------------------------------------- */
