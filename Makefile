@@ -30,6 +30,13 @@ build-fuzz: deps
 run: build
 	@scripts/run.sh $(BUILD) $(CONFIG)
 
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the binary, the filters, the SDK, the configuration
+# (PREFIX/etc/gateway, /etc/gateway for PREFIX=/usr), gateway(8) and the systemd unit; see docs/gateway.8.
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
+
 test: build build-asan build-fuzz
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
 	cd $(BUILD_ASAN) && ctest --output-on-failure -j 2 --timeout 300 -L asan
@@ -60,6 +67,24 @@ bench-ratelimit: build
 
 bench-metrics: build
 	python3 -B bench/metrics_scrape.py $(BUILD)
+
+# Container images (Dockerfile, docker-compose.yml) for machines with a Docker engine; nothing else needs one.
+# `make docker`: the gateway image, gateway:latest. `make compose-up`: the whole stack in the background,
+# once .env has ADMIN_PASSWORD (cp .env.example .env); `make compose-down` stops it (volumes are kept).
+.PHONY: docker compose-up compose-down
+docker:
+	@command -v docker >/dev/null || { echo "docker not found: make docker needs the Docker CLI and a Docker engine" >&2; exit 1; }
+	docker build -t gateway .
+
+compose-up:
+	@command -v docker >/dev/null && docker compose version >/dev/null 2>&1 || { echo "docker compose not found: make compose-up needs Docker with the Compose plugin (2.24 or newer) and a Docker engine" >&2; exit 1; }
+	@grep -qs '^ADMIN_PASSWORD=.' .env || { echo "no ADMIN_PASSWORD in .env: cp .env.example .env and set it there (the gateway refuses to start without it)" >&2; exit 1; }
+	docker compose up --build -d
+	@echo "gateway http://localhost:8081, Grafana http://127.0.0.1:3000, Prometheus http://127.0.0.1:9090 (ports: .env)"
+
+compose-down:
+	@command -v docker >/dev/null && docker compose version >/dev/null 2>&1 || { echo "docker compose not found: make compose-down needs Docker with the Compose plugin" >&2; exit 1; }
+	docker compose down
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -63,15 +63,56 @@ static void fit_fd_limit(const gw_config *cfg)
             cfg->max_connections, need, (unsigned long long)rl.rlim_cur);
 }
 
-static void usage(FILE *f)
+/* The short form after a wrong command line (stderr, exit 2); --help adds the rest (stdout, exit 0), a
+ * compact gateway(8) (docs/gateway.8). tests/integration/test_install.py checks that --help and the man
+ * page both name every long option, handled signal and ${VAR} of conf/gateway.yaml. */
+static void usage(FILE *f, bool full)
 {
-    fprintf(f,
-            "usage: gateway [-c FILE] [-t] [--version]\n"
-            "  -c, --config FILE   configuration file (default conf/gateway.yaml)\n"
-            "  -t, --test          check the configuration (and every filter's settings) and exit\n"
-            "  --check-filter SO   print a filter's descriptor and whether this gateway can load it\n"
-            "  --describe-filter SO [--json]  print a filter's phases and settings (type, default, range)\n"
-            "  -v, --version       print the version and exit\n");
+    fputs("usage: gateway [-c FILE] [-t]\n"
+          "       gateway --check-filter SO | --describe-filter SO [--json]\n"
+          "       gateway --version | --help\n"
+          "  -c, --config FILE         configuration file (default conf/gateway.yaml)\n"
+          "  -t, --test                check the configuration and every filter, exit\n"
+          "      --check-filter SO     print a filter's descriptor, whether it loads here\n"
+          "      --describe-filter SO  print a filter's phases and settings\n"
+          "      --json                with --describe-filter: the same as JSON\n"
+          "  -v, --version             print the version and exit\n"
+          "  -h, --help                print this help and exit\n",
+          f);
+    if (!full) {
+        fputs("Try 'gateway --help' for signals, files and environment variables.\n", f);
+        return;
+    }
+    fputs("\n"
+          "Runs in the foreground: logs on stderr, access log (logging filter) on stdout.\n"
+          "\n"
+          "Signals:\n"
+          "  SIGTERM, SIGINT  stop accepting, let requests in flight finish within\n"
+          "                   timeouts.shutdown (25s), exit 0; a second one exits at once\n"
+          "  SIGHUP           reload the configuration (if invalid, the running one stays)\n"
+          "  SIGUSR1          filters reopen the files they write (log rotation)\n"
+          "\n"
+          "Files (make install; PREFIX is /usr/local unless given):\n"
+          "  PREFIX/etc/gateway/gateway.yaml  configuration (/etc/gateway for PREFIX=/usr)\n"
+          "  PREFIX/lib/gateway/filters/      filters, <name>.so; searched in plugin_dir,\n"
+          "       <bin>/plugins, <bin>/../lib/gateway/filters, then the configured prefix\n"
+          "  PREFIX/lib/systemd/system/gateway.service  systemd unit (reads gateway.env)\n"
+          "  data/     the embedded store (store.path), relative to the working directory\n"
+          "\n"
+          "Environment, read by the shipped configuration (${VAR:-default}):\n"
+          "  HOST, PORT (0.0.0.0, 8081); AUTH_SERVICE_URL, USER_SERVICE_URL;\n"
+          "  STORE_TYPE (embedded, redis); REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,\n"
+          "  REDIS_DB; ADMIN_AUTH_ENABLED, ADMIN_USERNAME, ADMIN_PASSWORD (required while\n"
+          "  enabled); CORS_ALLOW_ORIGINS; RATE_LIMIT_RPM, RATE_LIMIT_BURST;\n"
+          "  RETRY_MAX_RETRIES, RETRY_INITIAL_DELAY_MS, RETRY_MAX_DELAY_MS,\n"
+          "  RETRY_MULTIPLIER, RETRY_JITTER_FACTOR; CB_MAX_FAILURES,\n"
+          "  CB_RESET_TIMEOUT_SECONDS, CB_HALF_OPEN_MAX_REQUESTS, CB_SUCCESS_THRESHOLD.\n"
+          "Read by the binary: GW_FILTER_COPY_DIR, else TMPDIR, else /tmp: where filters\n"
+          "are copied to when memfd_create is not available (not a noexec mount).\n"
+          "\n"
+          "Exit status: 0 ok; 1 invalid configuration, start-up failure, filter refused;\n"
+          "2 wrong usage. More: man 8 gateway, docs/configuration.md.\n",
+          f);
 }
 
 static double uptime_seconds(void *arg)
@@ -414,7 +455,7 @@ int main(int argc, char **argv)
             printf("gateway %s\n", GW_VERSION);
             return 0;
         case 'h':
-            usage(stdout);
+            usage(stdout, true);
             return 0;
         case 'F':
             return gw_module_check_cli(optarg);
@@ -425,12 +466,12 @@ int main(int argc, char **argv)
             json = true;
             break;
         default:
-            usage(stderr);
+            usage(stderr, false);
             return 2;
         }
     }
     if (optind < argc || (json && !describe)) {
-        usage(stderr);
+        usage(stderr, false);
         return 2;
     }
     if (describe) return gw_module_describe_cli(describe, json);

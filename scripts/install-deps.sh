@@ -9,6 +9,8 @@ want=(build-essential cmake pkg-config libevent-dev libhiredis-dev libyaml-dev l
 want+=(prometheus)
 # clang + its runtime give the libFuzzer target; optional for running, installed when possible.
 want+=(clang libclang-rt-14-dev)
+# test_install renders the man page (man-db, groff-base) and checks the systemd unit (systemd-analyze).
+want+=(man-db groff-base systemd)
 # The admin console's browser test drives Debian's chromium headless (playwright-core, from npm, below).
 want+=(chromium fonts-dejavu-core)
 # Node.js and npm, unless the machine has them already (from another source, say).
