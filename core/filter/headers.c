@@ -10,7 +10,8 @@ static bool grow(gw_req *r, gw_hlist *l, size_t need)
 {
     if (need <= l->cap) return true;
     size_t cap = l->cap ? l->cap * 2 : 16;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     gw_http_field *v = gw_req_alloc(r, cap * sizeof *v);
     if (!v) return false;
     if (l->n) memcpy(v, l->v, l->n * sizeof *v);
@@ -92,22 +93,14 @@ static int h_remove(gw_req *r, gw_hdr_set set, const char *name)
     return 0;
 }
 
-static bool valid_name(const char *s, size_t n)
-{
-    if (!n) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= ' ' || ch >= 127 || ch == ':' || strchr("\"(),/;<=>?@[\\]{}", ch)) return false;
-    }
-    return true;
-}
-
 int gw_hdr_put(gw_req *r, gw_hdr_set set, const char *name, const char *value, size_t len, bool replace)
 {
     size_t nlen = strlen(name);
-    if (!valid_name(name, nlen) || (len && !value)) return -1;
-    for (size_t i = 0; i < len; i++)
-        if (value[i] == '\r' || value[i] == '\n' || value[i] == '\0') return -1;
+    if (!gw_http_is_token(name, nlen) || (len && !value)) return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c <= '\r' && (c == '\r' || c == '\n' || c == '\0')) return -1;
+    }
     gw_hlist *l = gw_hdr_view(r, set);
     if (!l || (replace && h_remove(r, set, name) != 0) || !grow(r, l, l->n + 1)) return -1;
     char *nm = gw_req_alloc(r, nlen + len + 2);

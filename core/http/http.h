@@ -110,18 +110,18 @@ ssize_t gw_http_parse_response(const char *buf, size_t len, const gw_http_limits
  * Chunk extensions are skipped (bounded), trailer fields are read and discarded (bounded). */
 typedef struct {
     int state;
-    uint64_t remaining;  /* payload bytes left in the current chunk (in data state) */
-    size_t line_len;     /* bytes of the current framing line seen so far */
-    size_t trailer_len;  /* bytes of trailer section seen so far */
-    unsigned digits;     /* hex digits in the current size */
-    uint64_t total;      /* payload bytes so far (for body caps) */
+    uint64_t remaining; /* payload bytes left in the current chunk (in data state) */
+    size_t line_len;    /* bytes of the current framing line seen so far */
+    size_t trailer_len; /* bytes of trailer section seen so far */
+    unsigned digits;    /* hex digits in the current size */
+    uint64_t total;     /* payload bytes so far (for body caps) */
 } gw_chunked;
 
 enum {
-    GW_CHUNKED_ERROR = -1,   /* malformed: answer 400 and close */
-    GW_CHUNKED_AGAIN = 0,    /* consumed what it could, needs more bytes */
-    GW_CHUNKED_DATA = 1,     /* a chunk's payload starts: c.remaining bytes of payload follow */
-    GW_CHUNKED_DONE = 2,     /* last chunk and trailers consumed; *used ends exactly after the message */
+    GW_CHUNKED_ERROR = -1, /* malformed: answer 400 and close */
+    GW_CHUNKED_AGAIN = 0,  /* consumed what it could, needs more bytes */
+    GW_CHUNKED_DATA = 1,   /* a chunk's payload starts: c.remaining bytes of payload follow */
+    GW_CHUNKED_DONE = 2,   /* last chunk and trailers consumed; *used ends exactly after the message */
 };
 
 void gw_chunked_init(gw_chunked *c);
@@ -132,8 +132,10 @@ int gw_chunked_feed(gw_chunked *c, const char *p, size_t n, size_t *used);
 void gw_chunked_consumed(gw_chunked *c, uint64_t n);
 
 /* --- helpers ------------------------------------------------------------------------------------- */
-bool gw_str_eq_ci(gw_str a, const char *lit);             /* case-insensitive equality with a C string */
+bool gw_str_eq_ci(gw_str a, const char *lit); /* case-insensitive equality with a C string */
 const gw_http_field *gw_http_find(const gw_http_head *h, const char *name); /* first field by name, ci */
+/* A non-empty token (RFC 9110 5.6.2): what a field name or a method must be. One table lookup a byte. */
+bool gw_http_is_token(const char *s, size_t n);
 /* True if the comma-separated token list `value` contains `token` (case-insensitive, OWS tolerated). */
 bool gw_http_list_has(gw_str value, const char *token);
 /* True for the hop-by-hop fields a proxy never forwards: Connection, Keep-Alive, Proxy-Connection,

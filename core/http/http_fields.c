@@ -151,3 +151,11 @@ const char *gw_http_reason(int status)
         if (reasons[i].code == status) return reasons[i].text;
     return "Unknown";
 }
+
+bool gw_http_is_token(const char *s, size_t n)
+{
+    if (!n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(gw_http_cls[(unsigned char)s[i]] & C_TCHAR)) return false;
+    return true;
+}

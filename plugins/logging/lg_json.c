@@ -139,15 +139,29 @@ static char *put_opt(char *o, const char *s, size_t n, bool present)
     return present ? put_str(o, s, n) : PUT(o, "null");
 }
 
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" quoted. The part up to the seconds is formatted once a second per thread (the
+ * writer formats thousands of lines a second): the rest is three digits. */
 static char *put_time(char *o, uint64_t unix_ms)
 {
-    time_t sec = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char buf[40];
-    int n = snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(unix_ms % 1000));
-    return put(o, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : 0);
+    static _Thread_local uint64_t cached_sec = UINT64_MAX;
+    static _Thread_local char head[32];
+    static _Thread_local size_t head_n;
+    uint64_t sec = unix_ms / 1000;
+    if (sec != cached_sec) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        int n = snprintf(head, sizeof head, "\"%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        head_n = n > 0 && (size_t)n < sizeof head ? (size_t)n : 0;
+        cached_sec = sec;
+    }
+    o = put(o, head, head_n);
+    unsigned ms = (unsigned)(unix_ms % 1000);
+    *o++ = (char)('0' + ms / 100);
+    *o++ = (char)('0' + ms / 10 % 10);
+    *o++ = (char)('0' + ms % 10);
+    return PUT(o, "Z\"");
 }
 
 static const char *const level_names[] = {"info", "warn", "error"};

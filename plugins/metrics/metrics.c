@@ -90,7 +90,9 @@ static gw_result mx_on_log(void *inst, void *route_conf, void *state, gw_req *re
         rl = rbuf;
     }
     int code = h->status(req);
-    snprintf(status, sizeof status, "%d", code > 0 ? code : 499);
+    if (code <= 0 || code > 999) code = 499; /* no answer went out: the client went away (as nginx logs it) */
+    status[0] = (char)('0' + code / 100), status[1] = (char)('0' + code / 10 % 10);
+    status[2] = (char)('0' + code % 10), status[3] = '\0';
     const char *const labels[] = {method_label(h->method(req)), rl, status};
     if (in->requests) h->metric_add(in->requests, req, labels, 1);
 

@@ -8,8 +8,8 @@
  *       headers: legacy          # legacy (X-RateLimit-*) | ietf (RateLimit, RateLimit-Policy) | both | none
  *       on_store_error: local    # local | allow | deny
  *       store_timeout: 100ms     # how long a request waits for the store before on_store_error decides
- *       exempt: [/health, /info, /metrics, /services/health]   # path prefixes (at a '/' boundary) never limited
- *       limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
+ *       exempt: [/health, /info, /metrics, /services/health]   # path prefixes (at a '/' boundary) never
+ * limited limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
  *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
  *
  * Identity: "key:<consumer.id>" when an earlier filter (apikey) identified the consumer, with the key's own
@@ -57,7 +57,8 @@ static const gw_setting rl_settings_table[] = {
            "Who decides when the store fails or is late: a local bucket, allow, or deny (503)"),
     RL_SET("store_timeout", GW_SET_DURATION, store_timeout_ms, "100ms", 1, 60000, NULL, 0,
            "How long a request waits for the store before on_store_error decides"),
-    RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health,/info,/metrics,/services/health", 0, RL_MAX_EXEMPT, NULL, 0,
+    RL_SET("exempt", GW_SET_PREFIXES, exempt, "/health,/info,/metrics,/services/health", 0, RL_MAX_EXEMPT,
+           NULL, 0,
            "Path prefixes (matched at a '/' boundary) never limited (the gateway's probes and scrapes); [] "
            "limits everything"),
     RL_SET("limit_admin", GW_SET_BOOL, limit_admin, "false", 0, 0, NULL, 0,
@@ -258,6 +259,16 @@ static bool consumer_rate(const gw_host *h, gw_req *req, double *rpm)
     return true;
 }
 
+/* Appends n bytes to key (NUL-terminated, cut at its size): the per-request key without printf. */
+static size_t key_put(char *key, size_t cap, size_t o, const char *s, size_t n)
+{
+    if (o >= cap) return o;
+    size_t k = n < cap - 1 - o ? n : cap - 1 - o;
+    memcpy(key + o, s, k);
+    key[o + k] = '\0';
+    return o + k;
+}
+
 /* A route whose merged limit differs from the pipeline's has buckets of its own, and its rpm wins over a
  * key's rate_limit. */
 static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, double *rpm)
@@ -283,7 +294,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, d
             snprintf(st->key + o, sizeof st->key - o, "key#%016llx",
                      (unsigned long long)rl_fnv1a(id.p, id.n));
         else
-            snprintf(st->key + o, sizeof st->key - o, "key:%.*s", (int)id.n, id.p);
+            key_put(st->key, sizeof st->key, key_put(st->key, sizeof st->key, o, "key:", 4), id.p, id.n);
         return 0;
     }
     rl_ip ip;
@@ -298,7 +309,7 @@ static int identity(rl_inst *in, gw_req *req, const rl_conf *rc, rl_state *st, d
     }
     char text[RL_IP_TEXT];
     rl_ip_format(&ip, text);
-    snprintf(st->key + o, sizeof st->key - o, "ip:%s", text);
+    key_put(st->key, sizeof st->key, key_put(st->key, sizeof st->key, o, "ip:", 3), text, strlen(text));
     return 0;
 }
 

@@ -144,8 +144,15 @@ bool rl_ip_is_v4(const rl_ip *ip)
  * IPv4 (and IPv4-mapped) in dotted form. */
 void rl_ip_format(const rl_ip *ip, char out[RL_IP_TEXT])
 {
-    if (rl_ip_is_v4(ip)) {
-        snprintf(out, RL_IP_TEXT, "%u.%u.%u.%u", ip->a[12], ip->a[13], ip->a[14], ip->a[15]);
+    if (rl_ip_is_v4(ip)) { /* every request of an anonymous client: no printf */
+        char *o = out;
+        for (int k = 12; k < 16; k++) {
+            unsigned v = ip->a[k];
+            if (v >= 100) *o++ = (char)('0' + v / 100);
+            if (v >= 10) *o++ = (char)('0' + v / 10 % 10);
+            *o++ = (char)('0' + v % 10);
+            *o++ = k < 15 ? '.' : '\0';
+        }
         return;
     }
     unsigned g[8];

@@ -36,8 +36,7 @@ static void bucket_math(double *tokens, uint64_t *last_ms, bool fresh, double ca
     if (!br->allowed && br->retry_ms == 0) br->retry_ms = 1;
 }
 
-void rl_local_take(rl_worker *w, const char *key, double cap, double rate, uint64_t now,
-                       gw_bucket_result *br)
+void rl_local_take(rl_worker *w, const char *key, double cap, double rate, uint64_t now, gw_bucket_result *br)
 {
     char k[RL_LOCAL_KEY];
     size_t klen = strlen(key);
