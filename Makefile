@@ -78,7 +78,7 @@ docker:
 
 compose-up:
 	@command -v docker >/dev/null && docker compose version >/dev/null 2>&1 || { echo "docker compose not found: make compose-up needs Docker with the Compose plugin (2.24 or newer) and a Docker engine" >&2; exit 1; }
-	@grep -qs '^ADMIN_PASSWORD=.' .env || { echo "no ADMIN_PASSWORD in .env: cp .env.example .env and set it there (the gateway refuses to start without it)" >&2; exit 1; }
+	@grep -Eqs '^ADMIN_PASSWORD=([^"'"'"'[:space:]]|"[^"]|'"'"'[^'"'"'])' .env || { echo "no ADMIN_PASSWORD in .env: cp .env.example .env and set it there (the gateway refuses to start without it)" >&2; exit 1; }
 	docker compose up --build -d
 	@echo "gateway http://localhost:8081, Grafana http://127.0.0.1:3000, Prometheus http://127.0.0.1:9090 (ports: .env)"
 
