@@ -125,12 +125,26 @@ class RedisServer:
 
     def __init__(self, case, port=None):
         self.case = case
+        self.fixed_port = port is not None
         self.port = port or g.free_port()
         self.dir = g.new_tmp_dir("redis-")
         self.runs = 0
         self.proc = None
 
     def start(self):
+        # A free port can be taken by another program between the probe and redis-server's bind: on a
+        # first start (nothing points at the port yet) another port is tried, a few times.
+        for attempt in range(3):
+            try:
+                return self._start()
+            except AssertionError as e:
+                if self.fixed_port or self.runs > 1 or "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.proc.stop()
+                self.port = g.free_port()
+                self.runs = 0
+
+    def _start(self):
         self.runs += 1
         argv = [REDIS_BIN, "--port", str(self.port), "--bind", g.LOCALHOST, "--save", "", "--appendonly", "no",
                 "--dir", self.dir, "--daemonize", "no", "--logfile", "", "--protected-mode", "yes"]
