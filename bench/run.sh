@@ -12,6 +12,7 @@
 #   DIRECT=1          also measure the upstream itself (the ceiling; not a proxy)
 #   FULL [1]          also measure the gateway with the full default pipeline (bench/gateway-full.yaml),
 #                     with logging and metrics on ("full") and off ("full_bare"); 0 skips both
+#   ONLY              measure only these targets, e.g. ONLY="nginx full full_bare" (keep nginx for x_nginx)
 #   LOADGEN_CPU [0]   CPU for wrk                           SERVER_CPU [1]  CPU for every server
 #   RESULTS_DIR       where the raw results go [BUILD_DIR/bench-results/<date-time>]
 #   KEEP=1            keep the scratch directory (configurations, server logs)
@@ -233,6 +234,10 @@ fi
 TARGETS=(nginx haproxy gateway)
 [[ $FULL == 1 ]] && TARGETS+=(full full_bare)
 [[ ${DIRECT:-0} == 1 ]] && TARGETS=(upstream "${TARGETS[@]}")
+if [[ -n ${ONLY:-} ]]; then
+    for t in $ONLY; do [[ -n ${PORT[$t]:-} ]] || die "ONLY: unknown target '$t' (${!PORT[*]})"; done
+    read -r -a TARGETS <<<"$ONLY"
+fi
 
 # Sanity: every target answers 200 with the upstream's body size on every path.
 for path in $PATHS; do
