@@ -654,22 +654,29 @@ static void *read_pipe(void *arg)
     return NULL;
 }
 
+/* logging writing into the pipe p (made here), with `extra` settings, then n requests whose lines are over
+ * 400 bytes each (their user agent), so a few hundred fill the pipe. */
+static void pipe_and_fill(fx *f, int p[2], const char *extra, size_t n)
+{
+    assert_int_equal(pipe(p), 0);
+    char conf[160];
+    snprintf(conf, sizeof conf, "output: /proc/self/fd/%d\n%s", p[1], extra);
+    load(f, conf);
+    char ua[401];
+    memset(ua, 'a', 400);
+    ua[400] = '\0';
+    for (size_t i = 0; i < n; i++)
+        run(f, "GET", "/api/q", (const char *[]){"User-Agent", ua, NULL});
+}
+
 /* Nobody reads the output: the writer blocks, the rings fill, further lines are dropped and counted; every
  * line not counted as dropped is written once the output drains. */
 static void test_full_queue_drops_and_counts(void **state)
 {
     fx *f = *state;
     int p[2];
-    assert_int_equal(pipe(p), 0);
-    char conf[128];
-    snprintf(conf, sizeof conf, "output: /proc/self/fd/%d\nqueue_size: 16\n", p[1]);
-    load(f, conf);
-    char ua[401];
-    memset(ua, 'a', 400);
-    ua[400] = '\0';
     const size_t total = 3000;
-    for (size_t i = 0; i < total; i++)
-        run(f, "GET", "/api/q", (const char *[]){"User-Agent", ua, NULL});
+    pipe_and_fill(f, p, "queue_size: 16\n", total);
     double dropped = gw_th_metric(f->th, "gateway_access_log_dropped_total", NULL);
     if (!(dropped > 0)) fail_msg("dropped %g of %zu with no reader", dropped, total);
     reader rd = {.fd = p[0]};
@@ -720,7 +727,7 @@ static void test_flush_nap_and_half_full_wake(void **state)
         run(f, "GET", "/api/batch", NULL);
     usleep(300000);
     assert_int_equal(lines_now(f->path), 1); /* 7 of 16: below half, they wait for the nap's end */
-    run(f, "GET", "/api/batch", NULL);        /* 8 of 16: past half, the worker wakes the writer */
+    run(f, "GET", "/api/batch", NULL);       /* 8 of 16: past half, the worker wakes the writer */
     assert_int_equal(wait_lines(f->path, 9), 9);
     finish(f);
     assert_int_equal(f->n, 9);
@@ -738,15 +745,7 @@ static void test_stop_with_an_output_nobody_reads(void **state)
 {
     fx *f = *state;
     int p[2];
-    assert_int_equal(pipe(p), 0);
-    char conf[128];
-    snprintf(conf, sizeof conf, "output: /proc/self/fd/%d\nqueue_size: 64\nflush: 0\n", p[1]);
-    load(f, conf);
-    char ua[401];
-    memset(ua, 'u', 400);
-    ua[400] = '\0';
-    for (int i = 0; i < 2000; i++) /* far more than the pipe holds */
-        run(f, "GET", "/api/blocked", (const char *[]){"User-Agent", ua, NULL});
+    pipe_and_fill(f, p, "queue_size: 64\nflush: 0\n", 2000); /* far more than the pipe holds */
     assert_int_equal(gw_th_violations(f->th), 0);
     pthread_t t;
     struct timespec t0, t1;
