@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics docs screenshot clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics bench-idle docs screenshot clean
 
 all: build
 
@@ -67,6 +67,11 @@ bench-ratelimit: build
 
 bench-metrics: build
 	python3 -B bench/metrics_scrape.py $(BUILD)
+
+# idle keep-alive client connections: RSS per connection, the gateway next to nginx (IDLE_CONNS, default 10000)
+bench-idle: build
+	@scripts/install-deps.sh bench
+	python3 -B bench/idle_conns.py $(BUILD) $(or $(IDLE_CONNS),10000)
 
 # Container images (Dockerfile, docker-compose.yml) for machines with a Docker engine; nothing else needs one.
 # `make docker`: the gateway image, gateway:latest. `make compose-up`: the whole stack in the background,
