@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics bench-idle docs screenshot clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics bench-idle bench-reload docs screenshot clean
 
 all: build
 
@@ -67,6 +67,11 @@ bench-ratelimit: build
 
 bench-metrics: build
 	python3 -B bench/metrics_scrape.py $(BUILD)
+
+# one SIGHUP a second under load against none, full pipeline (bench/reload_load.sh)
+bench-reload: build
+	@scripts/install-deps.sh bench
+	bench/reload_load.sh $(BUILD)
 
 # idle keep-alive client connections: RSS per connection, the gateway next to nginx (IDLE_CONNS, default 10000)
 bench-idle: build

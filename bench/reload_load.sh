@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# bench/reload_load.sh - one SIGHUP a second under load (`make bench-reload`): the gateway with the full
+# default pipeline (bench/gateway-full.yaml, one worker) in front of an nginx upstream, driven by wrk; per
+# round one run without reloads and one with a SIGHUP every second, same length, and their p50/p99,
+# requests and errors side by side. Reloads must cost no error, and p99 should stay within the noise.
+#
+# Usage: bench/reload_load.sh BUILD_DIR        Environment: ROUNDS [2], DURATION [10] (seconds),
+#        CONNS [64], LOADGEN_CPU [0], SERVER_CPU [1]
+# Everything listens on 127.0.0.1 on ports chosen at run time; what it starts it stops on exit.
+set -euo pipefail
+
+BUILD=${1:?usage: bench/reload_load.sh BUILD_DIR}
+GATEWAY=$(cd "$BUILD" && pwd)/gateway
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-10} CONNS=${CONNS:-64}
+LOADGEN_CPU=${LOADGEN_CPU:-0} SERVER_CPU=${SERVER_CPU:-1}
+for t in nginx wrk taskset curl python3; do
+    command -v "$t" >/dev/null || { echo "reload_load.sh: $t not found (scripts/install-deps.sh bench)" >&2; exit 1; }
+done
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+RUN=$(mktemp -d)
+NGINX_PID= GW_PID=
+cleanup() {
+    [[ -n $GW_PID ]] && { kill -TERM "$GW_PID" 2>/dev/null; wait "$GW_PID" 2>/dev/null || true; }
+    [[ -n $NGINX_PID ]] && { kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null || true; }
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+
+UP=$(free_port) GW=$(free_port)
+mkdir -p "$RUN/up/logs" "$RUN/gw"
+cat >"$RUN/up/nginx.conf" <<EOF
+pid $RUN/up/nginx.pid; error_log $RUN/up/error.log warn; worker_processes 1;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$UP; keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{"ok":true,"service":"bench"}'; } } }
+EOF
+taskset -c "$SERVER_CPU" nginx -p "$RUN/up" -c nginx.conf -g 'daemon off;' &
+NGINX_PID=$!
+(cd "$RUN/gw" && exec env BENCH_GATEWAY_PORT="$GW" BENCH_UPSTREAM_URL="http://127.0.0.1:$UP" BENCH_OBSERVE=true \
+    taskset -c "$SERVER_CPU" "$GATEWAY" -c "$HERE/gateway-full.yaml" 2>"$RUN/gateway.log") &
+GW_PID=$!
+for ((i = 0; i < 100; i++)); do curl -s -o /dev/null "http://127.0.0.1:$GW/health" && break; sleep 0.1; done
+cat >"$RUN/lat.lua" <<'EOF'
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("p50 %.2f ms  p99 %.2f ms  requests %d  errors %d  non-2xx %d\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.requests,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+EOF
+drive() { taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$RUN/lat.lua" "http://127.0.0.1:$GW/" | tail -1; }
+taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d3s "http://127.0.0.1:$GW/" >/dev/null # warm-up
+for ((r = 1; r <= ROUNDS; r++)); do
+    printf 'round %d, no reloads:       %s\n' "$r" "$(drive)"
+    (for ((i = 1; i < DURATION; i++)); do sleep 1; kill -HUP "$GW_PID"; done) &
+    hup=$!
+    printf 'round %d, one SIGHUP a s:   %s\n' "$r" "$(drive)"
+    wait "$hup"
+done
+curl -s "http://127.0.0.1:$GW/info" | python3 -c 'import json, sys; print("reloads:", json.load(sys.stdin)["reloads"])'
