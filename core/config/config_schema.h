@@ -59,8 +59,8 @@ struct gw_cfg_ctx {
     const gw_yaml_node *at; /* enclosing mapping: where to point when a key is missing */
     char *err;
     size_t plen;
-    char path[512];   /* key path for messages: "routes[1].service" */
-    void *svc_index;  /* service names sorted, built by the first route that names one (freed by the loader) */
+    char path[512];  /* key path for messages: "routes[1].service" */
+    void *svc_index; /* service names sorted, built by the first route that names one (freed by the loader) */
 };
 
 /* "file:line:col: <path>: <message>" into c->err (first error wins); always returns false. */
@@ -98,6 +98,9 @@ bool gw_cfg_list(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *
 /* config_schema.c: the top-level table and the cross-key checks run after it. */
 extern const gw_field gw_cfg_top[];
 bool gw_cfg_finish(gw_cfg_ctx *c, const gw_yaml_node *root);
+
+/* A sequence of CIDRs into gw_config.trusted_proxies (config_cidr.c). */
+bool gw_cfg_cidrs(gw_cfg_ctx *c, const gw_field *f, const gw_yaml_node *n, void *rec);
 
 /* The keys under field f, for a walk over every key (config_keys.c): a section's, a list item's (*list
  * true) or another nested mapping's (listeners[].tls); NULL for a leaf. */

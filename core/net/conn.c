@@ -356,18 +356,6 @@ void gw_conn_request_done(gw_conn *c)
     }
 }
 
-static bool sane_request_id(gw_str v)
-{
-    if (v.n == 0 || v.n > GW_REQUEST_ID_MAX) return false;
-    for (size_t i = 0; i < v.n; i++) {
-        unsigned char ch = (unsigned char)v.p[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
-              ch == '_' || ch == '.' || ch == ':'))
-            return false;
-    }
-    return true;
-}
-
 /* Absolute-form ("http://host/path"): its authority is the request's host (RFC 9112 3.2.2: the Host
  * field is ignored then), for routing and for everything forwarded. "*" and authority-form are not for us. */
 static int request_path(gw_conn *c)
@@ -414,29 +402,16 @@ static void answer_refused(gw_conn *c)
     }
 }
 
-/* A client's X-Request-Id is kept when trusted, sane and not declared hop-by-hop (named in Connection:
- * meant for this hop only, so it is as good as absent, RFC 9110 7.6.1). */
-static void set_request_id(gw_conn *c)
-{
-    const gw_http_field *rid = gw_http_find(c->req, "X-Request-Id");
-    if (cfg_of(c)->trust_request_id && rid && sane_request_id(rid->value) &&
-        !gw_http_conn_lists(c->req, rid->name)) {
-        memcpy(c->request_id, rid->value.p, rid->value.n); /* sane: at most GW_REQUEST_ID_MAX */
-        c->request_id[rid->value.n] = '\0';
-    } else {
-        gw_worker_request_id(c->w, c->request_id);
-    }
-}
-
 /* What serves the request: a built-in endpoint, a filter's endpoint, a route, or nothing (c->refuse). */
 static bool dispatch_target(gw_conn *c)
 {
     const gw_gen *g = c->gen;
     const char *p = c->path_buf;
     size_t n = c->path_len;
-    c->builtin = (n == 7 && !memcmp(p, "/health", 7)) ? 1 : (n == 5 && !memcmp(p, "/info", 5)) ? 2
-                 : (n == 16 && !memcmp(p, "/services/health", 16))                      ? 3
-                                                                                        : 0;
+    c->builtin = (n == 7 && !memcmp(p, "/health", 7))              ? 1
+                 : (n == 5 && !memcmp(p, "/info", 5))              ? 2
+                 : (n == 16 && !memcmp(p, "/services/health", 16)) ? 3
+                                                                   : 0;
     if (c->builtin) return true;
     bool known = false;
     if (g->nendpoints && (c->rq.endpoint = gw_gen_endpoint(g, c->req->method_id, p, n, &known))) return true;
@@ -465,16 +440,17 @@ static void handle_request(gw_conn *c)
     c->req_valid = true;
     c->keep_alive = rq->keep_alive && !c->w->draining;
     c->body_complete = rq->body == GW_BODY_NONE || (rq->body == GW_BODY_LENGTH && rq->content_length == 0);
-    set_request_id(c);
+    gw_conn_set_request_id(c, c->gen->cfg);
     if (gw_phase_request_init(c) != 0) {
         gw_respond_error_close(c, 500, "Out of memory");
         return;
     }
     int st = request_path(c);
     if (st) {
-        gw_respond_error_close(c, st, st == 414 ? "The request target is too long"
-                                     : st == 501 ? "CONNECT is not supported"
-                                                 : "The request target is not valid");
+        gw_respond_error_close(c, st,
+                               st == 414   ? "The request target is too long"
+                               : st == 501 ? "CONNECT is not supported"
+                                           : "The request target is not valid");
         return;
     }
     const gw_config *cfg = c->gen->cfg;
@@ -522,15 +498,18 @@ void gw_after_request_phase(gw_conn *c, gw_result r)
 
 void gw_after_endpoint(gw_conn *c, gw_result r)
 {
-    if (r == GW_RESPOND && c->rq.own_status) gw_respond_own(c);
-    else gw_respond_error(c, 500, r == GW_CONTINUE ? "The endpoint did not answer" : "The endpoint failed");
+    if (r == GW_RESPOND && c->rq.own_status)
+        gw_respond_own(c);
+    else
+        gw_respond_error(c, 500, r == GW_CONTINUE ? "The endpoint did not answer" : "The endpoint failed");
 }
 
 static int grow_head_buf(gw_conn *c, size_t need)
 {
     if (c->head_cap >= need) return 0;
     size_t cap = c->head_cap ? c->head_cap : 1024;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     char *p = realloc(c->head_buf, cap);
     if (!p) return -1;
     c->head_buf = p;
