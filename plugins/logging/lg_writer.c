@@ -303,8 +303,9 @@ lg_writer *lg_writer_new(lg_inst *in, const char *output, int nap_ms, char *err,
         w->own_fd = true;
     }
     struct stat st;
-    w->is_pipe = fstat(w->fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
-    w->may_block = w->is_pipe || (fstat(w->fd, &st) == 0 && S_ISCHR(st.st_mode) && isatty(w->fd));
+    bool known = fstat(w->fd, &st) == 0;
+    w->is_pipe = known && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    w->may_block = w->is_pipe || (known && S_ISCHR(st.st_mode) && isatty(w->fd));
     if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         snprintf(err, errlen, LG_NAME ": eventfd: %s", strerror(errno));
         goto fail;
