@@ -11,8 +11,11 @@
 #   QUICK=1           smoke run: 1 round of 2 s, 1 s warm-up
 #   DIRECT=1          also measure the upstream itself (the ceiling; not a proxy)
 #   FULL [1]          also measure the gateway with the full default pipeline (bench/gateway-full.yaml),
-#                     with logging and metrics on ("full") and off ("full_bare"); 0 skips both
-#   ONLY              measure only these targets, e.g. ONLY="nginx full full_bare" (keep nginx for x_nginx)
+#                     with logging and metrics on ("full") and off ("full_bare"), an API key presented,
+#                     and nginx with an access log ("nginx_log", what "full" is held against); 0 skips them
+#   ONLY              measure only these targets, e.g. ONLY="nginx nginx_log full" (keep nginx for x_nginx)
+#   WORKERS [1]       worker processes / threads of every proxy (nginx, HAProxy, the gateways); above 1,
+#                     wrk and the servers all float over every CPU unless LOADGEN_CPU / SERVER_CPU are set
 #   LOADGEN_CPU [0]   CPU for wrk                           SERVER_CPU [1]  CPU for every server
 #   RESULTS_DIR       where the raw results go [BUILD_DIR/bench-results/<date-time>]
 #   KEEP=1            keep the scratch directory (configurations, server logs)
@@ -36,8 +39,11 @@ WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-64}
 PATHS=${PATHS:-"/ /4k /64k"}
 if [[ ${QUICK:-0} == 1 ]]; then ROUNDS=1 DURATION=2s WARMUP=1s; fi
-LOADGEN_CPU=${LOADGEN_CPU:-0}
-SERVER_CPU=${SERVER_CPU:-1}
+WORKERS=${WORKERS:-1}
+[[ $WORKERS =~ ^[1-9]$ ]] || die "WORKERS must be 1-9"
+if ((WORKERS > 1)); then ALL_CPUS=0-$(($(nproc) - 1)); else ALL_CPUS=; fi
+LOADGEN_CPU=${LOADGEN_CPU:-${ALL_CPUS:-0}}
+SERVER_CPU=${SERVER_CPU:-${ALL_CPUS:-1}}
 STAMP=$(date +%Y%m%d-%H%M%S)
 RESULTS_DIR=${RESULTS_DIR:-$(dirname "$GATEWAY")/bench-results/$STAMP}
 
@@ -50,7 +56,7 @@ for tool in nginx haproxy wrk taskset setsid curl awk ss; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/install-deps.sh bench installs it)"
 done
 NCPU=$(nproc)
-if ((NCPU < 2)); then
+if ((NCPU < 2 && WORKERS == 1)); then
     note "WARNING: only $NCPU CPU: wrk and the servers share it; ratios are still comparable, absolute figures less so"
     LOADGEN_CPU=0 SERVER_CPU=0
 fi
@@ -86,8 +92,9 @@ HAPROXY_PORT=$(free_port)
 GW_PORT=$(free_port)
 FULL_PORT=$(free_port)
 BARE_PORT=$(free_port)
+NGLOG_PORT=$(free_port)
 
-mkdir -p "$RUN"/{upstream,nginx}/{logs,tmp} "$RUN/www" "$RUN/gateway" "$RUN/full" "$RUN/full_bare"
+mkdir -p "$RUN"/{upstream,nginx,nginx_log}/{logs,tmp} "$RUN/www" "$RUN/gateway" "$RUN/full" "$RUN/full_bare"
 # json_body FILE SIZE: a JSON document of exactly SIZE bytes
 json_body() {
     local prefix="{\"bytes\":$2,\"fill\":\""
@@ -98,10 +105,10 @@ json_body "$RUN/www/4k" 4096
 json_body "$RUN/www/64k" 65536
 chmod 644 "$RUN"/www/*
 
-# settings both nginx instances share
+# settings every nginx instance shares (the upstream always has one worker)
 nginx_common() {
     cat <<EOF
-worker_processes 1;
+worker_processes ${2:-1};
 daemon off;
 pid $1/nginx.pid;
 error_log $1/logs/error.log warn;
@@ -136,20 +143,21 @@ http {
 EOF
 } >"$RUN/upstream.conf"
 
-{
-    nginx_common "$RUN/nginx"
+# nginx_proxy DIR PORT ACCESS_LOG: the nginx reverse proxy's configuration
+nginx_proxy() {
+    nginx_common "$1" "$WORKERS"
     cat <<EOF
 http {
-    access_log off;
+    $3
     server_tokens off;
     tcp_nodelay on;
     keepalive_requests 10000000;
     keepalive_timeout 120s;
-    client_body_temp_path $RUN/nginx/tmp/body;
-    proxy_temp_path $RUN/nginx/tmp/proxy;
-    fastcgi_temp_path $RUN/nginx/tmp/fastcgi;
-    uwsgi_temp_path $RUN/nginx/tmp/uwsgi;
-    scgi_temp_path $RUN/nginx/tmp/scgi;
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
     upstream bench_upstream {
         server 127.0.0.1:$UP_PORT;
         keepalive 128;
@@ -157,7 +165,7 @@ http {
         keepalive_timeout 120s;
     }
     server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        listen 127.0.0.1:$2 backlog=4096;
         location / {
             proxy_pass http://bench_upstream;
             proxy_http_version 1.1;
@@ -169,11 +177,23 @@ http {
     }
 }
 EOF
-} >"$RUN/nginx.conf"
+}
+nginx_proxy "$RUN/nginx" "$NGINX_PORT" "access_log off;" >"$RUN/nginx.conf"
+# nginx_log: the same with an access log to a file, one JSON line a request with the fields the gateway's
+# logging.so writes (nginx's default: no buffer, so one write(2) a request)
+NGINX_JSON=$(tr -d '\n' <<'JSON'
+{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method","path":"$uri",
+"status":$status,"duration_ms":$request_time,"upstream":"$upstream_addr",
+"upstream_status":"$upstream_status","client_ip":"$remote_addr","bytes_in":$request_length,
+"bytes_out":$bytes_sent,"user_agent":"$http_user_agent"}
+JSON
+)
+nginx_proxy "$RUN/nginx_log" "$NGLOG_PORT" "log_format json escape=json '$NGINX_JSON';
+    access_log $RUN/nginx_log/logs/access.log json;" >"$RUN/nginx_log.conf"
 
 cat >"$RUN/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $WORKERS
     maxconn 4096
 
 defaults
@@ -204,7 +224,7 @@ function done(summary, latency, requests)
 end
 EOF
 
-export BENCH_GATEWAY_PORT=$GW_PORT BENCH_UPSTREAM_URL=http://127.0.0.1:$UP_PORT
+export BENCH_GATEWAY_PORT=$GW_PORT BENCH_UPSTREAM_URL=http://127.0.0.1:$UP_PORT BENCH_WORKERS=$WORKERS
 "$GATEWAY" -t -c "$BENCH_DIR/gateway.yaml" >/dev/null 2>"$RUN/gateway-check.log" \
     || { cat "$RUN/gateway-check.log" >&2; die "bench/gateway.yaml does not validate"; }
 FULL=${FULL:-1}
@@ -215,10 +235,10 @@ fi
 
 # ------------------------------------------------------------------------------------- start
 note "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | awk 'NR == 1 { print "haproxy " $3 }'), $(wrk -v 2>&1 | awk 'NR == 1 { print "wrk " $2 }'), $("$GATEWAY" --version 2>&1 | head -1)"
-note "$NCPU CPUs; wrk on cpu $LOADGEN_CPU, all servers on cpu $SERVER_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+note "$NCPU CPUs; $WORKERS worker(s) per proxy; wrk on cpu $LOADGEN_CPU, all servers on cpu $SERVER_CPU; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 declare -A PORT=([upstream]=$UP_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT [gateway]=$GW_PORT
-    [full]=$FULL_PORT [full_bare]=$BARE_PORT)
+    [full]=$FULL_PORT [full_bare]=$BARE_PORT [nginx_log]=$NGLOG_PORT)
 start upstream "$UP_PORT" nginx -p "$RUN/upstream" -c "$RUN/upstream.conf"
 start nginx "$NGINX_PORT" nginx -p "$RUN/nginx" -c "$RUN/nginx.conf"
 start haproxy "$HAPROXY_PORT" haproxy -db -f "$RUN/haproxy.cfg"
@@ -229,10 +249,31 @@ if [[ $FULL == 1 ]]; then
         "$GATEWAY" -c "$BENCH_DIR/gateway-full.yaml"
     start full_bare "$BARE_PORT" env -C "$RUN/full_bare" BENCH_GATEWAY_PORT="$BARE_PORT" BENCH_OBSERVE=false \
         "$GATEWAY" -c "$BENCH_DIR/gateway-full.yaml"
+    start nginx_log "$NGLOG_PORT" nginx -p "$RUN/nginx_log" -c "$RUN/nginx_log.conf"
 fi
 
+# The full pipeline is measured with an API key presented, as its clients would: one key, made through
+# each full gateway's admin API (its own embedded store), with a rate limit nothing reaches. apikey checks
+# it on every request (from its per-worker cache after the first) and ratelimit keys its bucket by it.
+# Every target gets the header; nginx and the empty pipeline pass it on unread.
+declare -A KEY_OF=()
+if [[ $FULL == 1 ]]; then
+    for t in full full_bare; do
+        created=$(curl -s --max-time 5 -u admin:bench-only -H 'Content-Type: application/json' \
+            -d '{"name":"bench","rate_limit":1000000000}' "http://127.0.0.1:${PORT[$t]}/admin/apikeys" || true)
+        KEY_OF[$t]=$(sed -n 's/.*"raw_key":"\(gw_[A-Za-z0-9_-]*\)".*/\1/p' <<<"$created")
+        [[ -n ${KEY_OF[$t]} ]] || die "could not create an API key on $t: '$created'"
+        # a wrong key is refused: the filter really checks what it is given
+        code=$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' -H "X-API-Key: gw_not-a-key" \
+            "http://127.0.0.1:${PORT[$t]}/" || true)
+        [[ $code == 401 ]] || die "$t answers $code to a wrong API key, expected 401"
+    done
+fi
+# key_header TARGET: the wrk/curl header argument for TARGET
+key_header() { echo "X-API-Key: ${KEY_OF[$1]:-gw_passed-through-unread}"; }
+
 TARGETS=(nginx haproxy gateway)
-[[ $FULL == 1 ]] && TARGETS+=(full full_bare)
+[[ $FULL == 1 ]] && TARGETS+=(nginx_log full full_bare)
 [[ ${DIRECT:-0} == 1 ]] && TARGETS=(upstream "${TARGETS[@]}")
 if [[ -n ${ONLY:-} ]]; then
     for t in $ONLY; do [[ -n ${PORT[$t]:-} ]] || die "ONLY: unknown target '$t' (${!PORT[*]})"; done
@@ -244,7 +285,8 @@ for path in $PATHS; do
     want=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "http://127.0.0.1:$UP_PORT$path" || true)
     [[ $want == "200 "* ]] || die "the upstream answers '$want' on $path, expected 200"
     for t in "${TARGETS[@]}"; do
-        got=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' "http://127.0.0.1:${PORT[$t]}$path" || true)
+        got=$(curl -s -o /dev/null --max-time 5 -w '%{http_code} %{size_download}' -H "$(key_header "$t")" \
+            "http://127.0.0.1:${PORT[$t]}$path" || true)
         [[ $got == 000* ]] && got="no answer within 5 s"
         [[ $got == "$want" ]] || die "sanity check: $t on $path gives '$got' (status, bytes), the upstream '$want'"
     done
@@ -261,7 +303,8 @@ drive() {
     local t=$1 path=$2 dur=$3 round=$4 out line
     out=$RESULTS_DIR/wrk.$t.${path//\//_}.$round.txt
     taskset -c "$LOADGEN_CPU" timeout -k 5 $(($(secs "$dur") + 30)) \
-        wrk -t1 -c"$CONNS" -d"$dur" --latency -s "$RUN/done.lua" "http://127.0.0.1:${PORT[$t]}$path" >"$out" 2>&1 &
+        wrk -t1 -c"$CONNS" -d"$dur" --latency -s "$RUN/done.lua" -H "$(key_header "$t")" \
+        "http://127.0.0.1:${PORT[$t]}$path" >"$out" 2>&1 &
     WRK_PID=$!
     wait "$WRK_PID" || true
     WRK_PID=
@@ -328,21 +371,30 @@ done
     echo "errors: socket errors + non-2xx answers over all measured runs (should be 0)."
     if [[ $FULL == 1 ]]; then
         echo
-        echo "full / full_bare (the default pipeline with logging and metrics on / off), median over the rounds"
-        echo "of the per-round req/s ratio:"
-        awk -F'\t' -v paths="$PATHS" 'NR > 1 { R[$1, $2, $3] = $4; rounds[$3] = 1 }
+        echo "Per-round req/s ratios, median over the rounds (p99 in ms, medians, for the latency target):"
+        awk -F'\t' -v paths="$PATHS" 'NR > 1 { R[$1, $2, $3] = $4; L[$1, $2, $3] = $6; rounds[$3] = 1 }
+        function ratio(a, b, path,   n, v, r, x, i, j) {
+            n = 0
+            for (r in rounds)
+                if ((a, path, r) in R && (b, path, r) in R && R[b, path, r] > 0) v[++n] = R[a, path, r] / R[b, path, r]
+            for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+            return n == 0 ? "-" : sprintf("%.3f", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+        }
+        function p99(t, path,   n, v, r, x, i, j) {
+            n = 0
+            for (r in rounds) if ((t, path, r) in L) v[++n] = L[t, path, r] / 1000
+            for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+            return n == 0 ? "-" : sprintf("%.2f", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+        }
         END {
             np = split(paths, P, " ")
-            for (i = 1; i <= np; i++) {
-                n = 0
-                for (r in rounds)
-                    if (("full", P[i], r) in R && ("full_bare", P[i], r) in R && R["full_bare", P[i], r] > 0)
-                        v[++n] = R["full", P[i], r] / R["full_bare", P[i], r]
-                for (a = 2; a <= n; a++) { x = v[a]; for (b = a - 1; b >= 1 && v[b] > x; b--) v[b + 1] = v[b]; v[b + 1] = x }
-                m = n == 0 ? "-" : sprintf("%.3f", n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
-                printf "  %-5s %s\n", P[i], m
-            }
+            printf "  %-5s %14s %14s %16s %15s\n", "path", "full/nginx_log", "full/full_bare", "gateway/nginx", "p99 full/nglog"
+            for (i = 1; i <= np; i++)
+                printf "  %-5s %14s %14s %16s %8s/%s\n", P[i], ratio("full", "nginx_log", P[i]),
+                    ratio("full", "full_bare", P[i]), ratio("gateway", "nginx", P[i]), p99("full", P[i]), p99("nginx_log", P[i])
         }' "$RES"
+        echo "full: the default pipeline (bench/gateway-full.yaml) with an API key; full_bare: the same without"
+        echo "logging and metrics; nginx_log: nginx with a JSON access log to a file; gateway: empty pipeline."
     fi
     for t in "${!DEAD[@]}"; do echo "WARNING: $t died during the run; its rows are incomplete"; done
 } | tee "$RESULTS_DIR/summary.txt"
