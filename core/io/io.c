@@ -34,15 +34,26 @@ struct gw_io {
     int pending_error; /* an immediate connect failure, reported from the loop */
 };
 
+static bool want_read(const gw_io *io)
+{
+    return io->read_wanted && !io->wm_paused && !io->eof && !io->connecting && io->fd >= 0 && io->rev;
+}
+
+static void drop_read(gw_io *io)
+{
+    if (!io->rev_added) return;
+    event_del(io->rev);
+    io->rev_added = false;
+}
+
+/* Registers the read event when reading is wanted. A pause leaves it registered: the next readiness
+ * finds reading unwanted and removes it then (on_readable). Most pauses end within the loop turn that
+ * began them (a response whose filters all answer at once), and so cost no epoll_ctl at all. */
 static void update_read(gw_io *io)
 {
-    bool want = io->read_wanted && !io->wm_paused && !io->eof && !io->connecting && io->fd >= 0 && io->rev;
-    if (want == io->rev_added) return;
-    if (want)
-        event_add(io->rev, NULL);
-    else
-        event_del(io->rev);
-    io->rev_added = want;
+    if (!want_read(io) || io->rev_added) return;
+    event_add(io->rev, NULL);
+    io->rev_added = true;
 }
 
 static void set_wev(gw_io *io, bool on)
@@ -59,7 +70,7 @@ static void fail(gw_io *io, int what)
 {
     io->failed = true;
     io->read_wanted = false;
-    update_read(io);
+    drop_read(io);
     set_wev(io, false);
     io->on_event(io, what, io->arg); /* last: it may free io */
 }
@@ -67,12 +78,16 @@ static void fail(gw_io *io, int what)
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     gw_io *io = arg;
+    if (!want_read(io)) { /* paused since it was registered (update_read) */
+        drop_read(io);
+        return;
+    }
     size_t want = io->read_size;
     if (io->read_high) {
         size_t have = evbuffer_get_length(io->in);
         if (have >= io->read_high) {
             io->wm_paused = true;
-            update_read(io);
+            drop_read(io);
             return;
         }
         if (io->read_high - have < want) want = io->read_high - have;
@@ -98,7 +113,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (r == 0) {
         io->eof = true;
-        update_read(io);
+        drop_read(io);
         io->on_event(io, GW_IO_EOF, io->arg);
         return;
     }
