@@ -114,6 +114,14 @@ int gw_hdr_put(gw_req *r, gw_hdr_set set, const char *name, const char *value, s
     return 0;
 }
 
+int gw_hdr_append(gw_req *r, gw_hdr_set set, gw_str name, gw_str value)
+{
+    gw_hlist *l = gw_hdr_view(r, set);
+    if (!l || !grow(r, l, l->n + 1)) return -1;
+    l->v[l->n++] = (gw_http_field){name, value};
+    return 0;
+}
+
 static int h_set(gw_req *r, gw_hdr_set set, const char *name, const char *value, size_t len)
 {
     return gw_hdr_put(r, set, name, value, len, true);

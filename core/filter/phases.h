@@ -21,6 +21,8 @@ void gw_req_free(gw_req *r); /* gw_req_end + the kept chunk */
 /* Header views (headers.c). */
 gw_hlist *gw_hdr_view(gw_req *r, gw_hdr_set set);
 int gw_hdr_put(gw_req *r, gw_hdr_set set, const char *name, const char *value, size_t len, bool replace);
+/* Appends a field that is valid already, its strings in the request's memory (no check, no copy). */
+int gw_hdr_append(gw_req *r, gw_hdr_set set, gw_str name, gw_str value);
 void gw_host_headers_fill(gw_host *h);
 
 /* Store calls (host_store.c). */

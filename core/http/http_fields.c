@@ -5,11 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-bool gw_str_eq_ci(gw_str a, const char *lit)
-{
-    return str_eq_ci_str(a, (gw_str){lit, strlen(lit)});
-}
-
 const gw_http_field *gw_http_find(const gw_http_head *h, const char *name)
 {
     size_t n = strlen(name);

@@ -127,6 +127,20 @@ static gw_str arena_str(gw_req *r, gw_str s)
     return (gw_str){p, s.n};
 }
 
+/* A parsed field into the response view: name and value copied (NUL-terminated) in one allocation; the
+ * codec has checked both already. */
+static int stage_field(gw_req *r, const gw_http_field *f)
+{
+    char *p = gw_req_alloc(r, f->name.n + f->value.n + 2);
+    if (!p) return -1;
+    memcpy(p, f->name.p, f->name.n);
+    p[f->name.n] = '\0';
+    char *v = p + f->name.n + 1;
+    memcpy(v, f->value.p, f->value.n);
+    v[f->value.n] = '\0';
+    return gw_hdr_append(r, GW_HDR_RESPONSE, (gw_str){p, f->name.n}, (gw_str){v, f->value.n});
+}
+
 /* For the response phases: the client-bound fields go into the response view (copied: the head bytes are
  * about to leave the input buffer), ahead of what filters already set there. */
 static int stage_response(gw_conn *c, const gw_http_head *h)
@@ -150,12 +164,10 @@ static int stage_response(gw_conn *c, const gw_http_head *h)
     for (size_t i = 0; i < h->nfields; i++) {
         const gw_http_field *f = &h->fields[i];
         if (skip_response_field(h, f)) continue;
-        gw_str name = arena_str(r, f->name), value = arena_str(r, f->value);
-        if (gw_hdr_put(r, GW_HDR_RESPONSE, name.p, value.p, value.n, false) != 0) return -1;
+        if (stage_field(r, f) != 0) return -1;
     }
-    for (size_t i = 0; i < prior.n; i++)
-        if (gw_hdr_put(r, GW_HDR_RESPONSE, prior.v[i].name.p, prior.v[i].value.p, prior.v[i].value.n, false) != 0)
-            return -1;
+    for (size_t i = 0; i < prior.n; i++) /* checked and copied when a filter set them */
+        if (gw_hdr_append(r, GW_HDR_RESPONSE, prior.v[i].name, prior.v[i].value) != 0) return -1;
     r->resp_reason = arena_str(r, h->reason);
     return 0;
 }

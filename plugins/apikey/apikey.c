@@ -28,6 +28,8 @@
  * Waiting requests: the store callbacks and the cleanup get a token, not a pointer (apikey_pend.c). */
 #include "apikey.h"
 
+#include <openssl/evp.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,20 +197,16 @@ static gw_result judge(const ak_inst *in, gw_req *req, const ak_ident *id, bool 
     if (id->expires_ms && (int64_t)h->unix_ms() >= id->expires_ms) return unauthorized(in, req, "API key has expired");
     h->header_remove(req, GW_HDR_REQUEST, in->s.header);
     if (from_auth) h->header_remove(req, GW_HDR_REQUEST, "Authorization");
-    if (h->header_set(req, GW_HDR_REQUEST, "X-Consumer-ID", id->id, strlen(id->id)) != 0 ||
-        h->header_set(req, GW_HDR_REQUEST, "X-Consumer-Name", id->name, strlen(id->name)) != 0) {
+    if (h->header_set(req, GW_HDR_REQUEST, "X-Consumer-ID", id->id, id->id_len) != 0 ||
+        h->header_set(req, GW_HDR_REQUEST, "X-Consumer-Name", id->name, id->name_len) != 0) {
         h->log(in->self, req, GW_LOG_ERROR, "API key %s: its name cannot be sent as a header", id->id);
         return GW_ERROR;
     }
     /* For the filters after us (the rate limiter): who this is and the key's own limit. */
     if (h->struct_size > offsetof(gw_host, req_set) && h->req_set) {
-        h->req_set(req, "consumer.id", id->id, strlen(id->id));
-        h->req_set(req, "consumer.name", id->name, strlen(id->name));
-        if (id->rate_limit > 0) {
-            char lim[24];
-            int n = snprintf(lim, sizeof lim, "%lld", (long long)id->rate_limit);
-            h->req_set(req, "consumer.rate_limit", lim, (size_t)n);
-        }
+        h->req_set(req, "consumer.id", id->id, id->id_len);
+        h->req_set(req, "consumer.name", id->name, id->name_len);
+        if (id->rate_len) h->req_set(req, "consumer.rate_limit", id->rate_text, id->rate_len);
     }
     return GW_CONTINUE;
 }
@@ -220,6 +218,12 @@ static void ident_from_record(ak_ident *id, const ak_record *rec)
     id->rate_limit = rec->rate_limit;
     strcpy(id->id, rec->id);
     ak_name_forwardable(rec->name, id->name, sizeof id->name); /* a header value: no raw bad bytes */
+    id->id_len = (uint16_t)strlen(id->id);
+    id->name_len = (uint16_t)strlen(id->name);
+    int n = rec->rate_limit > 0
+                ? snprintf(id->rate_text, sizeof id->rate_text, "%lld", (long long)rec->rate_limit)
+                : 0;
+    id->rate_len = n > 0 && (size_t)n < sizeof id->rate_text ? (uint8_t)n : 0;
 }
 
 /* The store could not answer about a key: the verdict it gave within stale_if_error answers (expiry still
@@ -336,7 +340,7 @@ static gw_result ak_on_request(void *inst, void *route_conf, void *state, gw_req
     if (key.n == 0 || key.n > AK_MAX_PRESENTED) return unauthorized(in, req, "Invalid API key");
 
     uint8_t digest[AK_DIGEST_LEN];
-    if (ak_sha256(key.p, key.n, digest) != 0) return GW_ERROR;
+    if (ak_sha256(in->sha256, key.p, key.n, digest) != 0) return GW_ERROR;
     const ak_ident *hit = ak_cache_fresh(in, req, digest);
     if (hit) return judge(in, req, hit, from_auth);
 
@@ -362,6 +366,7 @@ static void ak_destroy(void *inst)
 {
     ak_inst *in = inst;
     ak_cache_destroy(in);
+    EVP_MD_free(in->sha256);
     free(in);
 }
 
@@ -392,7 +397,9 @@ static void *ak_create(const gw_host *h, gw_filter *self, const gw_conf *conf, c
     in->h = h;
     in->self = self;
     atomic_init(&in->store_down, false);
+    in->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL); /* NULL (no provider): ak_sha256 falls back */
     if (ak_cache_create(in) != 0) {
+        EVP_MD_free(in->sha256);
         snprintf(err, errlen, "apikey: out of memory");
         free(in);
         return NULL;

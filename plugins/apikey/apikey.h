@@ -57,6 +57,7 @@ typedef struct {
     atomic_bool store_down;          /* the last lookup failed: logged on each change only */
     atomic_uint_fast64_t invalid_logged; /* the last invalid record logged (its digest's first bytes) */
     gw_metric *stale_total;          /* requests answered from a stale entry (stale_if_error) */
+    struct evp_md_st *sha256;        /* fetched once: an implicit fetch per digest costs more than the hash */
 } ak_inst;
 
 /* What the store said about a key, as a worker caches it. */
@@ -70,6 +71,9 @@ typedef struct {
     uint64_t stale_ms;  /* ... and until which it answers when the store fails */
     int64_t expires_ms; /* the key's own expiry (unix ms), 0 = never */
     int64_t rate_limit;
+    uint16_t id_len, name_len; /* strlen of id and name */
+    uint8_t rate_len; /* of rate_text: rate_limit in decimal, "" when 0 (formatted once, not per request) */
+    char rate_text[23];
     char id[AK_ID_LEN + 1];
     char name[AK_MAX_NAME + 1];
 } ak_ident;
@@ -140,7 +144,8 @@ void *ak_record_doc(const char *json, size_t len); /* the record's cJSON tree, r
 void ak_record_salvage_id(const char *json, size_t len, gw_strv store_key, char id[AK_ID_LEN + 1]);
 void ak_hex(const uint8_t *in, size_t n, char *out);
 int ak_random(uint8_t *out, size_t n);
-int ak_sha256(const char *in, size_t n, uint8_t out[AK_DIGEST_LEN]);
+/* SHA-256 with a digest fetched beforehand (ak_inst.sha256); NULL fetches it on the way (slower). */
+int ak_sha256(const struct evp_md_st *md, const char *in, size_t n, uint8_t out[AK_DIGEST_LEN]);
 int ak_parse_rfc3339(const char *s, int64_t *unix_ms);
 void ak_format_rfc3339(int64_t unix_ms, char *out, size_t outlen);
 

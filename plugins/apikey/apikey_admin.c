@@ -239,7 +239,7 @@ static gw_result do_create(ak_inst *in, gw_req *req)
     gw_result res = GW_ERROR;
     ak_pend *p = NULL;
     cJSON *doc = NULL;
-    if (ak_sha256(raw, rawlen, digest) != 0) goto out;
+    if (ak_sha256(in->sha256, raw, rawlen, digest) != 0) goto out;
     p = ak_pend_new(in, req, AK_OP_CREATE);
     if (!p) goto out;
     memcpy(p->store_key, AK_STORE_PREFIX, 2);

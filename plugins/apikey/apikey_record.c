@@ -26,10 +26,10 @@ int ak_random(uint8_t *out, size_t n)
     return n <= (size_t)INT32_MAX && RAND_bytes(out, (int)n) == 1 ? 0 : -1;
 }
 
-int ak_sha256(const char *in, size_t n, uint8_t out[AK_DIGEST_LEN])
+int ak_sha256(const EVP_MD *md, const char *in, size_t n, uint8_t out[AK_DIGEST_LEN])
 {
     unsigned len = 0;
-    return EVP_Digest(in, n, out, &len, EVP_sha256(), NULL) == 1 && len == AK_DIGEST_LEN ? 0 : -1;
+    return EVP_Digest(in, n, out, &len, md ? md : EVP_sha256(), NULL) == 1 && len == AK_DIGEST_LEN ? 0 : -1;
 }
 
 static bool is_leap(int64_t y)

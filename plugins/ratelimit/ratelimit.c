@@ -249,6 +249,17 @@ static bool consumer_rate(const gw_host *h, gw_req *req, double *rpm)
 {
     gw_strv v;
     if (!h->req_get(req, "consumer.rate_limit", &v) || v.n == 0 || v.n > 31) return false;
+    if (v.n <= 15) { /* apikey writes whole numbers: read them without strtod (this runs on every request) */
+        uint64_t k = 0;
+        size_t i = 0;
+        while (i < v.n && v.p[i] >= '0' && v.p[i] <= '9')
+            k = k * 10 + (uint64_t)(v.p[i++] - '0');
+        if (i == v.n) {
+            if (k == 0 || k > RL_MAX_RATE) return false;
+            *rpm = (double)k;
+            return true;
+        }
+    }
     char buf[32];
     memcpy(buf, v.p, v.n);
     buf[v.n] = '\0';

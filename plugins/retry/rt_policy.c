@@ -65,9 +65,9 @@ int rt_check_conf(const gw_host *h, const gw_conf *conf, char *err, size_t errle
 
 bool rt_status_retriable(const rt_conf *rc, int status)
 {
-    char buf[8];
-    int len = snprintf(buf, sizeof buf, "%d", status);
-    return len > 0 && (size_t)len < sizeof buf && rt_list_has(&rc->retry_on, buf, (size_t)len);
+    if (status < 100 || status > 999) return false; /* what a status line can carry */
+    char buf[3] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10), (char)('0' + status % 10)};
+    return rt_list_has(&rc->retry_on, buf, sizeof buf);
 }
 
 uint64_t rt_rng_next(uint64_t *rng)
