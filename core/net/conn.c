@@ -76,6 +76,23 @@ static void format_peer(gw_conn *c, const struct sockaddr *sa)
     }
 }
 
+/* The per-request buffers go back to the worker's pools (bufpool.h) for the next request. */
+static void give_back(gw_conn *c)
+{
+    gw_worker *w = c->w;
+    if (c->head_cap == IDLE_KEEP_BYTES)
+        gw_bufpool_put(&w->pool_copy, c->head_buf, IDLE_KEEP_BYTES);
+    else
+        free(c->head_buf);
+    c->head_buf = NULL;
+    c->head_cap = 0;
+    gw_bufpool_put(&w->pool_head, c->req, sizeof *c->req); /* req_valid is false between requests */
+    c->req = NULL;
+    gw_bufpool_put(&w->pool_path, c->path_buf, c->path_cap);
+    c->path_buf = NULL;
+    c->path_cap = 0;
+}
+
 void gw_conn_free(gw_conn *c)
 {
     gw_worker *w = c->w;
@@ -85,9 +102,7 @@ void gw_conn_free(gw_conn *c)
     if (c->bev) gw_io_free(c->bev);
     if (c->timer) event_free(c->timer);
     if (c->body) evbuffer_free(c->body);
-    free(c->head_buf);
-    free(c->req);
-    free(c->path_buf);
+    give_back(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -300,15 +315,8 @@ static void shrink_idle(gw_conn *c)
 bool gw_conn_release_idle(gw_conn *c)
 {
     if (c->state != GW_C_IDLE || c->pending_next || c->wait_drain || c->gen || !c->req) return false;
-    free(c->head_buf);
-    c->head_buf = NULL;
-    c->head_cap = 0;
-    free(c->req); /* req_valid is false between requests */
-    c->req = NULL;
-    free(c->path_buf);
-    c->path_buf = NULL;
-    c->path_cap = 0;
-    gw_req_free(&c->rq); /* its first chunk; allocated again on demand */
+    give_back(c);
+    gw_req_free(&c->rq); /* its first chunk too; taken again on demand */
     return true;
 }
 
@@ -351,7 +359,7 @@ void gw_conn_request_done(gw_conn *c)
             arm_timer(c, 0);
         }
     } else {
-        shrink_idle(c);
+        if (!gw_conn_release_idle(c)) shrink_idle(c);
         arm_timer(c, cfg_of(c)->keepalive_idle_ms);
     }
 }
@@ -369,10 +377,10 @@ static int request_path(gw_conn *c)
         c->req->host = authority;
     }
     size_t cap = cfg_of(c)->max_request_line + 1;
-    if (c->path_cap < cap) {
-        free(c->path_buf);
-        c->path_buf = malloc(cap);
-        if (!c->path_buf) return 500;
+    if (c->path_cap != cap) {
+        gw_bufpool_put(&c->w->pool_path, c->path_buf, c->path_cap);
+        c->path_cap = 0;
+        if (!(c->path_buf = gw_bufpool_get(&c->w->pool_path, cap))) return 500;
         c->path_cap = cap;
     }
     size_t out_len, path_len;
@@ -507,7 +515,12 @@ void gw_after_endpoint(gw_conn *c, gw_result r)
 static int grow_head_buf(gw_conn *c, size_t need)
 {
     if (c->head_cap >= need) return 0;
-    size_t cap = c->head_cap ? c->head_cap : 1024;
+    if (!c->head_buf && need <= IDLE_KEEP_BYTES) { /* the usual size, from the pool */
+        if (!(c->head_buf = gw_bufpool_get(&c->w->pool_copy, IDLE_KEEP_BYTES))) return -1;
+        c->head_cap = IDLE_KEEP_BYTES;
+        return 0;
+    }
+    size_t cap = c->head_cap ? c->head_cap : IDLE_KEEP_BYTES;
     while (cap < need)
         cap *= 2;
     char *p = realloc(c->head_buf, cap);
@@ -542,7 +555,7 @@ static void read_head(gw_conn *c)
     size_t len = evbuffer_get_length(in);
     if (len == 0) return;
     c->got_bytes = true;
-    if (!c->req && !(c->req = malloc(sizeof *c->req))) {
+    if (!c->req && !(c->req = gw_bufpool_get(&c->w->pool_head, sizeof *c->req))) {
         gw_conn_free(c);
         return;
     }

@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include "bufpool.h"
 #include "config.h"
 #include "generation.h"
 #include "http.h"
@@ -162,6 +163,8 @@ struct gw_worker {
     size_t date_len;
     gw_http_head scratch;   /* response heads are parsed here and consumed at once */
     struct evdns_base *dns; /* host->http_call's resolver, made on first use */
+    /* spare per-request buffers (bufpool.h): parsed heads, paths, head copies, first arena chunks */
+    gw_bufpool pool_head, pool_path, pool_copy, pool_chunk;
 };
 
 #define GW_REQUEST_ID_MAX 128 /* longest client X-Request-Id kept (longer ones are replaced) */

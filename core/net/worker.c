@@ -208,6 +208,14 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 /* Freed connection memory stays in malloc's arenas (the trim threshold keeps the heap for speed);
  * once a worker has been idle for a moment after a busy spell, give it back. Never on the request path. */
+static void pools_clear(gw_worker *w)
+{
+    gw_bufpool_clear(&w->pool_head);
+    gw_bufpool_clear(&w->pool_path);
+    gw_bufpool_clear(&w->pool_copy);
+    gw_bufpool_clear(&w->pool_chunk);
+}
+
 static void on_trim(evutil_socket_t fd, short what, void *arg)
 {
     gw_worker *w = arg;
@@ -220,6 +228,7 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
         evtimer_add(w->trim_ev, &tv);
         return;
     }
+    pools_clear(w);
     malloc_trim(0);
     gw_debug("worker %u: idle after %u connections, freed memory returned to the system", w->id, w->peak_conns);
     w->peak_conns = w->nconns;
@@ -514,6 +523,7 @@ void gw_workers_join(gw_server *srv)
         close(w->drain_fd);
         if (w->dns) evdns_base_free(w->dns, 0);
         event_base_free(w->base);
+        pools_clear(w); /* the worker has freed its connections */
     }
     free(srv->workers);
     srv->workers = NULL;
