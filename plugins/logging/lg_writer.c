@@ -54,6 +54,7 @@ struct lg_writer {
     size_t lost;    /* lines dropped so, reported once at the end */
     char *buf;
     size_t len;
+    lg_rec rec; /* the record being formatted */
 };
 
 static int open_output(const char *path)
@@ -173,12 +174,16 @@ static size_t drain(lg_writer *w)
         lg_ring *r = atomic_load(&rs->r[i]);
         if (!r) continue;
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        uint64_t tail_n = atomic_load_explicit(&r->tail_n, memory_order_relaxed);
         uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-        for (; tail != head; tail++, got++) {
+        while (tail != head) {
             if (LG_BATCH - w->len < LG_LINE_MAX) flush(w);
-            w->len += lg_format(w->buf + w->len, &r->slots[tail & r->mask]);
-            /* the slot is copied out: the worker may reuse it */
-            atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
+            lg_ring_unpack(r, &tail, &w->rec);
+            w->len += lg_format(w->buf + w->len, &w->rec);
+            got++;
+            /* the record is copied out: the worker may reuse its bytes */
+            atomic_store_explicit(&r->tail, tail, memory_order_release);
+            atomic_store_explicit(&r->tail_n, ++tail_n, memory_order_release);
         }
     }
     if (w->len) flush(w);
@@ -263,7 +268,9 @@ void lg_writer_kick(lg_writer *w, const lg_ring *r)
 {
     int s = atomic_load(&w->sleeping);
     if (s == LG_AWAKE) return;
-    if (s == LG_NAP && lg_ring_used(r) <= r->mask / 2) return;
+    uint64_t bytes = atomic_load_explicit(&r->head, memory_order_relaxed) -
+                     atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (s == LG_NAP && lg_ring_used(r) <= r->rec_mask / 2 && bytes <= r->mask / 2) return;
     if (atomic_exchange(&w->sleeping, LG_AWAKE) != LG_AWAKE) wake(w);
 }
 

@@ -50,8 +50,9 @@ static const gw_setting lg_settings_table[] = {
     LG_SET("sample", GW_SET_NUMBER, sample, "1", 0, 1, NULL,
            "Share of 1xx/2xx/3xx lines written (0..1, random per request); 4xx, 5xx and aborted always"),
     LG_SET("queue_size", GW_SET_INT, queue_size, "1024", 16, 1 << 20, NULL,
-           "Lines each worker can queue for the writer thread (rounded up to a power of two); when full, "
-           "lines are dropped and counted in gateway_access_log_dropped_total"),
+           "Lines each worker can queue for the writer thread (rounded up to a power of two; 256 bytes of "
+           "memory each, long paths and user agents take more); when full, lines are dropped and counted "
+           "in gateway_access_log_dropped_total"),
     LG_SET("flush", GW_SET_DURATION, flush_ms, "100ms", 0, 10000, NULL,
            "Under load, how long lines may wait to be written together (the writer thread then wakes a few "
            "times a second, not once per request); a worker whose queue is half full wakes it sooner; 0 "
@@ -254,7 +255,10 @@ static gw_result lg_on_log(void *inst, void *route_conf, void *state, gw_req *re
         return GW_CONTINUE;
     }
     fill(in, state, req, path, status, level, rec);
-    lg_ring_push(r);
+    if (lg_ring_push(r) != 0) {
+        if (in->m_dropped) h->metric_add(in->m_dropped, req, NULL, 1);
+        return GW_CONTINUE;
+    }
     lg_writer_kick(in->w, r);
     return GW_CONTINUE;
 }

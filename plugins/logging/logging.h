@@ -61,14 +61,24 @@ typedef struct {
     char rid[LG_CAP_RID];
 } lg_rec;
 
-/* Single producer (one worker), single consumer (the writer). head/tail count records forever; the slot of
- * record i is i & mask. Each index on its own cache line. */
+/* Single producer (one worker), single consumer (the writer): a ring of bytes holding records packed to
+ * what they use (the fixed fields, then the strings back to back; a typical line takes ~250 bytes of the
+ * 3.3 KiB an lg_rec reserves). head/tail count bytes forever, head_n/tail_n records; a record never wraps
+ * (a zero size word at the end says "continue at 0"). At most queue_size records (rounded up to a power
+ * of two) and LG_RING_BYTES_PER_REC bytes a record on average; either limit full: the line is dropped.
+ * The worker fills `fill` (lg_ring_slot), lg_ring_push packs it. Each side's indexes on a cache line. */
+#define LG_RING_BYTES_PER_REC 256u
+#define LG_RING_MIN_BYTES (64u << 10) /* the longest record fits in any ring, wrap included */
 typedef struct {
-    _Alignas(64) _Atomic uint64_t head; /* written by the worker */
-    _Alignas(64) _Atomic uint64_t tail; /* written by the writer */
-    _Alignas(64) uint64_t mask;
+    _Alignas(64) _Atomic uint64_t head; /* bytes, written by the worker */
+    _Atomic uint64_t head_n;            /* records, written by the worker */
+    _Alignas(64) _Atomic uint64_t tail; /* bytes, written by the writer */
+    _Atomic uint64_t tail_n;            /* records, written by the writer */
+    _Alignas(64) uint64_t mask;         /* bytes - 1 */
+    uint64_t rec_mask;                  /* record capacity - 1 */
     uint64_t rng[2]; /* the worker's PRNG (sampling, trace and span ids); worker only */
-    lg_rec *slots;
+    char *bytes;
+    lg_rec fill; /* the record being filled (worker only) */
 } lg_ring;
 
 typedef struct {
@@ -108,14 +118,17 @@ void lg_writer_free(lg_writer *w);
 /* lg_ring.c */
 lg_ring *lg_ring_new(size_t records);
 void lg_ring_free(lg_ring *r);
-/* The free slot to fill, or NULL when the ring is full; lg_ring_push publishes it. */
+/* The record to fill, or NULL when the ring holds as many records as it may; lg_ring_push publishes it. */
 lg_rec *lg_ring_slot(lg_ring *r);
-void lg_ring_push(lg_ring *r);
+/* Packs the filled record into the ring: 0, or -1 when its bytes do not fit (the line is dropped). */
+int lg_ring_push(lg_ring *r);
+/* Writer: unpacks the record at byte position *tail (< head) into out and moves *tail past it. */
+void lg_ring_unpack(const lg_ring *r, uint64_t *tail, lg_rec *out);
 /* Records queued and not yet taken by the writer. */
 static inline uint64_t lg_ring_used(const lg_ring *r)
 {
-    return atomic_load_explicit(&r->head, memory_order_relaxed) -
-           atomic_load_explicit(&r->tail, memory_order_relaxed);
+    return atomic_load_explicit(&r->head_n, memory_order_relaxed) -
+           atomic_load_explicit(&r->tail_n, memory_order_relaxed);
 }
 uint64_t lg_rand(uint64_t s[2]);
 void lg_rand_seed(uint64_t s[2]);
