@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= conf/gateway.yaml
 FUZZ_SECONDS ?= 20
 
-.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics bench-idle bench-reload docs screenshot clean
+.PHONY: all deps build build-asan build-fuzz run test test-unit fuzz fmt bench bench-ratelimit bench-metrics bench-idle bench-reload bench-tls bench-keys bench-bodies bench-workers docs screenshot clean
 
 all: build
 
@@ -77,6 +77,26 @@ bench-reload: build
 bench-idle: build
 	@scripts/install-deps.sh bench
 	python3 -B bench/idle_conns.py $(BUILD) $(or $(IDLE_CONNS),10000)
+
+# TLS 1.3 listeners: keep-alive throughput, full handshakes and resumptions, the gateway next to nginx
+bench-tls: build
+	@scripts/install-deps.sh bench
+	bench/tls.sh $(BUILD)
+
+# key validation and rate limiting on Redis against the embedded store, 10,000 API keys rotating
+bench-keys: build
+	@scripts/install-deps.sh bench
+	bench/keys.sh $(BUILD)
+
+# 100 MB down and up (and slow readers) through the full pipeline: peak RSS must stay under 64 MiB
+bench-bodies: build
+	@scripts/install-deps.sh bench
+	bench/bodies.sh $(BUILD)
+
+# bench/run.sh with two workers for every proxy, all processes on both cores
+bench-workers: build
+	@scripts/install-deps.sh bench
+	WORKERS=2 bench/run.sh $(BUILD)
 
 # Container images (Dockerfile, docker-compose.yml) for machines with a Docker engine; nothing else needs one.
 # `make docker`: the gateway image, gateway:latest. `make compose-up`: the whole stack in the background,
