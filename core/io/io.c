@@ -1,7 +1,9 @@
 /* io.c - byte streams for the proxy (see io.h). Why not bufferevent for plain TCP: libevent 2.1 reads at
  * most 4 KiB per read (plus a FIONREAD ioctl each time), writes at most 16 KiB per loop turn, and adds and
  * removes the write event around every response; on a 64 KiB response that was ~19 reads, 10 writes and
- * 24 epoll_ctl calls per request. */
+ * 24 epoll_ctl calls per request. TLS on accepted connections runs OpenSSL on the socket from the same
+ * events (below): records read straight into reserved input space, 16 KiB records written from the
+ * output. Outgoing TLS (https upstreams) still goes through bufferevent_openssl. */
 #include "io.h"
 
 #include <errno.h>
@@ -16,6 +18,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 
 #define READ_MIN (16u * 1024u)
 #define READ_MAX (64u * 1024u) /* larger chains would come from mmap and fault on every use */
@@ -23,7 +26,11 @@
 struct gw_io {
     struct event_base *base;
     int fd;
-    struct bufferevent *bev; /* TLS only */
+    struct bufferevent *bev; /* outgoing TLS only */
+    SSL *ssl;                /* accepted TLS (io_tls.c) */
+    unsigned long ssl_err;   /* the OpenSSL error that failed the stream */
+    size_t retry_len;        /* an SSL_write that wanted to be repeated: with this many bytes */
+    bool hs_done, read_wants_write, write_wants_read;
     struct evbuffer *in, *out;
     struct event *rev, *wev; /* wev doubles as the "flush soon" event (activated by hand) */
     gw_io_cb on_read, on_drained;
@@ -75,6 +82,137 @@ static void fail(gw_io *io, int what)
     io->on_event(io, what, io->arg); /* last: it may free io */
 }
 
+/* --- TLS on accepted connections -------------------------------------------------------------------
+ * OpenSSL works on the socket itself, driven by the stream's own events: a read readiness runs the
+ * handshake or reads records straight into reserved input space; the write side sends the output in
+ * records of up to 16 KiB (one write(2) each). A read that needs to write (or the reverse) waits for
+ * the other readiness. Records OpenSSL has already taken off the socket do not make it readable again:
+ * when reading resumes with such bytes pending, the read event is activated by hand. */
+
+#define TLS_RECORD 16384u
+
+static void tls_failed(gw_io *io)
+{
+    io->ssl_err = ERR_peek_last_error();
+    ERR_clear_error();
+    fail(io, GW_IO_ERROR);
+}
+
+/* Bytes OpenSSL holds decrypted or undecrypted: the socket will not say so. */
+static void tls_kick_read(gw_io *io)
+{
+    if (io->ssl && io->hs_done && want_read(io) && SSL_has_pending(io->ssl))
+        event_active(io->rev, EV_READ, 1);
+}
+
+/* 1: done; 0: waiting (the event it needs is set); -1: failed (io may be gone). */
+static int tls_handshake(gw_io *io)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(io->ssl);
+    if (r == 1) {
+        io->hs_done = true;
+        tls_kick_read(io);
+        return 1;
+    }
+    switch (SSL_get_error(io->ssl, r)) {
+    case SSL_ERROR_WANT_READ:
+        set_wev(io, false);
+        return 0;
+    case SSL_ERROR_WANT_WRITE:
+        set_wev(io, true);
+        return 0;
+    default:
+        tls_failed(io);
+        return -1;
+    }
+}
+
+static void tls_read(gw_io *io, size_t want)
+{
+    if (!io->hs_done && tls_handshake(io) <= 0) return;
+    if (io->write_wants_read) { /* a write waited for this */
+        io->write_wants_read = false;
+        event_active(io->wev, EV_TIMEOUT, 1);
+    }
+    size_t got = 0;
+    int e = SSL_ERROR_NONE;
+    for (int i = 0; i < 64; i++) {
+        if (io->read_high && evbuffer_get_length(io->in) >= io->read_high) break;
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(io->in, (ev_ssize_t)want, &v, 1) < 1) break;
+        size_t n = 0;
+        ERR_clear_error();
+        int r = SSL_read_ex(io->ssl, v.iov_base, v.iov_len, &n);
+        if (r != 1) {
+            e = SSL_get_error(io->ssl, r);
+            break;
+        }
+        v.iov_len = n;
+        evbuffer_commit_space(io->in, &v, 1);
+        got += n;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) { /* a key update or such to answer first */
+        io->read_wants_write = true;
+        set_wev(io, true);
+    }
+    if (got) {
+        if (got >= want && io->read_size < READ_MAX) io->read_size *= 2;
+        /* an end or error after the data shows at the next readiness; a close_notify the socket no
+         * longer signals is looked at again from the loop */
+        if (e == SSL_ERROR_ZERO_RETURN) event_active(io->rev, EV_READ, 1);
+        io->on_read(io, io->arg);
+        return;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a plain EOF */
+        io->eof = true;
+        drop_read(io);
+        io->on_event(io, GW_IO_EOF, io->arg);
+        return;
+    }
+    if (e != SSL_ERROR_NONE && e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) tls_failed(io);
+}
+
+/* 0: wrote what it could (the caller sets the write event); 1: waits for writability; 2: waits for
+ * readability; -1: failed (io may be gone). */
+static int tls_write(gw_io *io)
+{
+    if (!io->hs_done) {
+        int h = tls_handshake(io);
+        if (h <= 0) return h < 0 ? -1 : io->wev_added ? 1 : 2;
+    }
+    if (io->read_wants_write) { /* a read waited for this */
+        io->read_wants_write = false;
+        event_active(io->rev, EV_READ, 1);
+    }
+    for (int i = 0; i < 64 && evbuffer_get_length(io->out) > 0; i++) {
+        size_t len = io->retry_len;
+        if (!len) {
+            len = evbuffer_get_length(io->out);
+            if (len > TLS_RECORD) len = TLS_RECORD;
+        }
+        const unsigned char *p = evbuffer_pullup(io->out, (ev_ssize_t)len);
+        size_t done = 0;
+        ERR_clear_error();
+        int r = p ? SSL_write_ex(io->ssl, p, len, &done) : 0;
+        if (r == 1) {
+            io->retry_len = 0;
+            evbuffer_drain(io->out, done);
+            continue;
+        }
+        io->retry_len = len; /* OpenSSL wants the same call again */
+        int e = p ? SSL_get_error(io->ssl, r) : SSL_ERROR_SSL;
+        if (e == SSL_ERROR_WANT_WRITE) return 1;
+        if (e == SSL_ERROR_WANT_READ) {
+            io->write_wants_read = true;
+            return 2;
+        }
+        tls_failed(io);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     gw_io *io = arg;
@@ -91,6 +229,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             return;
         }
         if (io->read_high - have < want) want = io->read_high - have;
+    }
+    if (io->ssl) {
+        tls_read(io, want);
+        return;
     }
     struct evbuffer_iovec v[2];
     int n = evbuffer_reserve_space(io->in, (ev_ssize_t)want, v, 2);
@@ -152,6 +294,14 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
     io->flush_pending = false;
     if (io->failed || io->fd < 0) return;
     size_t before = evbuffer_get_length(io->out);
+    if (io->ssl) {
+        int t = tls_write(io);
+        if (t < 0) return;
+        size_t left = evbuffer_get_length(io->out);
+        set_wev(io, t == 1 || (t == 0 && left > 0));
+        if (left < before && left <= io->write_low && io->on_drained) io->on_drained(io, io->arg);
+        return;
+    }
     for (int i = 0; i < 8 && evbuffer_get_length(io->out) > 0; i++) {
         int w = evbuffer_write(io->out, io->fd);
         if (w < 0) {
@@ -181,6 +331,7 @@ static void in_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info
     if (info->n_deleted && io->wm_paused && info->orig_size - info->n_deleted + info->n_added < io->read_high) {
         io->wm_paused = false;
         update_read(io);
+        tls_kick_read(io);
     }
 }
 
@@ -216,7 +367,19 @@ static gw_io *io_new(struct event_base *base, int fd, SSL *ssl, bool accepted)
     io->fd = fd;
     io->read_wanted = true;
     io->read_size = READ_MIN;
-    if (ssl) {
+    if (ssl && accepted) {
+        io->ssl = ssl;
+        SSL_set_accept_state(ssl);
+        SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF); /* a client that just closes: EOF, as before */
+        /* idle connections give their record buffers back; a write may be repeated from moved memory */
+        SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (SSL_set_fd(ssl, fd) != 1) {
+            SSL_free(ssl);
+            close(fd);
+            free(io);
+            return NULL;
+        }
+    } else if (ssl) {
         io->bev = bufferevent_openssl_socket_new(base, fd, ssl,
                                                  accepted ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
                                                  BEV_OPT_CLOSE_ON_FREE);
@@ -316,7 +479,14 @@ void gw_io_read_enable(gw_io *io, bool on)
     }
     io->read_wanted = on;
     update_read(io);
+    if (on) tls_kick_read(io);
     /* Bytes may already be waiting in the input from before the pause: let the owner see them. */
+}
+
+void gw_io_write_now(gw_io *io)
+{
+    if (io->bev || io->ssl || io->connecting || io->failed || io->wev_added || io->fd < 0) return;
+    if (evbuffer_get_length(io->out) > 0) (void)evbuffer_write(io->out, io->fd);
 }
 
 struct evbuffer *gw_io_input(gw_io *io)
@@ -336,12 +506,12 @@ int gw_io_fd(gw_io *io)
 
 bool gw_io_is_tls(const gw_io *io)
 {
-    return io->bev != NULL;
+    return io->bev != NULL || io->ssl != NULL;
 }
 
 unsigned long gw_io_ssl_error(gw_io *io)
 {
-    return io->bev ? bufferevent_get_openssl_error(io->bev) : 0;
+    return io->bev ? bufferevent_get_openssl_error(io->bev) : io->ssl_err;
 }
 
 void gw_io_free(gw_io *io)
@@ -356,6 +526,15 @@ void gw_io_free(gw_io *io)
     if (io->wev) event_free(io->wev);
     if (io->in) evbuffer_free(io->in);
     if (io->out) evbuffer_free(io->out);
+    if (io->ssl) {
+        /* close_notify when the session is sound and the peer still there (one try, never waited for) */
+        if (io->hs_done && !io->failed && !io->eof && io->fd >= 0) {
+            ERR_clear_error();
+            SSL_shutdown(io->ssl);
+        }
+        ERR_clear_error();
+        SSL_free(io->ssl);
+    }
     if (io->fd >= 0) close(io->fd);
     free(io);
 }

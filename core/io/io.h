@@ -1,7 +1,8 @@
 /* io.h - a byte stream over a socket with evbuffer input/output, callbacks and watermarks: the shape
  * of a libevent bufferevent, made for the proxy's hot path. Plain TCP is our own code: large adaptive
  * reads straight into the input buffer, one batched optimistic write per loop turn, and a persistent
- * read registration (no epoll_ctl per request). TLS streams delegate to bufferevent_openssl. */
+ * read registration (no epoll_ctl per request). Accepted TLS streams run OpenSSL on the socket in the same
+ * layer; outgoing TLS streams delegate to bufferevent_openssl. */
 #ifndef GW_IO_H
 #define GW_IO_H
 
@@ -39,6 +40,10 @@ void gw_io_setcb(gw_io *io, gw_io_cb on_read, gw_io_cb on_drained, gw_io_event_c
 void gw_io_set_read_high(gw_io *io, size_t high);
 /* on_drained runs after a write leaves `low` bytes or fewer in the output. */
 void gw_io_set_write_low(gw_io *io, size_t low);
+/* Plain streams: one write of the output now instead of at the end of the loop turn (large bodies: the
+ * buffer is freed while it is still in the cache, and a turn that moves many bodies does not hold them all
+ * at once). No callback runs; a failure shows at the turn's flush. */
+void gw_io_write_now(gw_io *io);
 /* Reading on (default) or off, for back-pressure. */
 void gw_io_read_enable(gw_io *io, bool on);
 

@@ -95,6 +95,43 @@ class TlsTest(g.GatewayTestCase):
         self.assertEqual(r.status, 200, r.summary())
         self.assertEqual(r.json()["sha256"], hashlib.sha256(payload).hexdigest())
 
+    def test_keepalive_and_pipelining_over_tls(self):
+        # many requests on one TLS connection, then ten sent in one write: answered in order, none lost
+        with g.RawConn(self.gw.port, timeout=10, tls_context=self.ctx, server_hostname="localhost") as rc:
+            for i in range(200):
+                rc.send(g.request_bytes("GET", "/api/seq/%d" % i))
+                r = rc.read_response()
+                self.assertEqual(r.status, 200, r.summary())
+                self.assertEqual(r.json()["path"], "/api/seq/%d" % i)
+            rc.send(b"".join(g.request_bytes("GET", "/api/pipe/%d" % i) for i in range(10)))
+            for i in range(10):
+                r = rc.read_response()
+                self.assertEqual(r.status, 200, r.summary())
+                self.assertEqual(r.json()["path"], "/api/pipe/%d" % i)
+
+    def test_slow_upstream_reader_over_tls(self):
+        # 3 MB uploaded faster than the upstream reads it: the gateway stops reading the client at its
+        # high-water mark while decrypted bytes may wait inside OpenSSL, and must go on when it drains
+        payload = os.urandom(3000000)
+        with g.RawConn(self.gw.port, timeout=30, tls_context=self.ctx, server_hostname="localhost") as rc:
+            rc.send(g.request_bytes("POST", "/dl/upload?rate_kib=4096", body=payload))
+            r = rc.read_response(timeout=30)
+        self.assertEqual(r.status, 200, r.summary())
+        self.assertEqual(r.json()["sha256"], hashlib.sha256(payload).hexdigest())
+
+    def test_client_gone_mid_response_over_tls(self):
+        # a client that closes while a large answer is being sent: the gateway carries on serving others
+        for _ in range(5):
+            s = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=10),
+                                     server_hostname="localhost")
+            s.sendall(g.request_bytes("GET", "/dl/bytes/5000000"))
+            s.recv(1000)
+            s.close()
+        c = self.https()
+        status, _, body = g.http_request(self.gw.port, "GET", "/dl/bytes/100000", conn=c)
+        self.assertEqual((status, len(body)), (200, 100000))
+        self.assertTrue(self.gw.alive(), self.gw.log())
+
     def test_plain_http_to_tls_port(self):
         with g.RawConn(self.gw.port, timeout=5) as c:
             c.try_send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
