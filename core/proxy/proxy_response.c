@@ -23,6 +23,8 @@
 static bool read_upstream(gw_upconn *u);
 static void response_complete(gw_conn *c);
 #define MAX_RESPONSE_HEAD (64u * 1024u)
+/* A client output this large is written at once, not at the end of the loop turn (gw_io_write_now). */
+#define WRITE_NOW_BYTES (32u * 1024u)
 
 static bool skip_response_field(const gw_http_head *h, const gw_http_field *f)
 {
@@ -95,8 +97,10 @@ static void emit_head(gw_conn *c, int status, gw_str reason, const gw_http_head 
     c->resp_queued = evbuffer_get_length(out) - before; /* nothing is written before the loop turn ends */
 }
 
-/* Takes the current response back when none of it has left for the client (the output is flushed once
- * per loop turn): its bytes are the last resp_queued of the output, after what earlier responses left. */
+/* Takes the current response back when none of it has left for the client (the output is flushed at the
+ * end of the loop turn, or at once past WRITE_NOW_BYTES): its bytes are the last resp_queued of the
+ * output, after what earlier responses left; writes take from the front, so once any of them has gone
+ * the output is shorter than resp_queued. */
 static bool take_back_response(gw_conn *c)
 {
     struct evbuffer *out = gw_io_output(c->bev);
@@ -327,6 +331,7 @@ static int send_payload(gw_conn *c, struct evbuffer *in, size_t n)
     evbuffer_remove_buffer(in, out, n);
     if (c->resp_chunk_out) ADD_LIT(out, "\r\n");
     c->resp_queued += evbuffer_get_length(out) - before;
+    if (evbuffer_get_length(out) >= WRITE_NOW_BYTES) gw_io_write_now(c->bev);
     return 0;
 }
 
