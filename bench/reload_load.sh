@@ -4,7 +4,7 @@
 # round one run without reloads and one with a SIGHUP every second, same length, and their p50/p99,
 # requests and errors side by side. Reloads must cost no error, and p99 should stay within the noise.
 #
-# Usage: bench/reload_load.sh BUILD_DIR        Environment: ROUNDS [2], DURATION [10] (seconds),
+# Usage: bench/reload_load.sh BUILD_DIR        Environment: ROUNDS [4], DURATION [10] (seconds),
 #        CONNS [64], LOADGEN_CPU [0], SERVER_CPU [1]
 # Everything listens on 127.0.0.1 on ports chosen at run time; what it starts it stops on exit.
 set -euo pipefail
@@ -12,7 +12,7 @@ set -euo pipefail
 BUILD=${1:?usage: bench/reload_load.sh BUILD_DIR}
 GATEWAY=$(cd "$BUILD" && pwd)/gateway
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROUNDS=${ROUNDS:-2} DURATION=${DURATION:-10} CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-4} DURATION=${DURATION:-10} CONNS=${CONNS:-64}
 LOADGEN_CPU=${LOADGEN_CPU:-0} SERVER_CPU=${SERVER_CPU:-1}
 for t in nginx wrk taskset curl python3; do
     command -v "$t" >/dev/null || { echo "reload_load.sh: $t not found (scripts/install-deps.sh bench)" >&2; exit 1; }
@@ -53,11 +53,20 @@ end
 EOF
 drive() { taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$RUN/lat.lua" "http://127.0.0.1:$GW/" | tail -1; }
 taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d3s "http://127.0.0.1:$GW/" >/dev/null # warm-up
+P99_OFF=() P99_ON=()
 for ((r = 1; r <= ROUNDS; r++)); do
-    printf 'round %d, no reloads:       %s\n' "$r" "$(drive)"
+    line=$(drive)
+    printf 'round %d, no reloads:       %s\n' "$r" "$line"
+    P99_OFF+=("$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' <<<"$line")")
     (for ((i = 1; i < DURATION; i++)); do sleep 1; kill -HUP "$GW_PID"; done) &
     hup=$!
-    printf 'round %d, one SIGHUP a s:   %s\n' "$r" "$(drive)"
+    line=$(drive)
+    printf 'round %d, one SIGHUP a s:   %s\n' "$r" "$line"
+    P99_ON+=("$(sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' <<<"$line")")
     wait "$hup"
 done
+# median p99 of each kind over the rounds, and their ratio (the target: within 10 %)
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+off=$(median "${P99_OFF[@]}") on=$(median "${P99_ON[@]}")
+awk -v off="$off" -v on="$on" 'BEGIN { printf "median p99: %.2f ms without reloads, %.2f ms with one a second: %.3f\n", off, on, on / off }'
 curl -s "http://127.0.0.1:$GW/info" | python3 -c 'import json, sys; print("reloads:", json.load(sys.stdin)["reloads"])'
