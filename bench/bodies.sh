@@ -67,20 +67,6 @@ chmod 755 "$RUN"   # nginx workers run as nobody when the master is root
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"
 
-# pids_of NAME: every process in the server's session (nginx: master and worker)
-pids_of() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v sid="${PID[$1]}" '{ pid = $1; sub(/^.*\) /, ""); if ($4 == sid) print pid }'
-}
-# mem_kib NAME FIELD: FIELD (VmHWM, VmRSS) summed over the server's processes, KiB
-mem_kib() {
-    local p v sum=0
-    for p in $(pids_of "$1"); do
-        v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # ------------------------------------------------------------------------------------- the body

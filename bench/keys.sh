@@ -57,7 +57,6 @@ HUGE=1000000000
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 if ! [[ $NKEYS =~ ^[1-9][0-9]*$ ]] || ((NKEYS > 1000000)); then die "NKEYS must be an integer from 1 to 1000000"; fi
 for d in "$DURATION" "$WARMUP"; do [[ $d =~ ^[1-9][0-9]*[sm]?$ ]] || die "bad duration '$d' (e.g. 5s, 1m)"; done
-secs() { local d=$1; case $d in *m) echo $((${d%m} * 60));; *s) echo "${d%s}";; *) echo "$d";; esac; }
 
 for tool in nginx redis-server redis-cli wrk taskset setsid curl awk ss python3; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/install-deps.sh bench installs it)"
@@ -76,12 +75,6 @@ mkdir -p "$RESULTS_DIR"
 # ------------------------------------------------------------------------------------- processes
 # shellcheck source=bench/lib.sh
 source "$HERE/lib.sh"
-
-# cpu_ticks NAME: user + system CPU ticks used so far by every process in the server's session
-cpu_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v sid="${PID[$1]}" '{ sub(/^.*\) /, ""); if ($4 == sid) t += $12 + $13 } END { print t + 0 }'
-}
 
 # rcli DB ARGS...: one redis-cli command to the benchmark's Redis (10 s at most)
 rcli() {
@@ -122,31 +115,7 @@ export BENCH_ADMIN_PASSWORD
 mkdir -p "$RUN"/upstream/{logs,tmp} "$RUN/redis"
 for t in "${TARGETS[@]}"; do mkdir -p "$RUN/gw-$t"; done
 
-cat >"$RUN/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $RUN/upstream/nginx.pid;
-error_log $RUN/upstream/logs/error.log warn;
-worker_rlimit_nofile 8192;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $RUN/upstream/tmp/body;
-    proxy_temp_path $RUN/upstream/tmp/proxy;
-    fastcgi_temp_path $RUN/upstream/tmp/fastcgi;
-    uwsgi_temp_path $RUN/upstream/tmp/uwsgi;
-    scgi_temp_path $RUN/upstream/tmp/scgi;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        default_type application/json;
-        location / { return 200 '{"service":"bench-upstream","ok":true}\n'; }
-    }
-}
-EOF
+upstream_conf "$UP_PORT" >"$RUN/upstream.conf"
 
 # gateway_conf TARGET: E and R leave apikey's cache_ttl at its default (5s), E0 and R0 set it to 0.
 # deny: were the store ever to fail, the run would show 503s instead of quietly measuring the local

@@ -1,5 +1,7 @@
-# lib.sh - what bench/run.sh and bench/ratelimit.sh share: the servers they start (each in a session of
-# its own, pinned on SERVER_CPU, stopped by process group on exit), free ports, readiness waits.
+# shellcheck shell=bash
+# lib.sh - what the benchmark scripts share: the servers they start (each in a session of
+# its own, pinned on SERVER_CPU, stopped by process group on exit), free ports, readiness waits, their
+# memory and CPU, the upstream nginx.
 # Sourced after RUN, SERVER_CPU and the functions note and die are defined.
 
 declare -A PID=()   # target -> pid, which is also its process group and session id (setsid)
@@ -68,4 +70,72 @@ start() {
     done
     cat "$RUN/$name.log" >&2
     die "$name does not accept on 127.0.0.1:$port after 10 s"
+}
+
+# secs DURATION: "5s" or "1m" in seconds
+secs() { local d=$1; case $d in *m) echo $((${d%m} * 60));; *s) echo "${d%s}";; *) echo "$d";; esac; }
+
+# pids_of NAME: every process in the server's session (nginx: master and worker)
+pids_of() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk -v sid="${PID[$1]}" '{ pid = $1; sub(/^.*\) /, ""); if ($4 == sid) print pid }'
+}
+
+# mem_kib NAME FIELD: a /proc/PID/status field (VmHWM, VmRSS) summed over the server's processes, KiB
+mem_kib() {
+    local p v sum=0
+    for p in $(pids_of "$1"); do
+        v=$(awk -v f="$2:" '$1 == f { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+# rss_kib NAME: peak resident set (VmHWM) summed over the server's processes, KiB
+rss_kib() { mem_kib "$1" VmHWM; }
+
+# cpu_ticks NAME: user + system CPU ticks used so far by every process in the server's session
+cpu_ticks() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk -v sid="${PID[$1]}" '{ sub(/^.*\) /, ""); if ($4 == sid) t += $12 + $13 } END { print t + 0 }'
+}
+
+# nginx_common DIR [WORKERS]: what every nginx of the benchmarks shares (the upstream has one worker)
+nginx_common() {
+    cat <<EOF
+worker_processes ${2:-1};
+daemon off;
+pid $1/nginx.pid;
+error_log $1/logs/error.log warn;
+worker_rlimit_nofile 8192;
+events { worker_connections 4096; }
+EOF
+}
+
+# upstream_conf PORT: the benchmark upstream's configuration (nginx, one worker, in RUN/upstream): a
+# 39-byte JSON answer on /, and on /4k and /64k the files of that name in RUN/www when a script made them
+upstream_conf() {
+    nginx_common "$RUN/upstream"
+    cat <<EOF
+http {
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $RUN/upstream/tmp/body;
+    proxy_temp_path $RUN/upstream/tmp/proxy;
+    fastcgi_temp_path $RUN/upstream/tmp/fastcgi;
+    uwsgi_temp_path $RUN/upstream/tmp/uwsgi;
+    scgi_temp_path $RUN/upstream/tmp/scgi;
+    server {
+        listen 127.0.0.1:$1 backlog=4096;
+        default_type application/json;
+        location / { return 200 '{"service":"bench-upstream","ok":true}\n'; }
+        location = /4k { root $RUN/www; }
+        location = /64k { root $RUN/www; }
+    }
+}
+EOF
 }

@@ -48,7 +48,6 @@ HUGE=1000000000
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 for d in "$DURATION" "$WARMUP"; do [[ $d =~ ^[1-9][0-9]*[sm]?$ ]] || die "bad duration '$d' (e.g. 5s, 1m)"; done
-secs() { local d=$1; case $d in *m) echo $((${d%m} * 60));; *s) echo "${d%s}";; *) echo "$d";; esac; }
 
 for tool in nginx redis-server wrk taskset setsid curl awk ss; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/install-deps.sh bench installs it)"
@@ -67,12 +66,6 @@ mkdir -p "$RESULTS_DIR"
 # ------------------------------------------------------------------------------------- processes
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-# cpu_ticks NAME: user + system CPU ticks used so far by every process in the server's session
-cpu_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v sid="${PID[$1]}" '{ sub(/^.*\) /, ""); if ($4 == sid) t += $12 + $13 } END { print t + 0 }'
-}
 
 # redis_cmd ARGS...: one command to the benchmark's Redis, the raw RESP answer on stdout (5 s at most)
 redis_cmd() {
@@ -93,31 +86,7 @@ TARGETS=(A B C)
 
 mkdir -p "$RUN"/upstream/{logs,tmp} "$RUN/redis" "$RUN"/gw-{A,B,C}
 
-cat >"$RUN/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $RUN/upstream/nginx.pid;
-error_log $RUN/upstream/logs/error.log warn;
-worker_rlimit_nofile 8192;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server_tokens off;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $RUN/upstream/tmp/body;
-    proxy_temp_path $RUN/upstream/tmp/proxy;
-    fastcgi_temp_path $RUN/upstream/tmp/fastcgi;
-    uwsgi_temp_path $RUN/upstream/tmp/uwsgi;
-    scgi_temp_path $RUN/upstream/tmp/scgi;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        default_type application/json;
-        location / { return 200 '{"service":"bench-upstream","ok":true}\n'; }
-    }
-}
-EOF
+upstream_conf "$UP_PORT" >"$RUN/upstream.conf"
 
 # gateway_conf TARGET: the gateway's configuration; A has no filter, B and C the limiter
 gateway_conf() {

@@ -20,7 +20,7 @@ done
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 RUN=$(mktemp -d)
-NGINX_PID= GW_PID=
+NGINX_PID='' GW_PID=''
 cleanup() {
     [[ -n $GW_PID ]] && { kill -TERM "$GW_PID" 2>/dev/null; wait "$GW_PID" 2>/dev/null || true; }
     [[ -n $NGINX_PID ]] && { kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null || true; }

@@ -50,7 +50,6 @@ RESULTS_DIR=${RESULTS_DIR:-$(dirname "$GATEWAY")/bench-results/$STAMP}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 for d in "$DURATION" "$WARMUP"; do [[ $d =~ ^[1-9][0-9]*[sm]?$ ]] || die "bad duration '$d' (e.g. 5s, 1m)"; done
-secs() { local d=$1; case $d in *m) echo $((${d%m} * 60));; *s) echo "${d%s}";; *) echo "$d";; esac; }
 
 for tool in nginx haproxy wrk taskset setsid curl awk ss; do
     command -v "$tool" >/dev/null || die "missing $tool (scripts/install-deps.sh bench installs it)"
@@ -68,22 +67,6 @@ mkdir -p "$RESULTS_DIR"
 # ------------------------------------------------------------------------------------- processes
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-# pids_of NAME: every process in the server's session (nginx: master and worker)
-pids_of() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v sid="${PID[$1]}" '{ pid = $1; sub(/^.*\) /, ""); if ($4 == sid) print pid }'
-}
-
-# rss_kib NAME: VmHWM (peak resident set) summed over the server's processes, KiB
-rss_kib() {
-    local p v sum=0
-    for p in $(pids_of "$1"); do
-        v=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
 
 # ------------------------------------------------------------------------------------- configuration
 UP_PORT=$(free_port)
@@ -105,43 +88,7 @@ json_body "$RUN/www/4k" 4096
 json_body "$RUN/www/64k" 65536
 chmod 644 "$RUN"/www/*
 
-# settings every nginx instance shares (the upstream always has one worker)
-nginx_common() {
-    cat <<EOF
-worker_processes ${2:-1};
-daemon off;
-pid $1/nginx.pid;
-error_log $1/logs/error.log warn;
-worker_rlimit_nofile 8192;
-events { worker_connections 4096; }
-EOF
-}
-
-{
-    nginx_common "$RUN/upstream"
-    cat <<EOF
-http {
-    access_log off;
-    server_tokens off;
-    sendfile on;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $RUN/upstream/tmp/body;
-    proxy_temp_path $RUN/upstream/tmp/proxy;
-    fastcgi_temp_path $RUN/upstream/tmp/fastcgi;
-    uwsgi_temp_path $RUN/upstream/tmp/uwsgi;
-    scgi_temp_path $RUN/upstream/tmp/scgi;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        default_type application/json;
-        location / { return 200 '{"service":"bench-upstream","ok":true}\n'; }
-        location = /4k { root $RUN/www; }
-        location = /64k { root $RUN/www; }
-    }
-}
-EOF
-} >"$RUN/upstream.conf"
+upstream_conf "$UP_PORT" >"$RUN/upstream.conf"
 
 # nginx_proxy DIR PORT ACCESS_LOG: the nginx reverse proxy's configuration
 nginx_proxy() {
