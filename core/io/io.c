@@ -152,6 +152,17 @@ static void tls_read(gw_io *io, size_t want)
         evbuffer_commit_space(io->in, &v, 1);
         got += n;
     }
+    /* Stopped with bytes still inside OpenSSL (at the high-water mark, or at the bound above): the socket
+     * will not signal them. At the mark, pause as a plain read does (in_changed resumes and kicks the
+     * read); at the bound, go on from the loop. */
+    if (e == SSL_ERROR_NONE && SSL_has_pending(io->ssl)) {
+        if (io->read_high && evbuffer_get_length(io->in) >= io->read_high) {
+            io->wm_paused = true;
+            drop_read(io);
+        } else {
+            event_active(io->rev, EV_READ, 1);
+        }
+    }
     if (e == SSL_ERROR_WANT_WRITE) { /* a key update or such to answer first */
         io->read_wants_write = true;
         set_wev(io, true);
