@@ -538,8 +538,10 @@ void gw_io_free(gw_io *io)
     if (io->in) evbuffer_free(io->in);
     if (io->out) evbuffer_free(io->out);
     if (io->ssl) {
-        /* close_notify when the session is sound and the peer still there (one try, never waited for) */
-        if (io->hs_done && !io->failed && !io->eof && io->fd >= 0) {
+        /* close_notify when the session is sound: to a peer still there, or in answer to the peer's own
+         * (RFC 8446 6.1); one try, never waited for. Not after a bare EOF: nobody would read it. */
+        bool peer_notified = (SSL_get_shutdown(io->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
+        if (io->hs_done && !io->failed && io->fd >= 0 && (!io->eof || peer_notified)) {
             ERR_clear_error();
             SSL_shutdown(io->ssl);
         }

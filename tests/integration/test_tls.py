@@ -6,9 +6,11 @@ import hashlib
 import http.client
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import time
 import unittest
 
 import gwtest as g
@@ -108,6 +110,65 @@ class TlsTest(g.GatewayTestCase):
                 r = rc.read_response()
                 self.assertEqual(r.status, 200, r.summary())
                 self.assertEqual(r.json()["path"], "/api/pipe/%d" % i)
+
+    def test_pipelined_records_past_the_high_water_mark(self):
+        # 80 KiB of pipelined requests in five 16 KiB records, all in the socket before the gateway reads
+        # (it is stopped meanwhile), the first request a slow one: reading stops at the input's 64 KiB
+        # high-water mark in the middle of a record, with the rest of it inside OpenSSL, where the socket
+        # does not signal it. Every request must still be answered (the last one waited for its head
+        # timeout before, and was answered 408).
+        data = g.request_bytes("GET", "/dl/slow?ms=300")
+        i = 0
+        while 5 * 16384 - len(data) > 300:
+            data += g.request_bytes("GET", "/dl/echo/%d" % i)
+            i += 1
+        last = b"GET /dl/echo/last HTTP/1.1\r\nHost: a\r\nX-Pad: \r\n\r\n"
+        data += last.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (5 * 16384 - len(data) - len(last)))
+        self.assertEqual(len(data), 5 * 16384)
+        want = data.count(b"GET ")
+        s = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=10),
+                                 server_hostname="localhost")
+        self.addCleanup(s.close)
+        self.gw.proc.signal(signal.SIGSTOP)
+        try:
+            s.sendall(data)
+            time.sleep(0.3)
+        finally:
+            self.gw.proc.signal(signal.SIGCONT)
+        got, statuses, pos = b"", [], 0
+        deadline = time.monotonic() + 20 * g.SLOW
+        while len(statuses) < want and time.monotonic() < deadline:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                k = s.recv(65536)
+            except socket.timeout:
+                break
+            if not k:
+                break
+            got += k
+            while True:
+                e = got.find(b"\r\n\r\n", pos)
+                if e < 0:
+                    break
+                head = got[pos:e].decode("latin-1").split("\r\n")
+                cl = next((int(l.split(":", 1)[1]) for l in head[1:] if l.lower().startswith("content-length:")), 0)
+                if e + 4 + cl > len(got):
+                    break
+                statuses.append(head[0].split(" ")[1])
+                pos = e + 4 + cl
+        self.assertEqual(len(statuses), want, "answers to %d pipelined requests: %d, statuses %s"
+                         % (want, len(statuses), sorted(set(statuses))))
+        self.assertEqual(set(statuses), {"200"})
+
+    def test_close_notify_is_answered(self):
+        # a client that ends the session with close_notify gets the gateway's own before the close
+        # (RFC 8446 6.1): unwrap() waits for it and fails on a bare EOF
+        s = self.ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.gw.port), timeout=10),
+                                 server_hostname="localhost")
+        self.addCleanup(s.close)
+        s.sendall(g.request_bytes("GET", "/health"))
+        self.assertIn(b" 200 ", s.recv(65536))
+        s.unwrap().close()
 
     def test_slow_upstream_reader_over_tls(self):
         # 3 MB uploaded faster than the upstream reads it: the gateway stops reading the client at its
