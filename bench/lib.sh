@@ -91,8 +91,20 @@ mem_kib() {
     echo "$sum"
 }
 
-# rss_kib NAME: peak resident set (VmHWM) summed over the server's processes, KiB
+# rss_kib NAME: peak resident set (VmHWM) summed over the server's processes, KiB. Pages the processes
+# share (nginx's master and worker: code, configuration, copy-on-write memory) count once per process.
 rss_kib() { mem_kib "$1" VmHWM; }
+
+# pss_kib NAME: proportional set size now, summed over the server's processes, KiB: a page shared by n
+# processes counts 1/n in each, so the sum counts it once (and shared libraries only in part)
+pss_kib() {
+    local p v sum=0
+    for p in $(pids_of "$1"); do
+        v=$(awk '$1 == "Pss:" { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
 
 # cpu_ticks NAME: user + system CPU ticks used so far by every process in the server's session
 cpu_ticks() {

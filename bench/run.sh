@@ -242,7 +242,7 @@ done
 
 # ------------------------------------------------------------------------------------- measure
 RES=$RESULTS_DIR/runs.tsv
-printf 'target\tpath\tround\trps\tp50_us\tp99_us\trequests\tsocket_errors\tnon2xx\trss_kib\n' >"$RES"
+printf 'target\tpath\tround\trps\tp50_us\tp99_us\trequests\tsocket_errors\tnon2xx\trss_kib\tpss_kib\n' >"$RES"
 declare -A DEAD=()
 
 # drive TARGET PATH DURATION ROUND (ROUND "warm": not recorded)
@@ -265,7 +265,7 @@ drive() {
     [[ -n $line ]] || { note "ERROR: no result from wrk for $t $path round $round (see $out)"; return 0; }
     # rps=.. p50_us=.. -> tab-separated values in the header's order
     printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$path" "$round" \
-        "$(sed 's/[a-z0-9_]*=//g; s/ /\t/g' <<<"$line")" "$(rss_kib "$t")" >>"$RES"
+        "$(sed 's/[a-z0-9_]*=//g; s/ /\t/g' <<<"$line")" "$(rss_kib "$t")	$(pss_kib "$t")" >>"$RES"
     note "$(printf '%-8s %-5s round %s  %9.0f req/s' "$t" "$path" "$round" "$(sed 's/^rps=\([0-9.]*\).*/\1/' <<<"$line")")"
 }
 
@@ -293,12 +293,12 @@ done
     NR > 1 {
         k = $1 SUBSEP $2
         rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
-        errs[k] += $8 + $9; if ($10 > rss[k]) rss[k] = $10
+        errs[k] += $8 + $9; if ($10 > rss[k]) rss[k] = $10; if ($11 > pss[k]) pss[k] = $11
         R[$1, $2, $3] = $4; rounds[$3] = 1
     }
     END {
         nt = split(targets, T, " "); np = split(paths, P, " ")
-        printf "%-9s %-5s %10s %8s %8s %9s %8s %7s\n", "target", "path", "req/s", "p50_ms", "p99_ms", "rss_MiB", "x_nginx", "errors"
+        printf "%-9s %-5s %10s %8s %8s %9s %9s %8s %7s\n", "target", "path", "req/s", "p50_ms", "p99_ms", "rss_MiB", "pss_MiB", "x_nginx", "errors"
         for (i = 1; i <= np; i++) for (j = 1; j <= nt; j++) {
             k = T[j] SUBSEP P[i]
             if (!(k in rps)) { printf "%-9s %-5s %10s\n", T[j], P[i], "no data"; continue }
@@ -306,14 +306,16 @@ done
             for (r in rounds)
                 if ((T[j], P[i], r) in R && ("nginx", P[i], r) in R && R["nginx", P[i], r] > 0)
                     ratios = ratios " " R[T[j], P[i], r] / R["nginx", P[i], r]
-            printf "%-9s %-5s %10.0f %8.2f %8.2f %9.1f %8s %7d\n", T[j], P[i], median(rps[k]),
-                median(p50[k]) / 1000, median(p99[k]) / 1000, rss[k] / 1024,
+            printf "%-9s %-5s %10.0f %8.2f %8.2f %9.1f %9.1f %8s %7d\n", T[j], P[i], median(rps[k]),
+                median(p50[k]) / 1000, median(p99[k]) / 1000, rss[k] / 1024, pss[k] / 1024,
                 ratios == "" ? "-" : sprintf("%.2f", median(ratios)), errs[k]
         }
     }' "$RES"
     echo
     echo "req/s, p50, p99: medians over the rounds (latency percentiles as wrk reports them)."
-    echo "rss_MiB: peak resident memory (VmHWM summed over the target's processes) by the end of that path's runs."
+    echo "rss_MiB: peak resident memory (VmHWM summed over the target's processes) by the end of that path's runs;"
+    echo "  pages nginx's master and worker share count twice. pss_MiB: proportional set size (shared pages"
+    echo "  split between the processes that map them) right after a run, the highest over the rounds."
     echo "x_nginx: median over the rounds of req/s(target) / req/s(nginx) in the same round."
     echo "errors: socket errors + non-2xx answers over all measured runs (should be 0)."
     if [[ $FULL == 1 ]]; then

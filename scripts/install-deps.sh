@@ -15,7 +15,7 @@ want+=(man-db groff-base systemd)
 want+=(chromium fonts-dejavu-core)
 # Node.js and npm, unless the machine has them already (from another source, say).
 command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
-if [[ ${1:-build} == bench ]]; then want+=(nginx haproxy wrk util-linux); fi
+if [[ ${1:-build} == bench ]]; then want+=(nginx haproxy wrk util-linux iproute2); fi
 
 # playwright-core, pinned by tests/browser/package-lock.json, into tests/browser/node_modules.
 npm_deps() {
