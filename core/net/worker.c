@@ -355,6 +355,7 @@ static void swap_generation(gw_worker *w, gw_gen *next)
     adopt(w, next);
     w->gen = next;
     if (!old) return;
+    gw_upstream_pools_carry(w, old, next);
     if (old->pw[w->id].inflight == 0 || w->nretiring == sizeof w->retiring / sizeof w->retiring[0])
         retire(w, old);
     else

@@ -26,6 +26,8 @@ void gw_target_reason(const gw_target *t, char *buf, size_t n);
 /* upstream.c: the worker's sweep and generation retirement */
 void gw_upstream_log_flush(void);
 void gw_upstream_pools_free(gw_worker *w, gw_gen *g);
+/* On reload: the idle connections of `old` to targets `next` still has move to next's pools. */
+void gw_upstream_pools_carry(gw_worker *w, gw_gen *old, gw_gen *next);
 
 /* http_call.c: host->http_call's URL pools: idle connections closed (drain), everything freed (retire) */
 void gw_http_call_pools_idle_free(gw_worker *w, gw_gen *g);

@@ -83,6 +83,15 @@ class ReloadCasesTest(gf.FilterTestCase):
             c.send(g.request_bytes("GET", "/api/3"))
             self.assertTags(c.read_response(), ["b"], ["b"], "after reloading the same file")
 
+    def test_idle_upstream_connections_survive_a_reload(self):
+        # a reload keeps the idle connections to targets that did not change, and opens none anew for them
+        gw = self.start([tagger("a")], workers=1)
+        first = self.get_ok(gw.port, "/api/x").json()["conn_id"]
+        self.assertEqual(self.get_ok(gw.port, "/api/x").json()["conn_id"], first, "reused before the reload")
+        self.reload_ok(gw, self.cfg(gw.port, [tagger("b")], workers=1), 2)
+        after = self.get_ok(gw.port, "/api/x").json()
+        self.assertEqual(after["conn_id"], first, "the upstream connection after the reload: %r" % after)
+
     def test_in_flight_request_finishes_on_its_generation(self):
         # only /api/slow waits: /info (polled by the reload helper) goes through the pipeline too
         routes = [{"prefix": "/api/slow", "service": "up", "filters": {"waiter": {"delay": "1500ms"}}},
