@@ -121,22 +121,8 @@ upstream_conf "$UP_PORT" >"$RUN/upstream.conf"
 # deny: were the store ever to fail, the run would show 503s instead of quietly measuring the local
 # fallback bucket. The password stays a reference: the gateway reads it from its environment.
 gateway_conf() {
+    gateway_base_conf "${PORT[$1]}" "http://127.0.0.1:$UP_PORT"
     cat <<EOF
-listeners:
-  - address: 127.0.0.1
-    port: ${PORT[$1]}
-workers: 1
-upstream:
-  keepalive: 128
-services:
-  - name: bench-upstream
-    targets:
-      - http://127.0.0.1:$UP_PORT
-routes:
-  - prefix: /
-    service: bench-upstream
-log:
-  level: warn
 pipeline:
   - name: adminauth
     password: \${BENCH_ADMIN_PASSWORD}

@@ -151,3 +151,25 @@ http {
 }
 EOF
 }
+
+# gateway_base_conf PORT UPSTREAM_URL: a gateway's configuration without pipeline or store: one worker
+# listening on 127.0.0.1:PORT, one route / to UPSTREAM_URL, a keep-alive pool of 128, warnings only
+gateway_base_conf() {
+    cat <<EOF
+listeners:
+  - address: 127.0.0.1
+    port: $1
+workers: 1
+upstream:
+  keepalive: 128
+services:
+  - name: bench-upstream
+    targets:
+      - $2
+routes:
+  - prefix: /
+    service: bench-upstream
+log:
+  level: warn
+EOF
+}

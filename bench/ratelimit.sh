@@ -90,23 +90,7 @@ upstream_conf "$UP_PORT" >"$RUN/upstream.conf"
 
 # gateway_conf TARGET: the gateway's configuration; A has no filter, B and C the limiter
 gateway_conf() {
-    cat <<EOF
-listeners:
-  - address: 127.0.0.1
-    port: ${PORT[$1]}
-workers: 1
-upstream:
-  keepalive: 128
-services:
-  - name: bench-upstream
-    targets:
-      - http://127.0.0.1:$UP_PORT
-routes:
-  - prefix: /
-    service: bench-upstream
-log:
-  level: warn
-EOF
+    gateway_base_conf "${PORT[$1]}" "http://127.0.0.1:$UP_PORT"
     case $1 in
         A) echo "pipeline: []" ;;
         B | C)
