@@ -133,19 +133,23 @@ int gw_chunked_feed(gw_chunked *c, const char *p, size_t n, size_t *used);
 void gw_chunked_consumed(gw_chunked *c, uint64_t n);
 
 /* --- helpers ------------------------------------------------------------------------------------- */
-/* Case-insensitive equality with a C string. Inline, so a literal's length is known at compile time
- * and a name of another length costs one comparison (header names are checked against many literals). */
-static inline bool gw_str_eq_ci(gw_str a, const char *lit)
+/* Case-insensitive (ASCII) equality of two strings: lengths first, bytes only when they match. */
+static inline bool gw_str_eq_ci_str(gw_str a, gw_str b)
 {
-    size_t n = strlen(lit);
-    if (a.n != n) return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)lit[i];
+    if (a.n != b.n) return false;
+    for (size_t i = 0; i < a.n; i++) {
+        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b.p[i];
         if ((unsigned)(x - 'A') < 26u) x |= 0x20;
         if ((unsigned)(y - 'A') < 26u) y |= 0x20;
         if (x != y) return false;
     }
     return true;
+}
+/* The same with a C string. Inline, so a literal's length is known at compile time and a name of another
+ * length costs one comparison (header names are checked against many literals). */
+static inline bool gw_str_eq_ci(gw_str a, const char *lit)
+{
+    return gw_str_eq_ci_str(a, (gw_str){lit, strlen(lit)});
 }
 const gw_http_field *gw_http_find(const gw_http_head *h, const char *name); /* first field by name, ci */
 /* A non-empty token (RFC 9110 5.6.2): what a field name or a method must be. One table lookup a byte. */

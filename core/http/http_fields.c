@@ -10,7 +10,7 @@ const gw_http_field *gw_http_find(const gw_http_head *h, const char *name)
     size_t n = strlen(name);
     for (size_t i = 0; i < h->nfields; i++) {
         const gw_str *f = &h->fields[i].name;
-        if (f->n == n && str_eq_ci_str(*f, (gw_str){name, n})) return &h->fields[i];
+        if (gw_str_eq_ci_str(*f, (gw_str){name, n})) return &h->fields[i];
     }
     return NULL;
 }

@@ -37,14 +37,6 @@ static inline bool eq_ci_n(const char *p, const char *lit, size_t n)
     return true;
 }
 
-static inline bool str_eq_ci_str(gw_str a, gw_str b)
-{
-    if (a.n != b.n) return false;
-    for (size_t i = 0; i < a.n; i++)
-        if (lower((unsigned char)a.p[i]) != lower((unsigned char)b.p[i])) return false;
-    return true;
-}
-
 /* Yields the next element of a comma-separated list, OWS-trimmed (possibly empty). *i starts at 0. */
 static inline bool list_next(gw_str v, size_t *i, gw_str *elt)
 {
@@ -66,7 +58,7 @@ static inline bool list_has_str(gw_str value, gw_str token)
     size_t i = 0;
     gw_str elt;
     while (list_next(value, &i, &elt))
-        if (elt.n && str_eq_ci_str(elt, token)) return true;
+        if (elt.n && gw_str_eq_ci_str(elt, token)) return true;
     return false;
 }
 

@@ -30,7 +30,7 @@ static bool ours_or_hop(gw_str name)
 {
     if (gw_http_is_hop_by_hop(name)) return true;
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
-        if (own[i].n == name.n && gw_str_eq_ci(name, own[i].p)) return true;
+        if (gw_str_eq_ci_str(name, own[i])) return true;
     return false;
 }
 
