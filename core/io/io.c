@@ -27,7 +27,7 @@ struct gw_io {
     struct event_base *base;
     int fd;
     struct bufferevent *bev; /* outgoing TLS only */
-    SSL *ssl;                /* accepted TLS (io_tls.c) */
+    SSL *ssl;                /* accepted TLS (below) */
     unsigned long ssl_err;   /* the OpenSSL error that failed the stream */
     size_t retry_len;        /* an SSL_write that wanted to be repeated: with this many bytes */
     bool hs_done, read_wants_write, write_wants_read;
@@ -51,6 +51,13 @@ static void drop_read(gw_io *io)
     if (!io->rev_added) return;
     event_del(io->rev);
     io->rev_added = false;
+}
+
+/* The input holds read_high bytes: reading stops until it drains below (in_changed resumes it). */
+static void pause_full(gw_io *io)
+{
+    io->wm_paused = true;
+    drop_read(io);
 }
 
 /* Registers the read event when reading is wanted. A pause leaves it registered: the next readiness
@@ -156,12 +163,10 @@ static void tls_read(gw_io *io, size_t want)
      * will not signal them. At the mark, pause as a plain read does (in_changed resumes and kicks the
      * read); at the bound, go on from the loop. */
     if (e == SSL_ERROR_NONE && SSL_has_pending(io->ssl)) {
-        if (io->read_high && evbuffer_get_length(io->in) >= io->read_high) {
-            io->wm_paused = true;
-            drop_read(io);
-        } else {
+        if (io->read_high && evbuffer_get_length(io->in) >= io->read_high)
+            pause_full(io);
+        else
             event_active(io->rev, EV_READ, 1);
-        }
     }
     if (e == SSL_ERROR_WANT_WRITE) { /* a key update or such to answer first */
         io->read_wants_write = true;
@@ -203,16 +208,20 @@ static int tls_write(gw_io *io)
             if (len > TLS_RECORD) len = TLS_RECORD;
         }
         const unsigned char *p = evbuffer_pullup(io->out, (ev_ssize_t)len);
+        if (!p) { /* out of memory */
+            tls_failed(io);
+            return -1;
+        }
         size_t done = 0;
         ERR_clear_error();
-        int r = p ? SSL_write_ex(io->ssl, p, len, &done) : 0;
+        int r = SSL_write_ex(io->ssl, p, len, &done);
         if (r == 1) {
             io->retry_len = 0;
             evbuffer_drain(io->out, done);
             continue;
         }
         io->retry_len = len; /* OpenSSL wants the same call again */
-        int e = p ? SSL_get_error(io->ssl, r) : SSL_ERROR_SSL;
+        int e = SSL_get_error(io->ssl, r);
         if (e == SSL_ERROR_WANT_WRITE) return 1;
         if (e == SSL_ERROR_WANT_READ) {
             io->write_wants_read = true;
@@ -235,8 +244,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     if (io->read_high) {
         size_t have = evbuffer_get_length(io->in);
         if (have >= io->read_high) {
-            io->wm_paused = true;
-            drop_read(io);
+            pause_full(io);
             return;
         }
         if (io->read_high - have < want) want = io->read_high - have;
