@@ -59,7 +59,7 @@ void *gw_req_alloc(gw_req *r, size_t n)
         return p;
     }
     if (!r->first && n <= CHUNK / 2) {
-        if (!(r->first = r->c ? gw_bufpool_get(&r->c->w->pool_chunk, CHUNK) : malloc(CHUNK))) return NULL;
+        if (!(r->first = gw_bufpool_get(&r->c->w->pool_chunk, CHUNK))) return NULL;
         r->arena = r->first;
         r->arena_cap = CHUNK;
         r->arena_used = n;
@@ -129,10 +129,7 @@ void gw_req_end(gw_req *r)
 void gw_req_free(gw_req *r)
 {
     gw_req_end(r);
-    if (r->c)
-        gw_bufpool_put(&r->c->w->pool_chunk, r->first, CHUNK);
-    else
-        free(r->first);
+    gw_bufpool_put(&r->c->w->pool_chunk, r->first, CHUNK);
     r->first = r->arena = NULL;
 }
 

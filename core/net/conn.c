@@ -22,7 +22,8 @@
 
 #define LINGER_MS 2000
 #define LINGER_BYTES (1u << 20)
-#define IDLE_KEEP_BYTES 4096 /* a head buffer above this is freed between requests */
+#define IDLE_KEEP_BYTES                                                                                      \
+    4096 /* head copies of this size are pooled; larger ones are freed after their request */
 
 static void arm_timer(gw_conn *c, uint64_t ms)
 {
@@ -257,6 +258,7 @@ void gw_conn_accept(gw_worker *w, int fd, struct sockaddr *sa, int salen, size_t
         return;
     }
     c->w = w;
+    c->rq.c = c; /* the request's memory comes from this worker's pools */
     c->listener = listener;
     c->client = client;
     format_peer(c, sa);
@@ -301,25 +303,6 @@ void gw_conn_resume_read(gw_conn *c)
     }
 }
 
-/* An idle keep-alive connection keeps a head buffer of the usual size only: one large head must not pin
- * its buffer for as long as the client keeps the connection (thousands of idle clients add up). */
-static void shrink_idle(gw_conn *c)
-{
-    if (c->head_cap > IDLE_KEEP_BYTES) {
-        free(c->head_buf);
-        c->head_buf = NULL;
-        c->head_cap = 0;
-    }
-}
-
-bool gw_conn_release_idle(gw_conn *c)
-{
-    if (c->state != GW_C_IDLE || c->pending_next || c->wait_drain || c->gen || !c->req) return false;
-    give_back(c);
-    gw_req_free(&c->rq); /* its first chunk too; taken again on demand */
-    return true;
-}
-
 /* The response is fully queued. Either close after flushing, or get ready for the next request. */
 void gw_conn_request_done(gw_conn *c)
 {
@@ -359,7 +342,10 @@ void gw_conn_request_done(gw_conn *c)
             arm_timer(c, 0);
         }
     } else {
-        if (!gw_conn_release_idle(c)) shrink_idle(c);
+        /* nothing waits: the request's buffers (its arena's first chunk too) go back to the worker's
+         * pools, so an idle keep-alive connection holds only its long-lived parts */
+        give_back(c);
+        gw_req_free(&c->rq);
         arm_timer(c, cfg_of(c)->keepalive_idle_ms);
     }
 }

@@ -14,8 +14,6 @@ void gw_conn_free(gw_conn *c);
 void gw_conn_drain(gw_conn *c);
 void gw_conn_request_done(gw_conn *c);
 void gw_conn_resume_read(gw_conn *c);
-/* Between requests: frees the buffers the next request allocates again (the worker's idle sweep). */
-bool gw_conn_release_idle(gw_conn *c); /* true if it freed the request buffers */
 /* request_id.c: c->request_id for the request whose head is in c->req */
 void gw_conn_set_request_id(gw_conn *c, const gw_config *cfg);
 

@@ -155,7 +155,7 @@ struct gw_worker {
     bool listening;
     struct event *backoff_ev; /* ends fd_backoff */
     struct event *trim_ev;    /* returns freed memory to the system once the worker is idle */
-    struct event *sweep_ev;   /* periodic: idle keep-alive connections give back their buffers */
+    struct event *sweep_ev;   /* periodic: summaries of rate-limited warnings */
     bool draining;
     uint64_t rng[2]; /* xorshift128+ state for request ids */
     int64_t date_sec;

@@ -29,7 +29,7 @@
 #define ACCEPT_BACKOFF_MS 250 /* pause after EMFILE/ENFILE */
 #define TRIM_MIN_PEAK 64      /* connections open at once before an idle worker trims */
 #define TRIM_IDLE_S 1         /* ... and for how long it must have stayed below a quarter of that */
-#define SWEEP_S 2             /* idle keep-alive connections give back their buffers this often */
+#define SWEEP_S 2             /* the periodic summaries of rate-limited warnings, this often */
 
 typedef struct gw_listen {
     gw_worker *w;
@@ -234,18 +234,11 @@ static void on_trim(evutil_socket_t fd, short what, void *arg)
     w->peak_conns = w->nconns;
 }
 
-/* Thousands of idle keep-alive clients would each keep ~20 KiB of buffers (parsed head, path, head
- * copy, arena chunk) that only a request needs. A sweep rather than a free at each request's end: a busy
- * connection then allocates them again at most once per sweep, never once per request. */
+/* Periodic, per worker: summaries of rate-limited warnings. (Request buffers need no sweep: they go back
+ * to the worker's pools when a response is queued, see bufpool.h.) */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     gw_worker *w = arg;
-    unsigned released = 0;
-    for (gw_conn *c = w->conns; c; c = c->next) released += gw_conn_release_idle(c);
-    /* What was freed lies between the connections that stay, below the arena's top (which a trim keeps
-     * top_pad of, see main.c): only malloc_trim hands those pages back. Not for a handful, and not while
-     * most connections are busy (their next requests would fault the pages in again). */
-    if (released >= 64 && released * 2 >= w->nconns) malloc_trim(0);
     gw_connlimit_flush(w->srv->climit, false); /* the limit warnings' summaries, from whichever worker */
     gw_upstream_log_flush();
 }

@@ -333,7 +333,7 @@ class ConnLimitsTest(g.GatewayTestCase):
             finally:
                 close_all(socks)
             self.assertEqual(lost, [])
-        peak = gw.hwm_kib()  # the high-water mark: the idle sweep may already free buffers meanwhile
+        peak = gw.hwm_kib()  # the high-water mark: buffers go back to the pools as requests complete
         self.assertGreater(peak - base, 24 * 1024, "the flood did not grow RSS enough to show anything "
                            "(base %d KiB, peak %d KiB)" % (base, peak))
         back = g.wait_until(lambda: gw.rss_kib() < base + 32 * 1024, 5 * g.SLOW, interval=0.1,
