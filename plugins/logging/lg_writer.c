@@ -268,9 +268,7 @@ void lg_writer_kick(lg_writer *w, const lg_ring *r)
 {
     int s = atomic_load(&w->sleeping);
     if (s == LG_AWAKE) return;
-    uint64_t bytes = atomic_load_explicit(&r->head, memory_order_relaxed) -
-                     atomic_load_explicit(&r->tail, memory_order_relaxed);
-    if (s == LG_NAP && lg_ring_used(r) <= r->rec_mask / 2 && bytes <= r->mask / 2) return;
+    if (s == LG_NAP && !lg_ring_half_full(r)) return;
     if (atomic_exchange(&w->sleeping, LG_AWAKE) != LG_AWAKE) wake(w);
 }
 

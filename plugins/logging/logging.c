@@ -250,12 +250,8 @@ static gw_result lg_on_log(void *inst, void *route_conf, void *state, gw_req *re
         (double)(lg_rand(r->rng) >> 11) * 0x1p-53 >= s->sample)
         return GW_CONTINUE;
     lg_rec *rec = lg_ring_slot(r);
-    if (!rec) {
-        if (in->m_dropped) h->metric_add(in->m_dropped, req, NULL, 1);
-        return GW_CONTINUE;
-    }
-    fill(in, state, req, path, status, level, rec);
-    if (lg_ring_push(r) != 0) {
+    if (rec) fill(in, state, req, path, status, level, rec);
+    if (!rec || lg_ring_push(r) != 0) { /* as many records as it may hold, or their bytes do not fit */
         if (in->m_dropped) h->metric_add(in->m_dropped, req, NULL, 1);
         return GW_CONTINUE;
     }

@@ -130,6 +130,13 @@ static inline uint64_t lg_ring_used(const lg_ring *r)
     return atomic_load_explicit(&r->head_n, memory_order_relaxed) -
            atomic_load_explicit(&r->tail_n, memory_order_relaxed);
 }
+/* More than half of its records or of its bytes in use. */
+static inline bool lg_ring_half_full(const lg_ring *r)
+{
+    uint64_t bytes = atomic_load_explicit(&r->head, memory_order_relaxed) -
+                     atomic_load_explicit(&r->tail, memory_order_relaxed);
+    return lg_ring_used(r) > r->rec_mask / 2 || bytes > r->mask / 2;
+}
 uint64_t lg_rand(uint64_t s[2]);
 void lg_rand_seed(uint64_t s[2]);
 
