@@ -275,8 +275,6 @@ static void reload_failed(gw_server *srv, char *msg, size_t msglen, const char *
     if (srv->m_reloads) gw_metric_add(srv->m_reloads, srv->nworkers, (const char *const[]){"failure"}, 1);
 }
 
-/* Validates and builds a whole new generation; only then hands it to the workers. Anything wrong leaves
- * the running generation untouched. True on success; msg gets the reason of a failure. */
 typedef struct {
     gw_server *srv;
     gw_config *cfg;
@@ -301,6 +299,8 @@ static void *build_thread(void *arg)
     return NULL;
 }
 
+/* Validates and builds a whole new generation; only then hands it to the workers. Anything wrong leaves
+ * the running generation untouched. True on success; msg gets the reason of a failure. */
 static bool reload(gw_main *m, char *msg, size_t msglen)
 {
     gw_server *srv = m->srv;
