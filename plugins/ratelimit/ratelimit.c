@@ -8,8 +8,8 @@
  *       headers: legacy          # legacy (X-RateLimit-*) | ietf (RateLimit, RateLimit-Policy) | both | none
  *       on_store_error: local    # local | allow | deny
  *       store_timeout: 100ms     # how long a request waits for the store before on_store_error decides
- *       exempt: [/health, /info, /metrics, /services/health]   # path prefixes (at a '/' boundary) never
- * limited limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
+ *       exempt: [/health, /info, /metrics, /services/health]   # never limited (prefixes, at a '/')
+ *       limit_admin: false       # requests that passed admin authentication (admin.user) are not limited
  *   routes[].filters.ratelimit: {rpm: 5, burst: 2} | {disabled: true}
  *
  * Identity: "key:<consumer.id>" when an earlier filter (apikey) identified the consumer, with the key's own
