@@ -169,7 +169,10 @@ async function main() {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.waitForTimeout(300);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    if (width > 391) fail(`at 390 px the page is ${width} px wide`);
+    if (width > 391) {
+      const wide = await page.evaluate(() => [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 391).map((e) => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + (e.textContent || '').slice(0, 60)).slice(-12).join('\n'));
+      fail(`at 390 px the page is ${width} px wide\n${wide}`);
+    }
     await page.screenshot({ path: join(OUT, '04-phone-390.png'), fullPage: true });
     step('readable at 390 px', `scrollWidth ${width}`);
 
